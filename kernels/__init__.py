@@ -1,0 +1,29 @@
+"""tritonnn.kernels: the engine.
+
+Every op is exposed once here. Each dispatches to its Triton kernel for CUDA tensors and to its PyTorch
+implementation otherwise; ``TRITONNN_BACKEND=auto|triton|torch`` or :func:`set_backend` overrides.
+"""
+
+from ._backend import BACKENDS, backend, backend_scope, get_backend, set_backend, use_triton
+from ._triton import HAS_TRITON, INTERPRETING
+from .activations import ACTIVATIONS
+from .dense import dense
+from .optim import adam_
+from .xent import log_softmax, softmax, softmax_cross_entropy
+
+__all__ = [
+    "ACTIVATIONS",
+    "adam_",
+    "dense",
+    "log_softmax",
+    "softmax",
+    "softmax_cross_entropy",
+    "BACKENDS",
+    "HAS_TRITON",
+    "INTERPRETING",
+    "backend",
+    "backend_scope",
+    "get_backend",
+    "set_backend",
+    "use_triton",
+]

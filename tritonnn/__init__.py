@@ -1,0 +1,39 @@
+"""tritonnn: Triton kernels under a Keras 3 API.  ``import tritonnn as keras``."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+
+
+def _load_kernels_from_checkout() -> None:
+    """Make ``tritonnn.kernels`` importable when Python runs from a source checkout.
+
+    Installed (wheel or editable), ``kernels/`` is mapped to ``tritonnn.kernels`` by the build. Started from the
+    repository root without an install, ``tritonnn/`` is found on the path but ``kernels/`` sits beside it, so it
+    is loaded here under its package name (never as a top-level ``kernels``).
+    """
+    here = os.path.dirname(os.path.abspath(__file__))
+    init = os.path.join(os.path.dirname(here), "kernels", "__init__.py")
+    if not os.path.exists(init):
+        raise ModuleNotFoundError("tritonnn.kernels is missing: reinstall tritonnn")
+    spec = importlib.util.spec_from_file_location(
+        "tritonnn.kernels", init, submodule_search_locations=[os.path.dirname(init)]
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["tritonnn.kernels"] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules["tritonnn.kernels"]
+        raise
+
+
+if importlib.util.find_spec("tritonnn.kernels") is None:
+    _load_kernels_from_checkout()
+
+from . import kernels  # noqa: E402
+
+__version__ = "0.1.0"
