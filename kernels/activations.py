@@ -32,9 +32,7 @@ def canonical(name: str | None) -> str:
     if key not in ACTIVATIONS:
         close = difflib.get_close_matches(name, list(ACTIVATIONS) + list(ALIASES), n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(
-            f"Unknown activation: {name!r}.{hint} Valid names: {sorted(set(ACTIVATIONS) | set(ALIASES))}"
-        )
+        raise ValueError(f"Unknown activation: {name!r}.{hint} Valid names: {sorted(set(ACTIVATIONS) | set(ALIASES))}")
     return key
 
 

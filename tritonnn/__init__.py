@@ -34,6 +34,6 @@ def _load_kernels_from_checkout() -> None:
 if importlib.util.find_spec("tritonnn.kernels") is None:
     _load_kernels_from_checkout()
 
-from . import kernels  # noqa: E402
+from . import kernels as kernels  # noqa: E402
 
 __version__ = "0.1.0"
