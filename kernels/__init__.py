@@ -9,11 +9,12 @@ from ._triton import HAS_TRITON, INTERPRETING
 from .activations import ACTIVATIONS
 from .dense import dense
 from .optim import adam_
-from .xent import log_softmax, softmax, softmax_cross_entropy
+from .xent import binary_cross_entropy, log_softmax, softmax, softmax_cross_entropy
 
 __all__ = [
     "ACTIVATIONS",
     "adam_",
+    "binary_cross_entropy",
     "dense",
     "log_softmax",
     "softmax",
