@@ -34,6 +34,39 @@ def _load_kernels_from_checkout() -> None:
 if importlib.util.find_spec("tritonnn.kernels") is None:
     _load_kernels_from_checkout()
 
+from . import (  # noqa: E402
+    callbacks,
+    config,
+    datasets,
+    initializers,
+    layers,
+    losses,
+    metrics,
+    models,
+    optimizers,
+    regularizers,
+    utils,
+)
 from . import kernels as kernels  # noqa: E402
+from .layers import Input  # noqa: E402
+from .models import Model, Sequential  # noqa: E402
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "Input",
+    "Model",
+    "Sequential",
+    "callbacks",
+    "config",
+    "datasets",
+    "initializers",
+    "kernels",
+    "layers",
+    "losses",
+    "metrics",
+    "models",
+    "optimizers",
+    "regularizers",
+    "utils",
+]

@@ -1,0 +1,47 @@
+"""Process-wide settings: the float type and the device new weights are made on."""
+
+from __future__ import annotations
+
+import torch
+
+_FLOATX = "float32"
+_DEVICE: str | None = None
+
+
+def floatx() -> str:
+    """The default float type of weights, as a string (Keras' ``keras.config.floatx()``)."""
+    return _FLOATX
+
+
+def set_floatx(value: str) -> None:
+    global _FLOATX
+    if value not in ("float16", "bfloat16", "float32", "float64"):
+        raise ValueError(f"Unknown floatx type. Expected float16, bfloat16, float32 or float64. Received: {value!r}")
+    _FLOATX = value
+
+
+def default_device() -> torch.device:
+    """Where weights and data go: CUDA when available, else CPU (override with :func:`set_default_device`)."""
+    if _DEVICE is not None:
+        return torch.device(_DEVICE)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def set_default_device(device: str | torch.device | None) -> None:
+    global _DEVICE
+    _DEVICE = None if device is None else str(torch.device(device))
+
+
+def standardize_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
+    """A torch dtype from a Keras dtype string or a torch dtype; ``None`` is floatx."""
+    if dtype is None:
+        dtype = _FLOATX
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    try:
+        result = getattr(torch, str(dtype))
+    except AttributeError:
+        result = None
+    if not isinstance(result, torch.dtype):
+        raise ValueError(f"Unknown dtype. Received: dtype={dtype!r}")
+    return result

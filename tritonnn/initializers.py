@@ -1,0 +1,213 @@
+"""Keras 3 initializers: classes and string identifiers, with ``seed=``.
+
+Values are drawn on the CPU from a ``torch.Generator`` and then moved, so a seeded initializer gives the same
+weights on every device. Unseeded initializers draw from torch's global generator
+(see :func:`tritonnn.utils.set_random_seed`).
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from typing import Any
+
+import torch
+
+
+def compute_fans(shape: tuple[int, ...]) -> tuple[float, float]:
+    """Keras' fans: ``(in, out)`` for a 2-D kernel; receptive field folded in for higher ranks."""
+    if len(shape) == 0:
+        return 1.0, 1.0
+    if len(shape) == 1:
+        return float(shape[0]), float(shape[0])
+    if len(shape) == 2:
+        return float(shape[0]), float(shape[1])
+    receptive = math.prod(shape[:-2])
+    return float(shape[-2] * receptive), float(shape[-1] * receptive)
+
+
+class Initializer:
+    """Base class: ``init(shape, dtype)`` returns a tensor."""
+
+    def __call__(self, shape: tuple[int, ...], dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        raise NotImplementedError
+
+    def get_config(self) -> dict[str, Any]:
+        return {}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Initializer:
+        return cls(**config)
+
+
+class _Seeded(Initializer):
+    def __init__(self, seed: int | None = None):
+        if seed is not None and not isinstance(seed, int):
+            raise ValueError(f"Expected an integer seed or None. Received: seed={seed!r}")
+        self.seed = seed
+
+    def _generator(self) -> torch.Generator | None:
+        return None if self.seed is None else torch.Generator().manual_seed(self.seed)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"seed": self.seed}
+
+
+class Zeros(Initializer):
+    def __call__(self, shape, dtype=torch.float32):
+        return torch.zeros(shape, dtype=dtype)
+
+
+class Ones(Initializer):
+    def __call__(self, shape, dtype=torch.float32):
+        return torch.ones(shape, dtype=dtype)
+
+
+class Constant(Initializer):
+    def __init__(self, value: float = 0.0):
+        self.value = float(value)
+
+    def __call__(self, shape, dtype=torch.float32):
+        return torch.full(shape, self.value, dtype=dtype)
+
+    def get_config(self):
+        return {"value": self.value}
+
+
+class RandomNormal(_Seeded):
+    def __init__(self, mean: float = 0.0, stddev: float = 0.05, seed: int | None = None):
+        super().__init__(seed)
+        self.mean, self.stddev = mean, stddev
+
+    def __call__(self, shape, dtype=torch.float32):
+        out = torch.empty(shape, dtype=torch.float32)
+        return out.normal_(self.mean, self.stddev, generator=self._generator()).to(dtype)
+
+    def get_config(self):
+        return {"mean": self.mean, "stddev": self.stddev, "seed": self.seed}
+
+
+class RandomUniform(_Seeded):
+    def __init__(self, minval: float = -0.05, maxval: float = 0.05, seed: int | None = None):
+        super().__init__(seed)
+        self.minval, self.maxval = minval, maxval
+
+    def __call__(self, shape, dtype=torch.float32):
+        out = torch.empty(shape, dtype=torch.float32)
+        return out.uniform_(self.minval, self.maxval, generator=self._generator()).to(dtype)
+
+    def get_config(self):
+        return {"minval": self.minval, "maxval": self.maxval, "seed": self.seed}
+
+
+def _truncated_normal(shape, mean, stddev, generator) -> torch.Tensor:
+    """Normal samples redrawn until within two standard deviations, as Keras' truncated normal."""
+    out = torch.empty(shape, dtype=torch.float32)
+    torch.nn.init.trunc_normal_(out, 0.0, 1.0, -2.0, 2.0, generator=generator)
+    return out * stddev + mean
+
+
+class TruncatedNormal(_Seeded):
+    def __init__(self, mean: float = 0.0, stddev: float = 0.05, seed: int | None = None):
+        super().__init__(seed)
+        self.mean, self.stddev = mean, stddev
+
+    def __call__(self, shape, dtype=torch.float32):
+        return _truncated_normal(shape, self.mean, self.stddev, self._generator()).to(dtype)
+
+    def get_config(self):
+        return {"mean": self.mean, "stddev": self.stddev, "seed": self.seed}
+
+
+class VarianceScaling(_Seeded):
+    """``scale / fan`` variance, as a truncated normal, an untruncated normal or a uniform (Keras' rule)."""
+
+    def __init__(
+        self, scale: float = 1.0, mode: str = "fan_in", distribution: str = "truncated_normal", seed: int | None = None
+    ):
+        super().__init__(seed)
+        if scale <= 0.0:
+            raise ValueError(f"Argument `scale` must be positive float. Received: scale={scale}")
+        if mode not in ("fan_in", "fan_out", "fan_avg"):
+            raise ValueError(f"Invalid `mode` argument: expected fan_in, fan_out or fan_avg. Received: mode={mode}")
+        if distribution not in ("truncated_normal", "untruncated_normal", "uniform"):
+            raise ValueError(f"Invalid `distribution` argument. Received: distribution={distribution}")
+        self.scale, self.mode, self.distribution = scale, mode, distribution
+
+    def __call__(self, shape, dtype=torch.float32):
+        fan_in, fan_out = compute_fans(tuple(shape))
+        fan = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2.0}[self.mode]
+        var = self.scale / max(1.0, fan)
+        gen = self._generator()
+        if self.distribution == "truncated_normal":
+            # 0.879... is the standard deviation of a unit normal truncated to [-2, 2].
+            return _truncated_normal(shape, 0.0, math.sqrt(var) / 0.87962566103423978, gen).to(dtype)
+        out = torch.empty(shape, dtype=torch.float32)
+        if self.distribution == "untruncated_normal":
+            return out.normal_(0.0, math.sqrt(var), generator=gen).to(dtype)
+        limit = math.sqrt(3.0 * var)
+        return out.uniform_(-limit, limit, generator=gen).to(dtype)
+
+    def get_config(self):
+        return {"scale": self.scale, "mode": self.mode, "distribution": self.distribution, "seed": self.seed}
+
+
+def _variance_scaling_class(name: str, scale: float, mode: str, distribution: str) -> type:
+    def __init__(self, seed: int | None = None):
+        VarianceScaling.__init__(self, scale=scale, mode=mode, distribution=distribution, seed=seed)
+
+    def get_config(self):
+        return {"seed": self.seed}
+
+    return type(name, (VarianceScaling,), {"__init__": __init__, "get_config": get_config})
+
+
+GlorotUniform = _variance_scaling_class("GlorotUniform", 1.0, "fan_avg", "uniform")
+GlorotNormal = _variance_scaling_class("GlorotNormal", 1.0, "fan_avg", "truncated_normal")
+HeUniform = _variance_scaling_class("HeUniform", 2.0, "fan_in", "uniform")
+HeNormal = _variance_scaling_class("HeNormal", 2.0, "fan_in", "truncated_normal")
+LecunUniform = _variance_scaling_class("LecunUniform", 1.0, "fan_in", "uniform")
+LecunNormal = _variance_scaling_class("LecunNormal", 1.0, "fan_in", "truncated_normal")
+
+ALL_OBJECTS: dict[str, type] = {
+    "zeros": Zeros,
+    "ones": Ones,
+    "constant": Constant,
+    "random_normal": RandomNormal,
+    "random_uniform": RandomUniform,
+    "truncated_normal": TruncatedNormal,
+    "variance_scaling": VarianceScaling,
+    "glorot_uniform": GlorotUniform,
+    "glorot_normal": GlorotNormal,
+    "he_uniform": HeUniform,
+    "he_normal": HeNormal,
+    "lecun_uniform": LecunUniform,
+    "lecun_normal": LecunNormal,
+}
+_BY_CLASS_NAME = {cls.__name__: cls for cls in ALL_OBJECTS.values()}
+
+
+def serialize(initializer: Initializer) -> dict[str, Any]:
+    return {"class_name": type(initializer).__name__, "config": initializer.get_config()}
+
+
+def get(identifier: str | dict | Initializer | None) -> Initializer | None:
+    """An initializer from a Keras string (``"glorot_uniform"``), a class name, a config dict or an instance."""
+    if identifier is None or isinstance(identifier, Initializer):
+        return identifier
+    if isinstance(identifier, dict):
+        cls = _BY_CLASS_NAME.get(identifier.get("class_name", ""))
+        if cls is None:
+            raise ValueError(f"Unknown initializer class: {identifier.get('class_name')!r}")
+        return cls.from_config(identifier.get("config", {}))
+    if isinstance(identifier, str):
+        cls = ALL_OBJECTS.get(identifier) or _BY_CLASS_NAME.get(identifier)
+        if cls is not None:
+            return cls()
+        names = sorted(ALL_OBJECTS)
+        close = difflib.get_close_matches(identifier, names, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"Unknown initializer: {identifier!r}.{hint} Valid names: {names}")
+    if isinstance(identifier, type) and issubclass(identifier, Initializer):
+        return identifier()
+    raise ValueError(f"Could not interpret initializer identifier: {identifier!r}")

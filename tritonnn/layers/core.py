@@ -1,0 +1,242 @@
+"""Core layers: Input, InputLayer, Dense, Activation, Flatten, Reshape."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from .. import initializers, kernels, regularizers
+from ..kernels.activations import activation_reference, canonical
+from .layer import Layer
+
+# Activations that are not element-wise: computed after the dense op by a row kernel.
+ROW_ACTIVATIONS = ("softmax", "log_softmax")
+
+
+def _resolve_activation(activation: Any) -> str:
+    if activation is None:
+        return "linear"
+    if isinstance(activation, str) and activation in ROW_ACTIVATIONS:
+        return activation
+    if callable(activation) and not isinstance(activation, str):
+        name = getattr(activation, "__name__", None)
+        if name is not None:
+            return _resolve_activation(name)
+    return canonical(activation)
+
+
+def apply_activation(name: str, z: torch.Tensor) -> torch.Tensor:
+    """Apply a resolved activation name: row softmaxes by their kernels, element-wise ones through the table.
+
+    A softmax output keeps its logits (``_tritonnn_logits``) so that a cross-entropy loss can take the fused
+    logits path instead of ``log(probabilities)``, as Keras does.
+    """
+    if name == "softmax":
+        y = kernels.softmax(z, axis=-1)
+        y._tritonnn_logits = z
+        return y
+    if name == "log_softmax":
+        return kernels.log_softmax(z, axis=-1)
+    return activation_reference(name, z)
+
+
+class InputLayer(Layer):
+    """The entry of a model: declares the shape (without batch) and dtype of one input."""
+
+    def __init__(
+        self,
+        shape: tuple[int | None, ...] | None = None,
+        batch_size: int | None = None,
+        dtype: str | torch.dtype | None = None,
+        name: str | None = None,
+        **kwargs: Any,
+    ):
+        if shape is None and "input_shape" in kwargs:
+            shape = kwargs.pop("input_shape")
+        if shape is None:
+            raise ValueError("You must pass a `shape` argument to InputLayer/Input.")
+        if isinstance(shape, int):
+            shape = (shape,)
+        super().__init__(name=name, dtype=dtype, **kwargs)
+        self.shape = tuple(shape)
+        self.batch_size = batch_size
+        self.built = True
+
+    def get_config(self) -> dict[str, Any]:
+        return {"shape": self.shape, "batch_size": self.batch_size, "dtype": str(self._dtype)[6:], "name": self.name}
+
+
+def Input(
+    shape: tuple[int | None, ...] | None = None,
+    batch_size: int | None = None,
+    dtype: str | torch.dtype | None = None,
+    name: str | None = None,
+) -> InputLayer:
+    """Declare a model input of ``shape`` (one sample, without the batch dimension)."""
+    return InputLayer(shape=shape, batch_size=batch_size, dtype=dtype, name=name)
+
+
+class Dense(Layer):
+    """Just your regular densely-connected layer: ``activation(inputs @ kernel + bias)``.
+
+    Args:
+        units: positive integer, the output dimension.
+        activation: a Keras activation name or None (linear).
+        use_bias: whether the layer has a bias vector.
+        kernel_initializer, bias_initializer: initializers (defaults ``"glorot_uniform"``, ``"zeros"``).
+        kernel_regularizer, bias_regularizer, activity_regularizer: optional regularizers.
+
+    Input shape: ``(batch, ..., input_dim)``. Output shape: ``(batch, ..., units)``.
+    The whole computation is one fused op, ``tritonnn.kernels.dense``.
+    """
+
+    def __init__(
+        self,
+        units: int,
+        activation: Any = None,
+        use_bias: bool = True,
+        kernel_initializer: Any = "glorot_uniform",
+        bias_initializer: Any = "zeros",
+        kernel_regularizer: Any = None,
+        bias_regularizer: Any = None,
+        activity_regularizer: Any = None,
+        kernel_constraint: Any = None,
+        bias_constraint: Any = None,
+        **kwargs: Any,
+    ):
+        super().__init__(**kwargs)
+        if not isinstance(units, int) or isinstance(units, bool) or units <= 0:
+            raise ValueError(
+                f"Received an invalid value for `units`, expected a positive integer. Received: units={units}"
+            )
+        self.units = units
+        self.activation = _resolve_activation(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+        self.activity_regularizer = regularizers.get(activity_regularizer)
+        self.kernel: torch.nn.Parameter | None = None
+        self.bias: torch.nn.Parameter | None = None
+
+    def build(self, input_shape: Any) -> None:
+        in_dim = input_shape[-1]
+        if in_dim is None:
+            raise ValueError("The last dimension of the inputs to a Dense layer should be defined. Found None.")
+        self.kernel = self.add_weight(
+            (in_dim, self.units), self.kernel_initializer, regularizer=self.kernel_regularizer, name="kernel"
+        )
+        if self.use_bias:
+            self.bias = self.add_weight(
+                (self.units,), self.bias_initializer, regularizer=self.bias_regularizer, name="bias"
+            )
+        self.built = True
+
+    def _weights_for(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        kernel, bias = self.kernel, self.bias
+        if kernel.dtype != x.dtype:  # mixed precision: fp32 master weights, computed in the policy's dtype
+            kernel = kernel.to(x.dtype)
+            bias = None if bias is None else bias.to(x.dtype)
+        return kernel, bias
+
+    def call(self, inputs: torch.Tensor) -> torch.Tensor:
+        if inputs.shape[-1] != self.kernel.shape[0]:
+            raise ValueError(
+                f"Input 0 of layer {self.name!r} is incompatible with the layer: expected axis -1 of input shape "
+                f"to have value {self.kernel.shape[0]}, but received input with shape {tuple(inputs.shape)}"
+            )
+        kernel, bias = self._weights_for(inputs)
+        if self.activation in ROW_ACTIVATIONS:
+            return apply_activation(self.activation, kernels.dense(inputs, kernel, bias, None))
+        return kernels.dense(inputs, kernel, bias, self.activation)
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        return (*tuple(input_shape[:-1]), self.units)
+
+    def get_config(self) -> dict[str, Any]:
+        cfg = super().get_config()
+        cfg.update(
+            units=self.units,
+            activation=self.activation,
+            use_bias=self.use_bias,
+            kernel_initializer=initializers.serialize(self.kernel_initializer),
+            bias_initializer=initializers.serialize(self.bias_initializer),
+            kernel_regularizer=None
+            if self.kernel_regularizer is None
+            else regularizers.serialize(self.kernel_regularizer),
+            bias_regularizer=None if self.bias_regularizer is None else regularizers.serialize(self.bias_regularizer),
+            activity_regularizer=None
+            if self.activity_regularizer is None
+            else regularizers.serialize(self.activity_regularizer),
+        )
+        return cfg
+
+
+class Activation(Layer):
+    """Applies an activation function (any element-wise Keras name, ``softmax`` or ``log_softmax``)."""
+
+    def __init__(self, activation: Any, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.activation = _resolve_activation(activation)
+        self.built = True
+
+    def call(self, inputs: torch.Tensor) -> torch.Tensor:
+        return apply_activation(self.activation, inputs)
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        return input_shape
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "activation": self.activation}
+
+
+class Flatten(Layer):
+    """Flattens every dimension but the batch one."""
+
+    def __init__(self, data_format: str | None = None, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.built = True
+
+    _autocast_inputs = False
+
+    def call(self, inputs: torch.Tensor) -> torch.Tensor:
+        return inputs.reshape(inputs.shape[0], -1)
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        rest = input_shape[1:]
+        return (input_shape[0], None if any(d is None for d in rest) else math.prod(rest))
+
+
+class Reshape(Layer):
+    """Reshapes each sample to ``target_shape`` (one dimension may be -1)."""
+
+    _autocast_inputs = False
+
+    def __init__(self, target_shape: tuple[int, ...], **kwargs: Any):
+        super().__init__(**kwargs)
+        self.target_shape = tuple(int(d) for d in target_shape)
+        if sum(d == -1 for d in self.target_shape) > 1:
+            raise ValueError(f"There must be at most one unknown dimension in target_shape. Received: {target_shape}")
+        self.built = True
+
+    def call(self, inputs: torch.Tensor) -> torch.Tensor:
+        n = math.prod(inputs.shape[1:])
+        known = math.prod(d for d in self.target_shape if d != -1)
+        if (-1 not in self.target_shape and known != n) or (-1 in self.target_shape and n % max(known, 1)):
+            raise ValueError(
+                f"Cannot reshape samples of shape {tuple(inputs.shape[1:])} to target_shape {self.target_shape}"
+            )
+        return inputs.reshape(inputs.shape[0], *self.target_shape)
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        rest = input_shape[1:]
+        if -1 in self.target_shape and not any(d is None for d in rest):
+            known = math.prod(d for d in self.target_shape if d != -1)
+            return (input_shape[0], *[math.prod(rest) // known if d == -1 else d for d in self.target_shape])
+        return (input_shape[0], *[None if d == -1 else d for d in self.target_shape])
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "target_shape": self.target_shape}

@@ -1,0 +1,204 @@
+"""Keras 3 losses. Cross-entropies run on the fused ``tritonnn.kernels`` ops.
+
+Reductions follow Keras: ``"sum_over_batch_size"`` (default: the sum of the weighted per-sample losses divided by
+the number of samples), ``"sum"``, ``"mean"`` (alias), and ``"none"``/None.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+import torch
+
+from . import kernels
+
+REDUCTIONS = ("sum_over_batch_size", "sum", "mean", "none", None)
+
+
+def _logits_of(y_pred: torch.Tensor) -> torch.Tensor | None:
+    """The logits behind a softmax output made by tritonnn (Keras' ``_keras_logits``), if any."""
+    return getattr(y_pred, "_tritonnn_logits", None)
+
+
+class Loss:
+    """Base class: ``call(y_true, y_pred)`` gives per-sample losses; ``__call__`` weights and reduces them."""
+
+    def __init__(self, name: str | None = None, reduction: str | None = "sum_over_batch_size", dtype: Any = None):
+        if reduction not in REDUCTIONS:
+            raise ValueError(
+                f"Invalid value for argument `reduction`. Expected one of {REDUCTIONS}. Received: {reduction!r}"
+            )
+        self.name = name or _snake(type(self).__name__)
+        self.reduction = reduction
+
+    def call(self, y_true: torch.Tensor, y_pred: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __call__(self, y_true: Any, y_pred: torch.Tensor, sample_weight: Any = None) -> torch.Tensor:
+        y_true = torch.as_tensor(y_true, device=y_pred.device)
+        per_sample = self.call(y_true, y_pred)
+        return reduce_weighted(per_sample, sample_weight, self.reduction)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"name": self.name, "reduction": self.reduction}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Loss:
+        return cls(**config)
+
+
+def reduce_weighted(values: torch.Tensor, sample_weight: Any, reduction: str | None) -> torch.Tensor:
+    values = values.float()
+    if sample_weight is not None:
+        w = torch.as_tensor(sample_weight, device=values.device, dtype=torch.float32)
+        while w.dim() < values.dim():
+            w = w.unsqueeze(-1)
+        values = values * w
+    if reduction in ("none", None):
+        return values
+    total = values.sum()
+    if reduction == "sum":
+        return total
+    return total / max(values.numel(), 1)
+
+
+def _snake(name: str) -> str:
+    import re
+
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+class SparseCategoricalCrossentropy(Loss):
+    """Cross-entropy between integer labels and predictions (probabilities, or logits with ``from_logits``)."""
+
+    def __init__(
+        self,
+        from_logits: bool = False,
+        ignore_class: int | None = None,
+        reduction: str | None = "sum_over_batch_size",
+        name: str = "sparse_categorical_crossentropy",
+        **kwargs: Any,
+    ):
+        super().__init__(name=name, reduction=reduction, **kwargs)
+        self.from_logits = bool(from_logits)
+        self.ignore_class = ignore_class
+
+    def _logits_and_labels(self, y_true, y_pred) -> tuple[torch.Tensor, torch.Tensor, bool]:
+        y_true = torch.as_tensor(y_true, device=y_pred.device)
+        if y_true.dim() == y_pred.dim() and y_true.shape[-1] == 1:
+            y_true = y_true.squeeze(-1)
+        if y_true.dtype.is_floating_point:
+            y_true = y_true.long()
+        logits, from_logits = y_pred, self.from_logits
+        if not from_logits and _logits_of(y_pred) is not None:
+            logits, from_logits = _logits_of(y_pred), True
+        return logits.reshape(-1, logits.shape[-1]), y_true, from_logits
+
+    def call(self, y_true, y_pred):
+        logits, labels, from_logits = self._logits_and_labels(y_true, y_pred)
+        return kernels.softmax_cross_entropy(
+            logits, labels.reshape(-1), reduction="none", ignore_index=self.ignore_class, from_logits=from_logits
+        ).reshape(labels.shape)
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        # The common case goes to the kernel's own mean: one pass, no per-sample vector.
+        if sample_weight is None and self.reduction in ("sum_over_batch_size", "mean") and self.ignore_class is None:
+            logits, labels, from_logits = self._logits_and_labels(y_true, y_pred)
+            return kernels.softmax_cross_entropy(
+                logits, labels.reshape(-1), reduction="mean", from_logits=from_logits
+            ).float()
+        return super().__call__(y_true, y_pred, sample_weight)
+
+    def get_config(self):
+        return {**super().get_config(), "from_logits": self.from_logits, "ignore_class": self.ignore_class}
+
+
+class CategoricalCrossentropy(Loss):
+    """Cross-entropy between one-hot (or probability) labels and predictions."""
+
+    def __init__(
+        self,
+        from_logits: bool = False,
+        label_smoothing: float = 0.0,
+        axis: int = -1,
+        reduction: str | None = "sum_over_batch_size",
+        name: str = "categorical_crossentropy",
+        **kwargs: Any,
+    ):
+        super().__init__(name=name, reduction=reduction, **kwargs)
+        self.from_logits = bool(from_logits)
+        self.label_smoothing = float(label_smoothing)
+        self.axis = axis
+
+    def call(self, y_true, y_pred):
+        logits, from_logits = y_pred, self.from_logits
+        if not from_logits and _logits_of(y_pred) is not None:
+            logits, from_logits = _logits_of(y_pred), True
+        if tuple(y_true.shape) != tuple(logits.shape):
+            raise ValueError(
+                f"Arguments `target` and `output` must have the same shape. Received: "
+                f"target.shape={tuple(y_true.shape)}, output.shape={tuple(logits.shape)}"
+            )
+        c = logits.shape[-1]
+        return kernels.softmax_cross_entropy(
+            logits.reshape(-1, c),
+            y_true.reshape(-1, c).to(logits.dtype if logits.dtype.is_floating_point else torch.float32),
+            reduction="none",
+            label_smoothing=self.label_smoothing,
+            from_logits=from_logits,
+        ).reshape(y_true.shape[:-1])
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "from_logits": self.from_logits,
+            "label_smoothing": self.label_smoothing,
+            "axis": self.axis,
+        }
+
+
+class MeanSquaredError(Loss):
+    def __init__(self, reduction: str | None = "sum_over_batch_size", name: str = "mean_squared_error", **kw: Any):
+        super().__init__(name=name, reduction=reduction, **kw)
+
+    def call(self, y_true, y_pred):
+        return (y_pred.float() - y_true.float()).square().mean(-1)
+
+
+class MeanAbsoluteError(Loss):
+    def __init__(self, reduction: str | None = "sum_over_batch_size", name: str = "mean_absolute_error", **kw: Any):
+        super().__init__(name=name, reduction=reduction, **kw)
+
+    def call(self, y_true, y_pred):
+        return (y_pred.float() - y_true.float()).abs().mean(-1)
+
+
+ALL_OBJECTS: dict[str, Any] = {
+    "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
+    "categorical_crossentropy": CategoricalCrossentropy,
+    "mean_squared_error": MeanSquaredError,
+    "mse": MeanSquaredError,
+    "mean_absolute_error": MeanAbsoluteError,
+    "mae": MeanAbsoluteError,
+}
+_BY_CLASS_NAME = {cls.__name__: cls for cls in ALL_OBJECTS.values()}
+
+
+def get(identifier: Any) -> Any:
+    """A loss from a Keras string, a class name, a ``Loss`` instance or a callable ``fn(y_true, y_pred)``."""
+    if identifier is None or isinstance(identifier, Loss):
+        return identifier
+    if isinstance(identifier, str):
+        cls = ALL_OBJECTS.get(identifier) or _BY_CLASS_NAME.get(identifier)
+        if cls is None:
+            names = sorted(ALL_OBJECTS)
+            close = difflib.get_close_matches(identifier, names, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"Unknown loss: {identifier!r}.{hint} Valid names: {names}")
+        return cls()
+    if isinstance(identifier, type) and issubclass(identifier, Loss):
+        return identifier()
+    if callable(identifier):
+        return identifier
+    raise ValueError(f"Could not interpret loss identifier: {identifier!r}")
