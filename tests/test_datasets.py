@@ -407,3 +407,18 @@ def test_http_error_is_reported_with_its_status(no_env: None, tmp_path: Path) ->
     with serve(empty) as (url, _), pytest.raises(datasets.DatasetUnavailableError, match="HTTP 404"):
         mnist.load_data(path=tmp_path / "cache", base_url=url)
     assert cache_listing(tmp_path / "cache") == []
+
+
+@needs_shared
+def test_a_cache_write_error_is_not_reported_as_a_download_failure(
+    no_env: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def disk_full(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(_cache.os, "fsync", disk_full)
+    cache = tmp_path / "cache"
+    with pytest.raises(OSError, match="No space left") as info:
+        mnist.load_data(path=cache, base_url=(SHARED / "mnist").as_uri())
+    assert not isinstance(info.value, datasets.DatasetUnavailableError)
+    assert cache_listing(cache) == []  # the temporary file is removed

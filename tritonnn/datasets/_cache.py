@@ -45,6 +45,14 @@ class DatasetUnavailableError(OSError):
     """Files are missing from the cache and could not be downloaded (offline, wrong URL, HTTP error)."""
 
 
+class _FetchFailed(Exception):
+    """Internal: opening or reading the URL failed (the cause is chained)."""
+
+
+# What urllib raises for a refused connection, a timeout, a reset, an HTTP error status or a missing file:// file.
+_NETWORK_ERRORS = (OSError, http.client.HTTPException)
+
+
 def cache_dir(subdir: str, path: str | os.PathLike[str] | None = None) -> Path:
     """The folder a data set's files are cached in: ``path``, else ``$TRITONNN_DATA/subdir``, else the default."""
     if path is not None:
@@ -101,10 +109,12 @@ def fetch(name: str, subdir: str, files: Mapping[str, str], directory: Path, bas
         url = f"{base_url.rstrip('/')}/{f}"
         try:
             _download(url, paths[f], files[f])
-        except (OSError, http.client.HTTPException) as e:  # urllib.error.URLError, timeouts, refused, HTTP errors
+        except _FetchFailed as e:  # the network or the URL failed; errors writing the cache propagate as they are
+            cause = e.__cause__
+            assert cause is not None
             raise DatasetUnavailableError(
-                _unavailable_message(name, subdir, directory, base_url, files, missing[i:], e)
-            ) from e
+                _unavailable_message(name, subdir, directory, base_url, files, missing[i:], cause)
+            ) from cause
     return paths
 
 
@@ -117,11 +127,22 @@ def _download(url: str, target: Path, expected: str) -> None:
     try:
         digest = hashlib.sha256()
         size = 0
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=_TIMEOUT_S) as response:
-            while chunk := response.read(_CHUNK):
-                out.write(chunk)
-                digest.update(chunk)
-                size += len(chunk)
+        with os.fdopen(fd, "wb") as out:
+            try:
+                response = urllib.request.urlopen(url, timeout=_TIMEOUT_S)
+            except _NETWORK_ERRORS as e:
+                raise _FetchFailed from e
+            with response:
+                while True:
+                    try:
+                        chunk = response.read(_CHUNK)
+                    except _NETWORK_ERRORS as e:
+                        raise _FetchFailed from e
+                    if not chunk:
+                        break
+                    out.write(chunk)
+                    digest.update(chunk)
+                    size += len(chunk)
             out.flush()
             os.fsync(out.fileno())
         got = digest.hexdigest()
