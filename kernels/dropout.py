@@ -1,0 +1,177 @@
+"""Dropout with a counter-based mask: Philox4x32-10 on (seed, element index).
+
+``y = x * keep / (1 - rate)`` with ``keep = philox(seed, i) >> 1 >= round(rate * 2**31)`` for the logical
+(row-major) element index ``i``: Keras' inverted dropout, with a mask that is a pure function of the seed and the
+index. So the backward regenerates the mask instead of storing it, the mask does not depend on block sizes, and the
+dense kernel fuses the very same mask into its epilogue (kernels/dense.py): fused and unfused paths, and the torch
+and Triton backends, drop bit-identical elements for the same seed.
+
+The comparison is done on the 31 high bits of the integer draw, not on a float from ``tl.rand``, so that the torch
+implementation below reproduces it exactly without depending on how a Triton version turns bits into floats.
+
+Forward: read N, write N elements. Backward: read N (dy), write N (dx). Nothing is saved but the seed.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import torch
+
+from . import _backend
+from ._aot import AotCase, register_aot
+from ._triton import INTERPRETING, tl, triton
+
+# Philox4x32-10 constants (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3", SC'11), as tl.randint.
+_PHILOX_ROUND_A = 0xD2511F53
+_PHILOX_ROUND_B = 0xCD9E8D57
+_PHILOX_KEY_A = 0x9E3779B9
+_PHILOX_KEY_B = 0xBB67AE85
+_M32 = 0xFFFFFFFF
+
+
+def _mul_hi_lo(a: int, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """High and low 32 bits of ``a * c`` for a 32-bit constant and int64 tensors holding uint32, without overflow."""
+    c_hi, c_lo = c >> 16, c & 0xFFFF
+    t_lo = a * c_lo  # < 2**48
+    t = a * c_hi + (t_lo >> 16)  # a * c == t * 2**16 + (t_lo & 0xffff), t < 2**49
+    return t >> 16, ((t & 0xFFFF) << 16) | (t_lo & 0xFFFF)
+
+
+def philox_randint(seed: int, offsets: torch.Tensor) -> torch.Tensor:
+    """``tl.randint(seed, offsets)`` in torch: the first 32-bit word of Philox4x32-10, as int64 in [0, 2**32)."""
+    offsets = offsets.to(torch.int64)
+    c0, c1 = offsets & _M32, (offsets >> 32) & _M32
+    c2 = torch.zeros_like(c0)
+    c3 = torch.zeros_like(c0)
+    k0, k1 = seed & _M32, (seed >> 32) & _M32
+    for _ in range(10):
+        hi_b, lo_b = _mul_hi_lo(_PHILOX_ROUND_B, c2)
+        hi_a, lo_a = _mul_hi_lo(_PHILOX_ROUND_A, c0)
+        c0, c1, c2, c3 = hi_b ^ c1 ^ k0, lo_b, hi_a ^ c3 ^ k1, lo_a
+        k0, k1 = (k0 + _PHILOX_KEY_A) & _M32, (k1 + _PHILOX_KEY_B) & _M32
+    return c0
+
+
+def keep_threshold(rate: float) -> int:
+    """The 31-bit threshold: an element is kept when ``randint >> 1 >= keep_threshold(rate)``."""
+    return min(int(round(rate * 2**31)), 2**31 - 1)
+
+
+def dropout_mask(seed: int, rate: float, shape: tuple[int, ...], device: torch.device | str = "cpu") -> torch.Tensor:
+    """The boolean keep-mask of ``shape`` (row-major element indices), identical to the Triton kernels'."""
+    n = 1
+    for s in shape:
+        n *= int(s)
+    offsets = torch.arange(n, dtype=torch.int64, device=device)
+    return ((philox_randint(seed, offsets) >> 1) >= keep_threshold(rate)).reshape(shape)
+
+
+def dropout_reference(x: torch.Tensor, rate: float, seed: int) -> torch.Tensor:
+    """Plain torch: ``x * keep / (1 - rate)`` with the Philox mask; differentiable by autograd."""
+    keep = dropout_mask(seed, rate, tuple(x.shape), x.device)
+    scale = 1.0 / (1.0 - rate)
+    return torch.where(keep, x * scale, torch.zeros((), dtype=x.dtype, device=x.device))
+
+
+@triton.jit(do_not_specialize=["seed", "threshold"])
+def _dropout_fwd_kernel(
+    x_ptr,  # *[n] input (dy in the backward), contiguous
+    y_ptr,  # *[n] output (dx in the backward), contiguous
+    n,  # number of elements
+    seed,  # Philox key
+    threshold,  # i32: keep when randint >> 1 >= threshold
+    scale,  # fp32: 1 / (1 - rate)
+    BLOCK: tl.constexpr,
+):
+    # One program handles BLOCK consecutive elements; the mask depends only on (seed, element index).
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    valid = offs < n
+    x = tl.load(x_ptr + offs, mask=valid, other=0.0).to(tl.float32)
+    keep = (tl.randint(seed, offs) >> 1).to(tl.int32) >= threshold
+    y = tl.where(keep, x * scale, 0.0)
+    tl.store(y_ptr + offs, y.to(y_ptr.dtype.element_ty), mask=valid)
+
+
+_DROPOUT_BLOCK = 256 if INTERPRETING else 1024
+
+register_aot(
+    *(
+        AotCase(
+            name=f"dropout_fwd[{dt[1:]}]",
+            kernel=_dropout_fwd_kernel,
+            signature={
+                "x_ptr": dt,
+                "y_ptr": dt,
+                "n": "i64",
+                "seed": "i64",
+                "threshold": "i32",
+                "scale": "fp32",
+                "BLOCK": "constexpr",
+            },
+            constexprs={"BLOCK": 1024},
+            num_warps=4,
+            num_stages=1,
+        )
+        for dt in ("*fp32", "*bf16", "*fp16")
+    )
+)
+
+
+def _dropout_launch(x: torch.Tensor, rate: float, seed: int) -> torch.Tensor:
+    x = x.contiguous()
+    y = torch.empty_like(x)
+    n = x.numel()
+    if n:
+        grid = (triton.cdiv(n, _DROPOUT_BLOCK),)
+        _dropout_fwd_kernel[grid](x, y, n, seed, keep_threshold(rate), 1.0 / (1.0 - rate), BLOCK=_DROPOUT_BLOCK)
+    return y
+
+
+class DropoutFunction(torch.autograd.Function):
+    """Saves nothing but (rate, seed): the backward regenerates the mask and applies it to dy."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, rate: float, seed: int) -> torch.Tensor:
+        ctx.rate, ctx.seed = rate, seed
+        return _dropout_launch(x, rate, seed)
+
+    @staticmethod
+    def backward(ctx, dy: torch.Tensor):
+        return _dropout_launch(dy, ctx.rate, ctx.seed), None, None
+
+
+def check_rate(rate: float) -> float:
+    if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0.0 <= float(rate) < 1.0:
+        raise ValueError(
+            f"Invalid value received for argument `rate`. Expected a float value between 0 and 1 (1 excluded). "
+            f"Received: rate={rate!r}"
+        )
+    return float(rate)
+
+
+def check_seed(seed: int | None) -> int:
+    """A seed for Philox: a Python int in [0, 2**63); None draws one from torch's default generator."""
+    if seed is None:
+        return int(torch.randint(0, 2**62, (1,)).item())
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= int(seed) < 2**63:
+        raise ValueError(f"Expected the dropout seed to be an int in [0, 2**63). Received: seed={seed!r}")
+    return int(seed)
+
+
+def dropout(x: torch.Tensor, rate: float, seed: int | None = None, training: bool = True) -> torch.Tensor:
+    """Keras' inverted dropout: zero each element with probability ``rate``, scale the rest by ``1 / (1 - rate)``.
+
+    The mask is Philox on (``seed``, row-major element index), bit-identical to the one ``dense(...,
+    dropout_rate=rate, dropout_seed=seed)`` fuses into its epilogue. ``rate == 0`` or ``training=False`` returns
+    ``x`` itself: no launch, no copy.
+    """
+    rate = check_rate(rate)
+    if not training or rate == 0.0:
+        return x
+    seed = check_seed(seed)
+    if not x.dtype.is_floating_point:
+        raise ValueError(f"dropout expects a floating-point tensor. Received: x.dtype={x.dtype}")
+    if _backend.use_triton(x) and x.dtype in (torch.float32, torch.bfloat16, torch.float16):
+        return DropoutFunction.apply(x, rate, seed)
+    return dropout_reference(x, rate, seed)
