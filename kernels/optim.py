@@ -1,10 +1,51 @@
-"""Optimizer updates over flat fp32 buffers: one launch updates every parameter of a model.
+"""Fused optimizer updates over flat fp32 buffers: one launch updates every parameter of a model.
 
-Adam reads param, grad, m, v and writes param, m, v: 7 x 4 bytes per parameter, nothing more.
+The optimizer (``tritonnn/optimizers``) keeps all trainable parameters in one contiguous fp32 buffer, their
+gradients in another, and each state (moments, velocities) in one more, so a step is one kernel over ``n``
+elements, whatever the number of variables. One kernel serves every rule; the rule and its options are constexprs
+(``RULE``, ``CLIP``, ``HAS_WD``, ``HAS_MOMENTUM``, ``NESTEROV``, ``CENTERED``, ``AMSGRAD``), so each configuration
+compiles to straight-line code with no dead loads.
+
+Update rules: Keras 3's, in the order Keras applies them (``BaseOptimizer._backend_apply_gradients``):
+  1. clip the gradient: ``clipvalue`` (element-wise clamp), ``clipnorm`` (each variable's gradient scaled by
+     ``clipnorm / max(||g_var||, clipnorm)``), or ``global_clipnorm`` (every gradient scaled by
+     ``clip * min(1 / ||g||, 1 / clip)``, NaN when the norm is not finite, as Keras does);
+  2. weight decay, when set: ``p -= p * weight_decay * lr`` (before the update, for every optimizer);
+  3. the rule:
+     SGD      m = momentum m - lr g;  p += m  (nesterov: p += momentum m - lr g);  no momentum: p -= lr g
+     Adam     m += (g - m)(1 - b1);  v += (g^2 - v)(1 - b2);  [amsgrad: vh = max(vh, v), v := vh]
+              p -= lr_t m / (sqrt(v) + eps),  lr_t = lr sqrt(1 - b2^t) / (1 - b1^t),  t = iterations + 1
+     RMSprop  v = rho v + (1 - rho) g^2;  [centered: a = rho a + (1 - rho) g, denom = v - a^2 + eps]
+              else denom = v + eps;  inc = lr g / sqrt(denom);  momentum > 0: mo = momentum mo + inc, p -= mo
+              else p -= inc
+Keras vs PyTorch (both written down because the defaults look alike and are not):
+  - Adam: Keras adds epsilon to sqrt(v) *after* folding the bias corrections into the rate (``eps_hat`` of Kingma &
+    Ba), PyTorch adds it to sqrt(v_hat) = sqrt(v / (1 - b2^t)); the two agree when eps is 0. Keras' default epsilon
+    is 1e-7, PyTorch's 1e-8.
+  - RMSprop: Keras puts epsilon *inside* the square root (sqrt(v + eps)), PyTorch outside (sqrt(v) + eps); Keras'
+    rho is PyTorch's alpha (defaults 0.9 vs 0.99); Keras' default epsilon 1e-7, PyTorch's 1e-8.
+  - SGD with momentum: Keras folds lr into the velocity (m = mu m - lr g), PyTorch does not (b = mu b + g,
+    p -= lr b): identical trajectories for a constant lr, different ones when lr changes (schedules).
+    Keras' nesterov step is p += mu m - lr g, PyTorch's p -= lr (g + mu b): the same for a constant lr.
+  - Weight decay: Keras decays every optimizer decoupled, p -= lr wd p before the rule (AdamW's form, default
+    0.004 for AdamW); PyTorch's Adam/SGD/RMSprop ``weight_decay`` adds wd p to the gradient (L2), and
+    ``torch.optim.AdamW`` uses p -= lr wd p with default wd 0.01.
+
+The global norm is one reduction pass (``_optim_sqnorm_kernel``: each program sums the squares of a chunk and adds
+them to a device scalar with one atomic), and the scaling is fused into the update kernel, which reads that
+scalar: no host sync, no rescaled copy of the gradient. ``clipnorm`` (per variable) uses the same two kernels over
+a chunk table whose chunks never cross a variable boundary, one accumulator per variable.
+
+All step-dependent scalars (the learning rate from a schedule, Adam's bias corrections) are computed on the host
+from the optimizer's host-side step counter, which never needs to be read back from the device: no host sync.
+
+Traffic per parameter (fp32): Adam reads p, g, m, v and writes p, m, v: 28 bytes (amsgrad +8); SGD with momentum
+20, without 12; RMSprop 20 (+8 momentum, +8 centered). Clipping by norm adds one read of g: +4.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
@@ -13,88 +54,456 @@ from . import _backend
 from ._aot import AotCase, register_aot
 from ._triton import tl, triton
 
+SGD, ADAM, RMSPROP = 0, 1, 2
+RULES = {"sgd": SGD, "adam": ADAM, "rmsprop": RMSPROP}
+CLIP_NONE, CLIP_VALUE, CLIP_NORM, CLIP_GLOBAL = 0, 1, 2, 3
+CLIP_MODES = {None: CLIP_NONE, "value": CLIP_VALUE, "norm": CLIP_NORM, "global": CLIP_GLOBAL}
+
+# 1024 fp32 per program over 4 warps (8 per thread: two 16-byte vector loads per buffer) saturates HBM for a
+# streaming update; the segmented (clipnorm) path loops over chunks of up to _SEG_CHUNK elements per program so
+# that one atomic per chunk is cheap (a 1e9-parameter model: ~15K atomics, not ~1M).
+_BLOCK = 1024
+_SEG_CHUNK = 65536
+
+
+@dataclasses.dataclass(frozen=True)
+class Segments:
+    """A chunk table over a flat buffer: chunk i is [start[i], start[i+1]), inside variable seg[i].
+
+    With ``by_variable=False`` the chunks ignore the variable boundaries and every chunk is segment 0 (the global
+    norm).
+    """
+
+    sizes: tuple[int, ...]  # element count of each variable, in buffer order
+    start: torch.Tensor  # *i64 [n_chunks + 1]
+    seg: torch.Tensor  # *i32 [n_chunks]
+    n_segments: int
+
+    @property
+    def n_chunks(self) -> int:
+        return int(self.seg.numel())
+
+
+def make_segments(sizes, device, *, by_variable: bool = True, chunk: int = _SEG_CHUNK) -> Segments:
+    """The chunk table for variables of ``sizes`` elements laid out back to back (built once, at ``build``)."""
+    starts, segs = [], []
+    offset = 0
+    if by_variable:
+        for i, size in enumerate(sizes):
+            for s in range(0, size, chunk):
+                starts.append(offset + s)
+                segs.append(i)
+            offset += size
+    else:
+        offset = sum(sizes)
+        for s in range(0, offset, chunk):
+            starts.append(s)
+            segs.append(0)
+    starts.append(offset)
+    return Segments(
+        sizes=tuple(int(s) for s in sizes),
+        start=torch.tensor(starts, dtype=torch.int64, device=device),
+        seg=torch.tensor(segs, dtype=torch.int32, device=device),
+        n_segments=len(sizes) if by_variable else 1,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class GradClip:
+    """Keras' gradient clipping: ``mode`` "value" (clipvalue), "norm" (clipnorm) or "global" (global_clipnorm)."""
+
+    mode: str
+    value: float
+    segments: Segments | None = None  # required for "norm" and "global"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Reference: Keras' rules over flat buffers in plain torch. The CPU path, and the written-down spec.
+# ----------------------------------------------------------------------------------------------------------------
+def _clip_reference(grad: torch.Tensor, clip: GradClip | None) -> torch.Tensor:
+    if clip is None:
+        return grad
+    if clip.mode == "value":
+        return grad.clamp(-clip.value, clip.value)
+    if clip.mode == "global":
+        norm = grad.square().sum().sqrt()
+        return grad * (clip.value / torch.maximum(norm, norm.new_tensor(clip.value)) + (norm - norm))
+    parts = grad.split(list(clip.segments.sizes))
+    return torch.cat([g * (clip.value / torch.clamp_min(g.square().sum().sqrt(), clip.value)) for g in parts])
+
 
 @torch.no_grad()
-def adam_reference_(
+def optimizer_reference_(
+    rule: str,
     param: torch.Tensor,
     grad: torch.Tensor,
-    m: torch.Tensor,
-    v: torch.Tensor,
+    s1: torch.Tensor | None,
+    s2: torch.Tensor | None,
+    s3: torch.Tensor | None,
     *,
-    step: int,
     lr: float,
-    beta_1: float = 0.9,
-    beta_2: float = 0.999,
+    step: int = 1,
+    h1: float = 0.0,
+    h2: float = 0.0,
     epsilon: float = 1e-7,
+    weight_decay: float | None = None,
+    nesterov: bool = False,
+    centered: bool = False,
+    amsgrad: bool = False,
+    clip: GradClip | None = None,
 ) -> None:
-    """Keras 3's Adam, in place: epsilon is added to ``sqrt(v)`` after the bias correction is folded into lr."""
-    lr_t = lr * math.sqrt(1.0 - beta_2**step) / (1.0 - beta_1**step)
-    m.add_(grad - m, alpha=1.0 - beta_1)
-    v.add_(grad * grad - v, alpha=1.0 - beta_2)
-    param.sub_(lr_t * m / (v.sqrt() + epsilon))
+    """One Keras update of ``param`` in place. ``h1, h2``: SGD (momentum, -); Adam (beta_1, beta_2);
+    RMSprop (rho, momentum). States: SGD s1 = momentum; Adam s1 = m, s2 = v, s3 = v_hat;
+    RMSprop s1 = velocity, s2 = momentum, s3 = average gradient."""
+    g = _clip_reference(grad, clip)
+    if weight_decay:
+        param.sub_(param * weight_decay * lr)
+    if rule == "sgd":
+        if h1 != 0:
+            s1.mul_(h1).sub_(g * lr)
+            param.add_(s1 * h1 - g * lr if nesterov else s1)
+        else:
+            param.sub_(g * lr)
+    elif rule == "adam":
+        lr_t = lr * math.sqrt(1.0 - h2**step) / (1.0 - h1**step)
+        s1.add_((g - s1) * (1.0 - h1))
+        s2.add_((g * g - s2) * (1.0 - h2))
+        v = s2
+        if amsgrad:
+            torch.maximum(s3, s2, out=s3)
+            v = s3
+        param.sub_(s1 * lr_t / (v.sqrt() + epsilon))
+    elif rule == "rmsprop":
+        s1.mul_(h1).add_(g * g * (1.0 - h1))
+        if centered:
+            s3.mul_(h1).add_(g * (1.0 - h1))
+            denom = s1 - s3 * s3 + epsilon
+        else:
+            denom = s1 + epsilon
+        inc = lr * g / denom.sqrt()
+        if h2 > 0:
+            s2.mul_(h2).add_(inc)
+            param.sub_(s2)
+        else:
+            param.sub_(inc)
+    else:
+        raise ValueError(f"Unknown rule {rule!r}; expected one of {sorted(RULES)}")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Kernels
+# ----------------------------------------------------------------------------------------------------------------
+@triton.jit
+def _optim_sqnorm_kernel(
+    grad_ptr,  # *fp32 [n] the flat gradient
+    start_ptr,  # *i64 [n_chunks + 1] chunk boundaries
+    seg_ptr,  # *i32 [n_chunks] chunk -> accumulator index
+    out_ptr,  # *fp32 [n_segments] sums of squares, zeroed by the caller
+    BLOCK: tl.constexpr,
+):
+    # One program per chunk: sum g^2 over the chunk in BLOCK steps (a per-lane fp32 accumulator), then one atomic.
+    pid = tl.program_id(0)
+    start = tl.load(start_ptr + pid)
+    end = tl.load(start_ptr + pid + 1)
+    seg = tl.load(seg_ptr + pid)
+    acc = tl.zeros([BLOCK], tl.float32)
+    for s in range(start, end, BLOCK):
+        offs = s + tl.arange(0, BLOCK)
+        g = tl.load(grad_ptr + offs, mask=offs < end, other=0.0)
+        acc += g * g
+    tl.atomic_add(out_ptr + seg, tl.sum(acc, axis=0))
 
 
 @triton.jit
-def _adam_fwd_kernel(
-    param_ptr,  # *fp32 [n], updated in place
-    grad_ptr,  # *fp32 [n]
-    m_ptr,  # *fp32 [n], first moment, updated in place
-    v_ptr,  # *fp32 [n], second moment, updated in place
-    n,  # number of elements
-    lr_t,  # fp32: lr * sqrt(1 - beta_2**step) / (1 - beta_1**step), folded on the host
-    beta_1,
-    beta_2,
+def _optim_fwd_kernel(
+    # buffers, all fp32 [n], updated in place
+    param_ptr,
+    grad_ptr,  # read only: clipping never writes the gradient back
+    s1_ptr,  # SGD momentum | Adam m | RMSprop velocity
+    s2_ptr,  # Adam v | RMSprop momentum
+    s3_ptr,  # Adam v_hat (amsgrad) | RMSprop average gradient (centered)
+    # clipping by norm: sums of squares on the device, and the chunk table for per-variable norms
+    sqnorm_ptr,  # *fp32 [n_segments]
+    start_ptr,  # *i64 [n_chunks + 1] (SEGMENTED)
+    seg_ptr,  # *i32 [n_chunks] (SEGMENTED)
+    n,
+    # scalars, computed on the host from the host-side step counter (no sync)
+    lr,  # the learning rate (weight decay uses it as is)
+    step_size,  # lr for SGD/RMSprop; lr sqrt(1 - b2^t) / (1 - b1^t) for Adam
+    wd,
+    h1,  # SGD momentum | Adam beta_1 | RMSprop rho
+    h2,  # Adam beta_2 | RMSprop momentum
     epsilon,
+    clip,
+    # block information
+    RULE: tl.constexpr,  # 0 SGD, 1 Adam, 2 RMSprop
+    CLIP: tl.constexpr,  # 0 none, 1 clipvalue, 2 clipnorm (per variable), 3 global_clipnorm
+    HAS_WD: tl.constexpr,
+    HAS_MOMENTUM: tl.constexpr,
+    NESTEROV: tl.constexpr,
+    CENTERED: tl.constexpr,
+    AMSGRAD: tl.constexpr,
+    HAS_S1: tl.constexpr,
+    HAS_S2: tl.constexpr,
+    HAS_S3: tl.constexpr,
+    SEGMENTED: tl.constexpr,  # CLIP == 2: one program per chunk of one variable, looping in BLOCK steps
     BLOCK: tl.constexpr,
 ):
-    # One program updates BLOCK consecutive parameters; the tail block is masked.
-    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    mask = offs < n
-    p = tl.load(param_ptr + offs, mask=mask)
-    g = tl.load(grad_ptr + offs, mask=mask)
-    m = tl.load(m_ptr + offs, mask=mask)
-    v = tl.load(v_ptr + offs, mask=mask)
-    # Keras' form of the moment updates: m += (g - m) * (1 - beta_1).
-    m = m + (g - m) * (1.0 - beta_1)
-    v = v + (g * g - v) * (1.0 - beta_2)
-    p = p - lr_t * m / (tl.sqrt(v) + epsilon)
-    tl.store(param_ptr + offs, p, mask=mask)
-    tl.store(m_ptr + offs, m, mask=mask)
-    tl.store(v_ptr + offs, v, mask=mask)
+    pid = tl.program_id(0)
+    if SEGMENTED:
+        # Per-variable clipnorm: this chunk lies inside one variable, whose sum of squares is sqnorm_ptr[seg].
+        start = tl.load(start_ptr + pid)
+        end = tl.load(start_ptr + pid + 1)
+        n_iter = tl.cdiv(end - start, BLOCK)
+        sqnorm = tl.load(sqnorm_ptr + tl.load(seg_ptr + pid))
+    else:
+        # One aligned block per program: start is a multiple of BLOCK, so the loads vectorise to 16 bytes.
+        start = pid.to(tl.int64) * BLOCK
+        end = n
+        n_iter = 1
+        if CLIP == 3:
+            sqnorm = tl.load(sqnorm_ptr)
+        else:
+            sqnorm = 0.0
+    for i in range(0, n_iter):
+        offs = start + i * BLOCK + tl.arange(0, BLOCK)
+        mask = offs < end
+        # Load what the rule reads; absent states are never touched (s* = g is only a placeholder).
+        p = tl.load(param_ptr + offs, mask=mask)
+        g = tl.load(grad_ptr + offs, mask=mask)
+        s1 = g
+        s2 = g
+        s3 = g
+        if HAS_S1:
+            s1 = tl.load(s1_ptr + offs, mask=mask)
+        if HAS_S2:
+            s2 = tl.load(s2_ptr + offs, mask=mask)
+        if HAS_S3:
+            s3 = tl.load(s3_ptr + offs, mask=mask)
+        # 1. Clip, as Keras: a value clamp, or the scale clip / max(norm, clip) with the norm from the device.
+        if CLIP == 1:
+            g = tl.minimum(tl.maximum(g, -clip), clip)
+        if CLIP >= 2:
+            norm = tl.sqrt(sqnorm)
+            # clip * min(1/norm, 1/clip) == clip / max(norm, clip); "+ (norm - norm)" makes a non-finite norm NaN.
+            g = g * (clip / tl.maximum(norm, clip) + (norm - norm))
+        # 2. Decoupled weight decay with the plain learning rate, before the rule (every Keras optimizer).
+        if HAS_WD:
+            p = p - p * wd * lr
+        # 3. The rule.
+        if RULE == 0:  # SGD, lr folded into the velocity
+            if HAS_MOMENTUM:
+                s1 = h1 * s1 - step_size * g
+                if NESTEROV:
+                    p = p + h1 * s1 - step_size * g
+                else:
+                    p = p + s1
+            else:
+                p = p - step_size * g
+        elif RULE == 1:  # Adam: epsilon added to sqrt(v) after the bias correction went into step_size
+            s1 = s1 + (g - s1) * (1.0 - h1)
+            s2 = s2 + (g * g - s2) * (1.0 - h2)
+            if AMSGRAD:
+                s3 = tl.maximum(s3, s2)
+                p = p - step_size * s1 / (tl.sqrt(s3) + epsilon)
+            else:
+                p = p - step_size * s1 / (tl.sqrt(s2) + epsilon)
+        else:  # RMSprop: epsilon inside the square root
+            s1 = h1 * s1 + (1.0 - h1) * g * g
+            if CENTERED:
+                s3 = h1 * s3 + (1.0 - h1) * g
+                inc = step_size * g / tl.sqrt(s1 - s3 * s3 + epsilon)
+            else:
+                inc = step_size * g / tl.sqrt(s1 + epsilon)
+            if HAS_MOMENTUM:
+                s2 = h2 * s2 + inc
+                p = p - s2
+            else:
+                p = p - inc
+        tl.store(param_ptr + offs, p, mask=mask)
+        if HAS_S1:
+            tl.store(s1_ptr + offs, s1, mask=mask)
+        if HAS_S2:
+            tl.store(s2_ptr + offs, s2, mask=mask)
+        if HAS_S3:
+            tl.store(s3_ptr + offs, s3, mask=mask)
 
 
-_ADAM_BLOCK = 1024
+def _flags(rule: int, *, momentum: bool = False, centered: bool = False, amsgrad: bool = False):
+    """Which state buffers a configuration reads and writes."""
+    if rule == SGD:
+        return momentum, False, False
+    if rule == ADAM:
+        return True, True, amsgrad
+    return True, momentum, centered
 
-register_aot(
-    AotCase(
-        name="adam_fwd[fp32]",
-        kernel=_adam_fwd_kernel,
-        signature={
-            "param_ptr": "*fp32",
-            "grad_ptr": "*fp32",
-            "m_ptr": "*fp32",
-            "v_ptr": "*fp32",
-            "n": "i64",
-            "lr_t": "fp32",
-            "beta_1": "fp32",
-            "beta_2": "fp32",
-            "epsilon": "fp32",
-            "BLOCK": "constexpr",
+
+_OPTIM_SIG = {
+    "param_ptr": "*fp32",
+    "grad_ptr": "*fp32",
+    "s1_ptr": "*fp32",
+    "s2_ptr": "*fp32",
+    "s3_ptr": "*fp32",
+    "sqnorm_ptr": "*fp32",
+    "start_ptr": "*i64",
+    "seg_ptr": "*i32",
+    "n": "i64",
+    **{k: "fp32" for k in ("lr", "step_size", "wd", "h1", "h2", "epsilon", "clip")},
+    **{
+        k: "constexpr"
+        for k in (
+            "RULE CLIP HAS_WD HAS_MOMENTUM NESTEROV CENTERED AMSGRAD HAS_S1 HAS_S2 HAS_S3 SEGMENTED BLOCK".split()
+        )
+    },
+}
+
+
+def _optim_case(name: str, rule: int, clip: int = 0, **kw) -> AotCase:
+    momentum, centered, amsgrad = kw.get("momentum", False), kw.get("centered", False), kw.get("amsgrad", False)
+    s1, s2, s3 = _flags(rule, momentum=momentum, centered=centered, amsgrad=amsgrad)
+    return AotCase(
+        name=f"optim_fwd[{name}]",
+        kernel=_optim_fwd_kernel,
+        signature=dict(_OPTIM_SIG),
+        constexprs={
+            "RULE": rule,
+            "CLIP": clip,
+            "HAS_WD": kw.get("wd", False),
+            "HAS_MOMENTUM": momentum,
+            "NESTEROV": kw.get("nesterov", False),
+            "CENTERED": centered,
+            "AMSGRAD": amsgrad,
+            "HAS_S1": s1,
+            "HAS_S2": s2,
+            "HAS_S3": s3,
+            "SEGMENTED": clip == CLIP_NORM,
+            "BLOCK": _BLOCK,
         },
-        constexprs={"BLOCK": _ADAM_BLOCK},
         num_warps=4,
         num_stages=1,
     )
+
+
+register_aot(
+    _optim_case("adam", ADAM),
+    _optim_case("adamw,global_clipnorm", ADAM, CLIP_GLOBAL, wd=True),
+    _optim_case("adam,amsgrad,clipnorm", ADAM, CLIP_NORM, amsgrad=True),
+    _optim_case("sgd", SGD),
+    _optim_case("sgd,nesterov,clipvalue", SGD, CLIP_VALUE, momentum=True, nesterov=True),
+    _optim_case("rmsprop", RMSPROP),
+    _optim_case("rmsprop,centered,momentum,wd", RMSPROP, CLIP_GLOBAL, momentum=True, centered=True, wd=True),
+    AotCase(
+        name="optim_sqnorm[fp32]",
+        kernel=_optim_sqnorm_kernel,
+        signature={
+            "grad_ptr": "*fp32",
+            "start_ptr": "*i64",
+            "seg_ptr": "*i32",
+            "out_ptr": "*fp32",
+            "BLOCK": "constexpr",
+        },
+        constexprs={"BLOCK": _BLOCK},
+        num_warps=4,
+        num_stages=1,
+    ),
 )
 
 
-def _check_flat(**buffers: torch.Tensor) -> None:
+# ----------------------------------------------------------------------------------------------------------------
+# Launchers
+# ----------------------------------------------------------------------------------------------------------------
+def _check_flat(op: str, **buffers: torch.Tensor | None) -> None:
     ref = buffers["param"]
     for name, t in buffers.items():
-        if t.dtype != torch.float32 or t.dim() != 1 or not t.is_contiguous():
-            raise ValueError(f"adam_: {name} must be a contiguous 1-D float32 buffer. Received: {t.dtype} {t.shape}")
+        if t is None:
+            continue
+        if not isinstance(t, torch.Tensor) or t.dtype != torch.float32 or t.dim() != 1 or not t.is_contiguous():
+            got = f"{t.dtype} {tuple(t.shape)}" if isinstance(t, torch.Tensor) else type(t).__name__
+            raise ValueError(f"{op}: expected {name} a contiguous 1-D float32 buffer. Received: {got}")
         if t.shape != ref.shape or t.device != ref.device:
-            raise ValueError(f"adam_: {name} has shape {tuple(t.shape)} on {t.device}, param {tuple(ref.shape)}")
+            raise ValueError(
+                f"{op}: expected {name} of param's shape {tuple(ref.shape)} on {ref.device}. "
+                f"Received: {tuple(t.shape)} on {t.device}"
+            )
+
+
+def grad_sqnorm(grad: torch.Tensor, segments: Segments) -> torch.Tensor:
+    """Sums of squares of ``grad`` per segment (fp32 [n_segments]), in one reduction pass on the device."""
+    out = torch.zeros(segments.n_segments, dtype=torch.float32, device=grad.device)
+    if segments.n_chunks:
+        _optim_sqnorm_kernel[(segments.n_chunks,)](
+            grad, segments.start, segments.seg, out, BLOCK=_BLOCK, num_warps=4, num_stages=1
+        )
+    return out
+
+
+def optimizer_update_(
+    rule: str,
+    param: torch.Tensor,
+    grad: torch.Tensor,
+    s1: torch.Tensor | None = None,
+    s2: torch.Tensor | None = None,
+    s3: torch.Tensor | None = None,
+    *,
+    lr: float,
+    step: int = 1,
+    h1: float = 0.0,
+    h2: float = 0.0,
+    epsilon: float = 1e-7,
+    weight_decay: float | None = None,
+    nesterov: bool = False,
+    centered: bool = False,
+    amsgrad: bool = False,
+    clip: GradClip | None = None,
+) -> None:
+    """One Keras update of the flat buffers in place: one launch (plus one reduction pass when clipping by norm).
+
+    Arguments as :func:`optimizer_reference_`; ``step`` is the 1-based step (Adam's bias correction).
+    """
+    op = f"{rule}_"
+    if rule not in RULES:
+        raise ValueError(f"optimizer_update_: expected rule in {sorted(RULES)}. Received: rule={rule!r}")
+    _check_flat(op, param=param, grad=grad, s1=s1, s2=s2, s3=s3)
+    r = RULES[rule]
+    momentum = (r == SGD and h1 != 0) or (r == RMSPROP and h2 > 0)
+    need = _flags(r, momentum=momentum, centered=centered, amsgrad=amsgrad)
+    for name, needed, buf in zip(("s1", "s2", "s3"), need, (s1, s2, s3), strict=True):
+        if needed and buf is None:
+            raise ValueError(f"{op}: this configuration needs the state buffer {name}. Received: {name}=None")
+    if clip is not None:
+        if clip.mode not in ("value", "norm", "global"):
+            raise ValueError(f"{op}: expected clip.mode 'value', 'norm' or 'global'. Received: {clip.mode!r}")
+        if clip.mode != "value" and (clip.segments is None or sum(clip.segments.sizes) != param.numel()):
+            raise ValueError(f"{op}: clipping by norm needs segments covering the {param.numel()} elements")
+    if not _backend.use_triton(param):
+        return optimizer_reference_(
+            rule, param, grad, s1, s2, s3, lr=lr, step=step, h1=h1, h2=h2, epsilon=epsilon,
+            weight_decay=weight_decay, nesterov=nesterov, centered=centered, amsgrad=amsgrad, clip=clip,
+        )  # fmt: skip
+    n = param.numel()
+    if n == 0:
+        return None
+    mode = CLIP_MODES[None if clip is None else clip.mode]
+    step_size = lr * math.sqrt(1.0 - h2**step) / (1.0 - h1**step) if r == ADAM else lr
+    if mode in (CLIP_NORM, CLIP_GLOBAL):
+        sqnorm = grad_sqnorm(grad, clip.segments)
+    else:
+        sqnorm = param  # never read
+    segmented = mode == CLIP_NORM
+    grid = (clip.segments.n_chunks,) if segmented else (triton.cdiv(n, _BLOCK),)
+    start, seg = (clip.segments.start, clip.segments.seg) if segmented else (param, param)
+    _optim_fwd_kernel[grid](
+        param, grad,
+        s1 if need[0] else param, s2 if need[1] else param, s3 if need[2] else param,
+        sqnorm, start, seg, n,
+        float(lr), float(step_size), float(weight_decay or 0.0), float(h1), float(h2), float(epsilon),
+        float(clip.value if clip is not None else 0.0),
+        RULE=r, CLIP=mode, HAS_WD=bool(weight_decay), HAS_MOMENTUM=momentum, NESTEROV=bool(nesterov and momentum),
+        CENTERED=bool(centered and r == RMSPROP), AMSGRAD=bool(amsgrad and r == ADAM),
+        HAS_S1=need[0], HAS_S2=need[1], HAS_S3=need[2], SEGMENTED=segmented, BLOCK=_BLOCK,
+        num_warps=4, num_stages=1,
+    )  # fmt: skip
+    return None
 
 
 def adam_(
@@ -108,12 +517,53 @@ def adam_(
     beta_1: float = 0.9,
     beta_2: float = 0.999,
     epsilon: float = 1e-7,
+    amsgrad: bool = False,
+    v_hat: torch.Tensor | None = None,
+    weight_decay: float | None = None,
+    clip: GradClip | None = None,
 ) -> None:
-    """Adam over flat fp32 buffers, in place (Keras' update rule)."""
-    _check_flat(param=param, grad=grad, m=m, v=v)
-    if not _backend.use_triton(param):
-        return adam_reference_(param, grad, m, v, step=step, lr=lr, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon)
-    n = param.numel()
-    lr_t = lr * math.sqrt(1.0 - beta_2**step) / (1.0 - beta_1**step)
-    grid = (triton.cdiv(n, _ADAM_BLOCK),)
-    _adam_fwd_kernel[grid](param, grad, m, v, n, lr_t, beta_1, beta_2, epsilon, BLOCK=_ADAM_BLOCK)
+    """Keras' Adam (AdamW with ``weight_decay``) over flat fp32 buffers, in place; ``step`` is 1-based."""
+    optimizer_update_(
+        "adam", param, grad, m, v, v_hat, lr=lr, step=step, h1=beta_1, h2=beta_2, epsilon=epsilon,
+        weight_decay=weight_decay, amsgrad=amsgrad, clip=clip,
+    )  # fmt: skip
+
+
+def sgd_(
+    param: torch.Tensor,
+    grad: torch.Tensor,
+    momentum_buffer: torch.Tensor | None = None,
+    *,
+    lr: float,
+    momentum: float = 0.0,
+    nesterov: bool = False,
+    weight_decay: float | None = None,
+    clip: GradClip | None = None,
+) -> None:
+    """Keras' SGD (momentum, nesterov) over flat fp32 buffers, in place."""
+    optimizer_update_(
+        "sgd", param, grad, momentum_buffer, lr=lr, h1=momentum, nesterov=nesterov, weight_decay=weight_decay,
+        clip=clip,
+    )  # fmt: skip
+
+
+def rmsprop_(
+    param: torch.Tensor,
+    grad: torch.Tensor,
+    velocity: torch.Tensor,
+    momentum_buffer: torch.Tensor | None = None,
+    average_grad: torch.Tensor | None = None,
+    *,
+    lr: float,
+    rho: float = 0.9,
+    momentum: float = 0.0,
+    epsilon: float = 1e-7,
+    centered: bool = False,
+    weight_decay: float | None = None,
+    clip: GradClip | None = None,
+) -> None:
+    """Keras' RMSprop (momentum, centered; epsilon inside the square root) over flat fp32 buffers, in place."""
+    optimizer_update_(
+        "rmsprop", param, grad, velocity, momentum_buffer, average_grad, lr=lr, h1=rho, h2=momentum,
+        epsilon=epsilon, centered=centered, weight_decay=weight_decay, clip=clip,
+    )  # fmt: skip
