@@ -132,7 +132,7 @@ class Progbar:
         self.stream = stream or sys.stdout
         self.dynamic = hasattr(self.stream, "isatty") and self.stream.isatty()
         self._start = time.perf_counter()
-        self._last_draw = 0.0
+        self._last_draw = -math.inf
         self._last_len = 0
 
     def update(
