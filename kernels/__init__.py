@@ -8,12 +8,15 @@ from ._backend import BACKENDS, backend, backend_scope, get_backend, set_backend
 from ._triton import HAS_TRITON, INTERPRETING
 from .activations import ACTIVATIONS
 from .dense import dense
-from .optim import adam_
+from .optim import adam_, optimizer_update_, rmsprop_, sgd_
 from .xent import binary_cross_entropy, log_softmax, softmax, softmax_cross_entropy
 
 __all__ = [
     "ACTIVATIONS",
     "adam_",
+    "optimizer_update_",
+    "rmsprop_",
+    "sgd_",
     "binary_cross_entropy",
     "dense",
     "log_softmax",

@@ -1,0 +1,215 @@
+"""Keras 3 learning-rate schedules: ``ExponentialDecay``, ``CosineDecay``, ``PiecewiseConstantDecay``.
+
+A schedule maps the optimizer's step count (its ``iterations`` before the update, as in Keras) to a learning rate.
+The optimizer calls it with its host-side integer counter, so evaluating a schedule is a few float operations on
+the host and never waits for the device; called with a tensor step it computes on that tensor's device instead
+(for callers that keep the step on the GPU).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+
+class LearningRateSchedule:
+    """Base class: subclasses implement ``__call__(step)`` and ``get_config()``."""
+
+    def __call__(self, step):
+        raise NotImplementedError(
+            f"Learning rate schedule '{type(self).__name__}' must override `__call__(self, step)`."
+        )
+
+    def get_config(self) -> dict[str, Any]:
+        raise NotImplementedError(f"Learning rate schedule '{type(self).__name__}' must override `get_config()`.")
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> LearningRateSchedule:
+        return cls(**config)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+
+def _is_tensor(step) -> bool:
+    return isinstance(step, torch.Tensor)
+
+
+def _check_positive(name: str, value) -> None:
+    if not isinstance(value, (int, float)) or value <= 0:
+        raise ValueError(f"Argument `{name}` must be > 0. Received: {name}={value!r}")
+
+
+class ExponentialDecay(LearningRateSchedule):
+    """``initial_learning_rate * decay_rate ** (step / decay_steps)`` (integer division if ``staircase``).
+
+    Args:
+        initial_learning_rate: float.
+        decay_steps: positive int.
+        decay_rate: float.
+        staircase: decay at discrete intervals.
+        name: the schedule's name.
+    """
+
+    def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False, name="ExponentialDecay"):
+        _check_positive("decay_steps", decay_steps)
+        self.initial_learning_rate = initial_learning_rate
+        self.decay_steps = decay_steps
+        self.decay_rate = decay_rate
+        self.staircase = staircase
+        self.name = name
+
+    def __call__(self, step):
+        if _is_tensor(step):
+            p = step.to(torch.float32) / self.decay_steps
+            if self.staircase:
+                p = torch.floor(p)
+            return self.initial_learning_rate * torch.pow(torch.as_tensor(float(self.decay_rate), device=p.device), p)
+        p = float(step) / self.decay_steps
+        if self.staircase:
+            p = math.floor(p)
+        return float(self.initial_learning_rate) * float(self.decay_rate) ** p
+
+    def get_config(self):
+        return {
+            "initial_learning_rate": self.initial_learning_rate,
+            "decay_steps": self.decay_steps,
+            "decay_rate": self.decay_rate,
+            "staircase": self.staircase,
+            "name": self.name,
+        }
+
+
+class CosineDecay(LearningRateSchedule):
+    """Cosine decay from ``initial_learning_rate`` (or, after a linear warmup, from ``warmup_target``) to
+    ``alpha`` times it over ``decay_steps``; constant afterwards.
+
+    Args:
+        initial_learning_rate: float.
+        decay_steps: positive int, the number of steps to decay over.
+        alpha: the final rate as a fraction of the decay's starting rate.
+        name: the schedule's name.
+        warmup_target: float or None; with a value, the rate first rises linearly from ``initial_learning_rate``
+            to ``warmup_target`` over ``warmup_steps``.
+        warmup_steps: int.
+    """
+
+    def __init__(
+        self, initial_learning_rate, decay_steps, alpha=0.0, name="CosineDecay", warmup_target=None, warmup_steps=0
+    ):
+        _check_positive("decay_steps", decay_steps)
+        self.initial_learning_rate = initial_learning_rate
+        self.decay_steps = decay_steps
+        self.alpha = alpha
+        self.name = name
+        self.warmup_target = warmup_target
+        self.warmup_steps = warmup_steps
+
+    def __call__(self, step):
+        if _is_tensor(step):
+            s = step.to(torch.float32)
+            if self.warmup_target is None:
+                s = torch.clamp(s, max=float(self.decay_steps))
+                cos = 0.5 * (1.0 + torch.cos(math.pi * s / self.decay_steps))
+                return self.initial_learning_rate * ((1 - self.alpha) * cos + self.alpha)
+            s = torch.clamp(s, max=float(self.decay_steps + self.warmup_steps))
+            warm = (self.warmup_target - self.initial_learning_rate) * s / max(self.warmup_steps, 1)
+            warm = warm + self.initial_learning_rate
+            d = s - self.warmup_steps
+            cos = 0.5 * (1.0 + torch.cos(math.pi * d / self.decay_steps))
+            decayed = self.warmup_target * ((1 - self.alpha) * cos + self.alpha)
+            return torch.where(s < self.warmup_steps, warm, decayed)
+        s = float(step)
+        if self.warmup_target is None:
+            s = min(s, float(self.decay_steps))
+            cos = 0.5 * (1.0 + math.cos(math.pi * s / self.decay_steps))
+            return float(self.initial_learning_rate) * ((1 - self.alpha) * cos + self.alpha)
+        s = min(s, float(self.decay_steps + self.warmup_steps))
+        if s < self.warmup_steps:
+            return (self.warmup_target - self.initial_learning_rate) * (s / self.warmup_steps) + float(
+                self.initial_learning_rate
+            )
+        cos = 0.5 * (1.0 + math.cos(math.pi * (s - self.warmup_steps) / self.decay_steps))
+        return float(self.warmup_target) * ((1 - self.alpha) * cos + self.alpha)
+
+    def get_config(self):
+        return {
+            "initial_learning_rate": self.initial_learning_rate,
+            "decay_steps": self.decay_steps,
+            "alpha": self.alpha,
+            "name": self.name,
+            "warmup_target": self.warmup_target,
+            "warmup_steps": self.warmup_steps,
+        }
+
+
+class PiecewiseConstantDecay(LearningRateSchedule):
+    """``values[0]`` while ``step <= boundaries[0]``, ``values[i]`` while ``boundaries[i-1] < step <= boundaries[i]``,
+    ``values[-1]`` after the last boundary.
+
+    Args:
+        boundaries: strictly increasing step counts.
+        values: one more value than boundaries.
+        name: the schedule's name.
+    """
+
+    def __init__(self, boundaries, values, name="PiecewiseConstant"):
+        if len(boundaries) != len(values) - 1:
+            raise ValueError(
+                "The length of boundaries should be 1 less than the length of values. "
+                f"Received: boundaries={boundaries} of length {len(boundaries)}, "
+                f"and values={values} of length {len(values)}."
+            )
+        if any(b >= a for b, a in zip(boundaries[:-1], boundaries[1:], strict=True)) if boundaries else False:
+            raise ValueError(f"Expected strictly increasing boundaries. Received: boundaries={boundaries}")
+        self.boundaries = list(boundaries)
+        self.values = list(values)
+        self.name = name
+
+    def __call__(self, step):
+        if _is_tensor(step):
+            b = torch.as_tensor(self.boundaries, dtype=step.dtype, device=step.device)
+            v = torch.as_tensor(self.values, dtype=torch.float32, device=step.device)
+            return v[torch.searchsorted(b, step.reshape(1), right=False)].reshape(step.shape)
+        for boundary, value in zip(self.boundaries, self.values, strict=False):
+            if step <= boundary:
+                return float(value)
+        return float(self.values[-1])
+
+    def get_config(self):
+        return {"boundaries": self.boundaries, "values": self.values, "name": self.name}
+
+
+ALL_SCHEDULES = {cls.__name__: cls for cls in (ExponentialDecay, CosineDecay, PiecewiseConstantDecay)}
+
+
+def serialize(schedule: LearningRateSchedule) -> dict[str, Any]:
+    """A JSON-compatible dict, in Keras' layout."""
+    return {
+        "module": "keras.optimizers.schedules",
+        "class_name": type(schedule).__name__,
+        "config": schedule.get_config(),
+        "registered_name": None,
+    }
+
+
+def deserialize(config: dict[str, Any], custom_objects: dict[str, Any] | None = None) -> LearningRateSchedule:
+    """The schedule a :func:`serialize` dict describes."""
+    known = dict(ALL_SCHEDULES, **(custom_objects or {}))
+    name = config.get("class_name") if isinstance(config, dict) else None
+    if name not in known:
+        raise ValueError(f"Unknown learning rate schedule: {name!r}. Expected one of {sorted(known)}")
+    return known[name].from_config(dict(config.get("config", {})))
+
+
+__all__ = [
+    "CosineDecay",
+    "ExponentialDecay",
+    "LearningRateSchedule",
+    "PiecewiseConstantDecay",
+    "deserialize",
+    "serialize",
+]
