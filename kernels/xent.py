@@ -121,7 +121,7 @@ def binary_cross_entropy_reference(
     if label_smoothing:
         t = t * (1.0 - label_smoothing) + 0.5 * label_smoothing
     if from_logits:
-        loss = x.clamp_min(0) - x * t + torch.log1p(torch.exp(-x.abs()))
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(x, t, reduction="none")
     else:
         p = x.clamp(EPSILON, 1.0 - EPSILON)
         loss = -(t * torch.log(p) + (1.0 - t) * torch.log1p(-p))
@@ -345,9 +345,10 @@ def _bce_fwd_kernel(
     loss = tl.maximum(z, 0.0) - z * t + log1p_e
     tl.store(loss_ptr + offs, loss, mask=mask)
     if HAS_GRAD:
-        # sigmoid(z) from the same e: 1 / (1 + e) for z >= 0, e / (1 + e) otherwise (no overflow either way).
-        sig = tl.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
-        g = (sig - t) * tl.load(scale_ptr)
+        # sigmoid(z) - t from the same e, without cancellation: for z >= 0, sigmoid(z) = 1 - e / (1 + e), so
+        # the difference is (1 - t) - e / (1 + e) (exact for t = 1); for z < 0, sigmoid(z) = e / (1 + e).
+        q = e / (1.0 + e)
+        g = tl.where(z >= 0, (1.0 - t) - q, q - t) * tl.load(scale_ptr)
         tl.store(grad_ptr + offs, g.to(grad_ptr.dtype.element_ty), mask=mask)
 
 
