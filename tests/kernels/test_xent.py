@@ -75,12 +75,12 @@ def bce_f64(z, t, *, reduction="mean", label_smoothing=0.0, from_logits=True):
 
 @pytest.fixture(params=["one", "chunked"])
 def blocks(request, monkeypatch, backend):
-    """Whole rows in one block, or rows cut into 64-column chunks (so C=1000 takes 16, the last ragged)."""
+    """Whole rows in one block, or rows cut into 256-column chunks (so C=1000 takes 4, the last ragged)."""
     if request.param == "chunked":
         if backend == "torch":
             pytest.skip("the chunk size only exists in the Triton kernel")
         monkeypatch.setattr(xent, "_ONE_CHUNK_MAX", 32)
-        monkeypatch.setattr(xent, "_BLOCK_C", 64)
+        monkeypatch.setattr(xent, "_BLOCK_C", 256)
     return request.param
 
 
