@@ -285,8 +285,9 @@ def _optim_fwd_kernel(
             g = tl.minimum(tl.maximum(g, -clip), clip)
         if CLIP >= 2:
             norm = tl.sqrt(sqnorm)
-            # clip * min(1/norm, 1/clip) == clip / max(norm, clip); "+ (norm - norm)" makes a non-finite norm NaN.
-            g = g * (clip / tl.maximum(norm, clip) + (norm - norm))
+            # clip * min(1/norm, 1/clip) == clip / max(norm, clip). Keras adds (norm - norm) so that a non-finite
+            # norm gives NaN; the where says the same without computing inf - inf (which the interpreter flags).
+            g = g * tl.where(norm < float("inf"), clip / tl.maximum(norm, clip), float("nan"))
         # 2. Decoupled weight decay with the plain learning rate, before the rule (every Keras optimizer).
         if HAS_WD:
             p = p - p * wd * lr
@@ -412,6 +413,13 @@ register_aot(
 # ----------------------------------------------------------------------------------------------------------------
 # Launchers
 # ----------------------------------------------------------------------------------------------------------------
+_STATE_NAMES = {
+    "sgd": ("momentum_buffer", "unused_s2", "unused_s3"),
+    "adam": ("m", "v", "v_hat"),
+    "rmsprop": ("velocity", "momentum_buffer", "average_grad"),
+}
+
+
 def _check_flat(op: str, **buffers: torch.Tensor | None) -> None:
     ref = buffers["param"]
     for name, t in buffers.items():
@@ -463,11 +471,12 @@ def optimizer_update_(
     op = f"{rule}_"
     if rule not in RULES:
         raise ValueError(f"optimizer_update_: expected rule in {sorted(RULES)}. Received: rule={rule!r}")
-    _check_flat(op, param=param, grad=grad, s1=s1, s2=s2, s3=s3)
+    names = _STATE_NAMES[rule]
+    _check_flat(op, param=param, grad=grad, **{names[0]: s1, names[1]: s2, names[2]: s3})
     r = RULES[rule]
     momentum = (r == SGD and h1 != 0) or (r == RMSPROP and h2 > 0)
     need = _flags(r, momentum=momentum, centered=centered, amsgrad=amsgrad)
-    for name, needed, buf in zip(("s1", "s2", "s3"), need, (s1, s2, s3), strict=True):
+    for name, needed, buf in zip(names, need, (s1, s2, s3), strict=True):
         if needed and buf is None:
             raise ValueError(f"{op}: this configuration needs the state buffer {name}. Received: {name}=None")
     if clip is not None:

@@ -1,3 +1,12 @@
+"""The flat-buffer optimizer kernel against float64 references of Keras' rules, on both backends.
+
+The references are written per variable from the Keras 3 source (keras/src/optimizers/*.py and base_optimizer's
+clipping and weight decay), independently of kernels/optim.py. Buffers are slices of a NaN-filled allocation so
+that a read or write outside the n elements shows up in the guard bands.
+"""
+
+from __future__ import annotations
+
 import math
 
 import pytest
@@ -5,37 +14,169 @@ import torch
 
 from tests.helpers import assert_close_verbose
 from tritonnn import kernels
+from tritonnn.kernels import optim
+
+SIZES = (1000, 37, 1964)  # 3001 elements: not a multiple of the 1024 block; the clipnorm chunks below are 700
+GUARD = 64
 
 
-def adam_float64(p, g_seq, lr, b1, b2, eps):
-    """Keras' Adam, in float64, written from the Keras docs independently of kernels/optim.py."""
-    p = p.double().clone()
-    m = torch.zeros_like(p)
-    v = torch.zeros_like(p)
-    for t, g in enumerate(g_seq, start=1):
-        g = g.double()
-        m = b1 * m + (1 - b1) * g
-        v = b2 * v + (1 - b2) * g * g
-        alpha = lr * math.sqrt(1 - b2**t) / (1 - b1**t)
-        p = p - alpha * m / (v.sqrt() + eps)
-    return p, m, v
+def keras_step_f64(rule, params, grads, state, *, lr, step, cfg):
+    """One Keras update of a list of float64 variables (in place), written from the Keras source."""
+    clip = cfg.get("clip")
+    if clip is not None:
+        mode, c = clip
+        if mode == "value":
+            grads = [g.clamp(-c, c) for g in grads]
+        elif mode == "norm":
+            grads = [g * c / max(math.sqrt(float((g * g).sum())), c) for g in grads]
+        else:
+            norm = math.sqrt(sum(float((g * g).sum()) for g in grads))
+            grads = [g * (c * min(1.0 / norm, 1.0 / c)) for g in grads]
+    wd = cfg.get("weight_decay")
+    for i, (p, g) in enumerate(zip(params, grads, strict=True)):
+        if wd:
+            p -= p * wd * lr
+        if rule == "sgd":
+            mu = cfg.get("momentum", 0.0)
+            if mu:
+                m = state.setdefault(("m", i), torch.zeros_like(p))
+                m.copy_(m * mu - g * lr)
+                p += (m * mu - g * lr) if cfg.get("nesterov") else m
+            else:
+                p -= g * lr
+        elif rule == "adam":
+            b1, b2, eps = cfg["beta_1"], cfg["beta_2"], cfg["epsilon"]
+            m = state.setdefault(("m", i), torch.zeros_like(p))
+            v = state.setdefault(("v", i), torch.zeros_like(p))
+            alpha = lr * math.sqrt(1 - b2**step) / (1 - b1**step)
+            m += (g - m) * (1 - b1)
+            v += (g * g - v) * (1 - b2)
+            if cfg.get("amsgrad"):
+                vh = state.setdefault(("vh", i), torch.zeros_like(p))
+                vh.copy_(torch.maximum(vh, v))
+                p -= m * alpha / (vh.sqrt() + eps)
+            else:
+                p -= m * alpha / (v.sqrt() + eps)
+        else:
+            rho, mu, eps = cfg["rho"], cfg.get("momentum", 0.0), cfg["epsilon"]
+            v = state.setdefault(("v", i), torch.zeros_like(p))
+            v.copy_(rho * v + (1 - rho) * g * g)
+            if cfg.get("centered"):
+                a = state.setdefault(("a", i), torch.zeros_like(p))
+                a.copy_(rho * a + (1 - rho) * g)
+                denom = v - a * a + eps
+            else:
+                denom = v + eps
+            inc = lr * g / denom.sqrt()
+            if mu > 0:
+                mo = state.setdefault(("mo", i), torch.zeros_like(p))
+                mo.copy_(mu * mo + inc)
+                p -= mo
+            else:
+                p -= inc
 
 
-@pytest.mark.parametrize("n", [1, 1000, 3001])
-def test_adam_matches_float64_keras_rule(backend, device, n):
-    gen = torch.Generator().manual_seed(n)
+CONFIGS = [
+    ("sgd", {}),
+    ("sgd", {"momentum": 0.9, "clip": ("value", 0.5)}),
+    ("sgd", {"momentum": 0.9, "nesterov": True, "weight_decay": 0.1, "clip": ("norm", 2.0)}),
+    ("adam", {"beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7}),
+    ("adam", {"beta_1": 0.8, "beta_2": 0.99, "epsilon": 1e-7, "amsgrad": True, "clip": ("norm", 3.0)}),
+    ("adam", {"beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7, "weight_decay": 0.05, "clip": ("global", 5.0)}),
+    ("rmsprop", {"rho": 0.9, "epsilon": 1e-7}),
+    ("rmsprop", {"rho": 0.8, "momentum": 0.5, "centered": True, "epsilon": 1e-7, "clip": ("global", 5.0)}),
+]
+
+
+def _guarded(n, device, fill=float("nan")):
+    """A zero-filled slice of n elements inside a buffer whose guard bands hold ``fill``."""
+    big = torch.full((n + 2 * GUARD,), fill, device=device)
+    big[GUARD : GUARD + n] = 0.0
+    return big, big[GUARD : GUARD + n]
+
+
+@pytest.mark.parametrize("rule,cfg", CONFIGS, ids=[f"{r}-{i}" for i, (r, _) in enumerate(CONFIGS)])
+def test_update_matches_float64_keras_rule(backend, device, rule, cfg):
+    gen = torch.Generator().manual_seed(len(str(cfg)))
+    n = sum(SIZES)
     p0 = torch.randn(n, generator=gen)
-    grads = [torch.randn(n, generator=gen) for _ in range(5)]
-    p, m, v = p0.clone().to(device), torch.zeros(n, device=device), torch.zeros(n, device=device)
-    for t, g in enumerate(grads, start=1):
-        kernels.adam_(p, g.to(device), m, v, step=t, lr=0.01, beta_1=0.9, beta_2=0.999, epsilon=1e-7)
-    rp, rm, rv = adam_float64(p0, grads, 0.01, 0.9, 0.999, 1e-7)
-    assert_close_verbose(p, rp, atol=1e-6, rtol=1e-5, name="param")
-    assert_close_verbose(m, rm, atol=1e-6, rtol=1e-5, name="m")
-    assert_close_verbose(v, rv, atol=1e-6, rtol=1e-5, name="v")
+    grads = [torch.randn(n, generator=gen) * 2 for _ in range(4)]
+    big_p, p = _guarded(n, device)
+    p.copy_(p0)
+    big_g, g = _guarded(n, device)
+    bigs, states = zip(*[_guarded(n, device) for _ in range(3)], strict=True)
+    momentum = (rule == "sgd" and cfg.get("momentum", 0)) or (rule == "rmsprop" and cfg.get("momentum", 0) > 0)
+    need = optim._flags(optim.RULES[rule], momentum=bool(momentum), centered=cfg.get("centered", False),
+                        amsgrad=cfg.get("amsgrad", False))  # fmt: skip
+    s = [st if needed else None for st, needed in zip(states, need, strict=True)]
+    clip = None
+    if "clip" in cfg:
+        mode, value = cfg["clip"]
+        segs = optim.make_segments(SIZES, device, by_variable=mode == "norm", chunk=700) if mode != "value" else None
+        clip = optim.GradClip(mode, value, segs)
+    h1 = {"sgd": cfg.get("momentum", 0.0), "adam": cfg.get("beta_1"), "rmsprop": cfg.get("rho")}[rule]
+    h2 = {"sgd": 0.0, "adam": cfg.get("beta_2"), "rmsprop": cfg.get("momentum", 0.0)}[rule]
+    ref_params = [t.double() for t in p0.split(SIZES)]
+    ref_state: dict = {}
+    for step, gr in enumerate(grads, start=1):
+        lr = 0.05 / step
+        g.copy_(gr)
+        kernels.optimizer_update_(
+            rule, p, g, *s, lr=lr, step=step, h1=h1, h2=h2, epsilon=cfg.get("epsilon", 1e-7),
+            weight_decay=cfg.get("weight_decay"), nesterov=cfg.get("nesterov", False),
+            centered=cfg.get("centered", False), amsgrad=cfg.get("amsgrad", False), clip=clip,
+        )  # fmt: skip
+        keras_step_f64(rule, ref_params, [t.double() for t in gr.split(SIZES)], ref_state, lr=lr, step=step, cfg=cfg)
+    assert_close_verbose(p, torch.cat(ref_params), atol=1e-6, rtol=1e-5, name=f"{rule} params")
+    if rule == "adam":
+        assert_close_verbose(s[0], torch.cat([ref_state[("m", i)] for i in range(3)]), atol=1e-6, rtol=1e-5, name="m")
+    # Nothing outside the n elements was read into the result (NaN guards) or written (guards still NaN).
+    for big in (big_p, big_g, *bigs):
+        assert big[:GUARD].isnan().all() and big[GUARD + n :].isnan().all()
+    assert (g.cpu() == grads[-1]).all(), "clipping must not write the gradient back"
 
 
-def test_adam_rejects_non_flat_buffers(backend, device):
+def test_global_norm_is_one_reduction_on_the_device(backend, device):
+    gen = torch.Generator().manual_seed(1)
+    g = torch.randn(sum(SIZES), generator=gen).to(device)
+    if backend == "torch":
+        pytest.skip("grad_sqnorm is the Triton reduction kernel")
+    glob = optim.grad_sqnorm(g, optim.make_segments(SIZES, device, by_variable=False, chunk=700))
+    per = optim.grad_sqnorm(g, optim.make_segments(SIZES, device, chunk=700))
+    parts = g.double().cpu().split(SIZES)
+    assert glob.shape == (1,) and per.shape == (3,)
+    assert_close_verbose(glob, (g.double().cpu() ** 2).sum().reshape(1), atol=1e-3, rtol=1e-5, name="global")
+    assert_close_verbose(per, torch.stack([(t * t).sum() for t in parts]), atol=1e-3, rtol=1e-5, name="per var")
+
+
+def test_chunk_table_never_crosses_a_variable():
+    segs = optim.make_segments((5, 3, 12), "cpu", chunk=4)
+    assert segs.start.tolist() == [0, 4, 5, 8, 12, 16, 20]
+    assert segs.seg.tolist() == [0, 0, 1, 2, 2, 2]
+    flat = optim.make_segments((5, 3, 12), "cpu", by_variable=False, chunk=8)
+    assert flat.start.tolist() == [0, 8, 16, 20] and flat.seg.tolist() == [0, 0, 0] and flat.n_segments == 1
+
+
+def test_non_finite_global_norm_gives_nan_as_keras(backend, device):
+    n = sum(SIZES)
+    p = torch.ones(n, device=device)
+    g = torch.ones(n, device=device)
+    g[5] = float("inf")
+    clip = optim.GradClip("global", 1.0, optim.make_segments(SIZES, device, by_variable=False))
+    kernels.sgd_(p, g, lr=0.1, clip=clip)
+    assert p.isnan().all()
+
+
+def test_rejects_bad_buffers(backend, device):
     p = torch.zeros(4, 4, device=device)
     with pytest.raises(ValueError, match="contiguous 1-D float32"):
         kernels.adam_(p, p, p, p, step=1, lr=0.1)
+    q = torch.zeros(8, device=device)
+    with pytest.raises(ValueError, match=r"expected m of param's shape \(8,\)"):
+        kernels.adam_(q, q, torch.zeros(7, device=device), q, step=1, lr=0.1)
+    with pytest.raises(ValueError, match="needs the state buffer momentum_buffer"):
+        kernels.sgd_(q, q, None, lr=0.1, momentum=0.9)
+    with pytest.raises(ValueError, match="segments covering"):
+        kernels.sgd_(q, q, lr=0.1, clip=optim.GradClip("norm", 1.0, None))
+    with pytest.raises(ValueError, match="rule"):
+        kernels.optimizer_update_("adagrad", q, q, lr=0.1)
