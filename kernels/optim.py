@@ -268,18 +268,19 @@ def _optim_fwd_kernel(
     for i in range(0, n_iter):
         offs = start + i * BLOCK + tl.arange(0, BLOCK)
         mask = offs < end
-        # Load what the rule reads; absent states are never touched (s* = g is only a placeholder).
-        p = tl.load(param_ptr + offs, mask=mask)
-        g = tl.load(grad_ptr + offs, mask=mask)
+        # Load what the rule reads; absent states are never touched (s* = g is only a placeholder). Masked lanes
+        # read states as 1 so that no lane divides 0 by 0 (harmless on a GPU, an error in the interpreter).
+        p = tl.load(param_ptr + offs, mask=mask, other=0.0)
+        g = tl.load(grad_ptr + offs, mask=mask, other=0.0)
         s1 = g
         s2 = g
         s3 = g
         if HAS_S1:
-            s1 = tl.load(s1_ptr + offs, mask=mask)
+            s1 = tl.load(s1_ptr + offs, mask=mask, other=1.0)
         if HAS_S2:
-            s2 = tl.load(s2_ptr + offs, mask=mask)
+            s2 = tl.load(s2_ptr + offs, mask=mask, other=1.0)
         if HAS_S3:
-            s3 = tl.load(s3_ptr + offs, mask=mask)
+            s3 = tl.load(s3_ptr + offs, mask=mask, other=1.0)
         # 1. Clip, as Keras: a value clamp, or the scale clip / max(norm, clip) with the norm from the device.
         if CLIP == 1:
             g = tl.minimum(tl.maximum(g, -clip), clip)
