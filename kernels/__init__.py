@@ -8,7 +8,9 @@ from ._backend import BACKENDS, backend, backend_scope, get_backend, set_backend
 from ._triton import HAS_TRITON, INTERPRETING
 from .activations import ACTIVATIONS
 from .dense import dense
+from .dropout import dropout
 from .optim import adam_, optimizer_update_, rmsprop_, sgd_
+from .precision import get_float32_matmul_precision, set_float32_matmul_precision
 from .xent import binary_cross_entropy, log_softmax, softmax, softmax_cross_entropy
 
 __all__ = [
@@ -19,6 +21,9 @@ __all__ = [
     "sgd_",
     "binary_cross_entropy",
     "dense",
+    "dropout",
+    "get_float32_matmul_precision",
+    "set_float32_matmul_precision",
     "log_softmax",
     "softmax",
     "softmax_cross_entropy",

@@ -1,23 +1,828 @@
-"""Dense: ``act(x @ kernel + bias)``."""
+"""Dense: ``y = dropout(act(x @ kernel + bias))`` in one pass over memory, forward and backward.
+
+Forward (one tiled GEMM, fp32 accumulation; everything else in its epilogue, on the fp32 accumulator):
+    z = x @ kernel + bias ; y = act(z) ; y = keep * y / (1 - rate)     keep = Philox(seed, row * N + col)
+    read x (MK) and kernel (KN) once from DRAM, write y (MN), and, only for activations whose derivative is not a
+    function of the output (gelu, silu, mish, softplus, hard_silu), g = act'(z) * keep / (1 - rate) (MN).
+    PyTorch eager (F.linear + act + dropout) writes z, reads it, writes y (and a mask), and reads y again: three
+    to four passes over MN where this does one.
+
+Backward (dz is never materialised; it is rebuilt tile by tile in the prologue of the GEMMs that consume it):
+    dz = dy * act'(.) * keep / (1 - rate)
+    dx = dz @ kernel^T        (one GEMM over N; dz rebuilt from dy and the saved y or g while loading)
+    dkernel = x^T @ dz        (one GEMM over M; the same prologue)
+    dbias = sum_m dz          (accumulated by the dkernel programs of the first K-tile, which already walk every row
+                               of dz for their columns: no extra pass, no atomics, deterministic)
+    read dy and the saved tensor twice (once per GEMM), x and kernel once; write dx, dkernel, dbias.
+
+What is saved for the backward, per activation (the "save vs recompute" decision, kernels/activations.py):
+- linear without dropout: nothing but x and kernel.
+- derivative a function of the output (relu, relu6, leaky_relu, elu, selu, sigmoid, hard_sigmoid, tanh, softsign,
+  exponential, and linear under dropout): the output y, which autograd keeps alive anyway (it is the next layer's
+  input); no extra bytes. A 1-bit relu mask would cost an extra MN/8 write and save nothing, since y stays alive.
+- derivative a function of the pre-activation (gelu, gelu_tanh, silu, hard_silu, softplus, mish): ``act'(z)``,
+  computed in the forward epilogue while z is in registers, in place of z itself. Same bytes as saving z, but the
+  backward prologue is one multiply rather than an erf/exp per element per GEMM program (each dz element is rebuilt
+  by K / BLOCK_K programs of each backward GEMM, which would make them CUDA-core bound).
+
+The fused dropout is never stored: for pre-activation rows the mask and scale are folded into the saved ``act'``;
+for output rows with ``act'(0) == 0`` (relu, relu6, sigmoid, hard_sigmoid, exponential) the dropped output is 0 and
+so is its gradient; for the others (linear, leaky_relu, elu, selu, tanh, softsign) the backward prologue
+regenerates the mask with Philox from (seed, index).
+"""
 
 from __future__ import annotations
 
 import torch
 
-from .activations import activation_reference, canonical
+from . import _backend, precision
+from ._aot import AotCase, register_aot
+from ._triton import INTERPRETING, tl, triton
+from .activations import (
+    ACTIVATIONS,
+    LEAKY_RELU_SLOPE,
+    SELU_ALPHA,
+    SELU_SCALE,
+    Activation,
+    activation_reference,
+    canonical,
+)
+from .dropout import check_rate, check_seed, dropout_mask, dropout_reference, keep_threshold
+
+# ---------------------------------------------------------------------------------------------------------------
+# Reference
+# ---------------------------------------------------------------------------------------------------------------
 
 
 def dense_reference(
-    x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | None = None, activation: str | None = None
+    x: torch.Tensor,
+    kernel: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    activation: str | None = None,
+    *,
+    dropout_rate: float = 0.0,
+    dropout_seed: int = 0,
 ) -> torch.Tensor:
-    """Plain torch: the written-down spec and the CPU path."""
+    """Plain torch, differentiated by autograd: the written-down spec."""
     z = torch.matmul(x, kernel)
     if bias is not None:
         z = z + bias
-    return activation_reference(activation, z)
+    y = activation_reference(activation, z)
+    if dropout_rate > 0:
+        y = dropout_reference(y, dropout_rate, dropout_seed)
+    return y
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Triton kernels
+# ---------------------------------------------------------------------------------------------------------------
+
+# The epilogue's ACTIVATION ids, from the one table.
+_LINEAR = tl.constexpr(ACTIVATIONS["linear"].id)
+_RELU = tl.constexpr(ACTIVATIONS["relu"].id)
+_RELU6 = tl.constexpr(ACTIVATIONS["relu6"].id)
+_LEAKY_RELU = tl.constexpr(ACTIVATIONS["leaky_relu"].id)
+_ELU = tl.constexpr(ACTIVATIONS["elu"].id)
+_SELU = tl.constexpr(ACTIVATIONS["selu"].id)
+_GELU = tl.constexpr(ACTIVATIONS["gelu"].id)
+_GELU_TANH = tl.constexpr(ACTIVATIONS["gelu_tanh"].id)
+_SILU = tl.constexpr(ACTIVATIONS["silu"].id)
+_SIGMOID = tl.constexpr(ACTIVATIONS["sigmoid"].id)
+_HARD_SIGMOID = tl.constexpr(ACTIVATIONS["hard_sigmoid"].id)
+_HARD_SILU = tl.constexpr(ACTIVATIONS["hard_silu"].id)
+_TANH = tl.constexpr(ACTIVATIONS["tanh"].id)
+_SOFTPLUS = tl.constexpr(ACTIVATIONS["softplus"].id)
+_SOFTSIGN = tl.constexpr(ACTIVATIONS["softsign"].id)
+_MISH = tl.constexpr(ACTIVATIONS["mish"].id)
+_EXPONENTIAL = tl.constexpr(ACTIVATIONS["exponential"].id)
+
+_SLOPE = tl.constexpr(LEAKY_RELU_SLOPE)
+_SELU_A = tl.constexpr(SELU_ALPHA)
+_SELU_S = tl.constexpr(SELU_SCALE)
+_SQRT_2_OVER_PI = tl.constexpr(0.7978845608028654)
+_INV_SQRT_2 = tl.constexpr(0.7071067811865476)
+_INV_SQRT_2PI = tl.constexpr(0.3989422804014327)
+_GELU_C = tl.constexpr(0.044715)
+
+# The interpreter computes bf16 tiles wrongly (they are uint16 bit patterns in numpy): upcast right after each load
+# when interpreting. On a GPU the operands stay in their dtype for the tensor cores.
+_UPCAST = tl.constexpr(INTERPRETING)
+
+# Backward prologue sources of act'(.): nothing (linear), the saved output, or the saved act'(z).
+_FROM_NONE = 0
+_FROM_OUTPUT = 1
+_FROM_SAVED = 2
+
+
+@triton.jit(do_not_specialize=["seed", "threshold"])
+def _dense_fwd_kernel(
+    x_ptr,  # *[M, K] input, any strides
+    w_ptr,  # *[K, N] kernel, any strides
+    b_ptr,  # *[N] bias, contiguous (read only when HAS_BIAS)
+    y_ptr,  # *[M, N] output, contiguous
+    g_ptr,  # *[M, N] act'(z) * keep * scale, contiguous (written only when SAVE_GRAD)
+    M,
+    N,
+    K,
+    stride_xm,
+    stride_xk,
+    stride_wk,
+    stride_wn,
+    seed,  # Philox key of the fused dropout
+    threshold,  # i32: keep an element when randint >> 1 >= threshold
+    scale,  # fp32: 1 / (1 - rate)
+    ACTIVATION: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    SAVE_GRAD: tl.constexpr,
+    HAS_DROPOUT: tl.constexpr,
+    PRECISION: tl.constexpr,  # tl.dot input_precision: "ieee" or "tf32" (fp32 only)
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    GROUP_M: tl.constexpr,
+    EPILOGUE_SPLIT: tl.constexpr,  # 1 or 2 column slices for the epilogue
+    WIDE_INDEX: tl.constexpr,  # M * N >= 2**31: int64 element indices for Philox
+):
+    # Grouped ordering: GROUP_M row-tiles share their kernel columns while they are in L2.
+    pid = tl.program_id(0)
+    num_m = tl.cdiv(M, BLOCK_M)
+    num_n = tl.cdiv(N, BLOCK_N)
+    group = GROUP_M * num_n
+    first_m = (pid // group) * GROUP_M
+    group_m = min(num_m - first_m, GROUP_M)
+    pid_m = first_m + (pid % group) % group_m
+    pid_n = (pid % group) // group_m
+
+    # Operand tiles. Rows of x and columns of the kernel past the edge wrap around (valid addresses, results
+    # discarded by the store mask), so only the K tail needs a mask in the loop.
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs_k = tl.arange(0, BLOCK_K)
+    x_ptrs = x_ptr + (offs_m % M).to(tl.int64)[:, None] * stride_xm + offs_k[None, :] * stride_xk
+    w_ptrs = w_ptr + offs_k[:, None] * stride_wk + (offs_n % N).to(tl.int64)[None, :] * stride_wn
+
+    # Main loop: fp32 accumulation on the tensor cores (wgmma on sm_90, mma.sync on sm_80).
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for k in range(0, tl.cdiv(K, BLOCK_K)):
+        k_left = K - k * BLOCK_K
+        a = tl.load(x_ptrs, mask=offs_k[None, :] < k_left, other=0.0)
+        b = tl.load(w_ptrs, mask=offs_k[:, None] < k_left, other=0.0)
+        if _UPCAST:
+            a = a.to(tl.float32)
+            b = b.to(tl.float32)
+        acc = tl.dot(a, b, acc, input_precision=PRECISION)
+        x_ptrs += BLOCK_K * stride_xk
+        w_ptrs += BLOCK_K * stride_wk
+
+    # Epilogue, on the fp32 accumulator, in EPILOGUE_SPLIT column slices of BLOCK_N // EPILOGUE_SPLIT: a slice at a
+    # time keeps the activation's temporaries (and Philox's four words of state per element) within the register
+    # file; over the whole tile they spilled (ptxas, sm_90, 128x128 tile, 8 warps: mish + dropout stored 1 KB).
+    if EPILOGUE_SPLIT == 2:
+        acc = tl.permute(tl.reshape(acc, (BLOCK_M, 2, BLOCK_N // 2)), (0, 2, 1))
+        acc_0, acc_1 = tl.split(acc)
+    for h in tl.static_range(EPILOGUE_SPLIT):
+        if EPILOGUE_SPLIT == 1:
+            z = acc
+        elif h == 0:
+            z = acc_0
+        else:
+            z = acc_1
+        offs_n = pid_n * BLOCK_N + h * (BLOCK_N // EPILOGUE_SPLIT) + tl.arange(0, BLOCK_N // EPILOGUE_SPLIT)
+        if HAS_BIAS:
+            bias = tl.load(b_ptr + offs_n, mask=offs_n < N, other=0.0).to(tl.float32)
+            z = z + bias[None, :]
+
+        # Shared pieces, each computed once for the rows built on them. e = exp(-|z|) never overflows.
+        if ACTIVATION == _SILU or ACTIVATION == _SIGMOID or ACTIVATION == _SOFTPLUS or ACTIVATION == _MISH:
+            e = tl.exp(-tl.abs(z))
+            sig = tl.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))  # sigmoid(z)
+            # softplus(z) = max(z, 0) + log1p(e), log1p by Goldberg's trick (exact where 1 + e rounds to 1)
+            u1 = 1.0 + e
+            log1p_e = tl.where(u1 == 1.0, e, tl.log(u1) * (e / (u1 - 1.0)))
+            softplus = tl.maximum(z, 0.0) + log1p_e
+        if ACTIVATION == _TANH or ACTIVATION == _GELU_TANH or ACTIVATION == _MISH:
+            if ACTIVATION == _TANH:
+                u = z
+            elif ACTIVATION == _GELU_TANH:
+                u = _SQRT_2_OVER_PI * (z + _GELU_C * z * z * z)
+            else:
+                u = softplus
+            # tanh(u) = sign(u) (1 - t) / (1 + t), t = exp(-2|u|); odd Taylor series below |u| < 0.1, where the exp
+            # form loses its relative precision (TRITON_NOTES.md).
+            t = tl.exp(-2.0 * tl.abs(u))
+            th = (1.0 - t) / (1.0 + t)
+            th = tl.where(u < 0, -th, th)
+            u2 = u * u
+            th_small = u * (1.0 + u2 * (-0.3333333333333333 + u2 * (0.13333333333333333 + u2 * -0.05396825396825397)))
+            th = tl.where(tl.abs(u) < 0.1, th_small, th)
+        if ACTIVATION == _ELU or ACTIVATION == _SELU:
+            # expm1(min(z, 0)), with its Taylor series near 0 where exp(z) - 1 cancels.
+            zn = tl.minimum(z, 0.0)
+            em1 = tl.exp(zn) - 1.0
+            em1_small = zn * (1.0 + zn * (0.5 + zn * (0.16666666666666666 + zn * (0.041666666666666664 + zn / 120.0))))
+            em1 = tl.where(zn > -0.1, em1_small, em1)
+
+        y = z
+        g = z  # act'(z), stored only for the rows that need the pre-activation (SAVE_GRAD)
+        if ACTIVATION == _RELU:
+            y = tl.maximum(z, 0.0)
+        elif ACTIVATION == _RELU6:
+            y = tl.minimum(tl.maximum(z, 0.0), 6.0)
+        elif ACTIVATION == _LEAKY_RELU:
+            y = tl.where(z > 0, z, z * _SLOPE)
+        elif ACTIVATION == _ELU:
+            y = tl.where(z > 0, z, em1)
+        elif ACTIVATION == _SELU:
+            y = _SELU_S * tl.where(z > 0, z, _SELU_A * em1)
+        elif ACTIVATION == _GELU:
+            cdf = 0.5 * (1.0 + tl.erf(z * _INV_SQRT_2))
+            y = z * cdf
+            g = cdf + z * tl.exp(-0.5 * z * z) * _INV_SQRT_2PI
+        elif ACTIVATION == _GELU_TANH:
+            y = 0.5 * z * (1.0 + th)
+            g = 0.5 * (1.0 + th) + 0.5 * z * (1.0 - th * th) * _SQRT_2_OVER_PI * (1.0 + 3.0 * _GELU_C * z * z)
+        elif ACTIVATION == _SILU:
+            y = z * sig
+            g = sig * (1.0 + z * (1.0 - sig))
+        elif ACTIVATION == _SIGMOID:
+            y = sig
+        elif ACTIVATION == _HARD_SIGMOID:
+            y = tl.minimum(tl.maximum(z + 3.0, 0.0), 6.0) * (1.0 / 6.0)  # saturates at exactly 0 and 1
+        elif ACTIVATION == _HARD_SILU:
+            hs = tl.minimum(tl.maximum(z + 3.0, 0.0), 6.0) * (1.0 / 6.0)
+            y = z * hs
+            g = hs + tl.where((z > -3.0) & (z < 3.0), z * (1.0 / 6.0), 0.0)
+        elif ACTIVATION == _TANH:
+            y = th
+        elif ACTIVATION == _SOFTPLUS:
+            y = softplus
+            g = sig
+        elif ACTIVATION == _SOFTSIGN:
+            y = z / (1.0 + tl.abs(z))
+        elif ACTIVATION == _MISH:
+            y = z * th
+            g = th + z * (1.0 - th * th) * sig
+        elif ACTIVATION == _EXPONENTIAL:
+            y = tl.exp(z)
+
+        # Fused inverted dropout: the mask is Philox on (seed, row-major index), exactly kernels/dropout.py's.
+        if WIDE_INDEX:
+            offs_y = offs_m.to(tl.int64)[:, None] * N + offs_n[None, :]
+        else:
+            offs_y = offs_m[:, None] * N + offs_n[None, :]  # int32 Philox counters: same bits, cheaper
+        if HAS_DROPOUT:
+            keep = (tl.randint(seed, offs_y) >> 1).to(tl.int32) >= threshold
+            y = tl.where(keep, y * scale, 0.0)
+            if SAVE_GRAD:
+                g = tl.where(keep, g * scale, 0.0)
+
+        # Write y (and act'(z) where the backward needs it) in the input dtype.
+        y_mask = (offs_m[:, None] < M) & (offs_n[None, :] < N)
+        tl.store(y_ptr + offs_y, y.to(y_ptr.dtype.element_ty), mask=y_mask)
+        if SAVE_GRAD:
+            tl.store(g_ptr + offs_y, g.to(g_ptr.dtype.element_ty), mask=y_mask)
+
+
+@triton.jit(do_not_specialize=["seed", "threshold"])
+def _dense_bwd_kernel(
+    dy_ptr,  # *[M, N] gradient of the output, any strides
+    aux_ptr,  # *[M, N] saved: the output (GRAD_FROM 1) or act'(z) * keep * scale (GRAD_FROM 2), contiguous
+    x_ptr,  # *[M, K] input, any strides (PART 1)
+    w_ptr,  # *[K, N] kernel, any strides (PART 0)
+    out_ptr,  # *[M, K] dx (PART 0) or *[K, N] dkernel (PART 1), contiguous
+    db_ptr,  # *fp32 [N] dbias (PART 1 with HAS_BIAS)
+    M,
+    N,
+    K,
+    stride_dym,
+    stride_dyn,
+    stride_xm,
+    stride_xk,
+    stride_wk,
+    stride_wn,
+    seed,  # Philox key of the fused dropout (DROPOUT_REGEN)
+    threshold,  # i32: kept when randint >> 1 >= threshold
+    scale,  # fp32: 1 / (1 - rate), 1 without dropout
+    unscale,  # fp32: 1 - rate: the saved output times this is act(z) for kept elements
+    sat_hi,  # fp32: the saved output of a saturated relu6 / hard_sigmoid (6 or 1, times scale, in the input dtype)
+    ACTIVATION: tl.constexpr,
+    GRAD_FROM: tl.constexpr,  # 0: act' = 1, 1: act' from the saved output, 2: act' saved
+    DROPOUT_REGEN: tl.constexpr,  # regenerate the dropout mask (output rows with act'(0) != 0)
+    HAS_BIAS: tl.constexpr,
+    PART: tl.constexpr,  # 0: dx = dz @ kernel^T, 1: dkernel = x^T @ dz (and dbias)
+    PRECISION: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    GROUP_M: tl.constexpr,
+    WIDE_INDEX: tl.constexpr,  # M * N >= 2**31: int64 element indices for Philox
+):
+    # Both parts are C[P, Q] = sum_R A[P, R] B[R, Q] with the BLOCK_M x BLOCK_N tile of C per program:
+    #   PART 0: dx[m, k]      = sum_n dz[m, n] kernel[k, n]   (P, Q, R) = (M, K, N), A = dz, B = kernel^T
+    #   PART 1: dkernel[k, n] = sum_m x[m, k] dz[m, n]        (P, Q, R) = (K, N, M), A = x^T, B = dz
+    if PART == 0:
+        P = M
+        Q = K
+        R = N
+    else:
+        P = K
+        Q = N
+        R = M
+    pid = tl.program_id(0)
+    num_p = tl.cdiv(P, BLOCK_M)
+    num_q = tl.cdiv(Q, BLOCK_N)
+    group = GROUP_M * num_q
+    first_p = (pid // group) * GROUP_M
+    group_p = min(num_p - first_p, GROUP_M)
+    pid_p = first_p + (pid % group) % group_p
+    pid_q = (pid % group) // group_p
+    offs_p = pid_p * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_q = pid_q * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs_r = tl.arange(0, BLOCK_K)
+
+    # Index tiles of dz: (dm, dn) broadcast to [BLOCK_M, BLOCK_K] (PART 0) or [BLOCK_K, BLOCK_N] (PART 1). The
+    # non-reduced index wraps around at the edge (valid addresses, discarded by the store mask); the reduced one is
+    # masked, so dz is 0 past M or N.
+    if PART == 0:
+        dm = (offs_p % M)[:, None]
+        dn = offs_r[None, :]
+        w_ptrs = w_ptr + offs_r[:, None] * stride_wn + (offs_q % K).to(tl.int64)[None, :] * stride_wk
+    else:
+        dm = offs_r[:, None]
+        dn = (offs_q % N)[None, :]
+        x_ptrs = x_ptr + (offs_p % K).to(tl.int64)[:, None] * stride_xk + offs_r[None, :] * stride_xm
+    dy_ptrs = dy_ptr + dm.to(tl.int64) * stride_dym + dn * stride_dyn
+    aux_ptrs = aux_ptr + dm.to(tl.int64) * N + dn
+    if PART == 0:
+        dy_step = BLOCK_K * stride_dyn
+        aux_step = BLOCK_K
+    else:
+        dy_step = BLOCK_K * stride_dym
+        aux_step = BLOCK_K * N
+
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    db = tl.zeros((BLOCK_N,), dtype=tl.float32)
+    for r in range(0, tl.cdiv(R, BLOCK_K)):
+        r_left = R - r * BLOCK_K
+        if PART == 0:
+            z_mask = offs_r[None, :] < r_left
+        else:
+            z_mask = offs_r[:, None] < r_left
+
+        # Prologue: rebuild this tile of dz = dy * act'(.) * keep * scale in fp32.
+        dz = tl.load(dy_ptrs, mask=z_mask, other=0.0).to(tl.float32)
+        if GRAD_FROM == 2:
+            dz = dz * tl.load(aux_ptrs, mask=z_mask, other=0.0).to(tl.float32)
+        elif GRAD_FROM == 1:
+            ys = tl.load(aux_ptrs, mask=z_mask, other=0.0).to(tl.float32)  # the saved (dropped, scaled) output
+            y = ys * unscale
+            # act'(z) from the output. Kinks and saturation are decided on the saved value itself, so that the
+            # dropout's scaling cannot move an element across them.
+            if ACTIVATION == _LINEAR:
+                dact = tl.full(ys.shape, 1.0, tl.float32)
+            elif ACTIVATION == _RELU:
+                dact = tl.where(ys > 0, 1.0, 0.0)
+            elif ACTIVATION == _RELU6:
+                dact = tl.where((ys > 0) & (ys < sat_hi), 1.0, 0.0)
+            elif ACTIVATION == _LEAKY_RELU:
+                dact = tl.where(ys > 0, 1.0, _SLOPE)
+            elif ACTIVATION == _ELU:
+                dact = tl.where(ys > 0, 1.0, y + 1.0)
+            elif ACTIVATION == _SELU:
+                dact = tl.where(ys > 0, _SELU_S, y + _SELU_S * _SELU_A)
+            elif ACTIVATION == _SIGMOID:
+                dact = y * (1.0 - y)
+            elif ACTIVATION == _HARD_SIGMOID:
+                dact = tl.where((ys > 0) & (ys < sat_hi), 1.0 / 6.0, 0.0)
+            elif ACTIVATION == _TANH:
+                dact = 1.0 - y * y
+            elif ACTIVATION == _SOFTSIGN:
+                dact = (1.0 - tl.abs(y)) * (1.0 - tl.abs(y))
+            else:  # _EXPONENTIAL
+                dact = y
+            dact = dact * scale
+            if DROPOUT_REGEN:
+                if WIDE_INDEX:
+                    idx = dm.to(tl.int64) * N + dn
+                else:
+                    idx = dm * N + dn
+                keep = (tl.randint(seed, idx) >> 1).to(tl.int32) >= threshold
+                dact = tl.where(keep, dact, 0.0)
+            dz = dz * dact
+        if _UPCAST:
+            dz_op = dz
+        else:
+            dz_op = dz.to(dy_ptr.dtype.element_ty)  # the tensor-core operand, in the input dtype
+
+        if PART == 0:
+            b = tl.load(w_ptrs, mask=offs_r[:, None] < r_left, other=0.0)
+            if _UPCAST:
+                b = b.to(tl.float32)
+            acc = tl.dot(dz_op, b, acc, input_precision=PRECISION)
+            w_ptrs += BLOCK_K * stride_wn
+            dn += BLOCK_K
+        else:
+            a = tl.load(x_ptrs, mask=offs_r[None, :] < r_left, other=0.0)
+            if _UPCAST:
+                a = a.to(tl.float32)
+            acc = tl.dot(a, dz_op, acc, input_precision=PRECISION)
+            if HAS_BIAS:
+                # dbias, from the fp32 dz, by the programs of the first K-tile only.
+                if pid_p == 0:
+                    db += tl.sum(dz, axis=0)
+            x_ptrs += BLOCK_K * stride_xm
+            dm += BLOCK_K
+        dy_ptrs += dy_step
+        aux_ptrs += aux_step
+
+    out_mask = (offs_p[:, None] < P) & (offs_q[None, :] < Q)
+    out_offs = offs_p.to(tl.int64)[:, None] * Q + offs_q[None, :]
+    tl.store(out_ptr + out_offs, acc.to(out_ptr.dtype.element_ty), mask=out_mask)
+    if PART == 1:
+        if HAS_BIAS:
+            if pid_p == 0:
+                tl.store(db_ptr + offs_q, db, mask=offs_q < N)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Autotuning
+# ---------------------------------------------------------------------------------------------------------------
+
+# (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages). Hopper (sm_90): large tiles for wgmma, 3-4 stages of
+# shared-memory pipelining within its 228 KB. fp32 tiles use BLOCK_K = 32 (twice the bytes per element).
+# Every config is compiled for sm_90 and sm_80 by tests/kernels/test_aot.py; a config that spilled was removed.
+HOPPER_CONFIGS_16 = [
+    (128, 256, 64, 8, 3),
+    (128, 128, 64, 8, 4),
+    (128, 128, 64, 4, 4),
+    (64, 128, 64, 4, 4),
+    (128, 64, 64, 4, 4),
+    (64, 64, 64, 4, 4),
+]
+HOPPER_CONFIGS_32 = [
+    (128, 128, 32, 8, 3),
+    (128, 64, 32, 4, 4),
+    (64, 128, 32, 4, 4),
+    (64, 64, 32, 4, 4),
+]
+# Pre-Hopper GPUs (sm_80 and others): a subset with fewer shared-memory bytes (sm_80 has 164 KB).
+FALLBACK_CONFIGS_16 = [(128, 128, 64, 4, 4), (64, 128, 64, 4, 4), (64, 64, 64, 4, 4)]
+FALLBACK_CONFIGS_32 = [(128, 64, 32, 4, 4), (64, 64, 32, 4, 4)]
+# The interpreter cannot benchmark (no GPU): one small config keeps tests fast (TRITON_NOTES.md).
+INTERPRETER_CONFIG = (32, 32, 32, 4, 1)
+GROUP_M = 8
+
+
+def _config(c: tuple[int, int, int, int, int]):
+    bm, bn, bk, warps, stages = c
+    return triton.Config(
+        {"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": GROUP_M}, num_warps=warps, num_stages=stages
+    )
+
+
+def _config_list(wide: bool, hopper: bool) -> list[tuple[int, int, int, int, int]]:
+    if INTERPRETING:
+        return [INTERPRETER_CONFIG]
+    if hopper:
+        return HOPPER_CONFIGS_32 if wide else HOPPER_CONFIGS_16
+    return FALLBACK_CONFIGS_32 if wide else FALLBACK_CONFIGS_16
+
+
+_TUNED: dict[tuple[str, bool, bool], object] = {}
+
+
+def _tuned(name: str, wide: bool, hopper: bool):
+    """The autotuned launcher of one kernel for one config set, keyed on the problem shape."""
+    key = (name, wide, hopper)
+    if key not in _TUNED:
+        kernel = _dense_fwd_kernel if name == "fwd" else _dense_bwd_kernel
+        configs = [_config(c) for c in _config_list(wide, hopper)]
+        _TUNED[key] = triton.autotune(configs=configs, key=["M", "N", "K"])(kernel)
+    return _TUNED[key]
+
+
+def _is_hopper(device: torch.device) -> bool:
+    return device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 9
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Ahead-of-time compile cases: every autotune config of every kernel, for fp32 (ieee and tf32), bf16 and fp16,
+# each with its heaviest epilogue/prologue (mish + saved derivative + dropout forward; tanh with a regenerated
+# dropout mask backward) so that ptxas' spill count is the worst case.
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _aot_cases() -> list[AotCase]:
+    cases = []
+    variants = [
+        ("fp32-ieee", "*fp32", "ieee"),
+        ("fp32-tf32", "*fp32", "tf32"),
+        ("bf16", "*bf16", "tf32"),
+        ("fp16", "*fp16", "tf32"),
+    ]
+    for label, ptr, prec in variants:
+        wide = ptr == "*fp32"
+        configs = dict.fromkeys(
+            (HOPPER_CONFIGS_32 + FALLBACK_CONFIGS_32) if wide else (HOPPER_CONFIGS_16 + FALLBACK_CONFIGS_16)
+        )
+        for bm, bn, bk, warps, stages in configs:
+            tile = f"{bm}x{bn}x{bk}w{warps}s{stages}"
+            blocks = {"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": GROUP_M}
+            cases.append(
+                AotCase(
+                    name=f"dense_fwd[{label},mish,{tile}]",
+                    kernel=_dense_fwd_kernel,
+                    signature={
+                        **dict.fromkeys(("x_ptr", "w_ptr", "b_ptr", "y_ptr", "g_ptr"), ptr),
+                        **dict.fromkeys(("M", "N", "K", "stride_xm", "stride_wk"), "i32"),
+                        "stride_xk": "constexpr",
+                        "stride_wn": "constexpr",
+                        "seed": "i64",
+                        "threshold": "i32",
+                        "scale": "fp32",
+                        **dict.fromkeys(
+                            (
+                                "ACTIVATION",
+                                "HAS_BIAS",
+                                "SAVE_GRAD",
+                                "HAS_DROPOUT",
+                                "PRECISION",
+                                "EPILOGUE_SPLIT",
+                                "WIDE_INDEX",
+                                *blocks,
+                            ),
+                            "constexpr",
+                        ),
+                    },
+                    constexprs={
+                        "stride_xk": 1,
+                        "stride_wn": 1,
+                        "ACTIVATION": ACTIVATIONS["mish"].id,
+                        "HAS_BIAS": True,
+                        "SAVE_GRAD": True,
+                        "HAS_DROPOUT": True,
+                        "PRECISION": prec,
+                        "EPILOGUE_SPLIT": 2,
+                        "WIDE_INDEX": False,
+                        **blocks,
+                    },
+                    num_warps=warps,
+                    num_stages=stages,
+                    tensor_cores=prec != "ieee",
+                )
+            )
+            for part, part_name in ((0, "dx"), (1, "dw")):
+                cases.append(
+                    AotCase(
+                        name=f"dense_bwd_{part_name}[{label},tanh+dropout,{tile}]",
+                        kernel=_dense_bwd_kernel,
+                        signature={
+                            **dict.fromkeys(("dy_ptr", "aux_ptr", "x_ptr", "w_ptr", "out_ptr"), ptr),
+                            "db_ptr": "*fp32",
+                            **dict.fromkeys(("M", "N", "K", "stride_dym", "stride_xm", "stride_wk"), "i32"),
+                            **dict.fromkeys(("stride_dyn", "stride_xk", "stride_wn"), "constexpr"),
+                            "seed": "i64",
+                            "threshold": "i32",
+                            **dict.fromkeys(("scale", "unscale", "sat_hi"), "fp32"),
+                            **dict.fromkeys(
+                                (
+                                    "ACTIVATION",
+                                    "GRAD_FROM",
+                                    "DROPOUT_REGEN",
+                                    "HAS_BIAS",
+                                    "PART",
+                                    "PRECISION",
+                                    "WIDE_INDEX",
+                                    *blocks,
+                                ),
+                                "constexpr",
+                            ),
+                        },
+                        constexprs={
+                            "stride_dyn": 1,
+                            "stride_xk": 1,
+                            "stride_wn": 1,
+                            "ACTIVATION": ACTIVATIONS["tanh"].id,
+                            "GRAD_FROM": _FROM_OUTPUT,
+                            "DROPOUT_REGEN": True,
+                            "HAS_BIAS": True,
+                            "PART": part,
+                            "PRECISION": prec,
+                            "WIDE_INDEX": False,
+                            **blocks,
+                        },
+                        num_warps=warps,
+                        num_stages=stages,
+                        tensor_cores=prec != "ieee",
+                    )
+                )
+    return cases
+
+
+register_aot(*_aot_cases())
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Launchers
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _dot_precision(dtype: torch.dtype) -> str:
+    return precision.dot_precision() if dtype == torch.float32 else "tf32"  # ignored for 16-bit inputs
+
+
+def _epilogue_split(act: Activation, rate: float) -> int:
+    """Column slices of the forward epilogue: 2 where it is heavy (a saved derivative or Philox), else 1."""
+    return 1 if INTERPRETING or (rate == 0.0 and not act.needs_preactivation) else 2
+
+
+def _grad_source(act: Activation, rate: float) -> int:
+    if act.needs_preactivation:
+        return _FROM_SAVED
+    if act.name == "linear" and rate == 0.0:
+        return _FROM_NONE
+    return _FROM_OUTPUT
+
+
+def _saturated_output(act: Activation, scale: float, dtype: torch.dtype) -> float:
+    """The saved output of a saturated relu6 (6) or hard_sigmoid (1), as the forward epilogue rounds it."""
+    top = 6.0 if act.name == "relu6" else 1.0
+    one = torch.tensor(top, dtype=torch.float32) * torch.tensor(scale, dtype=torch.float32)
+    return float(one.to(dtype).float())
+
+
+def dense_fwd(
+    x2: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | None, act: Activation, rate: float, seed: int
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Launch the forward: ``y`` (M, N) and, for pre-activation rows, ``act'(z) * keep * scale`` (M, N)."""
+    m, k = x2.shape
+    n = kernel.shape[1]
+    y = torch.empty((m, n), dtype=x2.dtype, device=x2.device)
+    g = torch.empty_like(y) if act.needs_preactivation else None
+    b = bias.contiguous() if bias is not None else y  # a dummy pointer when there is no bias
+    kern = _tuned("fwd", x2.dtype == torch.float32, _is_hopper(x2.device))
+
+    def grid(meta):
+        return (triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(n, meta["BLOCK_N"]),)
+
+    kern[grid](
+        x2, kernel, b, y, g if g is not None else y,
+        m, n, k,
+        x2.stride(0), x2.stride(1), kernel.stride(0), kernel.stride(1),
+        seed, keep_threshold(rate), 1.0 / (1.0 - rate),
+        ACTIVATION=act.id,
+        HAS_BIAS=bias is not None,
+        SAVE_GRAD=g is not None,
+        HAS_DROPOUT=rate > 0.0,
+        PRECISION=_dot_precision(x2.dtype),
+        EPILOGUE_SPLIT=_epilogue_split(act, rate),
+        WIDE_INDEX=m * n >= 2**31,
+    )  # fmt: skip
+    return y, g
+
+
+def dense_bwd(
+    dy2: torch.Tensor,
+    aux: torch.Tensor | None,
+    x2: torch.Tensor,
+    kernel: torch.Tensor,
+    act: Activation,
+    rate: float,
+    seed: int,
+    *,
+    has_bias: bool,
+    need_dx: bool = True,
+    need_dw: bool = True,
+) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    """Launch the backward GEMMs: ``dx`` (M, K), ``dkernel`` (K, N) and ``dbias`` (N,), each only if needed."""
+    m, k = x2.shape
+    n = kernel.shape[1]
+    source = _grad_source(act, rate)
+    scale = 1.0 / (1.0 - rate)
+    aux_t = aux if aux is not None else dy2  # a dummy pointer when nothing was saved
+    common = dict(
+        ACTIVATION=act.id,
+        GRAD_FROM=source,
+        DROPOUT_REGEN=source == _FROM_OUTPUT and rate > 0.0 and not act.zero_safe,
+        PRECISION=_dot_precision(x2.dtype),
+        WIDE_INDEX=m * n >= 2**31,
+    )
+    sat = _saturated_output(act, scale, x2.dtype) if act.name in ("relu6", "hard_sigmoid") else 0.0
+    args_tail = (seed, keep_threshold(rate), scale, 1.0 - rate, sat)
+    wide, hopper = x2.dtype == torch.float32, _is_hopper(x2.device)
+    dx = dw = db = None
+    if need_dx:
+        dx = torch.empty((m, k), dtype=x2.dtype, device=x2.device)
+        grid = lambda meta: (triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(k, meta["BLOCK_N"]),)  # noqa: E731
+        _tuned("bwd_dx", wide, hopper)[grid](
+            dy2, aux_t, x2, kernel, dx, dx,
+            m, n, k,
+            dy2.stride(0), dy2.stride(1), x2.stride(0), x2.stride(1), kernel.stride(0), kernel.stride(1),
+            *args_tail, HAS_BIAS=False, PART=0, **common,
+        )  # fmt: skip
+    if need_dw or has_bias:
+        dw = torch.empty((k, n), dtype=kernel.dtype, device=x2.device)
+        db = torch.empty((n,), dtype=torch.float32, device=x2.device) if has_bias else dw
+        grid = lambda meta: (triton.cdiv(k, meta["BLOCK_M"]) * triton.cdiv(n, meta["BLOCK_N"]),)  # noqa: E731
+        _tuned("bwd_dw", wide, hopper)[grid](
+            dy2, aux_t, x2, kernel, dw, db,
+            m, n, k,
+            dy2.stride(0), dy2.stride(1), x2.stride(0), x2.stride(1), kernel.stride(0), kernel.stride(1),
+            *args_tail, HAS_BIAS=has_bias, PART=1, **common,
+        )  # fmt: skip
+        db = db.to(x2.dtype) if has_bias else None
+    return dx, dw, db
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The same two halves in torch: the CPU path, built from the same activation table (so gradcheck checks the table)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _torch_fwd(x2, kernel, bias, act: Activation, rate: float, seed: int):
+    z = x2 @ kernel
+    if bias is not None:
+        z = z + bias
+    y = act.forward(z)
+    # What the backward needs: z for pre-activation rows, y (before dropout) otherwise.
+    saved = z if act.needs_preactivation else y
+    if rate > 0.0:
+        keep = dropout_mask(seed, rate, tuple(y.shape), y.device)
+        y = torch.where(keep, y * (1.0 / (1.0 - rate)), torch.zeros((), dtype=y.dtype, device=y.device))
+    return y, saved
+
+
+def _torch_bwd(dy2, saved, x2, kernel, act: Activation, rate: float, seed: int, need_dx, need_dw, has_bias):
+    dz = dy2 * act.derivative(saved)
+    if rate > 0.0:
+        keep = dropout_mask(seed, rate, tuple(dz.shape), dz.device)
+        dz = torch.where(keep, dz * (1.0 / (1.0 - rate)), torch.zeros((), dtype=dz.dtype, device=dz.device))
+    dx = dz @ kernel.t() if need_dx else None
+    dw = x2.t() @ dz if need_dw else None
+    db = dz.sum(0) if has_bias else None
+    return dx, dw, db
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Autograd
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class DenseFunction(torch.autograd.Function):
+    """``dropout(act(x @ kernel + bias))`` with a fused forward and a fused backward.
+
+    Save vs recompute: x and kernel are saved (they are alive anyway). Of the (M, N) tensors, the Triton path saves
+    the output y when act' is a function of it (no extra memory: it is the returned tensor), ``act'(z) * keep *
+    scale`` when it is not, and nothing for linear; the dropout mask is never saved (see the module docstring).
+    """
+
+    @staticmethod
+    def forward(ctx, x, kernel, bias, activation: str, rate: float, seed: int, on_triton: bool):
+        act = ACTIVATIONS[activation]
+        lead, k, n = x.shape[:-1], x.shape[-1], kernel.shape[1]
+        x2 = x.reshape(-1, k)
+        if on_triton:
+            y2, g = dense_fwd(x2, kernel, bias, act, rate, seed)
+            y = y2.view(*lead, n)
+            source = _grad_source(act, rate)
+            ctx.save_for_backward(x2, kernel, g if source == _FROM_SAVED else y if source == _FROM_OUTPUT else None)
+        else:
+            y2, saved = _torch_fwd(x2, kernel, bias, act, rate, seed)
+            y = y2.view(*lead, n)
+            ctx.save_for_backward(x2, kernel, saved)
+        ctx.act, ctx.rate, ctx.seed, ctx.on_triton, ctx.has_bias = act, rate, seed, on_triton, bias is not None
+        ctx.x_shape = x.shape
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        x2, kernel, saved = ctx.saved_tensors
+        n = kernel.shape[1]
+        dy2 = dy.reshape(-1, n)
+        need_dx, need_dw, need_db = ctx.needs_input_grad[:3]
+        if ctx.on_triton:
+            aux = saved.reshape(-1, n) if saved is not None else None
+            dx, dw, db = dense_bwd(
+                dy2, aux, x2, kernel, ctx.act, ctx.rate, ctx.seed, has_bias=ctx.has_bias, need_dx=need_dx,
+                need_dw=need_dw,
+            )  # fmt: skip
+        else:
+            dx, dw, db = _torch_bwd(dy2, saved, x2, kernel, ctx.act, ctx.rate, ctx.seed, need_dx, need_dw, ctx.has_bias)
+        dx = dx.view(ctx.x_shape) if need_dx else None
+        return dx, dw if need_dw else None, db if need_db else None, None, None, None, None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The public op
+# ---------------------------------------------------------------------------------------------------------------
+
+_TRITON_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
 def _validate(x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | None) -> None:
+    for name, t in (("x", x), ("kernel", kernel), ("bias", bias)):
+        if t is not None and not isinstance(t, torch.Tensor):
+            raise ValueError(f"dense: {name} must be a torch.Tensor. Received: {name}={type(t).__name__}")
     if kernel.dim() != 2:
         raise ValueError(f"dense: kernel must be 2-D (in, out). Received: kernel.shape={tuple(kernel.shape)}")
     if x.dim() < 1 or x.shape[-1] != kernel.shape[0]:
@@ -25,21 +830,43 @@ def _validate(x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | None) 
             f"dense: the last dimension of x must equal kernel.shape[0]={kernel.shape[0]}. "
             f"Received: x.shape={tuple(x.shape)}"
         )
+    if not x.dtype.is_floating_point:
+        raise ValueError(f"dense: x must be a floating-point tensor. Received: x.dtype={x.dtype}")
     for name, t in (("kernel", kernel), ("bias", bias)):
         if t is None:
             continue
         if t.device != x.device:
-            raise ValueError(f"dense: {name} is on {t.device} but x is on {x.device}")
+            raise ValueError(f"dense: {name} must be on x's device {x.device}. Received: {name}.device={t.device}")
         if t.dtype != x.dtype:
-            raise ValueError(f"dense: {name} has dtype {t.dtype} but x has dtype {x.dtype}")
+            raise ValueError(f"dense: {name} must have x's dtype {x.dtype}. Received: {name}.dtype={t.dtype}")
     if bias is not None and tuple(bias.shape) != (kernel.shape[1],):
-        raise ValueError(f"dense: bias must have shape ({kernel.shape[1]},). Received: {tuple(bias.shape)}")
+        raise ValueError(f"dense: bias must have shape ({kernel.shape[1]},). Received: bias.shape={tuple(bias.shape)}")
 
 
 def dense(
-    x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | None = None, activation: str | None = None
+    x: torch.Tensor,
+    kernel: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    activation: str | None = None,
+    *,
+    dropout_rate: float = 0.0,
+    dropout_seed: int | None = None,
 ) -> torch.Tensor:
-    """``act(x @ kernel + bias)`` for ``x`` of shape ``(..., in)``, ``kernel`` ``(in, out)``, ``bias`` ``(out,)``."""
+    """``act(x @ kernel + bias)``, then (when ``dropout_rate > 0``) Keras' inverted dropout, fused.
+
+    Args:
+        x: ``(..., in)``.
+        kernel: ``(in, out)``, as in Keras.
+        bias: ``(out,)`` or None.
+        activation: a name from ``ACTIVATIONS`` or an alias (``"swish"``, ...); None is linear.
+        dropout_rate: drop probability of the Dropout layer that follows (training mode); 0 fuses nothing.
+        dropout_seed: Philox seed (a Python int); the mask equals ``dropout(y, rate, seed)``'s bit for bit.
+
+    Returns ``(..., out)`` in x's dtype. float64 (and any shape with a zero-sized dimension) takes the torch path.
+    """
     activation = canonical(activation)
     _validate(x, kernel, bias)
-    return dense_reference(x, kernel, bias, activation)
+    rate = check_rate(dropout_rate)
+    seed = check_seed(dropout_seed) if rate > 0.0 else 0
+    on_triton = _backend.use_triton(x) and x.dtype in _TRITON_DTYPES and x.numel() > 0 and kernel.numel() > 0
+    return DenseFunction.apply(x, kernel, bias, activation, rate, seed, on_triton)
