@@ -89,7 +89,7 @@ _ROWS = [
     (
         "leaky_relu",
         lambda z: F.leaky_relu(z, LEAKY_RELU_SLOPE),
-        lambda y: torch.where(y > 0, 1.0, LEAKY_RELU_SLOPE).to(y.dtype),
+        lambda y: torch.where(y > 0, torch.ones_like(y), torch.full_like(y, LEAKY_RELU_SLOPE)),
         False,
     ),
     ("elu", F.elu, lambda y: torch.where(y > 0, torch.ones_like(y), y + 1.0), False),

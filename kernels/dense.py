@@ -501,6 +501,16 @@ def _tuned(name: str, wide: bool, hopper: bool):
     return _TUNED[key]
 
 
+def _launcher(name: str, wide: bool, device: torch.device, config: dict | None):
+    """The autotuned kernel, or, with ``config`` (BLOCK_*, GROUP_M, num_warps, num_stages), the bare kernel with
+    those meta-parameters: how tests cover block sizes the interpreter's single config does not, and how the
+    benchmark pins a config."""
+    if config is None:
+        return lambda grid: _tuned(name, wide, _is_hopper(device))[grid]
+    kernel = _dense_fwd_kernel if name == "fwd" else _dense_bwd_kernel
+    return lambda grid: lambda *args, **kwargs: kernel[grid](*args, **kwargs, **config)
+
+
 def _is_hopper(device: torch.device) -> bool:
     return device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 9
 
@@ -652,7 +662,13 @@ def _saturated_output(act: Activation, scale: float, dtype: torch.dtype) -> floa
 
 
 def dense_fwd(
-    x2: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | None, act: Activation, rate: float, seed: int
+    x2: torch.Tensor,
+    kernel: torch.Tensor,
+    bias: torch.Tensor | None,
+    act: Activation,
+    rate: float,
+    seed: int,
+    config: dict | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Launch the forward: ``y`` (M, N) and, for pre-activation rows, ``act'(z) * keep * scale`` (M, N)."""
     m, k = x2.shape
@@ -660,12 +676,14 @@ def dense_fwd(
     y = torch.empty((m, n), dtype=x2.dtype, device=x2.device)
     g = torch.empty_like(y) if act.needs_preactivation else None
     b = bias.contiguous() if bias is not None else y  # a dummy pointer when there is no bias
-    kern = _tuned("fwd", x2.dtype == torch.float32, _is_hopper(x2.device))
+    config = dict(config) if config is not None else None
+    split = config.pop("EPILOGUE_SPLIT", None) if config is not None else None
+    kern = _launcher("fwd", x2.dtype == torch.float32, x2.device, config)
 
     def grid(meta):
         return (triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(n, meta["BLOCK_N"]),)
 
-    kern[grid](
+    kern(grid)(
         x2, kernel, b, y, g if g is not None else y,
         m, n, k,
         x2.stride(0), x2.stride(1), kernel.stride(0), kernel.stride(1),
@@ -675,7 +693,7 @@ def dense_fwd(
         SAVE_GRAD=g is not None,
         HAS_DROPOUT=rate > 0.0,
         PRECISION=_dot_precision(x2.dtype),
-        EPILOGUE_SPLIT=_epilogue_split(act, rate),
+        EPILOGUE_SPLIT=split or _epilogue_split(act, rate),
         WIDE_INDEX=m * n >= 2**31,
     )  # fmt: skip
     return y, g
@@ -693,6 +711,7 @@ def dense_bwd(
     has_bias: bool,
     need_dx: bool = True,
     need_dw: bool = True,
+    config: dict | None = None,
 ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
     """Launch the backward GEMMs: ``dx`` (M, K), ``dkernel`` (K, N) and ``dbias`` (N,), each only if needed."""
     m, k = x2.shape
@@ -709,12 +728,12 @@ def dense_bwd(
     )
     sat = _saturated_output(act, scale, x2.dtype) if act.name in ("relu6", "hard_sigmoid") else 0.0
     args_tail = (seed, keep_threshold(rate), scale, 1.0 - rate, sat)
-    wide, hopper = x2.dtype == torch.float32, _is_hopper(x2.device)
+    wide = x2.dtype == torch.float32
     dx = dw = db = None
     if need_dx:
         dx = torch.empty((m, k), dtype=x2.dtype, device=x2.device)
         grid = lambda meta: (triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(k, meta["BLOCK_N"]),)  # noqa: E731
-        _tuned("bwd_dx", wide, hopper)[grid](
+        _launcher("bwd_dx", wide, x2.device, config)(grid)(
             dy2, aux_t, x2, kernel, dx, dx,
             m, n, k,
             dy2.stride(0), dy2.stride(1), x2.stride(0), x2.stride(1), kernel.stride(0), kernel.stride(1),
@@ -724,7 +743,7 @@ def dense_bwd(
         dw = torch.empty((k, n), dtype=kernel.dtype, device=x2.device)
         db = torch.empty((n,), dtype=torch.float32, device=x2.device) if has_bias else dw
         grid = lambda meta: (triton.cdiv(k, meta["BLOCK_M"]) * triton.cdiv(n, meta["BLOCK_N"]),)  # noqa: E731
-        _tuned("bwd_dw", wide, hopper)[grid](
+        _launcher("bwd_dw", wide, x2.device, config)(grid)(
             dy2, aux_t, x2, kernel, dw, db,
             m, n, k,
             dy2.stride(0), dy2.stride(1), x2.stride(0), x2.stride(1), kernel.stride(0), kernel.stride(1),

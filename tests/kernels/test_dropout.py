@@ -1,0 +1,85 @@
+"""Dropout: Philox mask on (seed, element index), Keras' inverted scaling, identical on both backends."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from tests.helpers import assert_close_verbose
+from tritonnn import kernels
+from tritonnn.kernels import HAS_TRITON, INTERPRETING
+from tritonnn.kernels.dropout import dropout_mask, philox_randint
+
+
+def _x(shape, dtype, device, seed=0):
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed)).to(dtype).to(device)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("shape, rate, seed", [((1000,), 0.3, 0), ((7, 129), 0.5, 12345), ((3, 5, 33), 0.1, 2**40 + 7)])
+def test_dropout_is_inverted_philox_dropout(backend, device, dtype, shape, rate, seed):
+    x = _x(shape, dtype, device).requires_grad_()
+    y = kernels.dropout(x, rate, seed)
+    keep = dropout_mask(seed, rate, shape).to(device)
+    expected = torch.where(keep, x.detach().double() / (1 - rate), 0.0)
+    atol, rtol = {torch.float32: (0, 1e-6), torch.bfloat16: (0, 8e-3), torch.float16: (0, 1e-3)}[dtype]
+    assert_close_verbose(y, expected, atol=atol, rtol=rtol, name="y")
+    assert torch.equal(y != 0, keep & (x != 0)), "the dropped elements differ from the Philox mask"
+    (dx,) = torch.autograd.grad(y, x, torch.ones_like(y))
+    assert_close_verbose(dx, keep.double() / (1 - rate), atol=0, rtol=rtol, name="dx")
+
+
+def test_both_backends_drop_the_same_elements_bit_for_bit(device):
+    x = _x((17, 301), torch.float32, device, seed=3)
+    with kernels.backend_scope("torch"):
+        y_torch = kernels.dropout(x, 0.4, 99)
+    if HAS_TRITON:
+        with kernels.backend_scope("triton"):
+            y_triton = kernels.dropout(x, 0.4, 99)
+        assert torch.equal(y_torch, y_triton)
+    assert not torch.equal(y_torch, kernels.dropout(x, 0.4, 100)), "another seed must give another mask"
+
+
+def test_keep_rate_is_one_minus_rate():
+    n = 20000
+    for rate in (0.1, 0.5, 0.9):
+        kept = dropout_mask(7, rate, (n,)).double().mean().item()
+        sigma = math.sqrt(rate * (1 - rate) / n)
+        assert abs(kept - (1 - rate)) < 5 * sigma, (rate, kept)
+
+
+def test_rate_zero_and_inference_cost_nothing(backend, device):
+    x = _x((5, 7), torch.float32, device)
+    assert kernels.dropout(x, 0.0, 1) is x
+    assert kernels.dropout(x, 0.5, 1, training=False) is x
+
+
+@pytest.mark.parametrize("rate", [-0.1, 1.0, 1.5, float("nan"), "0.5", True])
+def test_invalid_rate_is_a_value_error(backend, device, rate):
+    with pytest.raises(ValueError, match="Received: rate="):
+        kernels.dropout(torch.ones(3, device=device), rate, 0)
+
+
+@pytest.mark.parametrize("seed", [-1, 2**63, 1.5, "7"])
+def test_invalid_seed_is_a_value_error(backend, device, seed):
+    with pytest.raises(ValueError, match="Received: seed="):
+        kernels.dropout(torch.ones(3, device=device), 0.5, seed)
+
+
+@pytest.mark.skipif(not (HAS_TRITON and INTERPRETING), reason="checks the torch Philox against tl.randint on CPU")
+def test_torch_philox_equals_tl_randint():
+    import triton
+    import triton.language as tl
+
+    @triton.jit
+    def _randint_kernel(out_ptr, seed, base, BLOCK: tl.constexpr):
+        offs = base + tl.arange(0, BLOCK).to(tl.int64)
+        tl.store(out_ptr + tl.arange(0, BLOCK), tl.randint(seed, offs).to(tl.int64))
+
+    for seed, base in ((0, 0), (2**35 + 3, 2**33 - 100)):  # 64-bit seeds and counters use both key/counter words
+        out = torch.empty(256, dtype=torch.int64)
+        _randint_kernel[(1,)](out, seed, base, BLOCK=256)
+        expected = philox_randint(seed, torch.arange(base, base + 256, dtype=torch.int64))
+        assert torch.equal(out & 0xFFFFFFFF, expected)
