@@ -759,26 +759,29 @@ def dense_bwd(
 
 
 def _torch_fwd(x2, kernel, bias, act: Activation, rate: float, seed: int):
-    z = x2 @ kernel
+    # 16-bit inputs are computed in fp32 and rounded once at the end, like the Triton kernels' fp32 accumulator.
+    ct = torch.float32 if x2.dtype in (torch.bfloat16, torch.float16) else x2.dtype
+    z = x2.to(ct) @ kernel.to(ct)
     if bias is not None:
-        z = z + bias
+        z = z + bias.to(ct)
     y = act.forward(z)
     # What the backward needs: z for pre-activation rows, y (before dropout) otherwise.
     saved = z if act.needs_preactivation else y
     if rate > 0.0:
         keep = dropout_mask(seed, rate, tuple(y.shape), y.device)
         y = torch.where(keep, y * (1.0 / (1.0 - rate)), torch.zeros((), dtype=y.dtype, device=y.device))
-    return y, saved
+    return y.to(x2.dtype), saved
 
 
 def _torch_bwd(dy2, saved, x2, kernel, act: Activation, rate: float, seed: int, need_dx, need_dw, has_bias):
-    dz = dy2 * act.derivative(saved)
+    ct = saved.dtype
+    dz = dy2.to(ct) * act.derivative(saved)
     if rate > 0.0:
         keep = dropout_mask(seed, rate, tuple(dz.shape), dz.device)
-        dz = torch.where(keep, dz * (1.0 / (1.0 - rate)), torch.zeros((), dtype=dz.dtype, device=dz.device))
-    dx = dz @ kernel.t() if need_dx else None
-    dw = x2.t() @ dz if need_dw else None
-    db = dz.sum(0) if has_bias else None
+        dz = torch.where(keep, dz * (1.0 / (1.0 - rate)), torch.zeros((), dtype=ct, device=dz.device))
+    dx = (dz @ kernel.to(ct).t()).to(x2.dtype) if need_dx else None
+    dw = (x2.to(ct).t() @ dz).to(x2.dtype) if need_dw else None
+    db = dz.sum(0).to(x2.dtype) if has_bias else None
     return dx, dw, db
 
 

@@ -1,0 +1,274 @@
+"""dense: forward and all three gradients against float64 references written with torch.nn.functional, for every
+activation and dtype, on ragged shapes, with and without bias, with leading dims, fused dropout, non-contiguous
+inputs, on both backends (torch, and triton under the interpreter on CPU)."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tests.helpers import TOLERANCES, assert_close_verbose
+from tritonnn import kernels
+from tritonnn.kernels import ACTIVATIONS, HAS_TRITON
+from tritonnn.kernels.dropout import dropout_mask
+
+DENSE = sys.modules["tritonnn.kernels.dense"]
+
+# Independent float64 definitions (torch.nn.functional; Keras' leaky_relu slope 0.2, hard_sigmoid relu6(x+3)/6).
+REFERENCE = {
+    "linear": lambda z: z,
+    "relu": F.relu,
+    "relu6": F.relu6,
+    "leaky_relu": lambda z: F.leaky_relu(z, 0.2),
+    "elu": F.elu,
+    "selu": F.selu,
+    "gelu": F.gelu,
+    "gelu_tanh": lambda z: F.gelu(z, approximate="tanh"),
+    "silu": F.silu,
+    "sigmoid": torch.sigmoid,
+    "hard_sigmoid": F.hardsigmoid,
+    "hard_silu": F.hardswish,
+    "tanh": torch.tanh,
+    "softplus": F.softplus,
+    "softsign": F.softsign,
+    "mish": F.mish,
+    "exponential": torch.exp,
+}
+NAMES = sorted(REFERENCE)
+DTYPES = [torch.float32, torch.bfloat16, torch.float16]
+# (M, K, N): none a multiple of the 32-wide interpreter blocks (or of any GPU block), 1 and 7 included.
+SHAPES = [(1, 33, 7), (7, 70, 33), (33, 17, 65), (100, 7, 1), (37, 45, 29), (65, 40, 18)]
+
+
+def make(shape, dtype, device, *, lead=(), bias=True, seed=0):
+    m, k, n = shape
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(*lead, m, k, generator=gen)
+    w = torch.randn(k, n, generator=gen) / k**0.5
+    b = torch.randn(n, generator=gen) if bias else None
+    dy = torch.randn(*lead, m, n, generator=gen)
+    cast = lambda t: None if t is None else t.to(dtype).to(device)  # noqa: E731
+    return cast(x), cast(w), cast(b), cast(dy)
+
+
+def reference(x, w, b, activation, dy, rate=0.0, seed=0):
+    """float64 forward and (dx, dkernel, dbias) by autograd through torch.nn.functional."""
+    xd = x.detach().cpu().double().requires_grad_()
+    wd = w.detach().cpu().double().requires_grad_()
+    bd = b.detach().cpu().double().requires_grad_() if b is not None else None
+    z = F.linear(xd, wd.t(), bd)
+    y = REFERENCE[activation](z)
+    if rate:
+        keep = dropout_mask(seed, rate, tuple(y.shape))
+        y = torch.where(keep, y / (1 - rate), 0.0)
+    grads = torch.autograd.grad(y, [t for t in (xd, wd, bd) if t is not None], dy.detach().cpu().double())
+    return y.detach(), grads
+
+
+# Kinks where act' jumps. In 16 bits an element within half an output ulp of one may fall on either side (the
+# Triton backward decides relu6/hard_sigmoid saturation on the stored output): there dy is zeroed, since the decision
+# is ill-conditioned; test_gradient_at_kinks_follows_torch tests the kinks themselves, exactly.
+KINKS = {"relu6": [0.0, 6.0], "hard_sigmoid": [-3.0, 3.0], "hard_silu": [-3.0, 3.0], "relu": [0.0], "leaky_relu": [0.0]}
+
+
+def away_from_kinks(x, w, b, activation, dy):
+    if x.dtype == torch.float32 or activation not in KINKS:
+        return dy
+    z = F.linear(x.double(), w.double().t(), None if b is None else b.double())
+    near = torch.zeros_like(z, dtype=torch.bool)
+    for k in KINKS[activation]:
+        near |= (z - k).abs() < 0.05
+    return torch.where(near, torch.zeros_like(dy), dy)
+
+
+def check(got, expected, dtype, name, tolerances=None):
+    """Tolerance from the dtype, with atol relative to the tensor's scale; a NaN never passes."""
+    atol, rtol = (tolerances or TOLERANCES)[dtype]
+    scale = max(1.0, expected.abs().max().item()) if expected.numel() else 1.0
+    assert got.dtype == dtype, f"{name}: dtype {got.dtype}, expected {dtype}"
+    assert_close_verbose(got, expected, atol=atol * scale, rtol=rtol, name=name)
+
+
+def run_dense(x, w, b, activation, dy, **kwargs):
+    x = x.detach().requires_grad_()
+    w = w.detach().requires_grad_()
+    b = b.detach().requires_grad_() if b is not None else None
+    y = kernels.dense(x, w, b, activation, **kwargs)
+    grads = torch.autograd.grad(y, [t for t in (x, w, b) if t is not None], dy)
+    return y, grads
+
+
+def assert_matches(got_y, got_grads, ref_y, ref_grads, dtype, tolerances=None):
+    check(got_y, ref_y, dtype, "y", tolerances)
+    assert len(got_grads) == len(ref_grads)
+    for name, g, r in zip(("dx", "dkernel", "dbias")[: len(ref_grads)], got_grads, ref_grads, strict=True):
+        check(g, r, dtype, name, tolerances)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: str(d).split(".")[1])
+@pytest.mark.parametrize("activation", NAMES)
+def test_dense_matches_float64(backend, device, activation, dtype):
+    i = NAMES.index(activation)
+    shape = SHAPES[i % len(SHAPES)]
+    lead = [(), (2,), (3, 1)][i % 3] if shape[0] < 50 else ()
+    x, w, b, dy = make(shape, dtype, device, lead=lead, bias=i % 4 != 1, seed=i)
+    dy = away_from_kinks(x, w, b, activation, dy)
+    y, grads = run_dense(x, w, b, activation, dy)
+    assert y.shape == (*lead, shape[0], shape[2])
+    assert_matches(y, grads, *reference(x, w, b, activation, dy), dtype)
+
+
+@pytest.mark.parametrize("activation", NAMES)
+def test_dense_with_fused_dropout_matches_float64(backend, device, activation):
+    i = NAMES.index(activation)
+    x, w, b, dy = make((37, 45, 29), torch.float32, device, lead=(1,), seed=100 + i)
+    y, grads = run_dense(x, w, b, activation, dy, dropout_rate=0.3, dropout_seed=1000 + i)
+    assert_matches(y, grads, *reference(x, w, b, activation, dy, rate=0.3, seed=1000 + i), torch.float32)
+
+
+@pytest.mark.parametrize("activation", ["relu6", "tanh", "gelu", "hard_sigmoid"])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bfloat16", "float16"])
+def test_dense_with_fused_dropout_low_precision(backend, device, activation, dtype):
+    """The three backward modes (mask folded into act', implied by a zero output, regenerated) in 16 bits."""
+    x, w, b, dy = make((33, 40, 50), dtype, device, seed=7)
+    dy = away_from_kinks(x, w, b, activation, dy)
+    y, grads = run_dense(x, w, b, activation, dy, dropout_rate=0.5, dropout_seed=77)
+    assert_matches(y, grads, *reference(x, w, b, activation, dy, rate=0.5, seed=77), dtype)
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "exponential"])
+def test_fused_and_unfused_dropout_are_bit_identical(backend, device, activation):
+    """The outputs of these activations are never 0, so the zeros are exactly the dropped elements."""
+    x, w, b, _ = make((21, 30, 45), torch.float32, device, lead=(2,), seed=3)
+    fused = kernels.dense(x, w, b, activation, dropout_rate=0.4, dropout_seed=5)
+    unfused = kernels.dropout(kernels.dense(x, w, b, activation), 0.4, 5)
+    assert torch.equal(fused == 0, unfused == 0)
+    assert torch.equal(fused, unfused)
+    assert 0.3 < (fused == 0).double().mean().item() < 0.5
+
+
+def test_dropout_rate_zero_is_plain_dense(backend, device):
+    x, w, b, _ = make((9, 20, 11), torch.float32, device)
+    assert torch.equal(kernels.dense(x, w, b, "relu", dropout_rate=0.0, dropout_seed=3), kernels.dense(x, w, b, "relu"))
+
+
+@pytest.mark.parametrize(
+    "activation, kinks",
+    [
+        ("relu", [0.0]),
+        ("relu6", [0.0, 6.0]),
+        ("leaky_relu", [0.0]),
+        ("hard_sigmoid", [-3.0, 3.0]),
+        ("hard_silu", [-3.0, 3.0]),
+    ],
+)
+def test_gradient_at_kinks_follows_torch(backend, device, activation, kinks):
+    """z lands exactly on each kink (x = 0, so z = bias): the gradient must follow torch's subgradient choice."""
+    n = 2 * len(kinks) + 1
+    x = torch.zeros(3, 5, device=device)
+    w = torch.randn(5, n, generator=torch.Generator().manual_seed(0)).to(device)
+    b = torch.tensor([*kinks, *[k + 0.25 for k in kinks], 1.5], device=device)
+    dy = torch.ones(3, n, device=device)
+    y, grads = run_dense(x, w, b, activation, dy)
+    assert_matches(y, grads, *reference(x, w, b, activation, dy), torch.float32)
+
+
+def test_non_contiguous_inputs_read_nothing_outside_their_views(backend, device):
+    """x and kernel are strided views into NaN-filled buffers; dy is an expanded (stride 0) gradient."""
+    m, k, n = 37, 45, 29
+    xbuf = torch.full((m + 3, 2 * k + 5), float("nan"), device=device)
+    x = xbuf[1 : m + 1, 2 : 2 * k + 2 : 2]
+    x.copy_(torch.randn(m, k, generator=torch.Generator().manual_seed(1)))
+    wbuf = torch.full((n + 4, k + 6), float("nan"), device=device)
+    w = wbuf[2 : n + 2, 3 : k + 3].t()  # (k, n), column-major
+    w.copy_(torch.randn(k, n, generator=torch.Generator().manual_seed(2)) / k**0.5)
+    b = torch.randn(n, generator=torch.Generator().manual_seed(3)).to(device)
+    assert not x.is_contiguous() and not w.is_contiguous()
+    xr, wr, br = (t.detach().requires_grad_() for t in (x, w, b))
+    y = kernels.dense(xr, wr, br, "gelu")
+    grads = torch.autograd.grad(y.sum(), (xr, wr, br))  # dy = ones, expanded
+    assert_matches(y, grads, *reference(x, w, b, "gelu", torch.ones(m, n)), torch.float32)
+
+
+def test_tf32_switch(backend, device):
+    x, w, b, dy = make((40, 70, 33), torch.float32, device, seed=4)
+    assert kernels.get_float32_matmul_precision() == "highest"
+    kernels.set_float32_matmul_precision("high")
+    try:
+        assert kernels.get_float32_matmul_precision() == "high"
+        y, grads = run_dense(x, w, b, "silu", dy)
+    finally:
+        kernels.set_float32_matmul_precision("highest")
+    tf32 = {torch.float32: (1e-3, 1e-3)}
+    assert_matches(y, grads, *reference(x, w, b, "silu", dy), torch.float32, tf32)
+
+
+def test_precision_switch_rejects_unknown_values():
+    with pytest.raises(ValueError, match="Received: precision='medium'"):
+        kernels.set_float32_matmul_precision("medium")
+    assert kernels.get_float32_matmul_precision() == "highest"
+
+
+def test_gradcheck_float64_torch_backend():
+    """The torch path is a DenseFunction built from the table's derivatives: gradcheck verifies every row."""
+    gen = torch.Generator().manual_seed(0)
+    with kernels.backend_scope("torch"):
+        for i, activation in enumerate(NAMES):
+            x = torch.randn(2, 2, 4, generator=gen, dtype=torch.float64, requires_grad=True)
+            w = (torch.randn(4, 3, generator=gen, dtype=torch.float64) / 2).requires_grad_()
+            b = torch.randn(3, generator=gen, dtype=torch.float64, requires_grad=True)
+            rate = 0.5 if i % 2 else 0.0
+            fn = lambda x, w, b: kernels.dense(x, w, b, activation, dropout_rate=rate, dropout_seed=i)  # noqa: B023,E731
+            assert torch.autograd.gradcheck(fn, (x, w, b)), activation
+
+
+@pytest.mark.skipif(not HAS_TRITON, reason="Triton is not installed")
+@pytest.mark.parametrize("activation, rate", [("gelu", 0.2), ("tanh", 0.2)])
+def test_bigger_blocks_smoke(device, activation, rate):
+    """64x64x64 blocks, grouped ordering and the two-slice epilogue, which the interpreter's one config skips."""
+    x, w, b, dy = make((257, 100, 40), torch.float32, device, seed=9)
+    act = ACTIVATIONS[activation]
+    fwd = dict(BLOCK_M=64, BLOCK_N=64, BLOCK_K=64, GROUP_M=2, num_warps=4, num_stages=2)
+    with kernels.backend_scope("triton"):
+        y, g = DENSE.dense_fwd(x, w, b, act, rate, 11, config={**fwd, "EPILOGUE_SPLIT": 2})
+        saved = g if act.needs_preactivation else y
+        grads = DENSE.dense_bwd(dy, saved, x, w, act, rate, 11, has_bias=True, config=fwd)
+    assert_matches(y, grads, *reference(x, w, b, activation, dy, rate=rate, seed=11), torch.float32)
+
+
+def test_float64_and_empty_inputs_take_the_torch_path(backend, device):
+    x, w, b, dy = make((5, 6, 7), torch.float64, device)
+    y, grads = run_dense(x, w, b, "tanh", dy)
+    assert_matches(y, grads, *reference(x, w, b, "tanh", dy), torch.float64)
+    x0 = torch.zeros(0, 6, device=device, requires_grad=True)
+    y0 = kernels.dense(x0, w.float(), b.float(), "relu")
+    assert y0.shape == (0, 7)
+    y0.sum().backward()
+    assert x0.grad.shape == (0, 6)
+
+
+def test_bad_inputs_are_value_errors_before_any_launch(backend, device):
+    x, w, b, _ = make((4, 6, 3), torch.float32, device)
+    with pytest.raises(ValueError, match=r"Unknown activation: 'rellu'\. Did you mean 'relu'"):
+        kernels.dense(x, w, b, "rellu")
+    with pytest.raises(ValueError, match=r"Received: x.shape=\(4, 5\)"):
+        kernels.dense(x[:, :5], w, b)
+    with pytest.raises(ValueError, match=r"Received: kernel.shape=\(6,\)"):
+        kernels.dense(x, w[:, 0], b)
+    with pytest.raises(ValueError, match=r"Received: bias.shape=\(4,\)"):
+        kernels.dense(x, w, torch.zeros(4, device=device))
+    with pytest.raises(ValueError, match=r"Received: kernel.dtype=torch.float16"):
+        kernels.dense(x, w.half(), b)
+    with pytest.raises(ValueError, match=r"Received: bias.dtype=torch.float64"):
+        kernels.dense(x, w, b.double())
+    with pytest.raises(ValueError, match=r"Received: kernel.device=meta"):
+        kernels.dense(x, torch.empty(6, 3, device="meta"), b)
+    with pytest.raises(ValueError, match=r"Received: rate=1.0"):
+        kernels.dense(x, w, b, dropout_rate=1.0, dropout_seed=0)
+    with pytest.raises(ValueError, match=r"Received: seed=-3"):
+        kernels.dense(x, w, b, dropout_rate=0.5, dropout_seed=-3)
+    with pytest.raises(ValueError, match=r"Received: x.dtype=torch.int64"):
+        kernels.dense(x.long(), w.long())
