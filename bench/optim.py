@@ -1,0 +1,171 @@
+"""Benchmark: one fused flat-buffer optimizer step against torch.optim (fused, foreach) and torch.compile.
+
+    python bench/optim.py                                  # Adam, 1e5 .. 1e9 parameters
+    python bench/optim.py --optimizer sgd --counts 1e6,1e8 --global-clipnorm 1.0
+
+Bytes a step must move, per fp32 parameter (read p, g and each state; write p and each state):
+    Adam 28 (amsgrad +8), SGD 12 (momentum 20), RMSprop 20 (momentum +8, centered +8);
+    clipping by norm adds one more read of g (+4): the norm pass.
+Effective bandwidth = those bytes / median time, and % of the device's measured copy bandwidth (a device-to-device
+copy of 1 GiB, read + write; ~3.0 TB/s on an H100 SXM).
+
+The parameters are 16 tensors of equal size (a model's worth of weight matrices). Providers: tritonnn (one kernel
+over the flat buffers, plus one reduction pass with global_clipnorm), torch.optim with ``fused=True`` and with
+``foreach=True`` (their clipping, when asked, is ``torch.nn.utils.clip_grad_norm_`` before the step), and
+``torch.compile`` of the foreach step. The rules differ in epsilon placement (Keras vs PyTorch), not in traffic.
+Timed with triton.testing.do_bench (median, 20th/80th percentiles). One table on stdout; one row per count and
+provider appended to bench/RESULTS.md with the device, date and command. Without a GPU it says so and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import shlex
+import sys
+
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
+DEFAULT_COUNTS = "1e5,1e6,1e7,1e8,1e9"
+N_TENSORS = 16
+SECTION = "## optim: fused optimizer step (bench/optim.py)"
+BYTES = {"adam": 28, "sgd": 20, "rmsprop": 20}  # sgd with momentum 0.9, rmsprop without momentum
+TORCH = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "rmsprop": torch.optim.RMSprop}
+
+
+def copy_bandwidth() -> float:
+    from triton.testing import do_bench
+
+    src = torch.empty(1 << 28, dtype=torch.float32, device="cuda")
+    dst = torch.empty_like(src)
+    ms = do_bench(lambda: dst.copy_(src), quantiles=[0.5])
+    return 2 * src.numel() * 4 / (ms * 1e-3)
+
+
+def _params(count: int) -> list[torch.nn.Parameter]:
+    size = max(1, count // N_TENSORS)
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(size, device="cuda", generator=gen) * 0.02) for _ in range(N_TENSORS)]
+    for p in params:
+        p.grad = torch.randn(size, device="cuda", generator=gen) * 1e-3
+    return params
+
+
+def setup(provider: str, optimizer: str, count: int, global_clipnorm: float | None):
+    """A closure running one optimizer step for the provider (gradients already in place)."""
+    from tritonnn import kernels, optimizers
+
+    params = _params(count)
+    if provider == "tritonnn":
+        kw = {"momentum": 0.9} if optimizer == "sgd" else {}
+        opt = optimizers.get(optimizer).__class__(global_clipnorm=global_clipnorm, **kw)
+        grads = [p.grad for p in params]
+        opt.build(params)
+        with torch.no_grad():
+            for p, g in zip(params, grads, strict=True):
+                p.grad.copy_(g)
+
+        def run():
+            with kernels.backend_scope("triton"):
+                opt.step()
+
+        return run
+    kw = {"lr": 1e-3}
+    if optimizer == "sgd":
+        kw["momentum"] = 0.9
+    if provider == "torch fused":
+        kw["fused"] = True
+    else:
+        kw["foreach"] = True
+    opt = TORCH[optimizer](params, **kw)
+
+    def step():
+        if global_clipnorm is not None:
+            torch.nn.utils.clip_grad_norm_(params, global_clipnorm, foreach=True)
+        opt.step()
+
+    if provider == "torch.compile":
+        step = torch.compile(step)
+    step()  # materialise the state (and compile) outside the timing
+    return step
+
+
+def append_results(rows: list[str], header: str) -> None:
+    path = os.path.join(HERE, "RESULTS.md")
+    text = open(path).read() if os.path.exists(path) else "# Benchmark results\n"
+    table_head = (
+        "| date | device | command | params | optimizer | provider | median ms | p20 | p80 | GB/s | % copy BW "
+        "| vs torch fused | vs torch foreach |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+    )
+    if SECTION not in text:
+        text = text.rstrip("\n") + f"\n\n{SECTION}\n\n{header}\n\n" + table_head
+    start = text.index(SECTION)
+    nxt = text.find("\n## ", start + len(SECTION))
+    end = len(text) if nxt < 0 else nxt + 1
+    section = text[start:end].rstrip("\n") + "\n" + "".join(r + "\n" for r in rows)
+    text = text[:start] + section + ("\n" + text[end:] if nxt >= 0 else "")
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--optimizer", default="adam", choices=sorted(BYTES))
+    parser.add_argument("--counts", default=DEFAULT_COUNTS, help="comma-separated parameter counts")
+    parser.add_argument("--global-clipnorm", type=float, default=None)
+    parser.add_argument("--providers", default="tritonnn,torch fused,torch foreach,torch.compile")
+    parser.add_argument("--no-save", action="store_true", help="do not append to bench/RESULTS.md")
+    args = parser.parse_args(argv)
+    if not torch.cuda.is_available():
+        print("bench/optim.py needs a CUDA GPU (none found): nothing to measure.")
+        return 0
+    import triton
+    from triton.testing import do_bench
+
+    device = torch.cuda.get_device_name()
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%MZ")
+    bw = copy_bandwidth()
+    clip = f" global_clipnorm={args.global_clipnorm}" if args.global_clipnorm else ""
+    header = (
+        f"optim {args.optimizer}{clip} fp32  {device}  torch {torch.__version__} triton {triton.__version__}  {now}  "
+        f"copy bandwidth {bw / 1e12:.2f} TB/s"
+    )
+    print(header)
+    command = "python bench/optim.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    per_param = BYTES[args.optimizer] + (4 if args.global_clipnorm else 0)
+    rows = []
+    for text in args.counts.split(","):
+        count = int(float(text))
+        count = max(N_TENSORS, count // N_TENSORS * N_TENSORS)
+        results = {}
+        for provider in [p for p in args.providers.split(",") if p]:
+            try:
+                results[provider] = do_bench(setup(provider, args.optimizer, count, args.global_clipnorm),
+                                             quantiles=[0.5, 0.2, 0.8])  # fmt: skip
+            except torch.cuda.OutOfMemoryError:
+                print(f"params={count:.0e} | {provider:<13} out of memory")
+            torch.cuda.empty_cache()
+        for provider, (med, p20, p80) in results.items():
+            gbps = count * per_param / (med * 1e-3) / 1e9
+            fused = f"{results['torch fused'][0] / med:.2f}x" if "torch fused" in results else "-"
+            foreach = f"{results['torch foreach'][0] / med:.2f}x" if "torch foreach" in results else "-"
+            print(
+                f"params={count:<11} | {provider:<13} {med:9.3f} ms [{p20:.3f},{p80:.3f}] | {gbps:7.0f} GB/s | "
+                f"{100 * gbps * 1e9 / bw:5.1f}% | {fused} fused | {foreach} foreach",
+                flush=True,
+            )
+            rows.append(
+                f"| {now} | {device} | `{command.strip()}` | {count} | {args.optimizer}{clip} | {provider} | "
+                f"{med:.3f} | {p20:.3f} | {p80:.3f} | {gbps:.0f} | {100 * gbps * 1e9 / bw:.1f} | {fused} | {foreach} |"
+            )
+    if not args.no_save and rows:
+        append_results(rows, header)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
