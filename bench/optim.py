@@ -106,7 +106,10 @@ def append_results(rows: list[str], header: str) -> None:
     start = text.index(SECTION)
     nxt = text.find("\n## ", start + len(SECTION))
     end = len(text) if nxt < 0 else nxt + 1
-    section = text[start:end].rstrip("\n") + "\n" + "".join(r + "\n" for r in rows)
+    section = text[start:end].rstrip("\n") + "\n"
+    if "| date | device |" not in section:  # a section without a table yet: start one under this run's header
+        section += f"\n{header}\n\n" + table_head
+    section += "".join(r + "\n" for r in rows)
     text = text[:start] + section + ("\n" + text[end:] if nxt >= 0 else "")
     with open(path, "w") as f:
         f.write(text)
