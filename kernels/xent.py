@@ -262,8 +262,11 @@ def _xent_bwd_kernel(
 ):
     # The whole backward of the fused losses: grad *= grad_output, broadcast as the strides say. grad_output stays
     # on the device (a scalar for mean/sum), so there is no host sync and no second softmax.
-    row = tl.program_id(0).to(tl.int64)
-    c = tl.program_id(1).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    # A 1-D grid over (row, column block) tiles: CUDA caps grid dims 1 and 2 at 65535, dim 0 at 2^31 - 1.
+    pid = tl.program_id(0).to(tl.int64)
+    n_col_blocks = tl.cdiv(n_cols, BLOCK)
+    row = pid // n_col_blocks
+    c = (pid % n_col_blocks) * BLOCK + tl.arange(0, BLOCK)
     mask = c < n_cols
     ptrs = grad_ptr + row * stride_gm + c
     g = tl.load(ptrs, mask=mask, other=0.0).to(tl.float32)
@@ -543,7 +546,7 @@ def xent_bwd(grad: torch.Tensor, grad_output: torch.Tensor) -> torch.Tensor:
     else:
         raise ValueError(f"xent_bwd: grad_output of shape {tuple(go.shape)} does not broadcast to {(m, k)}")
     if grad.numel():
-        _xent_bwd_kernel[(m, triton.cdiv(k, _BLOCK_FLAT))](
+        _xent_bwd_kernel[(m * triton.cdiv(k, _BLOCK_FLAT),)](
             grad, go, k, grad.stride(0), s_m, s_k, BLOCK=_BLOCK_FLAT, num_warps=8, num_stages=1
         )
     return grad
