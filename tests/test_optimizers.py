@@ -400,3 +400,16 @@ def test_build_validation(device):
         optimizers.Adam().build([p, p])
     with pytest.raises(RuntimeError, match="build"):
         optimizers.Adam().step()
+
+
+def test_apply_copies_grads_then_steps(device):
+    """Keras' ``optimizer.apply(grads)``: the gradients land in the flat buffer, then one fused step."""
+    params = [torch.nn.Parameter(torch.ones(2, 3, device=device)), torch.nn.Parameter(torch.ones(4, device=device))]
+    opt = optimizers.SGD(learning_rate=0.5)
+    opt.build(params)
+    opt.apply([torch.full((2, 3), 2.0, device=device), torch.full((4,), -1.0, device=device)])
+    assert torch.equal(params[0].detach().cpu(), torch.zeros(2, 3)) and torch.equal(
+        params[1].detach().cpu(), torch.full((4,), 1.5)
+    )
+    with pytest.raises(ValueError, match="Expected 2 gradients"):
+        opt.apply([torch.zeros(6, device=device)])
