@@ -10,8 +10,10 @@ One program per row walks the row in chunks of ``BLOCK_C`` columns keeping a per
 max ``m`` and running ``s = sum exp(z - m)``, rescaled by ``exp(m_old - m_new)`` whenever the max grows), plus the
 sums it needs for the target term. So registers stay bounded for any C (131072 and beyond). When gradients are
 needed the same launch writes ``d z = (T softmax - t') * scale`` (``scale`` = 1/n_valid for ``mean``), so the
-backward is one scaling by the incoming gradient, never a second softmax. No (N, C) fp32 temporary is made: the
-gradient is stored in the logits' dtype and is the only (N, C) buffer allocated.
+backward is one scaling by the incoming gradient, never a second softmax; when that gradient is exactly 1 (a plain
+``loss.backward()``) the scaling kernel's loads and stores are predicated off and it moves no (N, C) bytes.
+No (N, C) fp32 temporary is made: the gradient is stored in the logits' dtype and is the only (N, C) buffer
+allocated.
 
 Traffic (bytes the op must move), logits of ``b`` bytes per element:
     integer labels, no grad:   read N*C*b                       (+ 8N labels, 4N loss)
@@ -269,9 +271,13 @@ def _xent_bwd_kernel(
     c = (pid % n_col_blocks) * BLOCK + tl.arange(0, BLOCK)
     mask = c < n_cols
     ptrs = grad_ptr + row * stride_gm + c
-    g = tl.load(ptrs, mask=mask, other=0.0).to(tl.float32)
-    go = tl.load(gout_ptr + row * stride_om + c * stride_ok, mask=mask, other=0.0).to(tl.float32)
-    tl.store(ptrs, (g * go).to(grad_ptr.dtype.element_ty), mask=mask)
+    go = tl.load(gout_ptr + row * stride_om + c * stride_ok, mask=mask, other=1.0).to(tl.float32)
+    # Where the incoming gradient is exactly 1 (a plain loss.backward() of a mean or sum) the saved gradient is
+    # already final: those lanes are predicated off, so the common case moves no (N, C) bytes at all, and still
+    # without a host sync to find out.
+    todo = mask & (go != 1.0)
+    g = tl.load(ptrs, mask=todo, other=0.0).to(tl.float32)
+    tl.store(ptrs, (g * go).to(grad_ptr.dtype.element_ty), mask=todo)
 
 
 @triton.jit

@@ -378,3 +378,19 @@ def test_kernel_never_addresses_memory_with_a_label(backend, device):
     ref_lse = z.double().logsumexp(-1)
     assert_close_verbose(loss[:2], ref_lse[:2], atol=1e-5, rtol=1e-6, name="no-class rows")
     assert_close_verbose(grad[:2], torch.softmax(z.double(), -1)[:2], atol=1e-7, rtol=1e-5, name="no-class grads")
+
+
+@pytest.mark.parametrize("scale", [1.0, 2.5, 0.0])
+def test_backward_scales_by_a_scalar_incoming_gradient(backend, device, scale):
+    """The saved gradient times grad_output, whether the in-kernel shortcut for exactly 1 applies or not."""
+    gen = torch.Generator().manual_seed(12)
+    z = torch.randn(6, 40, generator=gen)
+    target = torch.randint(0, 40, (6,), generator=gen)
+    _, ref_grad = xent_f64(z, target)
+    x = z.to(device).requires_grad_(True)
+    (kernels.softmax_cross_entropy(x, target.to(device)) * scale).backward()
+    assert_close_verbose(x.grad, ref_grad * scale, atol=1e-7, rtol=1e-5, name=f"d logits x {scale}")
+    xb = z.to(device).requires_grad_(True)
+    (kernels.binary_cross_entropy(xb, (z > 0).float().to(device), reduction="sum") * scale).backward()
+    assert_close_verbose(xb.grad, (torch.sigmoid(z.double()) - (z > 0).double()) * scale, atol=2.4e-7, rtol=1e-5,
+                         name=f"d bce x {scale}")  # fmt: skip
