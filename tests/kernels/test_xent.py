@@ -387,10 +387,10 @@ def test_backward_scales_by_a_scalar_incoming_gradient(backend, device, scale):
     z = torch.randn(6, 40, generator=gen)
     target = torch.randint(0, 40, (6,), generator=gen)
     _, ref_grad = xent_f64(z, target)
-    x = z.to(device).requires_grad_(True)
+    x = z.clone().to(device).requires_grad_(True)
     (kernels.softmax_cross_entropy(x, target.to(device)) * scale).backward()
     assert_close_verbose(x.grad, ref_grad * scale, atol=1e-7, rtol=1e-5, name=f"d logits x {scale}")
-    xb = z.to(device).requires_grad_(True)
+    xb = z.clone().to(device).requires_grad_(True)
     (kernels.binary_cross_entropy(xb, (z > 0).float().to(device), reduction="sum") * scale).backward()
     assert_close_verbose(xb.grad, (torch.sigmoid(z.double()) - (z > 0).double()) * scale, atol=2.4e-7, rtol=1e-5,
                          name=f"d bce x {scale}")  # fmt: skip
