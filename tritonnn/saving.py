@@ -1,0 +1,620 @@
+"""Saving and loading models and weights: one safetensors file, never pickle.
+
+File format (``format_version`` 1). A file is a plain `safetensors <https://github.com/huggingface/safetensors>`_
+file: an 8-byte little-endian header length, a JSON header, then the raw tensor bytes. The header's
+``__metadata__`` (strings only) holds:
+
+- ``format``: ``"tritonnn"``; ``format_version``: ``"1"``; ``tritonnn_version``: the writer's version.
+- ``kind``: ``"model"`` (from :func:`save_model`) or ``"weights"`` (from :func:`save_weights`).
+- ``model_config`` (models only): JSON of :func:`serialize_layer` of the model, i.e. its class name, its
+  ``get_config()`` and, for a class registered with :func:`register_keras_serializable`, its registered name.
+- ``build_config``: JSON ``{"input_shape": [...]}`` for a built model (``null`` when it was never built).
+- ``compile_config``: JSON of the compile arguments (``null`` for an uncompiled model).
+- ``extra``: JSON that a caller attached (``BackupAndRestore`` records the epoch there).
+
+The tensors are the model's ``state_dict()`` under its own keys (``_layers.0.kernel``...), stored as they are,
+plus the optimizer's ``state_dict()`` under the prefix ``optimizer/`` (``optimizer/iterations``,
+``optimizer/learning_rate``, ``optimizer/m``...) when the model is compiled and its optimizer is built.
+
+Loading reads the header as data. Classes resolve only from a registry (tritonnn's layers, ``Sequential``,
+``Model``, ``Functional``, what was registered with :func:`register_keras_serializable`, and ``custom_objects``):
+a name in a file is never imported and nothing in a file is executed. Writes go to a temporary file in the same
+directory, are flushed and fsynced, then moved over the target with ``os.replace``: a crash mid-save leaves the
+previous file intact.
+
+File names follow Keras 3: a full model is saved to ``*.keras``; weights to ``*.weights.h5`` (Keras' name, so
+Keras scripts run unchanged; the content is the format above, not HDF5) or ``*.weights.safetensors``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import struct
+import tempfile
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+FORMAT_NAME = "tritonnn"
+FORMAT_VERSION = 1
+MODEL_SUFFIXES = (".keras",)
+WEIGHTS_SUFFIXES = (".weights.h5", ".weights.safetensors")
+OPTIMIZER_PREFIX = "optimizer/"
+
+# Custom classes registered by `register_keras_serializable`, keyed by "package>name".
+_GLOBAL_CUSTOM_OBJECTS: dict[str, Any] = {}
+_GLOBAL_CUSTOM_NAMES: dict[Any, str] = {}
+
+
+# ---- registry --------------------------------------------------------------------------------------------------
+
+
+def register_keras_serializable(package: str = "Custom", name: str | None = None) -> Callable[[Any], Any]:
+    """Register a class so that saved models that use it can be loaded (Keras' decorator).
+
+    The class is known as ``"package>name"`` (``name`` defaults to the class name).
+
+    Example::
+
+        @tritonnn.saving.register_keras_serializable(package="my_package")
+        class Scale(tritonnn.layers.Layer):
+            ...
+    """
+    if not isinstance(package, str) or not package or ">" in package:
+        raise ValueError(f"Expected `package` to be a non-empty string without '>'. Received: package={package!r}")
+    if name is not None and (not isinstance(name, str) or not name):
+        raise ValueError(f"Expected `name` to be a non-empty string or None. Received: name={name!r}")
+
+    def decorator(obj: Any) -> Any:
+        class_name = name if name is not None else getattr(obj, "__name__", None)
+        if not class_name:
+            raise ValueError(f"Cannot register {obj!r}: it has no __name__; pass `name=`")
+        if inspect.isclass(obj) and not hasattr(obj, "get_config"):
+            raise ValueError(f"Cannot register {obj.__name__}: the class must implement get_config()")
+        registered_name = f"{package}>{class_name}"
+        _GLOBAL_CUSTOM_OBJECTS[registered_name] = obj
+        _GLOBAL_CUSTOM_NAMES[obj] = registered_name
+        return obj
+
+    return decorator
+
+
+def get_custom_objects() -> dict[str, Any]:
+    """The live registry of custom objects, keyed by registered name (``"package>name"``), as in Keras."""
+    return _GLOBAL_CUSTOM_OBJECTS
+
+
+def get_registered_name(obj: Any) -> str:
+    """The name ``obj`` is registered under, or its class name when it is not registered."""
+    return _GLOBAL_CUSTOM_NAMES.get(obj, getattr(obj, "__name__", type(obj).__name__))
+
+
+def _builtin_objects() -> dict[str, Any]:
+    """tritonnn's own serializable classes by class name: every layer, and the model classes."""
+    from . import layers, models
+
+    out: dict[str, Any] = {}
+    for attr in dir(layers):
+        obj = getattr(layers, attr)
+        if inspect.isclass(obj) and issubclass(obj, layers.Layer):
+            out[obj.__name__] = obj
+    for attr in ("Model", "Sequential", "Functional"):
+        obj = getattr(models, attr, None)
+        if obj is not None:
+            out[attr] = obj
+    return out
+
+
+def _resolve_class(class_name: str, registered_name: str | None, custom_objects: dict[str, Any] | None) -> Any:
+    custom = dict(custom_objects or {})
+    for key in (registered_name, class_name):
+        if key is not None and key in custom:
+            return custom[key]
+    if registered_name is not None and registered_name in _GLOBAL_CUSTOM_OBJECTS:
+        return _GLOBAL_CUSTOM_OBJECTS[registered_name]
+    builtins = _builtin_objects()
+    if class_name in builtins:
+        return builtins[class_name]
+    # A nested config without a registered name: a registered class matches on its short name.
+    matches = [obj for key, obj in _GLOBAL_CUSTOM_OBJECTS.items() if key.split(">", 1)[1] == class_name]
+    if len(matches) == 1:
+        return matches[0]
+    known = sorted({*builtins, *_GLOBAL_CUSTOM_OBJECTS, *custom})
+    what = class_name if registered_name in (None, class_name) else f"{class_name} (registered as {registered_name})"
+    raise ValueError(
+        f"Could not locate class {what!r}. Make sure custom classes are decorated with "
+        "`@tritonnn.saving.register_keras_serializable()` or passed in `custom_objects`. "
+        f"Known classes: {known}"
+    )
+
+
+# ---- layers and models to and from configs ----------------------------------------------------------------------
+
+
+def serialize_layer(layer: Any) -> dict[str, Any]:
+    """A layer (or model) as ``{"class_name", "config"[, "registered_name"]}``, JSON-ready.
+
+    ``registered_name`` is present when the class was registered with :func:`register_keras_serializable`.
+    """
+    from .layers.layer import Layer
+
+    if not isinstance(layer, Layer):
+        raise ValueError(f"Expected `layer` to be a tritonnn Layer. Received: layer={layer!r}")
+    cls = type(layer)
+    out: dict[str, Any] = {"class_name": cls.__name__, "config": _jsonable(layer.get_config(), cls.__name__)}
+    if cls in _GLOBAL_CUSTOM_NAMES:
+        out["registered_name"] = _GLOBAL_CUSTOM_NAMES[cls]
+    return out
+
+
+def _jsonable(value: Any, where: str) -> Any:
+    """Tuples become lists; anything JSON cannot hold is an error naming where it came from."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v, where) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v, where) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:  # numpy/torch scalars
+        return value.item()
+    raise ValueError(
+        f"The config of {where} holds a value that cannot be serialized to JSON: {value!r} ({type(value).__name__})"
+    )
+
+
+def deserialize_layer(config: dict[str, Any], custom_objects: dict[str, Any] | None = None) -> Any:
+    """Rebuild a layer (or model) from what :func:`serialize_layer` returned.
+
+    Args:
+        config: a dict with ``class_name``, ``config`` and optionally ``registered_name``.
+        custom_objects: optional dict mapping class names (or registered names) to classes.
+
+    The class comes only from the registry; nothing named in ``config`` is imported.
+    """
+    from .layers.layer import Layer
+
+    if not isinstance(config, dict) or not isinstance(config.get("class_name"), str):
+        raise ValueError(
+            'Expected `config` to be a dict with a string "class_name" and a dict "config". '
+            f"Received: config={config!r}"
+        )
+    if custom_objects is not None and not isinstance(custom_objects, dict):
+        raise ValueError(f"Expected `custom_objects` to be a dict or None. Received: custom_objects={custom_objects!r}")
+    inner = config.get("config", {})
+    if not isinstance(inner, dict):
+        raise ValueError(f'Expected config["config"] to be a dict. Received: {inner!r}')
+    registered_name = config.get("registered_name")
+    if registered_name is not None and not isinstance(registered_name, str):
+        raise ValueError(f'Expected config["registered_name"] to be a string. Received: {registered_name!r}')
+    cls = _resolve_class(config["class_name"], registered_name, custom_objects)
+    if not (inspect.isclass(cls) and issubclass(cls, Layer)):
+        raise ValueError(f"Expected {config['class_name']!r} to resolve to a Layer class. Received: {cls!r}")
+    if _is_sequential(cls) and _inherits_layer_from_config(cls):
+        return _sequential_from_config(cls, inner, custom_objects)
+    if "custom_objects" in inspect.signature(cls.from_config).parameters:
+        return cls.from_config(inner, custom_objects=custom_objects)
+    return cls.from_config(inner)
+
+
+def _is_sequential(cls: Any) -> bool:
+    from .models import Sequential
+
+    return issubclass(cls, Sequential)
+
+
+def _inherits_layer_from_config(cls: Any) -> bool:
+    from .layers.layer import Layer
+
+    return getattr(cls.from_config, "__func__", None) is Layer.from_config.__func__
+
+
+def _sequential_from_config(cls: Any, config: dict[str, Any], custom_objects: dict[str, Any] | None) -> Any:
+    """Rebuild a Sequential model from its config, for as long as ``Sequential`` has no ``from_config`` of its own."""
+    from .layers.core import InputLayer
+
+    model = cls(name=config.get("name"), trainable=config.get("trainable", True))
+    layer_configs = config.get("layers", [])
+    if not isinstance(layer_configs, list):
+        raise ValueError(f'Expected the Sequential config\'s "layers" to be a list. Received: {layer_configs!r}')
+    if config.get("input_shape") is not None:
+        model.add(InputLayer(shape=tuple(config["input_shape"])))
+    for layer_config in layer_configs:
+        model.add(deserialize_layer(layer_config, custom_objects))
+    return model
+
+
+# ---- build and compile configs ----------------------------------------------------------------------------------
+
+
+def _build_config(model: Any) -> dict[str, Any] | None:
+    """The input shape a built model was built with (``None`` when it was never built)."""
+    if not model.built:
+        return None
+    if hasattr(model, "get_build_config"):
+        cfg = model.get_build_config()
+        if cfg is not None:
+            return _jsonable(cfg, type(model).__name__)
+    input_layer = getattr(model, "_input_layer", None)
+    if input_layer is not None:
+        return {"input_shape": [None, *input_layer.shape]}
+    shape = getattr(model, "_build_input_shape", None)
+    if shape is not None:
+        return {"input_shape": _jsonable(shape, type(model).__name__)}
+    return None
+
+
+def _build_from_config(model: Any, build_config: dict[str, Any] | None) -> None:
+    if model.built or build_config is None:
+        return
+    if hasattr(model, "build_from_config"):
+        model.build_from_config(build_config)
+    else:
+        model.build(tuple(build_config["input_shape"]))
+        model.built = True
+
+
+def _serialize_loss(loss: Any) -> Any:
+    from . import losses
+
+    if loss is None or isinstance(loss, str):
+        return loss
+    if isinstance(loss, losses.Loss):
+        return {"class_name": type(loss).__name__, "config": _jsonable(loss.get_config(), type(loss).__name__)}
+    name = getattr(loss, "__name__", None)
+    if name is not None and name in losses.ALL_OBJECTS:
+        return name
+    raise ValueError(f"Cannot serialize the loss {loss!r}: pass a Keras loss name or a tritonnn Loss instance")
+
+
+def _deserialize_loss(config: Any) -> Any:
+    from . import losses
+
+    if config is None or isinstance(config, str):
+        return config
+    cls = type(losses.get(config["class_name"]))
+    return cls.from_config(config["config"])
+
+
+def _compile_config(model: Any) -> dict[str, Any] | None:
+    """The model's compile arguments as JSON-ready data; ``None`` for an uncompiled model."""
+    from . import optimizers
+
+    if hasattr(model, "get_compile_config"):
+        cfg = model.get_compile_config()
+        return None if cfg is None else _jsonable(cfg, f"{type(model).__name__}.get_compile_config()")
+    if not getattr(model, "compiled", False):
+        return None
+    try:
+        metrics = []
+        for m in getattr(model, "_metric_ids", []):
+            if not isinstance(m, str):
+                raise ValueError(f"Cannot serialize the metric {m!r}: pass metrics by their Keras names")
+            metrics.append(m)
+        return {
+            "optimizer": _jsonable(optimizers.serialize(model.optimizer), "the optimizer"),
+            "loss": _serialize_loss(model.loss),
+            "metrics": metrics,
+        }
+    except ValueError as e:
+        warnings.warn(f"The model is saved without its compile config: {e}", stacklevel=3)
+        return None
+
+
+def _compile_from_config(model: Any, config: dict[str, Any]) -> None:
+    from . import optimizers
+
+    if hasattr(model, "compile_from_config"):
+        model.compile_from_config(config)
+        return
+    model.compile(
+        optimizer=optimizers.deserialize(config["optimizer"]),
+        loss=_deserialize_loss(config.get("loss")),
+        metrics=config.get("metrics") or None,
+    )
+
+
+# ---- file I/O ---------------------------------------------------------------------------------------------------
+
+
+def _check_path(filepath: Any, suffixes: tuple[str, ...], what: str) -> str:
+    if not isinstance(filepath, (str, os.PathLike)):
+        raise ValueError(f"Expected `filepath` to be a str or os.PathLike. Received: filepath={filepath!r}")
+    path = os.fspath(filepath)
+    if not path.endswith(suffixes):
+        raise ValueError(
+            f"The filepath for {what} must end in {' or '.join(repr(s) for s in suffixes)}. Received: filepath={path}"
+        )
+    return path
+
+
+def _atomic_write(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that a reader sees the old file or the new one, never a mix."""
+    directory = os.path.dirname(os.path.abspath(path)) or "."
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    try:  # make the rename itself durable; not every platform can open a directory
+        dir_fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+
+
+def _tensors_of(model: Any, include_optimizer: bool) -> dict[str, torch.Tensor]:
+    """The model's state (and the optimizer's under ``optimizer/``), as independent contiguous CPU tensors.
+
+    Parameters are views into the optimizer's flat buffer, and safetensors refuses tensors that share memory,
+    so each one is copied.
+    """
+    tensors = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
+    optimizer = getattr(model, "optimizer", None)
+    if include_optimizer and optimizer is not None and getattr(optimizer, "built", False):
+        for k, v in optimizer.state_dict().items():
+            tensors[OPTIMIZER_PREFIX + k] = v.detach().to("cpu", copy=True).contiguous()
+    return tensors
+
+
+def _write(model: Any, path: str, kind: str, overwrite: bool, extra: dict[str, Any] | None) -> None:
+    from safetensors.torch import save as st_save
+
+    from . import __version__
+
+    if not isinstance(overwrite, bool):
+        raise ValueError(f"Expected `overwrite` to be a bool. Received: overwrite={overwrite!r}")
+    if not overwrite and os.path.exists(path):
+        raise FileExistsError(f"{path} already exists; pass overwrite=True to replace it")
+    metadata = {
+        "format": FORMAT_NAME,
+        "format_version": str(FORMAT_VERSION),
+        "tritonnn_version": __version__,
+        "kind": kind,
+        "build_config": json.dumps(_build_config(model)),
+        "compile_config": json.dumps(_compile_config(model)),
+        "extra": json.dumps(_jsonable(extra or {}, "extra")),
+    }
+    if kind == "model":
+        metadata["model_config"] = json.dumps(serialize_layer(model))
+    tensors = _tensors_of(model, include_optimizer=True) if model.built else {}
+    _atomic_write(path, st_save(tensors, metadata=metadata))
+
+
+def save_model(model: Any, filepath: str | os.PathLike, overwrite: bool = True) -> None:
+    """Save a model (config, compile config, weights and optimizer state) to one ``.keras`` file.
+
+    Args:
+        model: a tritonnn ``Model``.
+        filepath: where to write; must end in ``.keras``.
+        overwrite: whether to replace an existing file (otherwise ``FileExistsError``).
+
+    A model that was never built is saved as its config only (it has no weights yet).
+    """
+    from .models import Model
+
+    if not isinstance(model, Model):
+        raise ValueError(f"Expected `model` to be a tritonnn Model. Received: model={model!r}")
+    _save_model(model, filepath, overwrite, None)
+
+
+def _save_model(model: Any, filepath: Any, overwrite: bool, extra: dict[str, Any] | None) -> None:
+    """``save_model`` with caller data in the header (``BackupAndRestore`` records its epoch there)."""
+    path = _check_path(filepath, MODEL_SUFFIXES, "a saved model")
+    if model.built and _build_config(model) is None:
+        raise ValueError(
+            f"Cannot save the model {model.name!r}: it is built, but the input shape it was built with is not "
+            "recorded, so it could not be rebuilt when loaded. Start the model with `tritonnn.Input(shape=...)`."
+        )
+    _write(model, path, "model", overwrite, extra)
+
+
+def save_weights(model: Any, filepath: str | os.PathLike, overwrite: bool = True) -> None:
+    """Save a built model's weights (and its optimizer's state, when compiled and built), Keras' ``save_weights``.
+
+    Args:
+        model: a built tritonnn ``Model`` or ``Layer``.
+        filepath: must end in ``.weights.h5`` or ``.weights.safetensors`` (both hold the format of this module).
+        overwrite: whether to replace an existing file (otherwise ``FileExistsError``).
+    """
+    from .layers.layer import Layer
+
+    if not isinstance(model, Layer):
+        raise ValueError(f"Expected `model` to be a tritonnn Model or Layer. Received: model={model!r}")
+    path = _check_path(filepath, WEIGHTS_SUFFIXES, "saved weights")
+    if not model.built:
+        raise ValueError(
+            f"Cannot save the weights of {model.name!r}: it has not been built yet, so it has no weights. Build it "
+            "by calling it on data, by `build(input_shape)`, or by starting it with `tritonnn.Input(shape=...)`."
+        )
+    _write(model, path, "weights", overwrite, None)
+
+
+class _Contents:
+    """What a file holds: its metadata strings and its tensors."""
+
+    def __init__(self, metadata: dict[str, str], tensors: dict[str, torch.Tensor]):
+        self.metadata = metadata
+        self.tensors = tensors
+
+    def json(self, key: str, path: str) -> Any:
+        if key not in self.metadata:
+            raise ValueError(f"{path} is not a valid tritonnn file: its header has no {key!r} entry")
+        try:
+            return json.loads(self.metadata[key])
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path} is not a valid tritonnn file: the header entry {key!r} is not JSON ({e})") from e
+
+
+def _read(path: str) -> _Contents:
+    from safetensors import SafetensorError
+    from safetensors.torch import load as st_load
+
+    if not isinstance(path, (str, os.PathLike)):
+        raise ValueError(f"Expected `filepath` to be a str or os.PathLike. Received: filepath={path!r}")
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"No such file: {path}")
+    with open(path, "rb") as f:
+        data = f.read()
+    if data[:4] == b"PK\x03\x04":
+        raise ValueError(f"{path} is a zip archive (a Keras `.keras` file?), not a tritonnn file; it cannot be read")
+    if data[:8] == b"\x89HDF\r\n\x1a\n":
+        raise ValueError(f"{path} is an HDF5 file (Keras `.h5`?), not a tritonnn file; it cannot be read")
+    if len(data) < 8:
+        raise ValueError(f"{path} is truncated or not a tritonnn file: {len(data)} bytes, too short for a header")
+    (header_len,) = struct.unpack("<Q", data[:8])
+    if header_len > len(data) - 8:
+        raise ValueError(
+            f"{path} is truncated or not a tritonnn file: the header declares {header_len} bytes but the file has "
+            f"{len(data) - 8} after the length field"
+        )
+    try:
+        header = json.loads(data[8 : 8 + header_len])
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path} is not a tritonnn file: its header is not JSON ({e})") from e
+    metadata = header.get("__metadata__") if isinstance(header, dict) else None
+    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT_NAME:
+        raise ValueError(f"{path} is not a tritonnn file: its header has no format={FORMAT_NAME!r} entry")
+    version = metadata.get("format_version")
+    if version != str(FORMAT_VERSION):
+        raise ValueError(
+            f"{path} has format_version={version!r}; this tritonnn reads format_version {FORMAT_VERSION!r}"
+        )
+    try:
+        tensors = st_load(data)
+    except SafetensorError as e:
+        raise ValueError(f"{path} is truncated or corrupt: {e}") from e
+    return _Contents(metadata, tensors)
+
+
+def _load_state(model: Any, contents: _Contents, path: str, load_optimizer: bool) -> None:
+    """Copy the file's tensors into ``model`` (and its optimizer), checking keys and shapes first."""
+    weights = {k: v for k, v in contents.tensors.items() if not k.startswith(OPTIMIZER_PREFIX)}
+    own = model.state_dict()
+    unknown = sorted(set(weights) - set(own))
+    missing = sorted(set(own) - set(weights))
+    if unknown or missing:
+        raise ValueError(
+            f"The weights in {path} do not match the model {model.name!r}: "
+            f"missing from the file: {missing}; in the file but not in the model: {unknown}"
+        )
+    for key, target in own.items():
+        if tuple(weights[key].shape) != tuple(target.shape):
+            raise ValueError(
+                f"The weight {key!r} in {path} has shape {tuple(weights[key].shape)}, but the model expects "
+                f"{tuple(target.shape)}"
+            )
+    with torch.no_grad():
+        for key, target in own.items():
+            target.copy_(weights[key].to(target.device, target.dtype))
+    opt_state = {k[len(OPTIMIZER_PREFIX) :]: v for k, v in contents.tensors.items() if k.startswith(OPTIMIZER_PREFIX)}
+    optimizer = getattr(model, "optimizer", None)
+    if load_optimizer and opt_state and optimizer is not None:
+        if hasattr(model, "_ensure_optimizer"):
+            model._ensure_optimizer()
+        elif not optimizer.built:
+            optimizer.build(model.trainable_weights)
+        device = optimizer.flat_param.device if optimizer.flat_param is not None else "cpu"
+        try:
+            optimizer.load_state_dict({k: v.to(device) for k, v in opt_state.items()})
+        except ValueError as e:
+            raise ValueError(f"The optimizer state in {path} does not fit the model's optimizer: {e}") from e
+
+
+def load_model(
+    filepath: str | os.PathLike,
+    custom_objects: dict[str, Any] | None = None,
+    compile: bool = True,
+    safe_mode: bool = True,
+) -> Any:
+    """Load a model saved by :func:`save_model`: rebuilt from its config, weights and optimizer state restored.
+
+    Args:
+        filepath: a ``.keras`` file written by tritonnn.
+        custom_objects: optional dict mapping class names (or registered names) to classes.
+        compile: whether to compile the model from the saved compile config (and restore the optimizer state).
+        safe_mode: accepted for Keras compatibility. Loading is always safe: the format holds no code and no
+            pickles, and classes come only from the registry.
+    """
+    if not isinstance(compile, bool):
+        raise ValueError(f"Expected `compile` to be a bool. Received: compile={compile!r}")
+    if not isinstance(safe_mode, bool):
+        raise ValueError(f"Expected `safe_mode` to be a bool. Received: safe_mode={safe_mode!r}")
+    path = os.fspath(filepath) if isinstance(filepath, (str, os.PathLike)) else filepath
+    contents = _read(path)
+    if contents.metadata.get("kind") != "model":
+        raise ValueError(
+            f"{path} holds {contents.metadata.get('kind')!r}, not a model; load it with `load_weights(model, path)`"
+        )
+    model = deserialize_layer(contents.json("model_config", path), custom_objects)
+    build_config = contents.json("build_config", path)
+    weights = [k for k in contents.tensors if not k.startswith(OPTIMIZER_PREFIX)]
+    if weights:
+        if build_config is None:
+            raise ValueError(f"{path} holds weights but no build_config: the model cannot be rebuilt to hold them")
+        _build_from_config(model, build_config)
+    compile_config = contents.json("compile_config", path)
+    if compile and compile_config is not None:
+        _compile_from_config(model, compile_config)
+    if weights or model.built:
+        _load_state(model, contents, path, load_optimizer=compile)
+    return model
+
+
+def load_weights(model: Any, filepath: str | os.PathLike) -> None:
+    """Load weights (and optimizer state, when the model is compiled) saved by :func:`save_weights` or
+    :func:`save_model` into ``model``, which must have the same architecture.
+
+    An unbuilt model is first built with the input shape recorded in the file.
+    """
+    from .layers.layer import Layer
+
+    if not isinstance(model, Layer):
+        raise ValueError(f"Expected `model` to be a tritonnn Model or Layer. Received: model={model!r}")
+    path = os.fspath(filepath) if isinstance(filepath, (str, os.PathLike)) else filepath
+    contents = _read(path)
+    if not model.built:
+        build_config = contents.json("build_config", path)
+        if build_config is None:
+            raise ValueError(
+                f"Cannot load weights into {model.name!r}: it is not built and {path} records no input shape. "
+                "Build the model first (call it on data or `build(input_shape)`)."
+            )
+        _build_from_config(model, build_config)
+    _load_state(model, contents, path, load_optimizer=getattr(model, "compiled", False))
+
+
+def _restore_into(model: Any, filepath: str) -> dict[str, Any]:
+    """Load a file's weights and optimizer state into ``model`` as it is; return the file's ``extra`` entry."""
+    contents = _read(filepath)
+    _load_state(model, contents, filepath, load_optimizer=True)
+    return contents.json("extra", filepath)
+
+
+__all__ = [
+    "deserialize_layer",
+    "get_custom_objects",
+    "get_registered_name",
+    "load_model",
+    "load_weights",
+    "register_keras_serializable",
+    "save_model",
+    "save_weights",
+    "serialize_layer",
+]
