@@ -110,6 +110,67 @@ def fused_bytes(shape, elt: int, mode: str, activation: str) -> int:
     return fwd + (grad_reads + m * k + k * n + m * k + k * n + n) * elt
 
 
+def aot_report(archs=(90, 80)) -> int:
+    """Registers and spills of every autotune config with the heavy epilogues, compiled as the GPU runs them.
+
+    tests/kernels/test_aot.py compiles each config without divisibility hints; the run-time specialisation of a
+    launch on 16-byte-aligned tensors with sizes divisible by 16 adds them (vector loads, cp.async pipelining),
+    and so does this report (``tt.divisibility`` on every pointer and size). Needs Triton, not a GPU; run it with
+    TRITON_INTERPRET unset.
+    """
+    import dataclasses
+
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    sys.path.insert(0, REPO)
+    from tritonnn.kernels import _aot
+    from tritonnn.kernels import dense as _  # noqa: F401  (registers the cases)
+
+    dense_mod = sys.modules["tritonnn.kernels.dense"]
+    heavy = {
+        "fwd": [("gelu", {}), ("relu+dropout", {"ACTIVATION": 1, "SAVE_GRAD": False, "HAS_DROPOUT": True}),
+                ("mish+dropout", {"ACTIVATION": dense_mod.ACTIVATIONS["mish"].id, "HAS_DROPOUT": True})],
+        "bwd": [("tanh", {}), ("tanh+dropout", {"DROPOUT_REGEN": True}), ("saved act'", {"GRAD_FROM": 2})],
+    }  # fmt: skip
+    divisible = {"M", "N", "K", "stride_xm", "stride_wk", "stride_dym"}
+    for case in _aot.AOT_CASES:
+        if not case.name.startswith("dense") or ("fp16" in case.name):
+            continue
+        part = "fwd" if case.name.startswith("dense_fwd") else "bwd"
+        for variant, over in heavy[part]:
+            c = dataclasses.replace(case, constexprs={**case.constexprs, **over})
+            names = list(c.signature)
+            attrs = {
+                (names.index(n),): [["tt.divisibility", 16]]
+                for n, t in c.signature.items()
+                if (t.startswith("*") or n in divisible) and t != "constexpr"
+            }
+            for arch in archs:
+                src = ASTSource(
+                    _aot.jit_function(c.kernel), dict(c.signature), constexprs=dict(c.constexprs), attrs=attrs
+                )
+                compiled = triton.compile(
+                    src,
+                    target=GPUTarget("cuda", arch, 32),
+                    options={"num_warps": c.num_warps, "num_stages": c.num_stages},
+                )
+                ptx = compiled.asm["ptx"]
+                regs, st, ld = _aot._ptxas_stats(ptx, arch)
+                tc = "wgmma" if "wgmma.mma_async" in ptx else "mma.sync" if "mma.sync" in ptx else "-"
+                name = (
+                    case.name.split("[")[0]
+                    + "["
+                    + case.name.split("[")[1].replace("gelu", variant).replace("tanh", variant)
+                )
+                smem = compiled.metadata.shared
+                print(
+                    f"{name:<56} sm_{arch}  regs {regs:>3}  spill st/ld {st}/{ld}  smem {smem:>6}  tc {tc}", flush=True
+                )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dtypes", default="fp32,tf32,bf16")
@@ -119,7 +180,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--providers", default="tritonnn,torch,torch.compile")
     parser.add_argument("--quick", action="store_true", help="three shapes, bf16")
     parser.add_argument("--no-record", action="store_true", help="do not append to bench/RESULTS.md")
+    parser.add_argument("--aot", action="store_true", help="print registers/spills of aligned compiles (no GPU needed)")
     args = parser.parse_args(argv)
+    if args.aot:
+        return aot_report()
 
     if not torch.cuda.is_available():
         print("bench/dense.py needs a CUDA GPU; none is visible on this machine, so nothing was measured.")

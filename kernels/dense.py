@@ -142,7 +142,15 @@ def _dense_fwd_kernel(
     GROUP_M: tl.constexpr,
     EPILOGUE_SPLIT: tl.constexpr,  # 1 or 2 column slices for the epilogue
     WIDE_INDEX: tl.constexpr,  # M * N >= 2**31: int64 element indices for Philox
+    ALIGNED: tl.constexpr,  # verified on the host: see _aligned()
 ):
+    if ALIGNED:
+        # 16-element rows: vector loads and cp.async/wgmma pipelining (what the run-time specialisation of aligned
+        # arguments gives; spelt out so that the ahead-of-time compile sees it too).
+        tl.assume(K % 16 == 0)
+        tl.assume(N % 16 == 0)
+        tl.assume(stride_xm % 16 == 0)
+        tl.assume(stride_wk % 16 == 0)
     # Grouped ordering: GROUP_M row-tiles share their kernel columns while they are in L2.
     pid = tl.program_id(0)
     num_m = tl.cdiv(M, BLOCK_M)
@@ -160,6 +168,9 @@ def _dense_fwd_kernel(
     offs_k = tl.arange(0, BLOCK_K)
     x_ptrs = x_ptr + (offs_m % M).to(tl.int64)[:, None] * stride_xm + offs_k[None, :] * stride_xk
     w_ptrs = w_ptr + offs_k[:, None] * stride_wk + (offs_n % N).to(tl.int64)[None, :] * stride_wn
+    if ALIGNED:  # runs of 16 contiguous elements starting 16-byte aligned (the wrap at N % 16 == 0 keeps them)
+        x_ptrs = tl.max_contiguous(tl.multiple_of(x_ptrs, [1, 16]), [1, 16])
+        w_ptrs = tl.max_contiguous(tl.multiple_of(w_ptrs, [1, 16]), [1, 16])
 
     # Main loop: fp32 accumulation on the tensor cores (wgmma on sm_90, mma.sync on sm_80).
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
@@ -316,7 +327,14 @@ def _dense_bwd_kernel(
     BLOCK_K: tl.constexpr,
     GROUP_M: tl.constexpr,
     WIDE_INDEX: tl.constexpr,  # M * N >= 2**31: int64 element indices for Philox
+    ALIGNED: tl.constexpr,  # verified on the host: see _aligned()
 ):
+    if ALIGNED:
+        tl.assume(K % 16 == 0)
+        tl.assume(N % 16 == 0)
+        tl.assume(stride_dym % 16 == 0)
+        tl.assume(stride_xm % 16 == 0)
+        tl.assume(stride_wk % 16 == 0)
     # Both parts are C[P, Q] = sum_R A[P, R] B[R, Q] with the BLOCK_M x BLOCK_N tile of C per program:
     #   PART 0: dx[m, k]      = sum_n dz[m, n] kernel[k, n]   (P, Q, R) = (M, K, N), A = dz, B = kernel^T
     #   PART 1: dkernel[k, n] = sum_m x[m, k] dz[m, n]        (P, Q, R) = (K, N, M), A = x^T, B = dz
@@ -353,6 +371,13 @@ def _dense_bwd_kernel(
         x_ptrs = x_ptr + (offs_p % K).to(tl.int64)[:, None] * stride_xk + offs_r[None, :] * stride_xm
     dy_ptrs = dy_ptr + dm.to(tl.int64) * stride_dym + dn * stride_dyn
     aux_ptrs = aux_ptr + dm.to(tl.int64) * N + dn
+    if ALIGNED:  # dy and the saved tensor run along n; the kernel (PART 0) and x (PART 1) along the tile's rows
+        dy_ptrs = tl.max_contiguous(tl.multiple_of(dy_ptrs, [1, 16]), [1, 16])
+        aux_ptrs = tl.max_contiguous(tl.multiple_of(aux_ptrs, [1, 16]), [1, 16])
+        if PART == 0:
+            w_ptrs = tl.max_contiguous(tl.multiple_of(w_ptrs, [16, 1]), [16, 1])
+        else:
+            x_ptrs = tl.max_contiguous(tl.multiple_of(x_ptrs, [16, 1]), [16, 1])
     if PART == 0:
         dy_step = BLOCK_K * stride_dyn
         aux_step = BLOCK_K
@@ -451,23 +476,18 @@ def _dense_bwd_kernel(
 # (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages). Hopper (sm_90): large tiles for wgmma, 3-4 stages of
 # shared-memory pipelining within its 228 KB. fp32 tiles use BLOCK_K = 32 (twice the bytes per element).
 # Every config is compiled for sm_90 and sm_80 by tests/kernels/test_aot.py; a config that spilled was removed.
-HOPPER_CONFIGS_16 = [
-    (128, 256, 64, 8, 3),
-    (128, 128, 64, 8, 4),
-    (128, 128, 64, 4, 4),
-    (64, 128, 64, 4, 4),
-    (128, 64, 64, 4, 4),
-    (64, 64, 64, 4, 4),
-]
-HOPPER_CONFIGS_32 = [
-    (128, 128, 32, 8, 3),
-    (128, 64, 32, 4, 4),
-    (64, 128, 32, 4, 4),
-    (64, 64, 32, 4, 4),
-]
-# Pre-Hopper GPUs (sm_80 and others): a subset with fewer shared-memory bytes (sm_80 has 164 KB).
-FALLBACK_CONFIGS_16 = [(128, 128, 64, 4, 4), (64, 128, 64, 4, 4), (64, 64, 64, 4, 4)]
-FALLBACK_CONFIGS_32 = [(128, 64, 32, 4, 4), (64, 64, 32, 4, 4)]
+HOPPER_CONFIGS_16 = [(128, 128, 64, 8, 4), (128, 64, 64, 4, 4), (64, 128, 64, 4, 4)]
+HOPPER_CONFIGS_TF32 = [(128, 128, 32, 8, 3), (64, 64, 32, 4, 4)]
+# Pre-Hopper GPUs (sm_80 and others): fewer pipeline stages (sm_80 has 164 KB of shared memory, not 228 KB).
+FALLBACK_CONFIGS_16 = [(128, 128, 64, 8, 3), (64, 128, 64, 4, 4)]
+FALLBACK_CONFIGS_TF32 = [(64, 64, 32, 4, 4)]
+# IEEE fp32 has no tensor-core path: tl.dot runs on the FMA units, which hold both operand tiles in registers,
+# so the tiles are smaller (larger ones spilled under ptxas, sm_80 and sm_90).
+CONFIGS_IEEE = [(64, 64, 16, 4, 3)]
+# Ragged shapes or unaligned views (not ALIGNED): element-wise masked loads, no cp.async pipelining, so every
+# address is a register; the big tiles spilled there (ptxas), these do not.
+RAGGED_CONFIGS_16 = [(64, 64, 64, 4, 3)]
+RAGGED_CONFIGS_TF32 = [(64, 64, 32, 4, 3)]
 # The interpreter cannot benchmark (no GPU): one small config keeps tests fast (TRITON_NOTES.md).
 INTERPRETER_CONFIG = (32, 32, 32, 4, 1)
 GROUP_M = 8
@@ -480,35 +500,54 @@ def _config(c: tuple[int, int, int, int, int]):
     )
 
 
-def _config_list(wide: bool, hopper: bool) -> list[tuple[int, int, int, int, int]]:
+def _config_list(kind: str, hopper: bool, aligned: bool = True) -> list[tuple[int, int, int, int, int]]:
+    """The autotune configs for ``kind`` ("16": bf16/fp16, "tf32", "ieee") on Hopper or an older GPU."""
     if INTERPRETING:
         return [INTERPRETER_CONFIG]
-    if hopper:
-        return HOPPER_CONFIGS_32 if wide else HOPPER_CONFIGS_16
-    return FALLBACK_CONFIGS_32 if wide else FALLBACK_CONFIGS_16
+    if kind == "ieee":
+        return CONFIGS_IEEE
+    if not aligned:
+        return RAGGED_CONFIGS_TF32 if kind == "tf32" else RAGGED_CONFIGS_16
+    if kind == "tf32":
+        return HOPPER_CONFIGS_TF32 if hopper else FALLBACK_CONFIGS_TF32
+    return HOPPER_CONFIGS_16 if hopper else FALLBACK_CONFIGS_16
 
 
-_TUNED: dict[tuple[str, bool, bool], object] = {}
+_TUNED: dict[tuple[str, str, bool, bool], object] = {}
 
 
-def _tuned(name: str, wide: bool, hopper: bool):
+def _tuned(name: str, kind: str, hopper: bool, aligned: bool):
     """The autotuned launcher of one kernel for one config set, keyed on the problem shape."""
-    key = (name, wide, hopper)
+    key = (name, kind, hopper, aligned)
     if key not in _TUNED:
         kernel = _dense_fwd_kernel if name == "fwd" else _dense_bwd_kernel
-        configs = [_config(c) for c in _config_list(wide, hopper)]
+        configs = [_config(c) for c in _config_list(kind, hopper, aligned)]
         _TUNED[key] = triton.autotune(configs=configs, key=["M", "N", "K"])(kernel)
     return _TUNED[key]
 
 
-def _launcher(name: str, wide: bool, device: torch.device, config: dict | None):
+def _kind(dtype: torch.dtype) -> str:
+    if dtype != torch.float32:
+        return "16"
+    return "tf32" if precision.dot_precision() == "tf32" else "ieee"
+
+
+def _launcher(name: str, dtype: torch.dtype, device: torch.device, config: dict | None, aligned: bool):
     """The autotuned kernel, or, with ``config`` (BLOCK_*, GROUP_M, num_warps, num_stages), the bare kernel with
     those meta-parameters: how tests cover block sizes the interpreter's single config does not, and how the
     benchmark pins a config."""
     if config is None:
-        return lambda grid: _tuned(name, wide, _is_hopper(device))[grid]
+        return lambda grid: _tuned(name, _kind(dtype), _is_hopper(device), aligned)[grid]
     kernel = _dense_fwd_kernel if name == "fwd" else _dense_bwd_kernel
     return lambda grid: lambda *args, **kwargs: kernel[grid](*args, **kwargs, **config)
+
+
+def _aligned(k: int, n: int, *tensors: torch.Tensor) -> bool:
+    """The ALIGNED fast path's conditions: K and N multiples of 16, every 2-D operand with unit stride along its
+    last dimension, a row stride that is a multiple of 16 elements and a 16-byte aligned start."""
+    if k % 16 or n % 16:
+        return False
+    return all(t.stride(-1) == 1 and t.stride(0) % 16 == 0 and t.data_ptr() % 16 == 0 for t in tensors)
 
 
 def _is_hopper(device: torch.device) -> bool:
@@ -516,116 +555,127 @@ def _is_hopper(device: torch.device) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Ahead-of-time compile cases: every autotune config of every kernel, for fp32 (ieee and tf32), bf16 and fp16,
-# each with its heaviest epilogue/prologue (mish + saved derivative + dropout forward; tanh with a regenerated
-# dropout mask backward) so that ptxas' spill count is the worst case.
+# Ahead-of-time compile cases (tests/kernels/test_aot.py): every autotune config (Hopper and fallback lists) of each
+# of the three kernels (forward, backward dx, backward dkernel+dbias), for fp32 with ieee and with tf32, bf16 and
+# fp16, with a typical epilogue/prologue (gelu saving act'; act' from the output for tanh). The registered compile has
+# no divisibility hints (the run-time specialisation of 16-aligned pointers and sizes), so its loads are scalar and
+# unpipelined: a pessimistic register count. `python bench/dense.py --aot` compiles the heavier variants (mish +
+# dropout, a regenerated mask) with those hints, as the GPU runs them. IEEE fp32 has no tensor-core path (FMA dot).
 # ---------------------------------------------------------------------------------------------------------------
+
+_AOT_DTYPES = [
+    ("fp32-ieee", "*fp32", "ieee"),
+    ("fp32-tf32", "*fp32", "tf32"),
+    ("bf16", "*bf16", "tf32"),
+    ("fp16", "*fp16", "tf32"),
+]
+_AOT_FWD_EPILOGUES = {
+    "gelu": {"ACTIVATION": ACTIVATIONS["gelu"].id, "SAVE_GRAD": True, "HAS_DROPOUT": False},
+    "mish+dropout": {"ACTIVATION": ACTIVATIONS["mish"].id, "SAVE_GRAD": True, "HAS_DROPOUT": True},
+}
+_AOT_BWD_PROLOGUES = {
+    "tanh": {"ACTIVATION": ACTIVATIONS["tanh"].id, "GRAD_FROM": _FROM_OUTPUT, "DROPOUT_REGEN": False},
+    "tanh+dropout": {"ACTIVATION": ACTIVATIONS["tanh"].id, "GRAD_FROM": _FROM_OUTPUT, "DROPOUT_REGEN": True},
+}
+
+
+def _aot_fwd_case(label, ptr, prec, epilogue, config, aligned) -> AotCase:
+    bm, bn, bk, warps, stages = config
+    blocks = {"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": GROUP_M}
+    flags = (
+        "ACTIVATION",
+        "HAS_BIAS",
+        "SAVE_GRAD",
+        "HAS_DROPOUT",
+        "PRECISION",
+        "EPILOGUE_SPLIT",
+        "WIDE_INDEX",
+        "ALIGNED",
+    )
+    return AotCase(
+        name=f"dense_fwd[{label},{epilogue},{bm}x{bn}x{bk}w{warps}s{stages}{'' if aligned else ',ragged'}]",
+        kernel=_dense_fwd_kernel,
+        signature={
+            **dict.fromkeys(("x_ptr", "w_ptr", "b_ptr", "y_ptr", "g_ptr"), ptr),
+            **dict.fromkeys(("M", "N", "K", "stride_xm", "stride_wk"), "i32"),
+            **dict.fromkeys(("stride_xk", "stride_wn"), "constexpr"),  # unit strides are specialised at run time
+            "seed": "i64",
+            "threshold": "i32",
+            "scale": "fp32",
+            **dict.fromkeys((*flags, *blocks), "constexpr"),
+        },
+        constexprs={
+            "stride_xk": 1,
+            "stride_wn": 1,
+            **_AOT_FWD_EPILOGUES[epilogue],
+            "HAS_BIAS": True,
+            "PRECISION": prec,
+            "EPILOGUE_SPLIT": 2,
+            "WIDE_INDEX": False,
+            "ALIGNED": aligned,
+            **blocks,
+        },
+        num_warps=warps,
+        num_stages=stages,
+        tensor_cores=prec != "ieee",
+    )
+
+
+def _aot_bwd_case(label, ptr, prec, prologue, part, config, aligned) -> AotCase:
+    bm, bn, bk, warps, stages = config
+    blocks = {"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": GROUP_M}
+    flags = ("ACTIVATION", "GRAD_FROM", "DROPOUT_REGEN", "HAS_BIAS", "PART", "PRECISION", "WIDE_INDEX", "ALIGNED")
+    tile = f"{bm}x{bn}x{bk}w{warps}s{stages}{'' if aligned else ',ragged'}"
+    return AotCase(
+        name=f"dense_bwd_{('dx', 'dw')[part]}[{label},{prologue},{tile}]",
+        kernel=_dense_bwd_kernel,
+        signature={
+            **dict.fromkeys(("dy_ptr", "aux_ptr", "x_ptr", "w_ptr", "out_ptr"), ptr),
+            "db_ptr": "*fp32",
+            **dict.fromkeys(("M", "N", "K", "stride_dym", "stride_xm", "stride_wk"), "i32"),
+            **dict.fromkeys(("stride_dyn", "stride_xk", "stride_wn"), "constexpr"),
+            "seed": "i64",
+            "threshold": "i32",
+            **dict.fromkeys(("scale", "unscale", "sat_hi"), "fp32"),
+            **dict.fromkeys((*flags, *blocks), "constexpr"),
+        },
+        constexprs={
+            "stride_dyn": 1,
+            "stride_xk": 1,
+            "stride_wn": 1,
+            **_AOT_BWD_PROLOGUES[prologue],
+            "HAS_BIAS": part == 1,
+            "PART": part,
+            "PRECISION": prec,
+            "WIDE_INDEX": False,
+            "ALIGNED": aligned,
+            **blocks,
+        },
+        num_warps=warps,
+        num_stages=stages,
+        tensor_cores=prec != "ieee",
+    )
+
+
+def _config_list_all(kind: str, aligned: bool) -> list[tuple[int, int, int, int, int]]:
+    """Every config the autotuner may run for ``kind``, Hopper and fallback lists together."""
+    if kind == "ieee":
+        return CONFIGS_IEEE
+    if not aligned:
+        return RAGGED_CONFIGS_TF32 if kind == "tf32" else RAGGED_CONFIGS_16
+    if kind == "tf32":
+        return HOPPER_CONFIGS_TF32 + FALLBACK_CONFIGS_TF32
+    return HOPPER_CONFIGS_16 + FALLBACK_CONFIGS_16
 
 
 def _aot_cases() -> list[AotCase]:
     cases = []
-    variants = [
-        ("fp32-ieee", "*fp32", "ieee"),
-        ("fp32-tf32", "*fp32", "tf32"),
-        ("bf16", "*bf16", "tf32"),
-        ("fp16", "*fp16", "tf32"),
-    ]
-    for label, ptr, prec in variants:
-        wide = ptr == "*fp32"
-        configs = dict.fromkeys(
-            (HOPPER_CONFIGS_32 + FALLBACK_CONFIGS_32) if wide else (HOPPER_CONFIGS_16 + FALLBACK_CONFIGS_16)
-        )
-        for bm, bn, bk, warps, stages in configs:
-            tile = f"{bm}x{bn}x{bk}w{warps}s{stages}"
-            blocks = {"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": GROUP_M}
-            cases.append(
-                AotCase(
-                    name=f"dense_fwd[{label},mish,{tile}]",
-                    kernel=_dense_fwd_kernel,
-                    signature={
-                        **dict.fromkeys(("x_ptr", "w_ptr", "b_ptr", "y_ptr", "g_ptr"), ptr),
-                        **dict.fromkeys(("M", "N", "K", "stride_xm", "stride_wk"), "i32"),
-                        "stride_xk": "constexpr",
-                        "stride_wn": "constexpr",
-                        "seed": "i64",
-                        "threshold": "i32",
-                        "scale": "fp32",
-                        **dict.fromkeys(
-                            (
-                                "ACTIVATION",
-                                "HAS_BIAS",
-                                "SAVE_GRAD",
-                                "HAS_DROPOUT",
-                                "PRECISION",
-                                "EPILOGUE_SPLIT",
-                                "WIDE_INDEX",
-                                *blocks,
-                            ),
-                            "constexpr",
-                        ),
-                    },
-                    constexprs={
-                        "stride_xk": 1,
-                        "stride_wn": 1,
-                        "ACTIVATION": ACTIVATIONS["mish"].id,
-                        "HAS_BIAS": True,
-                        "SAVE_GRAD": True,
-                        "HAS_DROPOUT": True,
-                        "PRECISION": prec,
-                        "EPILOGUE_SPLIT": 2,
-                        "WIDE_INDEX": False,
-                        **blocks,
-                    },
-                    num_warps=warps,
-                    num_stages=stages,
-                    tensor_cores=prec != "ieee",
-                )
-            )
-            for part, part_name in ((0, "dx"), (1, "dw")):
-                cases.append(
-                    AotCase(
-                        name=f"dense_bwd_{part_name}[{label},tanh+dropout,{tile}]",
-                        kernel=_dense_bwd_kernel,
-                        signature={
-                            **dict.fromkeys(("dy_ptr", "aux_ptr", "x_ptr", "w_ptr", "out_ptr"), ptr),
-                            "db_ptr": "*fp32",
-                            **dict.fromkeys(("M", "N", "K", "stride_dym", "stride_xm", "stride_wk"), "i32"),
-                            **dict.fromkeys(("stride_dyn", "stride_xk", "stride_wn"), "constexpr"),
-                            "seed": "i64",
-                            "threshold": "i32",
-                            **dict.fromkeys(("scale", "unscale", "sat_hi"), "fp32"),
-                            **dict.fromkeys(
-                                (
-                                    "ACTIVATION",
-                                    "GRAD_FROM",
-                                    "DROPOUT_REGEN",
-                                    "HAS_BIAS",
-                                    "PART",
-                                    "PRECISION",
-                                    "WIDE_INDEX",
-                                    *blocks,
-                                ),
-                                "constexpr",
-                            ),
-                        },
-                        constexprs={
-                            "stride_dyn": 1,
-                            "stride_xk": 1,
-                            "stride_wn": 1,
-                            "ACTIVATION": ACTIVATIONS["tanh"].id,
-                            "GRAD_FROM": _FROM_OUTPUT,
-                            "DROPOUT_REGEN": True,
-                            "HAS_BIAS": True,
-                            "PART": part,
-                            "PRECISION": prec,
-                            "WIDE_INDEX": False,
-                            **blocks,
-                        },
-                        num_warps=warps,
-                        num_stages=stages,
-                        tensor_cores=prec != "ieee",
-                    )
-                )
+    for label, ptr, prec in _AOT_DTYPES:
+        kind = "ieee" if prec == "ieee" else "tf32" if ptr == "*fp32" else "16"
+        for aligned in (True, False):
+            for config in dict.fromkeys(_config_list_all(kind, aligned)):
+                cases.append(_aot_fwd_case(label, ptr, prec, "gelu", config, aligned))
+                cases += [_aot_bwd_case(label, ptr, prec, "tanh", part, config, aligned) for part in (0, 1)]
     return cases
 
 
@@ -678,7 +728,8 @@ def dense_fwd(
     b = bias.contiguous() if bias is not None else y  # a dummy pointer when there is no bias
     config = dict(config) if config is not None else None
     split = config.pop("EPILOGUE_SPLIT", None) if config is not None else None
-    kern = _launcher("fwd", x2.dtype == torch.float32, x2.device, config)
+    aligned = _aligned(k, n, x2, kernel)
+    kern = _launcher("fwd", x2.dtype, x2.device, config, aligned)
 
     def grid(meta):
         return (triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(n, meta["BLOCK_N"]),)
@@ -695,6 +746,7 @@ def dense_fwd(
         PRECISION=_dot_precision(x2.dtype),
         EPILOGUE_SPLIT=split or _epilogue_split(act, rate),
         WIDE_INDEX=m * n >= 2**31,
+        ALIGNED=aligned,
     )  # fmt: skip
     return y, g
 
@@ -725,15 +777,15 @@ def dense_bwd(
         DROPOUT_REGEN=source == _FROM_OUTPUT and rate > 0.0 and not act.zero_safe,
         PRECISION=_dot_precision(x2.dtype),
         WIDE_INDEX=m * n >= 2**31,
+        ALIGNED=_aligned(k, n, dy2, aux_t, x2, kernel),
     )
     sat = _saturated_output(act, scale, x2.dtype) if act.name in ("relu6", "hard_sigmoid") else 0.0
     args_tail = (seed, keep_threshold(rate), scale, 1.0 - rate, sat)
-    wide = x2.dtype == torch.float32
     dx = dw = db = None
     if need_dx:
         dx = torch.empty((m, k), dtype=x2.dtype, device=x2.device)
         grid = lambda meta: (triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(k, meta["BLOCK_N"]),)  # noqa: E731
-        _launcher("bwd_dx", wide, x2.device, config)(grid)(
+        _launcher("bwd_dx", x2.dtype, x2.device, config, common["ALIGNED"])(grid)(
             dy2, aux_t, x2, kernel, dx, dx,
             m, n, k,
             dy2.stride(0), dy2.stride(1), x2.stride(0), x2.stride(1), kernel.stride(0), kernel.stride(1),
@@ -743,7 +795,7 @@ def dense_bwd(
         dw = torch.empty((k, n), dtype=kernel.dtype, device=x2.device)
         db = torch.empty((n,), dtype=torch.float32, device=x2.device) if has_bias else dw
         grid = lambda meta: (triton.cdiv(k, meta["BLOCK_M"]) * triton.cdiv(n, meta["BLOCK_N"]),)  # noqa: E731
-        _launcher("bwd_dw", wide, x2.device, config)(grid)(
+        _launcher("bwd_dw", x2.dtype, x2.device, config, common["ALIGNED"])(grid)(
             dy2, aux_t, x2, kernel, dw, db,
             m, n, k,
             dy2.stride(0), dy2.stride(1), x2.stride(0), x2.stride(1), kernel.stride(0), kernel.stride(1),

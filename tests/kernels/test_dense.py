@@ -272,3 +272,14 @@ def test_bad_inputs_are_value_errors_before_any_launch(backend, device):
         kernels.dense(x, w, b, dropout_rate=0.5, dropout_seed=-3)
     with pytest.raises(ValueError, match=r"Received: x.dtype=torch.int64"):
         kernels.dense(x.long(), w.long())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["float32", "bfloat16"])
+@pytest.mark.parametrize("activation, rate", [("relu", 0.0), ("gelu", 0.3), ("tanh", 0.3)])
+def test_aligned_fast_path(backend, device, dtype, activation, rate):
+    """K and N multiples of 16 on contiguous tensors take the ALIGNED kernels (vector loads, pipelining)."""
+    x, w, b, dy = make((37, 48, 64), dtype, device, seed=5)
+    assert DENSE._aligned(48, 64, x, w, dy)
+    dy = away_from_kinks(x, w, b, activation, dy)
+    y, grads = run_dense(x, w, b, activation, dy, dropout_rate=rate, dropout_seed=8)
+    assert_matches(y, grads, *reference(x, w, b, activation, dy, rate=rate, seed=8), dtype)
