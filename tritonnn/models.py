@@ -1,19 +1,26 @@
-"""Models: ``Model`` (compile / fit / evaluate / predict) and ``Sequential``."""
+"""Models: ``Model`` (compile / fit / evaluate / predict), the Functional API and ``Sequential``.
+
+``Model(inputs, outputs)`` builds a Functional model from symbolic tensors; subclassing ``Model`` and defining
+``call()`` gives a subclassed model; ``Sequential`` is a linear stack. All three are ``torch.nn.Module``s.
+"""
 
 from __future__ import annotations
 
+import collections.abc
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 import torch
 
-from . import config, losses, optimizers
+from . import config, optimizers
+from . import losses as losses_mod
 from . import metrics as metrics_mod
-from .callbacks import Callback, CallbackList, History, ProgbarLogger
-from .layers.core import InputLayer
-from .layers.layer import Layer
+from .callbacks import Callback, CallbackList, History, Progbar, ProgbarLogger
+from .layers.core import Dense, InputLayer
+from .layers.layer import Layer, shape_of
+from .layers.symbolic import KerasTensor, Node, flatten, map_structure
 
 # ---- data -----------------------------------------------------------------------------------------------------
 
@@ -29,35 +36,22 @@ def _to_tensor(x: Any, device: torch.device) -> torch.Tensor:
         t = torch.from_numpy(np.ascontiguousarray(arr))
     if t.dtype == torch.float64:
         t = t.to(torch.float32)
-    return t.to(device)
-
-
-def _map(fn: Callable[[Any], Any], data: Any) -> Any:
-    if data is None:
-        return None
-    if isinstance(data, dict):
-        return {k: _map(fn, v) for k, v in data.items()}
-    if isinstance(data, (list, tuple)):
-        return type(data)(_map(fn, v) for v in data)
-    return fn(data)
+    return t.to(device, non_blocking=True)
 
 
 def _first(data: Any) -> torch.Tensor:
-    while isinstance(data, (dict, list, tuple)):
-        data = next(iter(data.values())) if isinstance(data, dict) else data[0]
-    return data
+    return flatten(data)[0]
 
 
 def _num_samples(data: Any) -> int:
-    sizes = set()
-    _map(lambda t: sizes.add(int(t.shape[0])), data)
+    sizes = {int(t.shape[0]) for t in flatten(data)}
     if len(sizes) > 1:
         raise ValueError(f"Data cardinality is ambiguous: the arrays have different lengths {sorted(sizes)}")
     return sizes.pop()
 
 
 def _index(data: Any, idx: Any) -> Any:
-    return _map(lambda t: t[idx], data)
+    return map_structure(lambda t: t[idx], data)
 
 
 def _check_batch_size(batch_size: Any) -> int:
@@ -68,13 +62,91 @@ def _check_batch_size(batch_size: Any) -> int:
     return int(batch_size)
 
 
+def _is_dataset(x: Any) -> bool:
+    """A DataLoader, a generator or another iterable of batches (not an array, tensor, list or dict of them)."""
+    if isinstance(x, (np.ndarray, torch.Tensor, list, tuple, dict)) or x is None:
+        return False
+    return isinstance(x, (collections.abc.Iterator, collections.abc.Iterable))
+
+
+def _split_batch(batch: Any) -> tuple[Any, Any, Any]:
+    if isinstance(batch, (tuple, list)) and 1 <= len(batch) <= 3 and not isinstance(batch, list):
+        return (*batch, *([None] * (3 - len(batch))))
+    if isinstance(batch, list) and len(batch) in (2, 3):
+        return (*batch, *([None] * (3 - len(batch))))
+    return batch, None, None
+
+
+class _ArraySource:
+    """Batches sliced by index from tensors held on the model's device (one copy, no per-step transfer)."""
+
+    def __init__(self, x: Any, y: Any, sw: Any, batch_size: int, shuffle: bool, steps: int | None = None):
+        self.x, self.y, self.sw = x, y, sw
+        self.n = _num_samples(x)
+        self.batch_size, self.shuffle = batch_size, shuffle
+        self.steps = math.ceil(self.n / batch_size) if steps is None else int(steps)
+
+    def epoch(self, generator: torch.Generator | None = None) -> Iterator[tuple[Any, Any, Any]]:
+        device = _first(self.x).device
+        order = torch.randperm(self.n, generator=generator).to(device) if self.shuffle else None
+        for step in range(self.steps):
+            start = (step * self.batch_size) % self.n
+            stop = min(start + self.batch_size, self.n)
+            idx = slice(start, stop) if order is None else order[start:stop]
+            yield (
+                _index(self.x, idx),
+                None if self.y is None else _index(self.y, idx),
+                None if self.sw is None else self.sw[idx],
+            )
+
+
+class _IterableSource:
+    """Batches drawn from a DataLoader or a generator; each is moved to the device as it comes."""
+
+    def __init__(self, data: Any, device: torch.device, steps: int | None):
+        self.data, self.device = data, device
+        self.reiterable = not isinstance(data, collections.abc.Iterator)
+        self._iter: Iterator | None = None
+        if steps is None and hasattr(data, "__len__"):
+            steps = len(data)
+        self.steps = steps
+
+    def epoch(self, generator: torch.Generator | None = None) -> Iterator[tuple[Any, Any, Any]]:
+        if self.reiterable or self._iter is None:
+            self._iter = iter(self.data)
+        count = 0
+        while self.steps is None or count < self.steps:
+            try:
+                batch = next(self._iter)
+            except StopIteration:
+                if self.steps is not None and count == 0 and self.reiterable is False:
+                    raise ValueError(
+                        "The data generator ran out of data: give `steps_per_epoch` (or `steps`) no larger than "
+                        "the number of batches it yields, or a generator that loops forever."
+                    ) from None
+                return
+            x, y, sw = _split_batch(batch)
+            to = lambda a: _to_tensor(a, self.device)  # noqa: E731
+            yield map_structure(to, x), None if y is None else map_structure(to, y), None if sw is None else to(sw)
+            count += 1
+
+
 # ---- models ---------------------------------------------------------------------------------------------------
 
 
 class Model(Layer):
-    """A layer with training: ``compile``, ``fit``, ``evaluate``, ``predict``. Subclass it and define ``call``."""
+    """A layer with training: ``compile``, ``fit``, ``evaluate``, ``predict``.
+
+    ``Model(inputs, outputs)`` makes a Functional model; subclass ``Model`` and define ``call()`` for a subclassed
+    one.
+    """
 
     _autocast_inputs = False  # each layer casts what it needs (an Embedding keeps integer inputs)
+
+    def __new__(cls, *args: Any, **kwargs: Any):
+        if cls is Model and (args or "inputs" in kwargs or "outputs" in kwargs):
+            return super().__new__(Functional)
+        return super().__new__(cls)
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -83,10 +155,17 @@ class Model(Layer):
         self.loss: Any = None
         self.stop_training = False
         self.history: History | None = None
-        self._metric_ids: list[Any] = []
-        self._metrics: list[metrics_mod.Metric] | None = None
+        self._compile_config: dict[str, Any] | None = None
+        self._loss_spec: Any = None
+        self._loss_weights_spec: Any = None
+        self._metrics_spec: Any = None
+        self._weighted_metrics_spec: Any = None
+        self._output_losses: list[Any] | None = None
+        self._output_metrics: list[list[metrics_mod.Metric]] | None = None
         self._loss_tracker = metrics_mod.Mean(name="loss")
+        self._output_loss_trackers: list[metrics_mod.Mean] = []
         self._optimizer_params: list[torch.nn.Parameter] = []
+        self._initial_epoch: int | None = None
 
     # ---- structure ----
     @property
@@ -94,14 +173,18 @@ class Model(Layer):
         return [m for m in self.children() if isinstance(m, Layer)]
 
     def get_layer(self, name: str | None = None, index: int | None = None) -> Layer:
+        """A layer by name or by index."""
+        layers = self.layers
         if index is not None:
-            if not -len(self.layers) <= index < len(self.layers):
-                raise ValueError(f"Was asked to retrieve layer at index {index} but model only has {len(self.layers)}")
-            return self.layers[index]
-        for layer in self.layers:
+            if not -len(layers) <= index < len(layers):
+                raise ValueError(
+                    f"Was asked to retrieve layer at index {index} but model only has {len(layers)} layers."
+                )
+            return layers[index]
+        for layer in layers:
             if layer.name == name:
                 return layer
-        raise ValueError(f"No such layer: {name}. Existing layers are: {[layer.name for layer in self.layers]}.")
+        raise ValueError(f"No such layer: {name}. Existing layers are: {[layer.name for layer in layers]}.")
 
     @property
     def device(self) -> torch.device:
@@ -110,56 +193,185 @@ class Model(Layer):
         return config.default_device()
 
     @property
-    def metrics_names(self) -> list[str]:
-        return ["loss", *[m.name for m in (self._metrics or [])]]
+    def output_names(self) -> list[str] | None:
+        """Names of the outputs for multi-output models (None for a single unnamed output)."""
+        return None
 
-    def summary(self, print_fn: Callable[[str], None] | None = None, line_length: int | None = None) -> None:
+    @property
+    def metrics(self) -> list[metrics_mod.Metric]:
+        out = [self._loss_tracker, *self._output_loss_trackers]
+        for group in self._output_metrics or []:
+            out.extend(group)
+        return out
+
+    @property
+    def metrics_names(self) -> list[str]:
+        return [m.name for m in self.metrics]
+
+    def summary(self, line_length: int | None = None, print_fn: Callable[[str], None] | None = None, **_: Any) -> None:
         """Print a table of layers (name and type, output shape, parameter count) and the parameter totals."""
         from .utils import summary_text
 
-        text = summary_text(self, line_length=line_length)
-        (print_fn or print)(text)
+        (print_fn or print)(summary_text(self, line_length=line_length))
 
     # ---- compile ----
     def compile(
         self,
         optimizer: Any = "rmsprop",
         loss: Any = None,
-        metrics: list[Any] | None = None,
         loss_weights: Any = None,
-        weighted_metrics: list[Any] | None = None,
-        **kwargs: Any,
+        metrics: Any = None,
+        weighted_metrics: Any = None,
+        run_eagerly: bool = False,
+        steps_per_execution: int = 1,
+        jit_compile: Any = "auto",
+        auto_scale_loss: bool = True,
     ) -> None:
-        """Configure the model for training (Keras' arguments, strings and objects alike)."""
+        """Configure the model for training: optimizer, loss(es), loss weights and metrics, strings or objects.
+
+        For several outputs, ``loss``, ``loss_weights``, ``metrics`` and ``weighted_metrics`` may be lists (one
+        entry per output) or dicts keyed by output name; a single loss applies to every output.
+        """
         self.optimizer = optimizers.get(optimizer)
-        self.loss = losses.get(loss)
-        if metrics is not None and not isinstance(metrics, (list, tuple)):
-            raise ValueError(f"Expected `metrics` to be a list. Received: metrics={metrics!r}")
-        self._metric_ids = list(metrics or [])
-        for m in self._metric_ids:  # unknown names fail now, not at the first batch
-            if not (isinstance(m, str) and m in ("accuracy", "acc")):
-                metrics_mod.get(m)
-        self._metrics = None
+        self._loss_spec = _check_nest("loss", loss, losses_mod.get)
+        self.loss = self._loss_spec
+        self._loss_weights_spec = loss_weights
+        for name, spec in (("metrics", metrics), ("weighted_metrics", weighted_metrics)):
+            if spec is not None and not isinstance(spec, (list, tuple, dict)):
+                raise ValueError(f"Expected `{name}` to be a list or a dict. Received: {name}={spec!r}")
+            for m in flatten(spec) if spec is not None else []:  # unknown names fail now, not at the first batch
+                if not (isinstance(m, str) and m in ("accuracy", "acc")):
+                    metrics_mod.get(m)
+        self._metrics_spec, self._weighted_metrics_spec = metrics, weighted_metrics
+        self._output_losses = None
+        self._output_metrics = None
+        self._output_loss_trackers = []
         self._optimizer_params = []
+        self._compile_config = {
+            "optimizer": optimizers.serialize(self.optimizer),
+            "loss": _serialize_nest(loss),
+            "loss_weights": loss_weights,
+            "metrics": _serialize_nest(metrics),
+            "weighted_metrics": _serialize_nest(weighted_metrics),
+        }
         self.compiled = True
 
-    def _resolve_metrics(self, y: Any, y_pred: torch.Tensor) -> list[metrics_mod.Metric]:
-        if self._metrics is None:
-            y_t = _first(y)
-            self._metrics = [metrics_mod.get(m, y_t, y_pred) for m in self._metric_ids]
-        return self._metrics
+    def get_compile_config(self) -> dict[str, Any] | None:
+        """What ``compile`` was given, serialized (None before compile)."""
+        return self._compile_config
+
+    def compile_from_config(self, config: dict[str, Any]) -> None:
+        """Compile again from :meth:`get_compile_config`'s output."""
+        cfg = dict(config)
+        cfg["optimizer"] = (
+            optimizers.deserialize(cfg["optimizer"]) if isinstance(cfg["optimizer"], dict) else cfg["optimizer"]
+        )
+        cfg["loss"] = _deserialize_nest(cfg.get("loss"), losses_mod)
+        cfg["metrics"] = _deserialize_nest(cfg.get("metrics"), metrics_mod)
+        cfg["weighted_metrics"] = _deserialize_nest(cfg.get("weighted_metrics"), metrics_mod)
+        self.compile(**cfg)
+
+    def _outputs_list(self, y_pred: Any) -> list[torch.Tensor]:
+        if isinstance(y_pred, dict):
+            names = self.output_names or sorted(y_pred)
+            return [y_pred[n] for n in names]
+        if isinstance(y_pred, (list, tuple)):
+            return list(y_pred)
+        return [y_pred]
+
+    def _targets_list(self, y: Any, n_outputs: int) -> list[Any]:
+        if isinstance(y, dict):
+            names = self.output_names
+            if names is None or set(y) - set(names):
+                raise ValueError(f"Target dict keys {sorted(y)} do not match the model's output names {names}")
+            return [y.get(n) for n in names]
+        if isinstance(y, (list, tuple)) and n_outputs > 1:
+            if len(y) != n_outputs:
+                raise ValueError(f"The model has {n_outputs} outputs but {len(y)} targets were given")
+            return list(y)
+        if n_outputs != 1:
+            raise ValueError(f"The model has {n_outputs} outputs: give y as a list or dict of {n_outputs} targets")
+        return [y]
+
+    def _per_output(self, spec: Any, n: int, what: str) -> list[Any]:
+        names = self.output_names or [f"output_{i}" for i in range(n)]
+        if isinstance(spec, dict):
+            unknown = set(spec) - set(names)
+            if unknown:
+                raise ValueError(f"`{what}` has keys {sorted(unknown)} that are not output names {names}")
+            return [spec.get(k) for k in names]
+        if isinstance(spec, (list, tuple)) and n > 1:
+            if len(spec) != n:
+                raise ValueError(
+                    f"For a model with {n} outputs, `{what}` as a list must have {n} entries. Received {len(spec)}"
+                )
+            return list(spec)
+        if what in ("metrics", "weighted_metrics") or n == 1:
+            return [spec] + [None] * (n - 1) if n == 1 else [spec] * n
+        return [spec] * n
+
+    def _resolve_compiled(self, ys: list[Any], preds: list[torch.Tensor]) -> None:
+        if self._output_losses is not None:
+            return
+        n = len(preds)
+        self._output_losses = self._per_output(self._loss_spec, n, "loss")
+        weights = self._loss_weights_spec
+        self._output_loss_weights = (
+            [1.0] * n
+            if weights is None
+            else [1.0 if w is None else float(w) for w in self._per_output(weights, n, "loss_weights")]
+        )
+        names = self.output_names or [f"output_{i}" for i in range(n)]
+        metric_groups: list[list[metrics_mod.Metric]] = []
+        for i, (m_spec, wm_spec) in enumerate(
+            zip(
+                self._per_output(self._metrics_spec, n, "metrics"),
+                self._per_output(self._weighted_metrics_spec, n, "weighted_metrics"),
+                strict=True,
+            )
+        ):
+            group = []
+            for weighted, spec in ((False, m_spec), (True, wm_spec)):
+                ids = [] if spec is None else (list(spec) if isinstance(spec, (list, tuple)) else [spec])
+                for ident in ids:
+                    metric = metrics_mod.get(ident, ys[i], preds[i])
+                    metric._tritonnn_weighted = weighted
+                    if n > 1:
+                        metric.name = f"{names[i]}_{metric.name}"
+                    if weighted and not n > 1:
+                        metric.name = (
+                            f"weighted_{metric.name}" if any(m.name == metric.name for m in group) else metric.name
+                        )
+                    group.append(metric)
+            metric_groups.append(group)
+        self._output_metrics = metric_groups
+        self._output_loss_trackers = (
+            [metrics_mod.Mean(name=f"{names[i]}_loss") for i in range(n) if self._output_losses[i] is not None]
+            if n > 1
+            else []
+        )
 
     # ---- steps ----
-    def compute_loss(self, x: Any, y: Any, y_pred: Any, sample_weight: Any = None) -> torch.Tensor:
-        """The compiled loss plus the model's losses (regularization penalties, ``add_loss`` terms)."""
-        if self.loss is None:
-            raise ValueError("The model has no loss: pass `loss=` to `compile()`.")
-        if isinstance(self.loss, losses.Loss):
-            total = self.loss(y, y_pred, sample_weight)
-        elif sample_weight is None:
-            total = self.loss(y, y_pred).float().mean()
-        else:
-            total = losses.reduce_weighted(self.loss(y, y_pred), sample_weight, "sum_over_batch_size")
+    def compute_loss(self, x: Any = None, y: Any = None, y_pred: Any = None, sample_weight: Any = None) -> torch.Tensor:
+        """The compiled loss (weighted sum over outputs) plus the model's losses (regularizers, ``add_loss``)."""
+        preds = self._outputs_list(y_pred)
+        ys = self._targets_list(y, len(preds))
+        self._resolve_compiled(ys, preds)
+        total = None
+        self._last_output_losses = []
+        for loss_fn, weight, yt, yp in zip(self._output_losses, self._output_loss_weights, ys, preds, strict=True):
+            if loss_fn is None or yt is None:
+                continue
+            if isinstance(loss_fn, losses_mod.Loss):
+                value = loss_fn(yt, yp, sample_weight)
+            else:
+                value = losses_mod.reduce_weighted(loss_fn(yt, yp), sample_weight, "sum_over_batch_size")
+            self._last_output_losses.append(value)
+            total = value * weight if total is None else total + value * weight
+        if total is None:
+            if not self.losses:
+                raise ValueError("The model has no loss to optimize: pass `loss=` to `compile()` or use `add_loss()`.")
+            total = torch.zeros((), device=self.device)
         for extra in self.losses:
             total = total + extra
         return total
@@ -172,6 +384,8 @@ class Model(Layer):
 
     def _ensure_optimizer(self) -> None:
         params = self.trainable_weights
+        if not params:
+            raise ValueError("The model has no trainable weights to train.")
         if [id(p) for p in params] != [id(p) for p in self._optimizer_params]:
             self.optimizer.build(params)
             self._optimizer_params = params
@@ -193,30 +407,36 @@ class Model(Layer):
         self._update_metrics(loss, y, y_pred, sample_weight)
 
     def _update_metrics(self, loss: torch.Tensor, y: Any, y_pred: Any, sample_weight: Any) -> None:
-        batch = _num_samples(y)
+        batch = _num_samples(y_pred)
         self._loss_tracker.update_state(loss.detach(), sample_weight=batch)
-        for m in self._resolve_metrics(y, y_pred):
-            m.update_state(y, y_pred.detach(), sample_weight=sample_weight)
+        for tracker, value in zip(self._output_loss_trackers, self._last_output_losses, strict=False):
+            tracker.update_state(value.detach(), sample_weight=batch)
+        preds = self._outputs_list(y_pred)
+        ys = self._targets_list(y, len(preds))
+        for group, yt, yp in zip(self._output_metrics, ys, preds, strict=True):
+            for m in group:
+                m.update_state(yt, yp.detach(), sample_weight=sample_weight if m._tritonnn_weighted else None)
 
     def _reset_metrics(self) -> None:
-        self._loss_tracker.reset_state()
-        for m in self._metrics or []:
+        for m in self.metrics:
             m.reset_state()
 
     def _logs(self, prefix: str = "") -> dict[str, float]:
         """The current loss and metric values as Python floats (this reads from the device)."""
-        logs = {}
-        for m in [*(self._metrics or []), self._loss_tracker]:
-            logs[prefix + m.name] = float(m.result())
-        return logs
+        ordered = [
+            *(m for group in self._output_metrics or [] for m in group),
+            self._loss_tracker,
+            *self._output_loss_trackers,
+        ]
+        return {prefix + m.name: float(m.result()) for m in ordered}
 
     # ---- data preparation ----
     def _prepare(self, x: Any, y: Any = None, sample_weight: Any = None, class_weight: Any = None):
         if x is None:
             raise ValueError("Expected input data `x`. Received: x=None")
         device = self.device
-        x = _map(lambda a: _to_tensor(a, device), x)
-        y = _map(lambda a: _to_tensor(a, device), y)
+        x = map_structure(lambda a: _to_tensor(a, device), x)
+        y = None if y is None else map_structure(lambda a: _to_tensor(a, device), y)
         n = _num_samples(x)
         if n == 0:
             raise ValueError("Expected input data to be non-empty. Received: 0 samples")
@@ -230,15 +450,23 @@ class Model(Layer):
             if sample_weight.shape[0] != n:
                 raise ValueError(f"sample_weight has {sample_weight.shape[0]} entries but the data has {n} samples")
         if class_weight is not None:
-            labels = _first(y)
-            idx = labels.argmax(-1) if labels.dim() > 1 and labels.shape[-1] > 1 else labels.reshape(n).long()
-            table = torch.ones(int(idx.max()) + 1, device=device)
-            for k, w in class_weight.items():
-                if int(k) < table.numel():
-                    table[int(k)] = float(w)
-            cw = table[idx]
-            sample_weight = cw if sample_weight is None else sample_weight * cw
+            sample_weight = _apply_class_weight(class_weight, y, sample_weight)
         return x, y, sample_weight, n
+
+    def _source(self, x, y, sample_weight, batch_size, shuffle, steps, class_weight=None):
+        if _is_dataset(x):
+            if y is not None:
+                raise ValueError("When `x` is a generator or DataLoader, `y` must not be given: yield (x, y) batches")
+            return _IterableSource(x, self.device, steps)
+        x, y, sample_weight, _ = self._prepare(x, y, sample_weight, class_weight)
+        return _ArraySource(x, y, sample_weight, batch_size, shuffle, steps)
+
+    def _peek(self, source: Any) -> Any:
+        if isinstance(source, _ArraySource):
+            return _index(source.x, slice(0, 1))
+        if not self.built:
+            raise ValueError("Build the model (call it on a batch, or give an Input) before fitting on a generator")
+        return None
 
     # ---- fit ----
     def fit(
@@ -260,75 +488,94 @@ class Model(Layer):
         validation_batch_size: int | None = None,
         validation_freq: int = 1,
     ) -> History:
-        """Train for ``epochs`` epochs; returns a ``History`` whose ``.history`` has Keras' key names."""
+        """Train for ``epochs`` epochs; returns a ``History`` whose ``.history`` has Keras' key names.
+
+        ``x``/``y`` may be numpy arrays, torch tensors, lists or dicts of them (several inputs or outputs), or
+        ``x`` alone a generator or ``torch.utils.data.DataLoader`` yielding ``(x, y)`` or ``(x, y, sample_weight)``.
+        """
         if not self.compiled:
             raise RuntimeError("You must call `compile()` before using the model.")
         batch_size = _check_batch_size(batch_size)
         verbose = 1 if verbose == "auto" else int(verbose)
+        if not isinstance(epochs, int) or epochs < 0:
+            raise ValueError(f"Expected `epochs` to be a non-negative integer. Received: epochs={epochs!r}")
         if not 0.0 <= validation_split < 1.0:
             raise ValueError(f"`validation_split` must be in [0, 1). Received: validation_split={validation_split}")
-        x, y, sample_weight, n = self._prepare(x, y, sample_weight, class_weight)
-        if y is None:
-            raise ValueError("Expected target data `y` for fit(). Received: y=None")
         if validation_split and validation_data is None:
-            # Keras takes the last fraction of the data, before shuffling.
-            split = int(n * (1.0 - validation_split))
+            if _is_dataset(x):
+                raise ValueError("`validation_split` is only supported for arrays and tensors, not generators")
+            x, y, sample_weight, n = self._prepare(x, y, sample_weight, class_weight)
+            class_weight = None
+            split = int(n * (1.0 - validation_split))  # Keras takes the last fraction, before shuffling
             if split == 0 or split == n:
                 raise ValueError(f"validation_split={validation_split} leaves no data for training or validation")
-            validation_data = (
-                _index(x, slice(split, n)),
-                _index(y, slice(split, n)),
-                None if sample_weight is None else sample_weight[split:],
-            )
-            x, y = _index(x, slice(0, split)), _index(y, slice(0, split))
-            sample_weight = None if sample_weight is None else sample_weight[:split]
-            n = split
-        val = None
+            validation_data = (_index(x, slice(split, n)), None if y is None else _index(y, slice(split, n)))
+            if sample_weight is not None:
+                validation_data += (sample_weight[split:],)
+                sample_weight = sample_weight[:split]
+            x, y = _index(x, slice(0, split)), None if y is None else _index(y, slice(0, split))
+        source = self._source(x, y, sample_weight, batch_size, shuffle, steps_per_epoch, class_weight)
+        if isinstance(source, _ArraySource) and source.y is None:
+            raise ValueError("Expected target data `y` for fit(). Received: y=None")
+        val_source = None
         if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
-                raise ValueError(
-                    "`validation_data` should be a tuple (x_val, y_val) or (x_val, y_val, val_sample_weight)"
+            if _is_dataset(validation_data):
+                val_source = _IterableSource(validation_data, self.device, validation_steps)
+            else:
+                if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+                    raise ValueError(
+                        "`validation_data` should be a tuple (x_val, y_val) or (x_val, y_val, val_sample_weight)"
+                    )
+                val_source = self._source(
+                    *validation_data[:2],
+                    validation_data[2] if len(validation_data) == 3 else None,
+                    validation_batch_size or batch_size,
+                    False,
+                    validation_steps,
                 )
-            val = self._prepare(*validation_data)[:3]
 
-        self._ensure_built(x)
+        peek = self._peek(source)
+        if peek is not None:
+            self._ensure_built(peek)
         self._ensure_optimizer()
-        steps = math.ceil(n / batch_size) if steps_per_epoch is None else int(steps_per_epoch)
         self.history = History()
         progbar = ProgbarLogger(verbose) if verbose else None
         cbs = CallbackList(
             [*(callbacks or []), *([progbar] if progbar else []), self.history],
             self,
             epochs=epochs,
-            steps=steps,
+            steps=source.steps,
             verbose=verbose,
         )
         self.stop_training = False
+        self._initial_epoch = None
         self.train()
         cbs.call("on_train_begin")
+        if self._initial_epoch is not None:  # set by BackupAndRestore when it restored a backup
+            initial_epoch = max(initial_epoch, self._initial_epoch)
         gen = torch.Generator(device="cpu")
         gen.manual_seed(int(torch.randint(0, 2**62, (1,)).item()))
         epoch_logs: dict[str, float] = {}
         for epoch in range(initial_epoch, epochs):
             self._reset_metrics()
             cbs.call("on_epoch_begin", epoch)
-            order = torch.randperm(n, generator=gen).to(self.device) if shuffle else None
-            for step in range(steps):
-                start = (step * batch_size) % n
-                idx = slice(start, min(start + batch_size, n)) if order is None else order[start : start + batch_size]
+            steps_done = 0
+            for step, (xb, yb, swb) in enumerate(source.epoch(gen)):
                 cbs.batch("on_train_batch_begin", step, None)
-                sw = None if sample_weight is None else sample_weight[idx]
-                self.train_step(_index(x, idx), _index(y, idx), sw)
+                self.train_step(xb, yb, swb)
+                steps_done = step + 1
                 cbs.batch("on_train_batch_end", step, self._logs)
                 if progbar:
-                    progbar.progress(step + 1, self._logs)
+                    progbar.progress(steps_done, self._logs)
                 if self.stop_training:
                     break
+            if steps_done == 0:
+                raise ValueError("fit() got no batches for an epoch: the generator or DataLoader is empty")
+            if progbar and source.steps is None:
+                progbar.params["steps"] = steps_done
             epoch_logs = self._logs()
-            if val is not None and (epoch + 1) % validation_freq == 0:
-                val_logs = self._evaluate_tensors(
-                    *val, batch_size=validation_batch_size or batch_size, steps=validation_steps
-                )
+            if val_source is not None and (epoch + 1) % validation_freq == 0:
+                val_logs = self._run_test(val_source)
                 epoch_logs.update({"val_" + k: v for k, v in val_logs.items()})
                 self.train()
             cbs.call("on_epoch_end", epoch, logs=epoch_logs)
@@ -339,30 +586,24 @@ class Model(Layer):
         return self.history
 
     # ---- evaluate / predict ----
-    def _evaluate_tensors(
-        self,
-        x: Any,
-        y: Any,
-        sample_weight: Any,
-        batch_size: int,
-        steps: int | None = None,
-        cbs: CallbackList | None = None,
-        progbar: ProgbarLogger | None = None,
-    ) -> dict[str, float]:
-        n = _num_samples(x)
+    def _run_test(self, source: Any, cbs: CallbackList | None = None, bar: Progbar | None = None) -> dict[str, float]:
         self.eval()
         self._reset_metrics()
-        total = math.ceil(n / batch_size) if steps is None else min(int(steps), math.ceil(n / batch_size))
+        steps = 0
         with torch.no_grad():
-            for step in range(total):
-                idx = slice(step * batch_size, min((step + 1) * batch_size, n))
+            for step, (xb, yb, swb) in enumerate(source.epoch()):
+                if yb is None:
+                    raise ValueError("Expected target data `y` to evaluate. Received batches without targets")
                 if cbs:
                     cbs.batch("on_test_batch_begin", step, None)
-                self.test_step(_index(x, idx), _index(y, idx), None if sample_weight is None else sample_weight[idx])
+                self.test_step(xb, yb, swb)
+                steps = step + 1
                 if cbs:
                     cbs.batch("on_test_batch_end", step, self._logs)
-                if progbar and progbar.bar:
-                    progbar.bar.update(step + 1, self._logs, finalize=False)
+                if bar:
+                    bar.update(steps, self._logs, finalize=False)
+        if steps == 0:
+            raise ValueError("evaluate() got no batches: the data is empty")
         return self._logs()
 
     def evaluate(
@@ -381,26 +622,22 @@ class Model(Layer):
             raise RuntimeError("You must call `compile()` before using the model.")
         batch_size = _check_batch_size(batch_size)
         verbose = 1 if verbose == "auto" else int(verbose)
-        x, y, sample_weight, n = self._prepare(x, y, sample_weight)
-        if y is None:
+        source = self._source(x, y, sample_weight, batch_size, False, steps)
+        if isinstance(source, _ArraySource) and source.y is None:
             raise ValueError("Expected target data `y` for evaluate(). Received: y=None")
-        self._ensure_built(x)
-        total = math.ceil(n / batch_size) if steps is None else min(int(steps), math.ceil(n / batch_size))
-        cbs = CallbackList(callbacks, self, steps=total, verbose=verbose)
-        progbar = ProgbarLogger(verbose) if verbose else None
-        if progbar:
-            progbar.set_params({"steps": total})
-            from .callbacks import Progbar
-
-            progbar.bar = Progbar(total, verbose=verbose)
+        peek = self._peek(source)
+        if peek is not None:
+            self._ensure_built(peek)
+        cbs = CallbackList(callbacks, self, steps=source.steps, verbose=verbose)
+        bar = Progbar(source.steps, verbose=verbose) if verbose else None
         cbs.call("on_test_begin")
-        logs = self._evaluate_tensors(x, y, sample_weight, batch_size, steps, cbs, progbar)
-        if progbar and progbar.bar:
-            progbar.bar.update(total, logs, finalize=True)
+        logs = self._run_test(source, cbs, bar)
+        if bar:
+            bar.update(source.steps or 0, logs, finalize=True)
         cbs.call("on_test_end", logs=logs)
         if return_dict:
             return logs
-        values = [logs["loss"], *[logs[m.name] for m in (self._metrics or [])]]
+        values = [logs[m.name] for m in self.metrics]
         return values[0] if len(values) == 1 else values
 
     def predict(
@@ -414,39 +651,135 @@ class Model(Layer):
         """Outputs for the inputs, as numpy arrays, computed in batches (``training=False``)."""
         batch_size = _check_batch_size(batch_size)
         verbose = 1 if verbose == "auto" else int(verbose)
-        x, _, _, n = self._prepare(x)
-        self._ensure_built(x)
-        total = math.ceil(n / batch_size) if steps is None else min(int(steps), math.ceil(n / batch_size))
-        cbs = CallbackList(callbacks, self, steps=total, verbose=verbose)
-        from .callbacks import Progbar
-
-        bar = Progbar(total, verbose=verbose) if verbose else None
+        source = self._source(x, None, None, batch_size, False, steps)
+        peek = self._peek(source)
+        if peek is not None:
+            self._ensure_built(peek)
+        cbs = CallbackList(callbacks, self, steps=source.steps, verbose=verbose)
+        bar = Progbar(source.steps, verbose=verbose) if verbose else None
         self.eval()
         outs = []
         cbs.call("on_predict_begin")
         with torch.no_grad():
-            for step in range(total):
-                idx = slice(step * batch_size, min((step + 1) * batch_size, n))
+            for step, (xb, _, _) in enumerate(source.epoch()):
                 cbs.batch("on_predict_batch_begin", step, None)
-                out = self(_index(x, idx), training=False)
+                out = self(xb, training=False)
                 self._clear_losses()
                 outs.append(out)
                 cbs.batch("on_predict_batch_end", step, lambda out=out: {"outputs": out})
                 if bar:
-                    bar.update(step + 1, None, finalize=step + 1 == total)
+                    bar.update(step + 1, None, finalize=False)
+        if bar:
+            bar.update(len(outs), None, finalize=True)
         cbs.call("on_predict_end")
-        return _map(
-            lambda t: t.float().cpu().numpy() if t.dtype in (torch.bfloat16, torch.float16) else t.cpu().numpy(),
-            _concat(outs),
-        )
+        if not outs:
+            raise ValueError("predict() got no batches: the data is empty")
+        return map_structure(_to_numpy, _concat(outs))
+
+    # ---- single batches ----
+    def train_on_batch(
+        self, x: Any, y: Any = None, sample_weight: Any = None, class_weight: Any = None, return_dict: bool = False
+    ) -> Any:
+        """One update on one batch; returns the loss and metrics of that batch (metrics reset first)."""
+        if not self.compiled:
+            raise RuntimeError("You must call `compile()` before using the model.")
+        x, y, sample_weight, _ = self._prepare(x, y, sample_weight, class_weight)
+        self._ensure_built(x)
+        self._ensure_optimizer()
+        self.train()
+        self._reset_metrics()
+        self.train_step(x, y, sample_weight)
+        self.eval()
+        return self._batch_result(return_dict)
+
+    def test_on_batch(self, x: Any, y: Any = None, sample_weight: Any = None, return_dict: bool = False) -> Any:
+        if not self.compiled:
+            raise RuntimeError("You must call `compile()` before using the model.")
+        x, y, sample_weight, _ = self._prepare(x, y, sample_weight)
+        self._ensure_built(x)
+        self.eval()
+        self._reset_metrics()
+        with torch.no_grad():
+            self.test_step(x, y, sample_weight)
+        return self._batch_result(return_dict)
+
+    def predict_on_batch(self, x: Any) -> Any:
+        x, _, _, _ = self._prepare(x)
+        self.eval()
+        with torch.no_grad():
+            out = self(x, training=False)
+        self._clear_losses()
+        return map_structure(_to_numpy, out)
+
+    def _batch_result(self, return_dict: bool) -> Any:
+        logs = self._logs()
+        if return_dict:
+            return logs
+        values = [logs[m.name] for m in self.metrics]
+        return values[0] if len(values) == 1 else values
+
+    # ---- saving ----
+    def save(self, filepath: str, overwrite: bool = True) -> None:
+        """Save architecture, weights and optimizer state to one file (see ``tritonnn.saving``)."""
+        from . import saving
+
+        saving.save_model(self, filepath, overwrite=overwrite)
+
+    def save_weights(self, filepath: str, overwrite: bool = True) -> None:
+        from . import saving
+
+        saving.save_weights(self, filepath, overwrite=overwrite)
+
+    def load_weights(self, filepath: str) -> None:
+        from . import saving
+
+        saving.load_weights(self, filepath)
 
     def __call__(self, inputs: Any, *args: Any, training: bool | None = None, **kwargs: Any) -> Any:
-        if isinstance(inputs, np.ndarray):
+        if not isinstance(inputs, (torch.Tensor, KerasTensor)) and not isinstance(inputs, (list, tuple, dict)):
             inputs = _to_tensor(inputs, self.device)
+        elif isinstance(inputs, (list, tuple, dict)):
+            inputs = map_structure(
+                lambda a: a if isinstance(a, (torch.Tensor, KerasTensor)) else _to_tensor(a, self.device), inputs
+            )
+        self._check_device(inputs)
         return super().__call__(inputs, *args, training=training, **kwargs)
+
+    def _check_device(self, inputs: Any) -> None:
+        if not self.built:
+            return
+        device = self.device
+        for t in flatten(inputs):
+            if isinstance(t, torch.Tensor) and t.device != device:
+                raise ValueError(
+                    f"Model {self.name!r} has its weights on {device} but received an input on {t.device}. "
+                    f"Move the input with `.to({str(device)!r})`, or pass numpy arrays (moved automatically)."
+                )
 
     def get_config(self) -> dict[str, Any]:
         return {"name": self.name, "trainable": self.trainable}
+
+
+def _apply_class_weight(class_weight: dict, y: Any, sample_weight: Any) -> torch.Tensor:
+    labels = _first(y)
+    n = labels.shape[0]
+    if labels.dim() > 1 and labels.shape[-1] > 1:
+        idx = labels.argmax(-1)
+    else:
+        idx = labels.reshape(n).long()
+    size = max(int(idx.max()) + 1, max(int(k) for k in class_weight) + 1)
+    table = torch.ones(size, device=labels.device)
+    for k, w in class_weight.items():
+        table[int(k)] = float(w)
+    cw = table[idx]
+    return cw if sample_weight is None else sample_weight * cw
+
+
+def _to_numpy(t: torch.Tensor) -> np.ndarray:
+    t = t.detach()
+    if t.dtype in (torch.bfloat16, torch.float16):
+        t = t.float()
+    return t.cpu().numpy()
 
 
 def _concat(outs: list[Any]) -> Any:
@@ -456,6 +789,264 @@ def _concat(outs: list[Any]) -> Any:
     if isinstance(first, (list, tuple)):
         return type(first)(torch.cat([o[i] for o in outs]) for i in range(len(first)))
     return torch.cat(outs)
+
+
+def _check_nest(what: str, spec: Any, getter: Callable[[Any], Any]) -> Any:
+    if isinstance(spec, dict):
+        return {k: getter(v) for k, v in spec.items()}
+    if isinstance(spec, (list, tuple)):
+        return [getter(v) for v in spec]
+    return getter(spec)
+
+
+def _serialize_nest(spec: Any) -> Any:
+    def one(obj: Any) -> Any:
+        if obj is None or isinstance(obj, (str, int, float)):
+            return obj
+        if hasattr(obj, "get_config"):
+            return {"class_name": type(obj).__name__, "config": obj.get_config()}
+        name = getattr(obj, "__name__", None)
+        if name is None:
+            raise ValueError(f"Cannot serialize {obj!r} for the compile config")
+        return name
+
+    if isinstance(spec, dict):
+        return {k: _serialize_nest(v) for k, v in spec.items()}
+    if isinstance(spec, (list, tuple)):
+        return [_serialize_nest(v) for v in spec]
+    return one(spec)
+
+
+def _deserialize_nest(spec: Any, module: Any) -> Any:
+    if isinstance(spec, dict) and "class_name" in spec:
+        cls = getattr(module, spec["class_name"], None)
+        if not isinstance(cls, type):
+            raise ValueError(f"Unknown class {spec['class_name']!r} in the compile config")
+        return cls.from_config(spec["config"])
+    if isinstance(spec, dict):
+        return {k: _deserialize_nest(v, module) for k, v in spec.items()}
+    if isinstance(spec, list):
+        return [_deserialize_nest(v, module) for v in spec]
+    return spec
+
+
+# ---- Functional ---------------------------------------------------------------------------------------------------
+
+
+class Functional(Model):
+    """A model defined by symbolic inputs and outputs: ``Model(inputs, outputs)``.
+
+    ``inputs``/``outputs`` may be one tensor, a list, or a dict; layers may be shared and branches merged.
+    """
+
+    def __init__(self, inputs: Any, outputs: Any, name: str | None = None, trainable: bool = True, **kwargs: Any):
+        super().__init__(name=name, trainable=trainable, **kwargs)
+        for t in flatten(inputs):
+            if not isinstance(t, KerasTensor) or not isinstance(t.node.layer, InputLayer):
+                raise ValueError(f"All `inputs` of a Functional model must come from `tritonnn.Input`. Received: {t!r}")
+        for t in flatten(outputs):
+            if not isinstance(t, KerasTensor):
+                raise ValueError(f"All `outputs` of a Functional model must be symbolic tensors. Received: {t!r}")
+        self._inputs_struct = inputs
+        self._outputs_struct = outputs
+        self._nodes = self._topological_nodes()
+        layers: list[Layer] = []
+        for node in self._nodes:
+            if node.layer not in layers:
+                layers.append(node.layer)
+        names = [layer.name for layer in layers]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(
+                f"The name(s) {sorted(dup)} are used by more than one layer. All layer names should be unique."
+            )
+        self._layer_modules = torch.nn.ModuleDict({layer.name: layer for layer in layers})
+        self.built = True
+
+    def _topological_nodes(self) -> list[Node]:
+        order: list[Node] = []
+        visiting: set[int] = set()
+        done: set[int] = set()
+        input_ids = {id(t) for t in flatten(self._inputs_struct)}
+
+        def visit(t: KerasTensor) -> None:
+            node = t.node
+            if id(node) in done:
+                return
+            if id(node) in visiting:
+                raise ValueError("The layer graph has a cycle")
+            visiting.add(id(node))
+            if isinstance(node.layer, InputLayer):
+                if id(t) not in input_ids:
+                    raise ValueError(
+                        f"Graph disconnected: cannot obtain value for tensor {t!r}: the Input {node.layer.name!r} "
+                        "is not among the model's `inputs`."
+                    )
+            else:
+                for parent in node.parents:
+                    if isinstance(parent, KerasTensor):
+                        visit(parent)
+            visiting.discard(id(node))
+            done.add(id(node))
+            order.append(node)
+
+        for t in flatten(self._outputs_struct):
+            visit(t)
+        return order
+
+    @property
+    def layers(self) -> list[Layer]:
+        return list(self._layer_modules.values())
+
+    @property
+    def inputs(self) -> list[KerasTensor]:
+        return flatten(self._inputs_struct)
+
+    @property
+    def outputs(self) -> list[KerasTensor]:
+        return flatten(self._outputs_struct)
+
+    @property
+    def input_names(self) -> list[str]:
+        return [t.node.layer.name for t in self.inputs]
+
+    @property
+    def output_names(self) -> list[str] | None:
+        if isinstance(self._outputs_struct, dict):
+            return sorted(self._outputs_struct)
+        outs = self.outputs
+        return [t.node.layer.name for t in outs] if len(outs) > 1 else None
+
+    def _graph_edges(self) -> list[tuple[str, str]]:
+        """(from layer, to layer) pairs, for drawing the graph."""
+        edges = []
+        for node in self._nodes:
+            for parent in node.parents:
+                if isinstance(parent, KerasTensor):
+                    edges.append((parent.node.layer.name, node.layer.name))
+        return edges
+
+    def _bind_inputs(self, inputs: Any) -> dict[int, torch.Tensor]:
+        spec = self._inputs_struct
+        if isinstance(spec, dict):
+            if not isinstance(inputs, dict):
+                raise ValueError(f"The model expects a dict of inputs with keys {sorted(spec)}")
+            missing = set(spec) - set(inputs)
+            if missing:
+                raise ValueError(f"Missing inputs {sorted(missing)}; the model expects {sorted(spec)}")
+            pairs = [(spec[k], inputs[k]) for k in spec]
+        else:
+            specs = flatten(spec)
+            if isinstance(inputs, dict):
+                names = [t.node.layer.name for t in specs]
+                missing = set(names) - set(inputs)
+                if missing:
+                    raise ValueError(f"Missing inputs {sorted(missing)}; the model expects {names}")
+                values = [inputs[n] for n in names]
+            else:
+                values = flatten(inputs)
+            if len(values) != len(specs):
+                raise ValueError(f"The model expects {len(specs)} input(s) but received {len(values)}")
+            pairs = list(zip(specs, values, strict=True))
+        bound = {}
+        for kt, value in pairs:
+            if not isinstance(value, torch.Tensor):
+                value = _to_tensor(value, self.device)
+            expected = kt.shape[1:]
+            if value.dim() != len(kt.shape) or any(
+                e is not None and e != g for e, g in zip(expected, value.shape[1:], strict=True)
+            ):
+                raise ValueError(
+                    f"Input {kt.node.layer.name!r} is incompatible with the model: expected shape {kt.shape}, "
+                    f"received {tuple(value.shape)}"
+                )
+            want = kt.node.layer.dtype
+            if value.dtype != want and (value.dtype.is_floating_point or want.is_floating_point):
+                value = value.to(want)
+            bound[id(kt)] = value
+        return bound
+
+    def call(self, inputs: Any, training: bool | None = None) -> Any:
+        values = self._bind_inputs(inputs)
+        for node in self._nodes:
+            if isinstance(node.layer, InputLayer):
+                continue
+            args = map_structure(lambda t: values[id(t)] if isinstance(t, KerasTensor) else t, node.inputs)
+            out = node.layer(args, training=training, **node.kwargs)
+            out_flat = flatten(out)
+            for kt, value in zip(flatten(node.outputs), out_flat, strict=True):
+                values[id(kt)] = value
+        return map_structure(lambda t: values[id(t)], self._outputs_struct)
+
+    def get_config(self) -> dict[str, Any]:
+        from .saving import serialize_layer
+
+        node_ids = {id(node): i for i, node in enumerate(self._nodes)}
+
+        def ref(t: Any) -> Any:
+            if isinstance(t, KerasTensor):
+                return {"__tensor__": [node_ids[id(t.node)], t.index]}
+            return t
+
+        layer_cfgs = []
+        for layer in self.layers:
+            cfg = serialize_layer(layer)
+            layer_cfgs.append(cfg)
+        nodes = []
+        for node in self._nodes:
+            nodes.append(
+                {
+                    "layer": node.layer.name,
+                    "inputs": None if node.inputs is None else map_structure(ref, node.inputs),
+                    "kwargs": node.kwargs,
+                }
+            )
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "layers": layer_cfgs,
+            "nodes": nodes,
+            "inputs": map_structure(ref, self._inputs_struct),
+            "outputs": map_structure(ref, self._outputs_struct),
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], custom_objects: dict[str, Any] | None = None) -> Functional:
+        from .saving import deserialize_layer
+
+        layers = {}
+        for cfg in config["layers"]:
+            layer = deserialize_layer(cfg, custom_objects=custom_objects)
+            layers[layer.name] = layer
+        produced: list[Any] = []
+
+        def deref(v: Any) -> Any:
+            if isinstance(v, dict) and "__tensor__" in v:
+                node_i, idx = v["__tensor__"]
+                return flatten(produced[node_i])[idx]
+            if isinstance(v, dict):
+                return {k: deref(x) for k, x in v.items()}
+            if isinstance(v, list):
+                return [deref(x) for x in v]
+            return v
+
+        for node_cfg in config["nodes"]:
+            layer = layers.get(node_cfg["layer"])
+            if layer is None:
+                raise ValueError(f"The config names a layer {node_cfg['layer']!r} that it does not define")
+            if isinstance(layer, InputLayer):
+                produced.append(layer.output)
+            else:
+                produced.append(layer(deref(node_cfg["inputs"]), **node_cfg.get("kwargs", {})))
+        return cls(
+            deref(config["inputs"]),
+            deref(config["outputs"]),
+            name=config.get("name"),
+            trainable=config.get("trainable", True),
+        )
+
+
+# ---- Sequential ---------------------------------------------------------------------------------------------------
 
 
 class Sequential(Model):
@@ -468,9 +1059,11 @@ class Sequential(Model):
         model.add(tritonnn.layers.Dense(10, activation="softmax"))
         model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         model.fit(x, y, epochs=5)
+
+    A ``Dense`` followed by a ``Dropout`` runs as one fused kernel in training (bit-identical masks).
     """
 
-    def __init__(self, layers: list[Layer] | None = None, trainable: bool = True, name: str | None = None):
+    def __init__(self, layers: list[Any] | None = None, trainable: bool = True, name: str | None = None):
         super().__init__(name=name, trainable=trainable)
         self._layers = torch.nn.ModuleList()
         self._input_layer: InputLayer | None = None
@@ -481,8 +1074,14 @@ class Sequential(Model):
     def layers(self) -> list[Layer]:
         return list(self._layers)
 
-    def add(self, layer: Layer) -> None:
+    @property
+    def inputs(self) -> list[KerasTensor] | None:
+        return None if self._input_layer is None else [self._input_layer.output]
+
+    def add(self, layer: Any) -> None:
         """Append a layer; an ``Input`` (or a first layer with ``input_shape=``) builds the model right away."""
+        if isinstance(layer, KerasTensor) and isinstance(layer.node.layer, InputLayer):
+            layer = layer.node.layer
         if not isinstance(layer, Layer):
             raise ValueError(
                 f"Only instances of `tritonnn.layers.Layer` can be added to a Sequential model. Received: {layer!r}"
@@ -516,30 +1115,79 @@ class Sequential(Model):
         if self._input_layer is not None and len(self._layers):
             self.build((None, *self._input_layer.shape))
 
+    def _maybe_build(self, inputs: Any) -> None:
+        if not self.built:
+            if self._input_layer is None and isinstance(inputs, torch.Tensor):
+                # Built from the first batch: the input keeps that batch's dtype (integer ids for an Embedding).
+                dtype = None if inputs.dtype.is_floating_point else inputs.dtype
+                self._input_layer = InputLayer(shape=tuple(inputs.shape[1:]), dtype=dtype)
+            self.build(None if self._input_layer is not None else shape_of(inputs))
+
     def build(self, input_shape: Any = None) -> None:
         if input_shape is None:
             if self._input_layer is None:
                 raise ValueError("You must provide an `input_shape` argument.")
             input_shape = (None, *self._input_layer.shape)
-        shape = tuple(input_shape)
+        if self._input_layer is None:
+            self._input_layer = InputLayer(shape=tuple(input_shape)[1:])
+        x: Any = self._input_layer.output
         for layer in self._layers:
-            if not layer.built:
-                layer.build(shape)
-                layer.built = True
-            shape = layer.compute_output_shape(shape)
-            layer._output_shape = shape
+            x = layer(x)
         self.built = True
 
     def call(self, inputs: torch.Tensor, training: bool | None = None) -> torch.Tensor:
         x = inputs
-        for layer in self._layers:
+        layers = list(self._layers)
+        i = 0
+        while i < len(layers):
+            layer = layers[i]
+            nxt = layers[i + 1] if i + 1 < len(layers) else None
+            if training and isinstance(layer, Dense) and nxt is not None and _fusable_dropout(nxt):
+                x = layer.call_with_dropout(layer._autocast(x), nxt.rate, nxt.next_seed())
+                i += 2
+                continue
             x = layer(x, training=training)
-            layer._output_shape = (None, *tuple(x.shape[1:]))
+            i += 1
         return x
 
     def get_config(self) -> dict[str, Any]:
-        layers = [{"class_name": type(layer).__name__, "config": layer.get_config()} for layer in self._layers]
-        cfg = {"name": self.name, "trainable": self.trainable, "layers": layers}
+        from .saving import serialize_layer
+
+        cfg: dict[str, Any] = {
+            "name": self.name,
+            "trainable": self.trainable,
+            "layers": [serialize_layer(layer) for layer in self._layers],
+        }
         if self._input_layer is not None:
-            cfg["input_shape"] = self._input_layer.shape
+            cfg["input_shape"] = list(self._input_layer.shape)
+            cfg["input_dtype"] = str(self._input_layer.dtype).replace("torch.", "")
         return cfg
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], custom_objects: dict[str, Any] | None = None) -> Sequential:
+        from .saving import deserialize_layer
+
+        model = cls(name=config.get("name"), trainable=config.get("trainable", True))
+        if config.get("input_shape") is not None:
+            model.add(InputLayer(shape=tuple(config["input_shape"]), dtype=config.get("input_dtype")))
+        for layer_cfg in config["layers"]:
+            model.add(deserialize_layer(layer_cfg, custom_objects=custom_objects))
+        return model
+
+
+def _fusable_dropout(layer: Layer) -> bool:
+    return (
+        type(layer).__name__ == "Dropout"
+        and hasattr(layer, "next_seed")
+        and getattr(layer, "noise_shape", None) is None
+        and 0.0 < float(getattr(layer, "rate", 0.0)) < 1.0
+    )
+
+
+def load_model(
+    filepath: str, custom_objects: dict[str, Any] | None = None, compile: bool = True, safe_mode: bool = True
+) -> Model:
+    """Load a model saved by ``model.save``: architecture, weights and (with ``compile``) optimizer state."""
+    from . import saving
+
+    return saving.load_model(filepath, custom_objects=custom_objects, compile=compile, safe_mode=safe_mode)

@@ -9,7 +9,8 @@ import torch
 
 from .. import initializers, kernels, regularizers
 from ..kernels.activations import activation_reference, canonical
-from .layer import Layer
+from . import symbolic
+from .layer import Layer, unique_name
 
 # Activations that are not element-wise: computed after the dense op by a row kernel.
 ROW_ACTIVATIONS = ("softmax", "log_softmax")
@@ -43,7 +44,12 @@ def apply_activation(name: str, z: torch.Tensor) -> torch.Tensor:
 
 
 class InputLayer(Layer):
-    """The entry of a model: declares the shape (without batch) and dtype of one input."""
+    """The entry of a model: declares the shape (without batch) and dtype of one input.
+
+    ``layer.output`` is the symbolic tensor that ``Input(...)`` returns.
+    """
+
+    _autocast_inputs = False
 
     def __init__(
         self,
@@ -59,10 +65,21 @@ class InputLayer(Layer):
             raise ValueError("You must pass a `shape` argument to InputLayer/Input.")
         if isinstance(shape, int):
             shape = (shape,)
-        super().__init__(name=name, dtype=dtype, **kwargs)
-        self.shape = tuple(shape)
+        shape = tuple(shape)
+        if any(d is not None and (not isinstance(d, int) or d < 0) for d in shape):
+            raise ValueError(f"Input shape must be a tuple of non-negative integers or None. Received: shape={shape}")
+        super().__init__(name=name or unique_name("input_layer"), dtype=dtype, **kwargs)
+        self.shape = shape
         self.batch_size = batch_size
         self.built = True
+        example = torch.zeros((1, *[1 if d is None else d for d in shape]), dtype=self._dtype)
+        node = symbolic.Node(self, None, {}, None)
+        self.output = symbolic.KerasTensor(example, node, 0, name=self.name)
+        node.outputs = self.output
+        self._output_shape = (None, *shape)
+
+    def call(self, inputs: torch.Tensor) -> torch.Tensor:
+        return inputs
 
     def get_config(self) -> dict[str, Any]:
         return {"shape": self.shape, "batch_size": self.batch_size, "dtype": str(self._dtype)[6:], "name": self.name}
@@ -73,9 +90,10 @@ def Input(
     batch_size: int | None = None,
     dtype: str | torch.dtype | None = None,
     name: str | None = None,
-) -> InputLayer:
-    """Declare a model input of ``shape`` (one sample, without the batch dimension)."""
-    return InputLayer(shape=shape, batch_size=batch_size, dtype=dtype, name=name)
+) -> symbolic.KerasTensor:
+    """A symbolic model input of ``shape`` (one sample, without the batch dimension), for the Functional API and
+    as the first entry of a ``Sequential``."""
+    return InputLayer(shape=shape, batch_size=batch_size, dtype=dtype, name=name).output
 
 
 class Dense(Layer):
@@ -143,15 +161,27 @@ class Dense(Layer):
         return kernel, bias
 
     def call(self, inputs: torch.Tensor) -> torch.Tensor:
+        self._check_input(inputs)
+        kernel, bias = self._weights_for(inputs)
+        if self.activation in ROW_ACTIVATIONS:
+            return apply_activation(self.activation, kernels.dense(inputs, kernel, bias, None))
+        return kernels.dense(inputs, kernel, bias, self.activation)
+
+    def call_with_dropout(self, inputs: torch.Tensor, rate: float, seed: int) -> torch.Tensor:
+        """This layer followed by a ``Dropout(rate)`` in training, as one fused kernel (the mask is Philox on
+        (seed, element index), bit-identical to the standalone dropout's)."""
+        if self.activation in ROW_ACTIVATIONS or self.activity_regularizer is not None:
+            return kernels.dropout(self(inputs, training=True), rate, seed, True)
+        self._check_input(inputs)
+        kernel, bias = self._weights_for(inputs)
+        return kernels.dense(inputs, kernel, bias, self.activation, dropout_rate=rate, dropout_seed=seed)
+
+    def _check_input(self, inputs: torch.Tensor) -> None:
         if inputs.shape[-1] != self.kernel.shape[0]:
             raise ValueError(
                 f"Input 0 of layer {self.name!r} is incompatible with the layer: expected axis -1 of input shape "
                 f"to have value {self.kernel.shape[0]}, but received input with shape {tuple(inputs.shape)}"
             )
-        kernel, bias = self._weights_for(inputs)
-        if self.activation in ROW_ACTIVATIONS:
-            return apply_activation(self.activation, kernels.dense(inputs, kernel, bias, None))
-        return kernels.dense(inputs, kernel, bias, self.activation)
 
     def compute_output_shape(self, input_shape: Any) -> Any:
         return (*tuple(input_shape[:-1]), self.units)

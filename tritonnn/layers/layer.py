@@ -14,7 +14,8 @@ from typing import Any
 
 import torch
 
-from .. import config, initializers
+from .. import config, initializers, mixed_precision
+from . import symbolic
 
 _NAME_COUNTS: defaultdict[str, int] = defaultdict(int)
 
@@ -45,6 +46,21 @@ def shape_of(x: Any) -> Any:
     return (None, *tuple(x.shape[1:]))
 
 
+def _dtypes_for(dtype: Any) -> tuple[torch.dtype, torch.dtype]:
+    """(variable dtype, compute dtype) for a layer's ``dtype`` argument: None is the global policy; a policy name
+    or ``Policy`` gives its two dtypes; a plain dtype is both."""
+    if dtype is None:
+        policy = mixed_precision.global_policy()
+    elif isinstance(dtype, mixed_precision.Policy):
+        policy = dtype
+    elif isinstance(dtype, str) and dtype.startswith("mixed_"):
+        policy = mixed_precision.Policy(dtype)
+    else:
+        d = config.standardize_dtype(dtype)
+        return d, d
+    return config.standardize_dtype(policy.variable_dtype), config.standardize_dtype(policy.compute_dtype)
+
+
 class Layer(torch.nn.Module):
     """Base class of every layer; subclass it as in Keras (``build``, ``call``, ``add_weight``, ``get_config``).
 
@@ -72,7 +88,8 @@ class Layer(torch.nn.Module):
         self.name = name or unique_name(_snake(type(self).__name__))
         self.built = False
         self._trainable = bool(trainable)
-        self._dtype = config.standardize_dtype(dtype)
+        self._dtype, self._compute_dtype = _dtypes_for(dtype)
+        self._inbound_nodes: list[symbolic.Node] = []
         self._input_shape_arg = None if input_shape is None else tuple(input_shape)
         self._layer_losses: list[torch.Tensor] = []
         self._regularizers: list[tuple[torch.nn.Parameter, Any]] = []
@@ -214,13 +231,13 @@ class Layer(torch.nn.Module):
 
     @property
     def compute_dtype(self) -> torch.dtype:
-        """The dtype the layer computes in: the mixed-precision policy's for float32 layers, else the layer's."""
-        try:
-            from .. import mixed_precision
-        except ImportError:  # TODO(issue 5): remove once tritonnn.mixed_precision lands
-            return self._dtype
-        policy = mixed_precision.global_policy()
-        return config.standardize_dtype(policy.compute_dtype) if self._dtype == torch.float32 else self._dtype
+        """The dtype the layer computes in (the policy's compute dtype under mixed precision)."""
+        return self._compute_dtype
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype of the layer's weights (float32 under the mixed policies)."""
+        return self._dtype
 
     def _maybe_build(self, inputs: Any) -> None:
         if not self.built:
@@ -234,14 +251,26 @@ class Layer(torch.nn.Module):
         return x
 
     def __call__(self, inputs: Any, *args: Any, training: bool | None = None, **kwargs: Any) -> Any:
+        if args:
+            raise TypeError(
+                f"Layer {self.name!r} takes its inputs as one argument (a tensor, or a list or dict of tensors); "
+                f"pass other arguments by keyword. Received {1 + len(args)} positional arguments."
+            )
+        if symbolic.is_symbolic(inputs):
+            return symbolic.symbolic_call(self, inputs, kwargs)
+        if self._call_takes_training:
+            kwargs["training"] = training
+        return self._concrete_call(inputs, kwargs)
+
+    def _concrete_call(self, inputs: Any, kwargs: dict[str, Any]) -> Any:
         if isinstance(inputs, (list, tuple)):
             inputs = type(inputs)(self._autocast(v) for v in inputs)
+        elif isinstance(inputs, dict):
+            inputs = {k: self._autocast(v) for k, v in inputs.items()}
         else:
             inputs = self._autocast(inputs)
         self._maybe_build(inputs)
-        if self._call_takes_training:
-            kwargs["training"] = training
-        outputs = super().__call__(inputs, *args, **kwargs)
+        outputs = super().__call__(inputs, **kwargs)
         if self.activity_regularizer is not None:
             self.add_loss(self.activity_regularizer(outputs) / outputs.shape[0])
         return outputs
@@ -256,7 +285,10 @@ class Layer(torch.nn.Module):
 
     # ---- config --------------------------------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
-        cfg: dict[str, Any] = {"name": self.name, "trainable": self.trainable, "dtype": str(self._dtype)[6:]}
+        dtype = str(self._dtype).replace("torch.", "")
+        if self._compute_dtype != self._dtype:
+            dtype = "mixed_" + str(self._compute_dtype).replace("torch.", "")
+        cfg: dict[str, Any] = {"name": self.name, "trainable": self.trainable, "dtype": dtype}
         if self._input_shape_arg is not None:
             cfg["input_shape"] = self._input_shape_arg
         return cfg
