@@ -9,6 +9,7 @@ from ._triton import HAS_TRITON, INTERPRETING
 from .activations import ACTIVATIONS
 from .dense import dense
 from .dropout import dropout
+from .norm import batch_norm, layer_norm, moments
 from .optim import adam_, optimizer_update_, rmsprop_, sgd_
 from .precision import get_float32_matmul_precision, set_float32_matmul_precision
 from .xent import binary_cross_entropy, log_softmax, softmax, softmax_cross_entropy
@@ -22,6 +23,9 @@ __all__ = [
     "binary_cross_entropy",
     "dense",
     "dropout",
+    "batch_norm",
+    "layer_norm",
+    "moments",
     "get_float32_matmul_precision",
     "set_float32_matmul_precision",
     "log_softmax",
