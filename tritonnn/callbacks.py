@@ -871,7 +871,6 @@ class BackupAndRestore(Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self._current_epoch = epoch + 1
-        self._batches_since_save = 0
         if self.save_freq == "epoch":
             self._save()
 
