@@ -193,38 +193,9 @@ def deserialize_layer(config: dict[str, Any], custom_objects: dict[str, Any] | N
     cls = _resolve_class(config["class_name"], registered_name, custom_objects)
     if not (inspect.isclass(cls) and issubclass(cls, Layer)):
         raise ValueError(f"Expected {config['class_name']!r} to resolve to a Layer class. Received: {cls!r}")
-    if _is_sequential(cls) and _inherits_layer_from_config(cls):
-        return _sequential_from_config(cls, inner, custom_objects)
     if "custom_objects" in inspect.signature(cls.from_config).parameters:
         return cls.from_config(inner, custom_objects=custom_objects)
     return cls.from_config(inner)
-
-
-def _is_sequential(cls: Any) -> bool:
-    from .models import Sequential
-
-    return issubclass(cls, Sequential)
-
-
-def _inherits_layer_from_config(cls: Any) -> bool:
-    from .layers.layer import Layer
-
-    return getattr(cls.from_config, "__func__", None) is Layer.from_config.__func__
-
-
-def _sequential_from_config(cls: Any, config: dict[str, Any], custom_objects: dict[str, Any] | None) -> Any:
-    """Rebuild a Sequential model from its config, for as long as ``Sequential`` has no ``from_config`` of its own."""
-    from .layers.core import InputLayer
-
-    model = cls(name=config.get("name"), trainable=config.get("trainable", True))
-    layer_configs = config.get("layers", [])
-    if not isinstance(layer_configs, list):
-        raise ValueError(f'Expected the Sequential config\'s "layers" to be a list. Received: {layer_configs!r}')
-    if config.get("input_shape") is not None:
-        model.add(InputLayer(shape=tuple(config["input_shape"])))
-    for layer_config in layer_configs:
-        model.add(deserialize_layer(layer_config, custom_objects))
-    return model
 
 
 # ---- build and compile configs ----------------------------------------------------------------------------------
@@ -245,6 +216,14 @@ def _build_config(model: Any) -> dict[str, Any] | None:
     if shape is not None:
         return {"input_shape": _jsonable(shape, type(model).__name__)}
     return None
+
+
+def _builds_itself(model: Any) -> bool:
+    """A Functional model is built by ``from_config`` itself: its inputs are part of its config."""
+    from . import models
+
+    functional = getattr(models, "Functional", None)
+    return functional is not None and isinstance(model, functional)
 
 
 def _build_from_config(model: Any, build_config: dict[str, Any] | None) -> None:
@@ -416,7 +395,7 @@ def save_model(model: Any, filepath: str | os.PathLike, overwrite: bool = True) 
 def _save_model(model: Any, filepath: Any, overwrite: bool, extra: dict[str, Any] | None) -> None:
     """``save_model`` with caller data in the header (``BackupAndRestore`` records its epoch there)."""
     path = _check_path(filepath, MODEL_SUFFIXES, "a saved model")
-    if model.built and _build_config(model) is None:
+    if model.built and _build_config(model) is None and not _builds_itself(model):
         raise ValueError(
             f"Cannot save the model {model.name!r}: it is built, but the input shape it was built with is not "
             "recorded, so it could not be rebuilt when loaded. Start the model with `tritonnn.Input(shape=...)`."
@@ -565,7 +544,7 @@ def load_model(
     model = deserialize_layer(contents.json("model_config", path), custom_objects)
     build_config = contents.json("build_config", path)
     weights = [k for k in contents.tensors if not k.startswith(OPTIMIZER_PREFIX)]
-    if weights:
+    if weights and not model.built:
         if build_config is None:
             raise ValueError(f"{path} holds weights but no build_config: the model cannot be rebuilt to hold them")
         _build_from_config(model, build_config)
