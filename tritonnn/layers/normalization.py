@@ -1,0 +1,253 @@
+"""Normalization layers: LayerNormalization, BatchNormalization."""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import torch
+
+from .. import initializers, kernels, regularizers
+from .layer import Layer
+
+
+def _serialize_reg(reg: Any) -> Any:
+    return None if reg is None else regularizers.serialize(reg)
+
+
+def check_no_constraint(**constraints: Any) -> None:
+    """Weight constraints are not implemented in tritonnn: refuse one rather than ignore it."""
+    for name, value in constraints.items():
+        if value is not None:
+            raise ValueError(f"Weight constraints are not supported by tritonnn yet. Received: {name}={value!r}")
+
+
+def _check_epsilon(epsilon: float) -> float:
+    if isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real) or not float(epsilon) >= 0.0:
+        raise ValueError(f"Expected `epsilon` to be a non-negative float. Received: epsilon={epsilon!r}")
+    return float(epsilon)
+
+
+def _norm_axes(axis: Any, rank: int, input_shape: Any, layer: str) -> tuple[int, ...]:
+    axes = (axis,) if isinstance(axis, numbers.Integral) else tuple(axis)
+    out = []
+    for a in axes:
+        if not isinstance(a, numbers.Integral) or not -rank <= int(a) < rank:
+            raise ValueError(
+                f"Invalid axis for {layer} on an input of shape {tuple(input_shape)}. Received: axis={axis}"
+            )
+        out.append(int(a) % rank)
+    return tuple(out)
+
+
+class LayerNormalization(Layer):
+    """Normalizes each sample over ``axis`` to zero mean and unit variance, then scales and shifts.
+
+    ``y = (x - mean) / sqrt(var + epsilon) * gamma + beta`` with the mean and the biased variance of each sample
+    taken over ``axis``. Computed by ``tritonnn.kernels.layer_norm`` (a Triton kernel for the last axis on GPU).
+
+    Args:
+        axis: the axis or list of axes to normalize (typically the features axis, -1).
+        epsilon: small float added to the variance to avoid dividing by zero. Defaults to 1e-3.
+        center: if True, add the learned offset ``beta``.
+        scale: if True, multiply by the learned ``gamma``.
+        beta_initializer, gamma_initializer: initializers of beta (``"zeros"``) and gamma (``"ones"``).
+        beta_regularizer, gamma_regularizer: optional regularizers.
+
+    Input shape: arbitrary. Output shape: the input's.
+    """
+
+    def __init__(
+        self,
+        axis: int | list[int] | tuple[int, ...] = -1,
+        epsilon: float = 1e-3,
+        center: bool = True,
+        scale: bool = True,
+        beta_initializer: Any = "zeros",
+        gamma_initializer: Any = "ones",
+        beta_regularizer: Any = None,
+        gamma_regularizer: Any = None,
+        beta_constraint: Any = None,
+        gamma_constraint: Any = None,
+        **kwargs: Any,
+    ):
+        super().__init__(**kwargs)
+        if isinstance(axis, (list, tuple)):
+            self.axis: int | list[int] = [int(a) for a in axis]
+        elif isinstance(axis, numbers.Integral):
+            self.axis = int(axis)
+        else:
+            raise TypeError(f"Expected an int or a list/tuple of ints for the argument 'axis', but received: {axis!r}")
+        check_no_constraint(beta_constraint=beta_constraint, gamma_constraint=gamma_constraint)
+        self.epsilon = _check_epsilon(epsilon)
+        self.center = bool(center)
+        self.scale = bool(scale)
+        self.beta_initializer = initializers.get(beta_initializer)
+        self.gamma_initializer = initializers.get(gamma_initializer)
+        self.beta_regularizer = regularizers.get(beta_regularizer)
+        self.gamma_regularizer = regularizers.get(gamma_regularizer)
+        self.gamma: torch.nn.Parameter | None = None
+        self.beta: torch.nn.Parameter | None = None
+
+    def build(self, input_shape: Any) -> None:
+        axes = _norm_axes(self.axis, len(input_shape), input_shape, "LayerNormalization")
+        shape = tuple(input_shape[a] for a in axes)
+        if any(d is None for d in shape):
+            raise ValueError(
+                f"The normalized axes of LayerNormalization must have a defined size. Received: "
+                f"input_shape={tuple(input_shape)}, axis={self.axis}"
+            )
+        if self.scale:
+            self.gamma = self.add_weight(
+                shape, self.gamma_initializer, regularizer=self.gamma_regularizer, name="gamma"
+            )
+        if self.center:
+            self.beta = self.add_weight(shape, self.beta_initializer, regularizer=self.beta_regularizer, name="beta")
+        self.built = True
+
+    def call(self, inputs: torch.Tensor) -> torch.Tensor:
+        axes = _norm_axes(self.axis, inputs.dim(), inputs.shape, "LayerNormalization")
+        return kernels.layer_norm(inputs, self.gamma, self.beta, axis=axes, epsilon=self.epsilon)
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        return input_shape
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "axis": self.axis,
+            "epsilon": self.epsilon,
+            "center": self.center,
+            "scale": self.scale,
+            "beta_initializer": initializers.serialize(self.beta_initializer),
+            "gamma_initializer": initializers.serialize(self.gamma_initializer),
+            "beta_regularizer": _serialize_reg(self.beta_regularizer),
+            "gamma_regularizer": _serialize_reg(self.gamma_regularizer),
+        }
+
+
+class BatchNormalization(Layer):
+    """Normalizes its inputs per channel with the statistics of the batch in training, moving ones otherwise.
+
+    In training (``training=True`` and the layer trainable) the output is
+    ``gamma * (x - mean(x)) / sqrt(var(x) + epsilon) + beta`` with the batch mean and biased variance over every
+    axis but ``axis``, and the moving statistics are updated as Keras does::
+
+        moving_mean = moving_mean * momentum + mean(x) * (1 - momentum)
+        moving_var = moving_var * momentum + var(x) * (1 - momentum)
+
+    In inference (``evaluate``, ``predict``, ``training=False``, or a frozen layer) the moving statistics are used.
+
+    Args:
+        axis: the channels axis (-1 for ``channels_last``).
+        momentum: momentum of the moving average. Defaults to 0.99.
+        epsilon: small float added to the variance. Defaults to 1e-3.
+        center: if True, add the learned offset ``beta``.
+        scale: if True, multiply by the learned ``gamma``.
+        beta_initializer, gamma_initializer: ``"zeros"``, ``"ones"``.
+        moving_mean_initializer, moving_variance_initializer: ``"zeros"``, ``"ones"``.
+        beta_regularizer, gamma_regularizer: optional regularizers.
+
+    Weights: ``gamma``, ``beta`` (trainable), ``moving_mean``, ``moving_variance`` (non-trainable), each of shape
+    ``(channels,)``. Input shape: arbitrary. Output shape: the input's.
+    """
+
+    def __init__(
+        self,
+        axis: int = -1,
+        momentum: float = 0.99,
+        epsilon: float = 1e-3,
+        center: bool = True,
+        scale: bool = True,
+        beta_initializer: Any = "zeros",
+        gamma_initializer: Any = "ones",
+        moving_mean_initializer: Any = "zeros",
+        moving_variance_initializer: Any = "ones",
+        beta_regularizer: Any = None,
+        gamma_regularizer: Any = None,
+        beta_constraint: Any = None,
+        gamma_constraint: Any = None,
+        synchronized: bool = False,
+        **kwargs: Any,
+    ):
+        super().__init__(**kwargs)
+        if not isinstance(axis, numbers.Integral) or isinstance(axis, bool):
+            raise TypeError(f"Expected an integer for the argument 'axis'. Received: axis={axis!r}")
+        if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real) or not 0.0 <= momentum <= 1.0:
+            raise ValueError(f"Expected `momentum` to be a float in [0, 1]. Received: momentum={momentum!r}")
+        check_no_constraint(beta_constraint=beta_constraint, gamma_constraint=gamma_constraint)
+        self.axis = int(axis)
+        self.momentum = float(momentum)
+        self.epsilon = _check_epsilon(epsilon)
+        self.center = bool(center)
+        self.scale = bool(scale)
+        self.synchronized = bool(synchronized)  # one process, one device: nothing to synchronize
+        self.beta_initializer = initializers.get(beta_initializer)
+        self.gamma_initializer = initializers.get(gamma_initializer)
+        self.moving_mean_initializer = initializers.get(moving_mean_initializer)
+        self.moving_variance_initializer = initializers.get(moving_variance_initializer)
+        self.beta_regularizer = regularizers.get(beta_regularizer)
+        self.gamma_regularizer = regularizers.get(gamma_regularizer)
+        self.gamma: torch.nn.Parameter | None = None
+        self.beta: torch.nn.Parameter | None = None
+
+    def build(self, input_shape: Any) -> None:
+        (axis,) = _norm_axes(self.axis, len(input_shape), input_shape, "BatchNormalization")
+        channels = input_shape[axis]
+        if channels is None:
+            raise ValueError(
+                f"Axis {self.axis} of input tensor should have a defined dimension but the layer received an input "
+                f"with shape {tuple(input_shape)}."
+            )
+        shape = (channels,)
+        if self.scale:
+            self.gamma = self.add_weight(
+                shape, self.gamma_initializer, regularizer=self.gamma_regularizer, name="gamma"
+            )
+        if self.center:
+            self.beta = self.add_weight(shape, self.beta_initializer, regularizer=self.beta_regularizer, name="beta")
+        self.moving_mean = self.add_weight(shape, self.moving_mean_initializer, trainable=False, name="moving_mean")
+        self.moving_variance = self.add_weight(
+            shape, self.moving_variance_initializer, trainable=False, name="moving_variance"
+        )
+        self.built = True
+
+    def call(self, inputs: torch.Tensor, training: bool | None = None) -> torch.Tensor:
+        (axis,) = _norm_axes(self.axis, inputs.dim(), inputs.shape, "BatchNormalization")
+        if inputs.shape[axis] != self.moving_mean.shape[0]:
+            raise ValueError(
+                f"Input 0 of layer {self.name!r} is incompatible with the layer: expected axis {self.axis} of input "
+                f"shape to have value {self.moving_mean.shape[0]}, but received input with shape "
+                f"{tuple(inputs.shape)}"
+            )
+        return kernels.batch_norm(
+            inputs,
+            self.gamma,
+            self.beta,
+            self.moving_mean,
+            self.moving_variance,
+            axis=axis,
+            momentum=self.momentum,
+            epsilon=self.epsilon,
+            training=bool(training) and self.trainable,  # a frozen BatchNormalization runs in inference mode
+        )
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        return input_shape
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "axis": self.axis,
+            "momentum": self.momentum,
+            "epsilon": self.epsilon,
+            "center": self.center,
+            "scale": self.scale,
+            "beta_initializer": initializers.serialize(self.beta_initializer),
+            "gamma_initializer": initializers.serialize(self.gamma_initializer),
+            "moving_mean_initializer": initializers.serialize(self.moving_mean_initializer),
+            "moving_variance_initializer": initializers.serialize(self.moving_variance_initializer),
+            "beta_regularizer": _serialize_reg(self.beta_regularizer),
+            "gamma_regularizer": _serialize_reg(self.gamma_regularizer),
+            "synchronized": self.synchronized,
+        }
