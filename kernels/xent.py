@@ -103,7 +103,8 @@ def softmax_cross_entropy_reference(
     t, keep = _target_matrix(target, c, ignore_index, x)
     if label_smoothing:
         t = t * (1.0 - label_smoothing) + label_smoothing / c
-    loss = -(t * logp).sum(-1)
+    # Classes without target mass cost nothing, even at a -inf logit (a masked vocabulary entry): 0 * -inf is 0 here.
+    loss = -(t * torch.where(t != 0, logp, 0.0)).sum(-1)
     if keep is not None:
         loss = loss * keep
     return _reduce(loss, keep, reduction)
@@ -184,12 +185,14 @@ def _xent_fwd_kernel(
         if HAS_PROBS:
             t = tl.load(t_row + cols, mask=mask, other=0.0).to(tl.float32)
             tsum = tl.sum(t, axis=0)
-            tz = tl.sum(t * zm, axis=0)
+            tz = tl.sum(t * tl.where(t != 0.0, zm, 0.0), axis=0)  # t = 0 never meets a -inf logit
         else:
             tsum = 1.0
             tz = tl.sum(tl.where(cols == label, zm, 0.0), axis=0)
         big_t = keep_w * tsum + label_smoothing  # T = sum_j t'_j
-        loss = big_t * lse - (keep_w * tz + smooth_u * zsum)
+        # Masked-out classes (-inf logits) must cost nothing when they carry no target mass: the smoothing term is
+        # added only when smoothing is on (else 0 * -inf would be NaN), and t = 0 terms are skipped above.
+        loss = big_t * lse - (keep_w * tz + smooth_u * tl.where(label_smoothing > 0, zsum, 0.0))
         tl.store(loss_ptr + row, tl.where(keep, loss, 0.0))
         if HAS_GRAD:
             scale = tl.where(keep, tl.load(scale_ptr), 0.0)
@@ -218,7 +221,7 @@ def _xent_fwd_kernel(
             zsum_vec += zm
             if HAS_PROBS:
                 t = tl.load(t_row + c, mask=mask, other=0.0).to(tl.float32)
-                tz_vec += t * zm
+                tz_vec += t * tl.where(t != 0.0, zm, 0.0)
                 tsum_vec += t
             else:
                 tz_vec += tl.where(c == label, zm, 0.0)
@@ -233,7 +236,7 @@ def _xent_fwd_kernel(
         else:
             tsum = 1.0
         big_t = keep_w * tsum + label_smoothing
-        loss = big_t * lse - (keep_w * tz + smooth_u * zsum)
+        loss = big_t * lse - (keep_w * tz + smooth_u * tl.where(label_smoothing > 0, zsum, 0.0))
         tl.store(loss_ptr + row, tl.where(keep, loss, 0.0))
         if HAS_GRAD:
             # Pass 2 over the row just reduced (L2-resident): d z = (T exp(z - lse) - t') * scale.

@@ -394,3 +394,25 @@ def test_backward_scales_by_a_scalar_incoming_gradient(backend, device, scale):
     (kernels.binary_cross_entropy(xb, (z > 0).float().to(device), reduction="sum") * scale).backward()
     assert_close_verbose(xb.grad, (torch.sigmoid(z.double()) - (z > 0).double()) * scale, atol=2.4e-7, rtol=1e-5,
                          name=f"d bce x {scale}")  # fmt: skip
+
+
+def test_xent_masked_classes_with_minus_inf_logits(backend, blocks, device):
+    """Logits of -inf (masked vocabulary entries) cost nothing and get zero gradient, for both target kinds."""
+    gen = torch.Generator().manual_seed(13)
+    n, c = 5, 300
+    z = torch.randn(n, c, generator=gen, dtype=torch.float64)
+    z[:, 7::5] = float("-inf")
+    labels = torch.tensor([0, 1, 2, 3, 299])
+    probs = torch.zeros(n, c, dtype=torch.float64)
+    probs[torch.arange(n), labels] = 0.75
+    probs[torch.arange(n), labels // 2 * 2 % 7] += 0.25  # a second class with mass, never a masked one
+    lse = torch.logsumexp(z, -1)
+    soft = torch.softmax(z, -1)
+    for target, t in ((labels, torch.nn.functional.one_hot(labels, c).double()), (probs.float(), probs)):
+        x = z.float().to(device).requires_grad_(True)
+        loss = kernels.softmax_cross_entropy(x, target.to(device), reduction="sum")
+        loss.backward()
+        ref = (lse - torch.where(t > 0, t * z, 0.0).sum(-1)).sum()
+        assert_close_verbose(loss, ref, atol=1e-4, rtol=1e-6, name="loss")
+        assert_close_verbose(x.grad, soft - t, atol=1e-6, rtol=1e-5, name="d logits")
+        assert (x.grad[:, 7::5] == 0).all()
