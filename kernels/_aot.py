@@ -7,7 +7,7 @@ cores (``wgmma`` on sm_90, ``mma.sync`` on sm_80), and ptxas's register and spil
 
 Each kernel module registers the launch configurations it uses with :func:`register_aot`. The test suite compiles
 every registered case for sm_90 and sm_80, and checks that every ``@triton.jit`` kernel in the package has at least
-one case. Run ``python -m tritonnn.kernels._aot`` for the table of registers and spills.
+one case. Run ``python -m tritonnn.kernels`` for the table of registers and spills.
 
 The compile needs real ``JITFunction`` objects, so it must run in a process started without ``TRITON_INTERPRET=1``.
 """
@@ -155,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Compile every tritonnn Triton kernel for sm_90 and sm_80.")
     parser.add_argument("--json", action="store_true", help="print one JSON object per line")
     parser.add_argument("--filter", default="", help="only cases whose name contains this")
+    parser.add_argument("--jobs", type=int, default=0, help="compile processes (default: one per CPU)")
     args = parser.parse_args(argv)
     if not HAS_TRITON:
         print("Triton is not installed: nothing to compile")
@@ -166,32 +167,45 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"kernels": sorted(kernels), "missing": missing}))
     elif missing:
         print("kernels without an AOT case:", ", ".join(missing))
-    for case in AOT_CASES:
-        if args.filter not in case.name:
-            continue
-        for arch in ARCHS:
-            try:
-                res = dataclasses.asdict(compile_case(case, arch))
-                res["tensor_cores"] = case.tensor_cores
-                res["hot_loop"] = case.hot_loop
-            except Exception as exc:  # reported, and the test fails on it
-                res = {"name": case.name, "arch": arch, "error": f"{type(exc).__name__}: {exc}"[:2000]}
-            if args.json:
-                print(json.dumps(res), flush=True)
-            elif "error" in res:
-                print(f"{res['name']:<48} sm_{arch}  ERROR {res['error']}")
-            else:
-                tc = "wgmma" if res["wgmma"] else "mma.sync" if res["mma_sync"] else "-"
-                print(
-                    f"{res['name']:<48} sm_{arch}  regs {res['registers']:>3}  spill st/ld "
-                    f"{res['spill_stores']}/{res['spill_loads']}  smem {res['shared']:>6}  tc {tc}",
-                    flush=True,
-                )
+    jobs = [(i, arch) for i, case in enumerate(AOT_CASES) if args.filter in case.name for arch in ARCHS]
+    workers = max(1, min(args.jobs or os.cpu_count() or 1, len(jobs)))
+    if workers > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        # fork: the workers inherit the imported kernel modules and their AOT_CASES.
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            results = pool.map(_compile_job, jobs)
+            for res in results:
+                _report(res, args.json)
+    else:
+        for job in jobs:
+            _report(_compile_job(job), args.json)
     return 0
 
 
-if __name__ == "__main__":
-    # Run main() from the package's own module object, where the kernel modules register their cases.
-    from tritonnn.kernels._aot import main as _main
+def _compile_job(job: tuple[int, int]) -> dict[str, Any]:
+    index, arch = job
+    case = AOT_CASES[index]
+    try:
+        res = dataclasses.asdict(compile_case(case, arch))
+        res["tensor_cores"] = case.tensor_cores
+        res["hot_loop"] = case.hot_loop
+    except Exception as exc:  # reported, and the test fails on it
+        res = {"name": case.name, "arch": arch, "error": f"{type(exc).__name__}: {exc}"[:2000]}
+    return res
 
-    sys.exit(_main())
+
+def _report(res: dict[str, Any], as_json: bool) -> None:
+    arch = res["arch"]
+    if as_json:
+        print(json.dumps(res), flush=True)
+    elif "error" in res:
+        print(f"{res['name']:<48} sm_{arch}  ERROR {res['error']}")
+    else:
+        tc = "wgmma" if res["wgmma"] else "mma.sync" if res["mma_sync"] else "-"
+        print(
+            f"{res['name']:<48} sm_{arch}  regs {res['registers']:>3}  spill st/ld "
+            f"{res['spill_stores']}/{res['spill_loads']}  smem {res['shared']:>6}  tc {tc}",
+            flush=True,
+        )

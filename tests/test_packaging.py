@@ -4,6 +4,7 @@ installs as a top-level ``kernels``; and tritonnn works on its torch backend whe
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -31,9 +32,13 @@ def test_kernels_live_under_tritonnn_only():
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> str:
+    # Build from a copy, so that no stale build/ folder of the checkout can leak old files into the wheel.
+    src = tmp_path_factory.mktemp("src") / "tritonnn"
+    skip = (".git", "build", "dist", ".venv", "*.egg-info", "__pycache__", ".pytest_cache", ".hypothesis")
+    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(*skip))
     out = tmp_path_factory.mktemp("wheel")
     proc = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(out), REPO],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(out), str(src)],
         capture_output=True,
         text=True,
         timeout=600,

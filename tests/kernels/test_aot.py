@@ -26,7 +26,7 @@ def aot_results() -> tuple[dict, list[dict]]:
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
     proc = subprocess.run(
-        [sys.executable, "-m", "tritonnn.kernels._aot", "--json"],
+        [sys.executable, "-m", "tritonnn.kernels", "--json"],
         cwd=REPO,
         env=env,
         capture_output=True,
