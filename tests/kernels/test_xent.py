@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.helpers import TOLERANCES, assert_close_verbose
 from tritonnn import kernels
@@ -416,3 +418,40 @@ def test_xent_masked_classes_with_minus_inf_logits(backend, blocks, device):
         assert_close_verbose(loss, ref, atol=1e-4, rtol=1e-6, name="loss")
         assert_close_verbose(x.grad, soft - t, atol=1e-6, rtol=1e-5, name="d logits")
         assert (x.grad[:, 7::5] == 0).all()
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# property test: random shapes, chunkings, targets and options against the float64 reference
+# ------------------------------------------------------------------------------------------------------------------
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    n=st.integers(1, 12),
+    c=st.integers(2, 600),
+    block=st.sampled_from([None, 32, 128]),
+    probs=st.booleans(),
+    ls=st.sampled_from([0.0, 0.3]),
+    reduction=st.sampled_from(["mean", "sum", "none"]),
+    seed=st.integers(0, 2**16),
+)
+def test_xent_property(backend, device, n, c, block, probs, ls, reduction, seed):
+    gen = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, c, generator=gen) * 5
+    target = _probs(n, c, gen) if probs else _labels(n, c, gen, ignore_index=None if n < 3 else -1)
+    ignore = None if probs or n < 3 else -1
+    ref_loss, ref_grad = xent_f64(z, target, reduction=reduction, label_smoothing=ls, ignore_index=ignore)
+    if backend == "triton" and device == "cpu":
+        loss_rows, grad = xent.xent_fwd(z, target, torch.ones(1), label_smoothing=ls, ignore_index=ignore,
+                                        need_grad=True, block_c=block)  # fmt: skip
+        ref_rows, _ = xent_f64(z, target, reduction="none", label_smoothing=ls, ignore_index=ignore)
+        assert_close_verbose(loss_rows, ref_rows, atol=2e-5 * (1 + c / 100), rtol=1e-5, name="rows")
+        keep = torch.ones(n) if ignore is None else (target != ignore).double()
+        _, ref_grad_sum = xent_f64(z, target, reduction="sum", label_smoothing=ls, ignore_index=ignore)
+        assert_close_verbose(grad, ref_grad_sum * keep[:, None], atol=1e-6, rtol=1e-5, name="grad (scale 1)")
+    x = z.to(device).requires_grad_(True)
+    loss = kernels.softmax_cross_entropy(
+        x, target.to(device), reduction=reduction, label_smoothing=ls, ignore_index=ignore
+    )
+    loss.backward(torch.ones_like(loss) if reduction == "none" else None)
+    assert_close_verbose(loss, ref_loss, atol=2e-5 * (1 + c / 100) * (n if reduction == "sum" else 1), rtol=1e-5,
+                         name="loss")  # fmt: skip
+    assert_close_verbose(x.grad, ref_grad, atol=1e-6, rtol=1e-5, name="d logits")
