@@ -185,6 +185,161 @@ ALL_OBJECTS: dict[str, Any] = {
 _BY_CLASS_NAME = {cls.__name__: cls for cls in ALL_OBJECTS.values()}
 
 
+def _same_rank(y_true: torch.Tensor, y_pred: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Keras' ``squeeze_or_expand_to_same_rank``: a trailing 1 on one side is matched (a rank-1 side expanded)."""
+    if y_true.dim() == y_pred.dim() + 1 and y_true.shape[-1] == 1:
+        return (y_true, y_pred.unsqueeze(-1)) if y_pred.dim() == 1 else (y_true.squeeze(-1), y_pred)
+    if y_pred.dim() == y_true.dim() + 1 and y_pred.shape[-1] == 1:
+        return (y_true.unsqueeze(-1), y_pred) if y_true.dim() == 1 else (y_true, y_pred.squeeze(-1))
+    return y_true, y_pred
+
+
+def _pair(y_true: Any, y_pred: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """Tensors on y_pred's device, y_pred floating, y_true in y_pred's dtype, ranks matched as Keras does."""
+    if not isinstance(y_pred, torch.Tensor):
+        y_pred = torch.as_tensor(y_pred)
+    if not y_pred.dtype.is_floating_point:
+        y_pred = y_pred.to(torch.float32)
+    y_true = torch.as_tensor(y_true, device=y_pred.device).to(y_pred.dtype)
+    return _same_rank(y_true, y_pred)
+
+
+def binary_crossentropy(
+    y_true: Any, y_pred: Any, from_logits: bool = False, label_smoothing: float = 0.0, axis: int = -1
+) -> torch.Tensor:
+    """Per-sample binary cross-entropy: the element-wise loss averaged over ``axis``.
+
+    With ``from_logits=False`` probabilities are clipped to ``[1e-7, 1 - 1e-7]`` (Keras' epsilon); labels are
+    smoothed towards 0.5 by ``label_smoothing``. The element-wise loss is ``tritonnn.kernels.binary_cross_entropy``.
+    """
+    y_true, y_pred = _pair(y_true, y_pred)
+    if tuple(y_true.shape) != tuple(y_pred.shape):
+        raise ValueError(
+            f"Arguments `target` and `output` must have the same shape. Received: "
+            f"target.shape={tuple(y_true.shape)}, output.shape={tuple(y_pred.shape)}"
+        )
+    elementwise = kernels.binary_cross_entropy(
+        y_pred, y_true, reduction="none", label_smoothing=float(label_smoothing), from_logits=bool(from_logits)
+    )
+    return elementwise.mean(dim=axis)
+
+
+def categorical_crossentropy(
+    y_true: Any, y_pred: Any, from_logits: bool = False, label_smoothing: float = 0.0, axis: int = -1
+) -> torch.Tensor:
+    """Per-sample cross-entropy between one-hot (or probability) labels and predictions."""
+    y_pred = y_pred if isinstance(y_pred, torch.Tensor) else torch.as_tensor(y_pred, dtype=torch.float32)
+    loss = CategoricalCrossentropy(from_logits=from_logits, label_smoothing=label_smoothing, axis=axis, reduction=None)
+    return loss.call(torch.as_tensor(y_true, device=y_pred.device), y_pred)
+
+
+def sparse_categorical_crossentropy(
+    y_true: Any, y_pred: Any, from_logits: bool = False, ignore_class: int | None = None, axis: int = -1
+) -> torch.Tensor:
+    """Per-sample cross-entropy between integer labels and predictions (0 for ``ignore_class`` samples)."""
+    y_pred = y_pred if isinstance(y_pred, torch.Tensor) else torch.as_tensor(y_pred, dtype=torch.float32)
+    loss = SparseCategoricalCrossentropy(from_logits=from_logits, ignore_class=ignore_class, reduction=None)
+    return loss.call(torch.as_tensor(y_true, device=y_pred.device), y_pred)
+
+
+def mean_squared_error(y_true: Any, y_pred: Any) -> torch.Tensor:
+    """Per-sample ``mean((y_pred - y_true) ** 2, axis=-1)``."""
+    y_true, y_pred = _pair(y_true, y_pred)
+    return (y_pred.float() - y_true.float()).square().mean(-1)
+
+
+def mean_absolute_error(y_true: Any, y_pred: Any) -> torch.Tensor:
+    """Per-sample ``mean(abs(y_pred - y_true), axis=-1)``."""
+    y_true, y_pred = _pair(y_true, y_pred)
+    return (y_pred.float() - y_true.float()).abs().mean(-1)
+
+
+def huber(y_true: Any, y_pred: Any, delta: float = 1.0) -> torch.Tensor:
+    """Per-sample Huber loss: ``0.5 * e**2`` where ``|e| <= delta``, else ``delta * |e| - 0.5 * delta**2``,
+    averaged over the last axis (``e = y_pred - y_true``)."""
+    y_true, y_pred = _pair(y_true, y_pred)
+    error = y_pred.float() - y_true.float()
+    abs_error = error.abs()
+    quadratic = 0.5 * error.square()
+    linear = delta * abs_error - 0.5 * delta * delta
+    return torch.where(abs_error <= delta, quadratic, linear).mean(-1)
+
+
+class BinaryCrossentropy(Loss):
+    """Cross-entropy between binary labels (0/1, or soft labels) and predicted probabilities or logits.
+
+    Args:
+        from_logits: whether ``y_pred`` holds logits (the sigmoid is fused into the loss kernel) rather than
+            probabilities (clipped to ``[1e-7, 1 - 1e-7]``, as Keras does).
+        label_smoothing: in [0, 1]; labels become ``y * (1 - label_smoothing) + 0.5 * label_smoothing``.
+        axis: the axis the element-wise losses are averaged over per sample.
+        reduction: ``"sum_over_batch_size"`` (default), ``"sum"``, ``"mean"`` or ``"none"``/None.
+    """
+
+    def __init__(
+        self,
+        from_logits: bool = False,
+        label_smoothing: float = 0.0,
+        axis: int = -1,
+        reduction: str | None = "sum_over_batch_size",
+        name: str = "binary_crossentropy",
+        **kwargs: Any,
+    ):
+        super().__init__(name=name, reduction=reduction, **kwargs)
+        ls = label_smoothing
+        if isinstance(ls, bool) or not isinstance(ls, (int, float)) or not 0.0 <= float(ls) <= 1.0:
+            raise ValueError(
+                f"`label_smoothing` must be a float between 0 and 1. Received: label_smoothing={label_smoothing!r}"
+            )
+        self.from_logits = bool(from_logits)
+        self.label_smoothing = float(label_smoothing)
+        self.axis = axis
+
+    def call(self, y_true, y_pred):
+        return binary_crossentropy(y_true, y_pred, self.from_logits, self.label_smoothing, self.axis)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "from_logits": self.from_logits,
+            "label_smoothing": self.label_smoothing,
+            "axis": self.axis,
+        }
+
+
+class Huber(Loss):
+    """The Huber loss: quadratic for errors up to ``delta``, linear beyond (per sample, averaged over the last axis).
+
+    Args:
+        delta: the error at which the loss turns from quadratic to linear (positive).
+        reduction: ``"sum_over_batch_size"`` (default), ``"sum"``, ``"mean"`` or ``"none"``/None.
+    """
+
+    def __init__(
+        self,
+        delta: float = 1.0,
+        reduction: str | None = "sum_over_batch_size",
+        name: str = "huber_loss",
+        **kwargs: Any,
+    ):
+        super().__init__(name=name, reduction=reduction, **kwargs)
+        if isinstance(delta, bool) or not isinstance(delta, (int, float)) or not float(delta) > 0.0:
+            raise ValueError(f"`delta` must be a positive float. Received: delta={delta!r}")
+        self.delta = float(delta)
+
+    def call(self, y_true, y_pred):
+        return huber(y_true, y_pred, self.delta)
+
+    def get_config(self):
+        return {**super().get_config(), "delta": self.delta}
+
+
+ALL_OBJECTS["binary_crossentropy"] = BinaryCrossentropy
+ALL_OBJECTS["huber"] = Huber
+ALL_OBJECTS["huber_loss"] = Huber
+_BY_CLASS_NAME.update(BinaryCrossentropy=BinaryCrossentropy, Huber=Huber)
+
+
 def get(identifier: Any) -> Any:
     """A loss from a Keras string, a class name, a ``Loss`` instance or a callable ``fn(y_true, y_pred)``."""
     if identifier is None or isinstance(identifier, Loss):
