@@ -473,21 +473,33 @@ def _dense_bwd_kernel(
 # Autotuning
 # ---------------------------------------------------------------------------------------------------------------
 
-# (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages). Hopper (sm_90): large tiles for wgmma, 3-4 stages of
-# shared-memory pipelining within its 228 KB. fp32 tiles use BLOCK_K = 32 (twice the bytes per element).
-# Every config is compiled for sm_90 and sm_80 by tests/kernels/test_aot.py; a config that spilled was removed.
-HOPPER_CONFIGS_16 = [(128, 128, 64, 8, 4), (128, 64, 64, 4, 4), (64, 128, 64, 4, 4)]
-HOPPER_CONFIGS_TF32 = [(128, 128, 32, 8, 3), (64, 64, 32, 4, 4)]
-# Pre-Hopper GPUs (sm_80 and others): fewer pipeline stages (sm_80 has 164 KB of shared memory, not 228 KB).
-FALLBACK_CONFIGS_16 = [(128, 128, 64, 8, 3), (64, 128, 64, 4, 4)]
-FALLBACK_CONFIGS_TF32 = [(64, 64, 32, 4, 4)]
-# IEEE fp32 has no tensor-core path: tl.dot runs on the FMA units, which hold both operand tiles in registers,
-# so the tiles are smaller (larger ones spilled under ptxas, sm_80 and sm_90).
-CONFIGS_IEEE = [(64, 64, 16, 4, 3)]
-# Ragged shapes or unaligned views (not ALIGNED): element-wise masked loads, no cp.async pipelining, so every
-# address is a register; the big tiles spilled there (ptxas), these do not.
-RAGGED_CONFIGS_16 = [(64, 64, 64, 4, 3)]
-RAGGED_CONFIGS_TF32 = [(64, 64, 32, 4, 3)]
+# (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages) per kernel ("fwd", or "bwd" for both backward GEMMs), dtype kind
+# ("16": bf16/fp16, "tf32", "ieee") and path:
+# - "hopper" (sm_90, ALIGNED): large tiles for wgmma, 3-4 cp.async stages within 228 KB of shared memory;
+# - "fallback" (older GPUs, ALIGNED): fewer stages (sm_80 has 164 KB);
+# - "ragged" (K or N not a multiple of 16, or unaligned views): masked element-wise loads keep an address register
+#   per element and are not pipelined, so the tiles are small.
+# The backward GEMMs use BLOCK_K = 32 (16 for tf32): their dz operand is computed in registers and restaged through
+# shared memory; with BLOCK_K = 64 the dkernel GEMM spilled on sm_80 (ptxas: 120-216 bytes for every 16-bit tile).
+# IEEE fp32 has no tensor-core path: tl.dot runs on the FMA units with both operand tiles in registers; larger tiles
+# spilled. Every config here is compiled for sm_90 and sm_80 by tests/kernels/test_aot.py, which fails on a spill.
+CONFIGS: dict[tuple[str, str, str], list[tuple[int, int, int, int, int]]] = {
+    ("fwd", "16", "hopper"): [(128, 128, 64, 8, 4), (128, 64, 64, 4, 4), (64, 128, 64, 4, 4)],
+    ("fwd", "16", "fallback"): [(128, 128, 64, 8, 3), (64, 128, 64, 4, 4)],
+    ("fwd", "16", "ragged"): [(64, 64, 32, 4, 3)],
+    ("fwd", "tf32", "hopper"): [(128, 128, 32, 8, 3), (64, 64, 32, 4, 4)],
+    ("fwd", "tf32", "fallback"): [(64, 64, 32, 4, 4)],
+    ("fwd", "tf32", "ragged"): [(64, 64, 16, 4, 3)],
+    ("bwd", "16", "hopper"): [(128, 128, 32, 8, 4), (128, 64, 32, 4, 4), (64, 128, 32, 4, 4)],
+    ("bwd", "16", "fallback"): [(128, 128, 32, 8, 3), (64, 128, 32, 4, 4)],
+    ("bwd", "16", "ragged"): [(64, 64, 32, 4, 3)],
+    ("bwd", "tf32", "hopper"): [(128, 128, 16, 8, 3), (64, 64, 32, 4, 4)],
+    ("bwd", "tf32", "fallback"): [(64, 64, 32, 4, 4)],
+    ("bwd", "tf32", "ragged"): [(64, 64, 16, 4, 3)],
+}
+for _part in ("fwd", "bwd"):
+    for _path in ("hopper", "fallback", "ragged"):
+        CONFIGS[(_part, "ieee", _path)] = [(64, 64, 16, 4, 3)]
 # The interpreter cannot benchmark (no GPU): one small config keeps tests fast (TRITON_NOTES.md).
 INTERPRETER_CONFIG = (32, 32, 32, 4, 1)
 GROUP_M = 8
@@ -500,17 +512,8 @@ def _config(c: tuple[int, int, int, int, int]):
     )
 
 
-def _config_list(kind: str, hopper: bool, aligned: bool = True) -> list[tuple[int, int, int, int, int]]:
-    """The autotune configs for ``kind`` ("16": bf16/fp16, "tf32", "ieee") on Hopper or an older GPU."""
-    if INTERPRETING:
-        return [INTERPRETER_CONFIG]
-    if kind == "ieee":
-        return CONFIGS_IEEE
-    if not aligned:
-        return RAGGED_CONFIGS_TF32 if kind == "tf32" else RAGGED_CONFIGS_16
-    if kind == "tf32":
-        return HOPPER_CONFIGS_TF32 if hopper else FALLBACK_CONFIGS_TF32
-    return HOPPER_CONFIGS_16 if hopper else FALLBACK_CONFIGS_16
+def _path(hopper: bool, aligned: bool) -> str:
+    return "ragged" if not aligned else "hopper" if hopper else "fallback"
 
 
 _TUNED: dict[tuple[str, str, bool, bool], object] = {}
@@ -521,7 +524,11 @@ def _tuned(name: str, kind: str, hopper: bool, aligned: bool):
     key = (name, kind, hopper, aligned)
     if key not in _TUNED:
         kernel = _dense_fwd_kernel if name == "fwd" else _dense_bwd_kernel
-        configs = [_config(c) for c in _config_list(kind, hopper, aligned)]
+        part = "fwd" if name == "fwd" else "bwd"
+        configs = [
+            _config(c)
+            for c in ([INTERPRETER_CONFIG] if INTERPRETING else CONFIGS[(part, kind, _path(hopper, aligned))])
+        ]
         _TUNED[key] = triton.autotune(configs=configs, key=["M", "N", "K"])(kernel)
     return _TUNED[key]
 
@@ -657,25 +664,20 @@ def _aot_bwd_case(label, ptr, prec, prologue, part, config, aligned) -> AotCase:
     )
 
 
-def _config_list_all(kind: str, aligned: bool) -> list[tuple[int, int, int, int, int]]:
-    """Every config the autotuner may run for ``kind``, Hopper and fallback lists together."""
-    if kind == "ieee":
-        return CONFIGS_IEEE
-    if not aligned:
-        return RAGGED_CONFIGS_TF32 if kind == "tf32" else RAGGED_CONFIGS_16
-    if kind == "tf32":
-        return HOPPER_CONFIGS_TF32 + FALLBACK_CONFIGS_TF32
-    return HOPPER_CONFIGS_16 + FALLBACK_CONFIGS_16
-
-
 def _aot_cases() -> list[AotCase]:
     cases = []
     for label, ptr, prec in _AOT_DTYPES:
         kind = "ieee" if prec == "ieee" else "tf32" if ptr == "*fp32" else "16"
-        for aligned in (True, False):
-            for config in dict.fromkeys(_config_list_all(kind, aligned)):
-                cases.append(_aot_fwd_case(label, ptr, prec, "gelu", config, aligned))
-                cases += [_aot_bwd_case(label, ptr, prec, "tanh", part, config, aligned) for part in (0, 1)]
+        for part in ("fwd", "bwd"):
+            for path in ("hopper", "fallback", "ragged"):
+                aligned = path != "ragged"
+                for config in CONFIGS[(part, kind, path)]:
+                    if path == "fallback" and config in CONFIGS[(part, kind, "hopper")]:
+                        continue
+                    if part == "fwd":
+                        cases.append(_aot_fwd_case(label, ptr, prec, "gelu", config, aligned))
+                    else:
+                        cases += [_aot_bwd_case(label, ptr, prec, "tanh", p, config, aligned) for p in (0, 1)]
     return cases
 
 
