@@ -45,7 +45,9 @@ from . import (  # noqa: E402
     models,
     ops,
     optimizers,
+    plotting,
     regularizers,
+    saving,
     utils,
 )
 from . import kernels as kernels  # noqa: E402
@@ -69,6 +71,8 @@ __all__ = [
     "models",
     "ops",
     "optimizers",
+    "plotting",
     "regularizers",
+    "saving",
     "utils",
 ]

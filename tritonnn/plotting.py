@@ -1,0 +1,319 @@
+"""Pictures: ``plot_history`` (training curves) and ``plot_model`` (the layer graph), drawn with matplotlib.
+
+Matplotlib is optional (``pip install tritonnn[plot]``) and imported only when a picture is drawn. Figures are
+rendered by the Agg canvas directly, never through ``pyplot``, so the caller's matplotlib backend and open figures
+are left alone.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+# connectionstyles in "TB" layout (rotated for "LR"); {arm} is half the gap between ranks, in points
+_SPLINES = {
+    "ortho": "arc,angleA={a},angleB={b},armA={arm},armB={arm},rad=0",
+    "polyline": "arc,angleA={a},angleB={b},armA={arm},armB={arm},rad=0",
+    "curved": "arc3,rad=0.25",
+    "spline": "arc3,rad=0.25",
+    "line": "arc3,rad=0",
+}
+
+
+def _matplotlib(what: str) -> tuple[Any, Any]:
+    """``(Figure, FigureCanvasAgg)``, or an ImportError that says how to install matplotlib."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError as e:
+        raise ImportError(f"{what} requires matplotlib: pip install tritonnn[plot]") from e
+    return Figure, FigureCanvasAgg
+
+
+def _check_path(name: str, path: Any) -> str:
+    if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
+        raise ValueError(f"Expected `{name}` to be a non-empty str or os.PathLike. Received: {name}={path!r}")
+    path = os.fspath(path)
+    directory = os.path.dirname(path)
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+    return path
+
+
+def _save(fig: Any, canvas_cls: Any, path: str, dpi: int) -> None:
+    canvas_cls(fig)
+    ext = os.path.splitext(path)[1][1:].lower() or "png"
+    fig.savefig(path, dpi=dpi, format=ext)
+
+
+# ---- training curves ----------------------------------------------------------------------------------------------
+
+
+def plot_history(
+    history: Any,
+    path: str | os.PathLike = "history.png",
+    metrics: Sequence[str] | None = None,
+    dpi: int = 100,
+) -> str:
+    """Draw training curves: one panel per metric, training and validation values against the epoch.
+
+    Args:
+        history: the ``History`` returned by ``fit`` (or its ``.history`` dict of lists).
+        path: the image file to write (the extension picks the format; ``.png`` by default).
+        metrics: the metrics to draw (default: every logged key without the ``val_`` prefix, ``loss`` first).
+        dpi: resolution of the image.
+
+    Returns:
+        The path written.
+    """
+    Figure, FigureCanvasAgg = _matplotlib("plot_history")
+    from matplotlib.ticker import MaxNLocator
+
+    logs = getattr(history, "history", history)
+    if not isinstance(logs, Mapping) or not logs:
+        raise ValueError(
+            "Expected `history` to be a History from fit() or a non-empty dict of lists of per-epoch values. "
+            f"Received: history={history!r}"
+        )
+    if isinstance(dpi, bool) or not isinstance(dpi, int) or dpi <= 0:
+        raise ValueError(f"Expected `dpi` to be a positive integer. Received: dpi={dpi!r}")
+    names = sorted({k.removeprefix("val_") for k in logs}, key=lambda k: (k != "loss", k))
+    if metrics is not None:
+        unknown = [m for m in metrics if m not in names]
+        if isinstance(metrics, str) or unknown or not metrics:
+            raise ValueError(
+                f"Expected `metrics` to be a non-empty list of logged names {names}. Received: {metrics!r}"
+            )
+        names = list(metrics)
+    path = _check_path("path", path)
+    epochs_logged = list(getattr(history, "epoch", []) or [])
+    fig = Figure(figsize=(4.5 * len(names), 3.5), layout="constrained")
+    for i, name in enumerate(names):
+        ax = fig.add_subplot(1, len(names), i + 1)
+        for key, label, style in ((name, "train", "-o"), ("val_" + name, "validation", "--s")):
+            values = logs.get(key)
+            if not values:
+                continue
+            values = [float(v) for v in values]
+            n = len(values)
+            xs = [e + 1 for e in epochs_logged] if len(epochs_logged) == n else list(range(1, n + 1))
+            ax.plot(xs, values, style, markersize=3, label=label)
+        ax.set_title(name)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.legend()
+    _save(fig, FigureCanvasAgg, path, dpi)
+    return path
+
+
+# ---- the layer graph ----------------------------------------------------------------------------------------------
+
+
+def _shape_text(shape: Any) -> str:
+    if shape is None:
+        return "?"
+    if isinstance(shape, list):
+        return ", ".join(_shape_text(s) for s in shape)
+    return str(tuple(shape)).replace(",)", ")")
+
+
+def _graph(model: Any) -> tuple[list[Any], list[tuple[str, str]]]:
+    """The layers to draw and the (from, to) edges between their names."""
+    layers = list(model.layers)
+    if hasattr(model, "_graph_edges"):
+        edges = list(model._graph_edges())
+    else:  # Sequential, or a model without a graph: the layers in order
+        edges = [(a.name, b.name) for a, b in zip(layers, layers[1:], strict=False)]
+    return layers, edges
+
+
+def _output_shapes(model: Any, layers: list[Any]) -> dict[str, Any]:
+    shapes: dict[str, Any] = {}
+    for node in getattr(model, "_nodes", []) or []:  # a Functional model's symbolic outputs
+        outs = getattr(node, "outputs", None)
+        if outs is not None:
+            flat = outs if isinstance(outs, (list, tuple)) else [outs]
+            shaped = [tuple(t.shape) for t in flat if hasattr(t, "shape")]
+            shapes[node.layer.name] = shaped[0] if len(shaped) == 1 else shaped
+    for layer in layers:
+        if layer.name in shapes:
+            continue
+        if getattr(layer, "_output_shape", None) is not None:
+            shapes[layer.name] = tuple(layer._output_shape)
+        elif type(layer).__name__ == "InputLayer":
+            shapes[layer.name] = (None, *layer.shape)
+    return shapes
+
+
+def _ranks(names: list[str], edges: list[tuple[str, str]]) -> dict[str, int]:
+    """Longest-path depth of each node from the sources (the graph is acyclic)."""
+    rank = {n: 0 for n in names}
+    for _ in range(len(names)):
+        changed = False
+        for a, b in edges:
+            if a in rank and b in rank and rank[b] < rank[a] + 1:
+                rank[b] = rank[a] + 1
+                changed = True
+        if not changed:
+            break
+    return rank
+
+
+def plot_model(
+    model: Any,
+    to_file: str | os.PathLike = "model.png",
+    show_shapes: bool = False,
+    show_dtype: bool = False,
+    show_layer_names: bool = False,
+    rankdir: str = "TB",
+    expand_nested: bool = False,
+    dpi: int = 200,
+    show_layer_activations: bool = False,
+    show_trainable: bool = False,
+    splines: str = "ortho",
+    **kwargs: Any,
+) -> Any:
+    """Draw a model's layer graph to an image file (Keras' ``plot_model``, drawn with matplotlib, not graphviz).
+
+    One box per layer (its class, and optionally its name, input/output shapes, dtype, activation and whether it
+    is trainable), with arrows along the data flow: a chain for a ``Sequential`` model, the graph of a Functional
+    model.
+
+    Args:
+        model: a built model.
+        to_file: the image file; its extension picks the format (``.png`` when there is none).
+        show_shapes, show_dtype, show_layer_names, show_layer_activations, show_trainable: what each box shows.
+        rankdir: ``"TB"`` (top to bottom) or ``"LR"`` (left to right).
+        expand_nested: drawing nested models as clusters is not supported; must be ``False``.
+        dpi: resolution of the image.
+        splines: how arrows are drawn: ``"ortho"``/``"polyline"`` (right angles), ``"curved"``/``"spline"``,
+            ``"line"``.
+
+    Returns:
+        An ``IPython.display.Image`` of the file when IPython is installed (and the file is not a PDF), as in
+        Keras; otherwise ``None``.
+    """
+    Figure, FigureCanvasAgg = _matplotlib("plot_model")
+    from matplotlib.patches import FancyBboxPatch
+
+    if kwargs.pop("layer_range", None) is not None:
+        raise ValueError("Argument `layer_range` is no longer supported.")
+    if kwargs:
+        raise ValueError(f"Unrecognized keyword arguments: {kwargs}")
+    if not hasattr(model, "layers") or not hasattr(model, "built"):
+        raise ValueError(f"Expected `model` to be a tritonnn Model. Received: model={model!r}")
+    if not model.built:
+        raise ValueError(
+            "This model has not yet been built. Build the model first by calling `build()` or by calling the model "
+            "on a batch of data."
+        )
+    if rankdir not in ("TB", "LR"):
+        raise ValueError(f"Expected `rankdir` to be 'TB' or 'LR'. Received: rankdir={rankdir!r}")
+    if splines not in _SPLINES:
+        raise ValueError(f"Expected `splines` to be one of {sorted(_SPLINES)}. Received: splines={splines!r}")
+    if expand_nested:
+        raise NotImplementedError("plot_model(expand_nested=True) is not supported: nested models are drawn as one box")
+    if isinstance(dpi, bool) or not isinstance(dpi, int) or dpi <= 0:
+        raise ValueError(f"Expected `dpi` to be a positive integer. Received: dpi={dpi!r}")
+    path = _check_path("to_file", to_file)
+
+    layers, edges = _graph(model)
+    if not layers:
+        raise ValueError(f"The model {model.name!r} has no layers to draw")
+    names = [layer.name for layer in layers]
+    out_shapes = _output_shapes(model, layers)
+    in_shapes: dict[str, Any] = {}
+    for a, b in edges:
+        in_shapes.setdefault(b, []).append(out_shapes.get(a))
+    first_input = getattr(model, "_input_layer", None)
+    if first_input is not None and names[0] not in in_shapes:
+        in_shapes[names[0]] = [(None, *first_input.shape)]
+
+    labels = {}
+    for layer in layers:
+        head = f"{layer.name} ({type(layer).__name__})" if show_layer_names else type(layer).__name__
+        lines = [head]
+        if show_shapes:
+            ins = in_shapes.get(layer.name)
+            if ins is not None and type(layer).__name__ != "InputLayer":
+                lines.append(f"Input shape: {_shape_text(ins[0] if len(ins) == 1 else ins)}")
+            lines.append(f"Output shape: {_shape_text(out_shapes.get(layer.name))}")
+        if show_dtype:
+            lines.append(f"dtype: {str(getattr(layer, '_dtype', '?')).replace('torch.', '')}")
+        activation = getattr(layer, "activation", None)
+        if show_layer_activations and isinstance(activation, str):
+            lines.append(f"Activation: {activation}")
+        if show_trainable:
+            lines.append(f"Trainable: {bool(layer.trainable)}")
+        labels[layer.name] = "\n".join(lines)
+
+    rank = _ranks(names, edges)
+    by_rank: dict[int, list[str]] = {}
+    for n in names:
+        by_rank.setdefault(rank[n], []).append(n)
+    depth, breadth = max(by_rank) + 1, max(len(v) for v in by_rank.values())
+    box_w = max(2.4, 0.095 * max(len(line) for text in labels.values() for line in text.split("\n")))
+    box_h = 0.32 + 0.24 * max(text.count("\n") + 1 for text in labels.values())
+    step_r, step_c = box_h + 0.6, box_w + 0.5  # distance between ranks, between boxes in a rank
+    pos = {}
+    for r, members in by_rank.items():
+        for c, n in enumerate(members):
+            offset = (c - (len(members) - 1) / 2) * step_c
+            pos[n] = (offset, -r * step_r) if rankdir == "TB" else (r * step_c, -offset * step_r / step_c)
+    if rankdir == "TB":
+        size = (max(3.0, breadth * step_c + 0.5), max(1.5, depth * step_r + 0.3))
+    else:
+        size = (max(3.0, depth * step_c + 0.5), max(1.5, breadth * step_r + 0.3))
+    fig = Figure(figsize=size)
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.set_axis_off()
+    for n, (x, y) in pos.items():
+        ax.add_patch(
+            FancyBboxPatch(
+                (x - box_w / 2, y - box_h / 2),
+                box_w,
+                box_h,
+                boxstyle="round,pad=0.02,rounding_size=0.08",
+                facecolor="#e8eef7",
+                edgecolor="#34495e",
+                linewidth=1.0,
+            )
+        )
+        ax.text(x, y, labels[n], ha="center", va="center", fontsize=8, family="monospace")
+    gap = (step_r - box_h) if rankdir == "TB" else (step_c - box_w)
+    angles = dict(a=-90, b=90) if rankdir == "TB" else dict(a=0, b=180)
+    style = _SPLINES[splines].format(arm=gap / 2 * 72, **angles)
+    for a, b in edges:
+        if a not in pos or b not in pos:
+            continue
+        (xa, ya), (xb, yb) = pos[a], pos[b]
+        if rankdir == "TB":
+            start, end = (xa, ya - box_h / 2), (xb, yb + box_h / 2)
+        else:
+            start, end = (xa + box_w / 2, ya), (xb - box_w / 2, yb)
+        straight = start[0] == end[0] or start[1] == end[1]
+        ax.annotate(
+            "",
+            xy=end,
+            xytext=start,
+            arrowprops=dict(
+                arrowstyle="-|>", color="#34495e", lw=1.0, connectionstyle="arc3,rad=0" if straight else style
+            ),
+        )
+    xs = [p[0] for p in pos.values()]
+    ys = [p[1] for p in pos.values()]
+    ax.set_xlim(min(xs) - box_w / 2 - 0.25, max(xs) + box_w / 2 + 0.25)
+    ax.set_ylim(min(ys) - box_h / 2 - 0.15, max(ys) + box_h / 2 + 0.15)
+    _save(fig, FigureCanvasAgg, path, dpi)
+    if not path.lower().endswith(".pdf"):
+        try:
+            from IPython import display
+        except ImportError:
+            return None
+        return display.Image(filename=path)
+    return None
+
+
+__all__ = ["plot_history", "plot_model"]
