@@ -208,6 +208,26 @@ def test_unknown_class_is_a_clear_error_and_custom_objects_resolve_it(tmp_path, 
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
 
 
+def halved_mse(y_true, y_pred):
+    return 0.5 * ((y_pred - y_true) ** 2).mean(-1)
+
+
+def test_custom_loss_function_resolves_from_custom_objects(tmp_path, data):
+    x, _ = data
+    model = mlp(compile=False)
+    model.compile(optimizer="sgd", loss=halved_mse)
+    model.fit(x, np.zeros((len(x), 3), "float32"), epochs=1, batch_size=8, verbose=0)
+    saving.save_model(model, tmp_path / "m.keras")
+    with pytest.raises(ValueError, match="custom_objects.*compile=False"):
+        saving.load_model(tmp_path / "m.keras")
+    loaded = saving.load_model(tmp_path / "m.keras", custom_objects={"halved_mse": halved_mse})
+    y0 = np.zeros((len(x), 3), "float32")
+    want = float(halved_mse(torch.from_numpy(y0), torch.from_numpy(model.predict(x, verbose=0))).mean())
+    assert loaded.evaluate(x, y0, verbose=0) == pytest.approx(want, rel=1e-6)
+    assert_same_optimizer_state(loaded, model)
+    assert not saving.load_model(tmp_path / "m.keras", compile=False).compiled
+
+
 def test_serialize_and_deserialize_layer():
     dense = keras.layers.Dense(7, activation="tanh", use_bias=False, name="d7")
     cfg = saving.serialize_layer(dense)

@@ -33,7 +33,6 @@ import json
 import os
 import struct
 import tempfile
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -236,64 +235,38 @@ def _build_from_config(model: Any, build_config: dict[str, Any] | None) -> None:
         model.built = True
 
 
-def _serialize_loss(loss: Any) -> Any:
-    from . import losses
-
-    if loss is None or isinstance(loss, str):
-        return loss
-    if isinstance(loss, losses.Loss):
-        return {"class_name": type(loss).__name__, "config": _jsonable(loss.get_config(), type(loss).__name__)}
-    name = getattr(loss, "__name__", None)
-    if name is not None and name in losses.ALL_OBJECTS:
-        return name
-    raise ValueError(f"Cannot serialize the loss {loss!r}: pass a Keras loss name or a tritonnn Loss instance")
-
-
-def _deserialize_loss(config: Any) -> Any:
-    from . import losses
-
-    if config is None or isinstance(config, str):
-        return config
-    cls = type(losses.get(config["class_name"]))
-    return cls.from_config(config["config"])
-
-
 def _compile_config(model: Any) -> dict[str, Any] | None:
-    """The model's compile arguments as JSON-ready data; ``None`` for an uncompiled model."""
-    from . import optimizers
+    """The model's compile arguments (``Model.get_compile_config()``) as JSON; ``None`` for an uncompiled model."""
+    get = getattr(model, "get_compile_config", None)
+    cfg = get() if get is not None else None
+    return None if cfg is None else _jsonable(cfg, f"{type(model).__name__}.get_compile_config()")
 
-    if hasattr(model, "get_compile_config"):
-        cfg = model.get_compile_config()
-        return None if cfg is None else _jsonable(cfg, f"{type(model).__name__}.get_compile_config()")
-    if not getattr(model, "compiled", False):
-        return None
+
+def _compile_from_config(model: Any, config: dict[str, Any], custom_objects: dict[str, Any] | None, path: str) -> None:
+    """``model.compile_from_config``, with losses and metrics saved by name looked up in ``custom_objects`` and
+    the registry first (a custom function is saved as its name, as in Keras)."""
+    known = {**{k.split(">", 1)[1]: v for k, v in _GLOBAL_CUSTOM_OBJECTS.items()}, **(custom_objects or {})}
+
+    def resolve(value: Any) -> Any:
+        if isinstance(value, str):
+            return known.get(value, value)
+        if isinstance(value, list):
+            return [resolve(v) for v in value]
+        if isinstance(value, dict) and "class_name" not in value:
+            return {k: resolve(v) for k, v in value.items()}
+        return value
+
+    config = dict(config)
+    for key in ("loss", "metrics", "weighted_metrics"):
+        if key in config:
+            config[key] = resolve(config[key])
     try:
-        metrics = []
-        for m in getattr(model, "_metric_ids", []):
-            if not isinstance(m, str):
-                raise ValueError(f"Cannot serialize the metric {m!r}: pass metrics by their Keras names")
-            metrics.append(m)
-        return {
-            "optimizer": _jsonable(optimizers.serialize(model.optimizer), "the optimizer"),
-            "loss": _serialize_loss(model.loss),
-            "metrics": metrics,
-        }
-    except ValueError as e:
-        warnings.warn(f"The model is saved without its compile config: {e}", stacklevel=3)
-        return None
-
-
-def _compile_from_config(model: Any, config: dict[str, Any]) -> None:
-    from . import optimizers
-
-    if hasattr(model, "compile_from_config"):
         model.compile_from_config(config)
-        return
-    model.compile(
-        optimizer=optimizers.deserialize(config["optimizer"]),
-        loss=_deserialize_loss(config.get("loss")),
-        metrics=config.get("metrics") or None,
-    )
+    except ValueError as e:
+        raise ValueError(
+            f"Could not compile the model loaded from {path}: {e}. Pass the custom losses and metrics it was "
+            "compiled with in `custom_objects`, or load it with `compile=False`."
+        ) from e
 
 
 # ---- file I/O ---------------------------------------------------------------------------------------------------
@@ -550,7 +523,7 @@ def load_model(
         _build_from_config(model, build_config)
     compile_config = contents.json("compile_config", path)
     if compile and compile_config is not None:
-        _compile_from_config(model, compile_config)
+        _compile_from_config(model, compile_config, custom_objects, path)
     if weights or model.built:
         _load_state(model, contents, path, load_optimizer=compile)
     return model
