@@ -263,8 +263,10 @@ def _parse_thresholds(thresholds: Any, default: float) -> list[float]:
 
 
 def _filter_top_k(x: torch.Tensor, k: int) -> torch.Tensor:
-    """Keep the ``k`` largest entries of each row; the others become NEG_INF (never above a threshold)."""
-    idx = torch.topk(x, min(k, x.shape[-1]), dim=-1).indices
+    """Keep the ``k`` largest entries of each row; the others become NEG_INF (never above a threshold).
+
+    Ties go to the lower index (a stable sort), as Keras' ``ops.top_k`` picks them."""
+    idx = torch.argsort(x, dim=-1, descending=True, stable=True)[..., :k]
     keep = torch.zeros_like(x, dtype=torch.bool).scatter_(-1, idx, True)
     return torch.where(keep, x, torch.full_like(x, NEG_INF))
 
