@@ -288,6 +288,28 @@ def test_a_file_naming_dangerous_classes_is_rejected_and_runs_nothing(tmp_path, 
     assert not marker.exists()
 
 
+def test_forged_nested_configs_are_clear_errors(tmp_path):
+    dense = saving.serialize_layer(keras.layers.Dense(2, name="d"))
+    evil_init = json.loads(json.dumps(dense))
+    evil_init["config"]["kernel_initializer"] = {"module": "os", "class_name": "system", "config": {"command": "x"}}
+    forge(tmp_path / "a.keras", evil_init)
+    with pytest.raises(ValueError, match="system"):
+        saving.load_model(tmp_path / "a.keras")
+    extra_arg = json.loads(json.dumps(dense))
+    extra_arg["config"]["__class__"] = "os.system"
+    forge(tmp_path / "b.keras", extra_arg)
+    with pytest.raises(ValueError, match="Could not rebuild a 'Dense'"):
+        saving.load_model(tmp_path / "b.keras")
+    forge(tmp_path / "c.keras", {"class_name": "Sequential", "config": {"name": "s", "layers": [dense]}})
+    with safe_open(str(tmp_path / "c.keras"), "pt") as f:
+        meta = dict(f.metadata())
+    meta["build_config"] = json.dumps({"input_shape": "rm -rf"})
+    with open(tmp_path / "c.keras", "wb") as f:
+        f.write(st_save({"_layers.0.kernel": torch.zeros(4, 2), "_layers.0.bias": torch.zeros(2)}, metadata=meta))
+    with pytest.raises(ValueError, match="build_config"):
+        saving.load_model(tmp_path / "c.keras")
+
+
 def test_a_registered_non_layer_is_not_built(tmp_path):
     forge(tmp_path / "odd.keras", {"class_name": "x", "config": {}, "registered_name": "Odd>thing"})
     saving.register_keras_serializable(package="Odd", name="thing")(print)

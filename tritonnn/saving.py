@@ -192,9 +192,12 @@ def deserialize_layer(config: dict[str, Any], custom_objects: dict[str, Any] | N
     cls = _resolve_class(config["class_name"], registered_name, custom_objects)
     if not (inspect.isclass(cls) and issubclass(cls, Layer)):
         raise ValueError(f"Expected {config['class_name']!r} to resolve to a Layer class. Received: {cls!r}")
-    if "custom_objects" in inspect.signature(cls.from_config).parameters:
-        return cls.from_config(inner, custom_objects=custom_objects)
-    return cls.from_config(inner)
+    try:
+        if "custom_objects" in inspect.signature(cls.from_config).parameters:
+            return cls.from_config(inner, custom_objects=custom_objects)
+        return cls.from_config(inner)
+    except TypeError as e:  # e.g. an argument the class does not take
+        raise ValueError(f"Could not rebuild a {config['class_name']!r} from its config: {e}") from e
 
 
 # ---- build and compile configs ----------------------------------------------------------------------------------
@@ -228,6 +231,12 @@ def _builds_itself(model: Any) -> bool:
 def _build_from_config(model: Any, build_config: dict[str, Any] | None) -> None:
     if model.built or build_config is None:
         return
+    shape = build_config.get("input_shape") if isinstance(build_config, dict) else None
+    if not isinstance(shape, list) or not all(d is None or (isinstance(d, int) and d >= 0) for d in shape):
+        raise ValueError(
+            'Expected the build_config to be {"input_shape": [None, 4, ...]}. '
+            f"Received: build_config={build_config!r}"
+        )
     if hasattr(model, "build_from_config"):
         model.build_from_config(build_config)
     else:
@@ -409,7 +418,7 @@ class _Contents:
             raise ValueError(f"{path} is not a valid tritonnn file: its header has no {key!r} entry")
         try:
             return json.loads(self.metadata[key])
-        except json.JSONDecodeError as e:
+        except (json.JSONDecodeError, RecursionError) as e:
             raise ValueError(f"{path} is not a valid tritonnn file: the header entry {key!r} is not JSON ({e})") from e
 
 
@@ -438,7 +447,7 @@ def _read(path: str) -> _Contents:
         )
     try:
         header = json.loads(data[8 : 8 + header_len])
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
         raise ValueError(f"{path} is not a tritonnn file: its header is not JSON ({e})") from e
     metadata = header.get("__metadata__") if isinstance(header, dict) else None
     if not isinstance(metadata, dict) or metadata.get("format") != FORMAT_NAME:
