@@ -19,16 +19,20 @@ What is saved for the backward, per activation (the "save vs recompute" decision
 - linear without dropout: nothing but x and kernel.
 - derivative a function of the output (relu, relu6, leaky_relu, elu, selu, sigmoid, hard_sigmoid, tanh, softsign,
   exponential, and linear under dropout): the output y, which autograd keeps alive anyway (it is the next layer's
-  input); no extra bytes. A 1-bit relu mask would cost an extra MN/8 write and save nothing, since y stays alive.
+  input); no extra bytes. A 1-bit relu mask would cost an extra MN/8 write (and a pack/unpack per tile) and free
+  nothing, since y stays alive as the next layer's saved input; it would only save bandwidth where the prologue
+  re-reads y, which is L2-resident after the first GEMM. Decided by byte count: not measured (no GPU here).
 - derivative a function of the pre-activation (gelu, gelu_tanh, silu, hard_silu, softplus, mish): ``act'(z)``,
   computed in the forward epilogue while z is in registers, in place of z itself. Same bytes as saving z, but the
   backward prologue is one multiply rather than an erf/exp per element per GEMM program (each dz element is rebuilt
   by K / BLOCK_K programs of each backward GEMM, which would make them CUDA-core bound).
 
-The fused dropout is never stored: for pre-activation rows the mask and scale are folded into the saved ``act'``;
-for output rows with ``act'(0) == 0`` (relu, relu6, sigmoid, hard_sigmoid, exponential) the dropped output is 0 and
-so is its gradient; for the others (linear, leaky_relu, elu, selu, tanh, softsign) the backward prologue
-regenerates the mask with Philox from (seed, index).
+The fused dropout's mask is never stored as a mask: for pre-activation rows the mask and scale are folded into the
+saved ``act'`` (no extra bytes); for output rows with ``act'(0) == 0`` (relu, relu6, sigmoid, hard_sigmoid,
+exponential) the dropped output is 0 and so is its gradient; for the others (linear, leaky_relu, elu, selu, tanh,
+softsign) the backward prologue regenerates the mask with Philox from (seed, index). That last case costs about 40
+integer instructions per element per GEMM program, K / BLOCK_K times per element: correct and storage-free, but
+CUDA-core heavy; a 1-bit saved mask would be the alternative if a GPU profile shows it matters.
 """
 
 from __future__ import annotations
