@@ -30,7 +30,7 @@ What is saved for the backward, per activation (the "save vs recompute" decision
 The fused dropout's mask is never stored as a mask: for pre-activation rows the mask and scale are folded into the
 saved ``act'`` (no extra bytes); for output rows with ``act'(0) == 0`` (relu, relu6, sigmoid, hard_sigmoid,
 exponential) the dropped output is 0 and so is its gradient; for the others (linear, leaky_relu, elu, selu, tanh,
-softsign) the backward prologue regenerates the mask with Philox from (seed, index). That last case costs about 40
+softsign) the backward prologue regenerates the mask with Philox from (seed, index). That last case costs about 80
 integer instructions per element per GEMM program, K / BLOCK_K times per element: correct and storage-free, but
 CUDA-core heavy; a 1-bit saved mask would be the alternative if a GPU profile shows it matters.
 """
