@@ -410,6 +410,11 @@ def test_lambda_callback_with_epoch_hooks_asks_for_no_batch_logs():
     assert isinstance(cb, keras.callbacks.LambdaCallback)
     cbs = CallbackList([cb], FakeModel())
     assert not any(cbs.wants(h) for h in keras.callbacks.BATCH_HOOKS)
+    seen = []
+    alias = keras.callbacks.LambdaCallback(on_batch_end=lambda b, logs: seen.append(sorted(logs)))
+    assert CallbackList([alias], FakeModel()).wants("on_train_batch_end")
+    tiny_model().fit(np.zeros((4, 4), "float32"), np.zeros(4, "int64"), batch_size=2, verbose=0, callbacks=[alias])
+    assert seen == [["accuracy", "loss"]] * 2
     with pytest.raises(ValueError, match="on_epoch_ending"):
         keras.callbacks.LambdaCallback(on_epoch_ending=print)
     with pytest.raises(ValueError, match="on_epoch_end"):

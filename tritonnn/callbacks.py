@@ -769,12 +769,17 @@ _ALL_HOOKS = (
 )
 
 
+# Keras 2's names for the training batch hooks, still accepted by Keras 3's LambdaCallback.
+_BATCH_ALIASES = {"on_batch_begin": "on_train_batch_begin", "on_batch_end": "on_train_batch_end"}
+
+
 class LambdaCallback(Callback):
     """A callback made of plain functions (Keras' ``LambdaCallback``).
 
     ``on_epoch_begin``/``on_epoch_end`` are called as ``fn(epoch, logs)``; ``on_train_begin``/``on_train_end``
     (and the test/predict begin/end hooks) as ``fn(logs)``; the batch hooks as ``fn(batch, logs)``. Any other hook
-    of ``Callback`` can be passed by name, e.g. ``on_test_batch_end=fn``.
+    of ``Callback`` can be passed by name, e.g. ``on_test_batch_end=fn``; ``on_batch_begin``/``on_batch_end`` are
+    the training batch hooks.
 
     Example::
 
@@ -801,6 +806,7 @@ class LambdaCallback(Callback):
             on_train_batch_end=on_train_batch_end,
         )
         for hook, fn in kwargs.items():
+            hook = _BATCH_ALIASES.get(hook, hook)
             if hook not in _ALL_HOOKS:
                 raise ValueError(f"Expected the keyword arguments to be callback hooks {_ALL_HOOKS}. Received: {hook}")
             fns[hook] = fn
