@@ -395,3 +395,33 @@ def test_concatenate():
         layers.Concatenate()([torch.ones(2, 3), torch.ones(2, 3, 1)])
     with pytest.raises(ValueError, match="at least 1 input"):
         layers.Concatenate().compute_output_shape([])
+
+
+def test_dropout_next_seed_drives_the_fused_dense_dropout_to_the_same_mask():
+    """What the API engineer's Dense+Dropout fusion will do: kernels.dense(..., dropout_seed=layer.next_seed())."""
+    from tritonnn import kernels
+
+    torch.manual_seed(0)
+    dense = layers.Dense(16, activation="relu")
+    x = torch.randn(8, 12)
+    h = dense(x)
+    unfused = layers.Dropout(0.3, seed=42)(h, training=True)
+    fused = kernels.dense(
+        x, dense.kernel, dense.bias, "relu", dropout_rate=0.3, dropout_seed=layers.Dropout(0.3, seed=42).next_seed()
+    )
+    assert torch.equal(fused, unfused)
+
+
+def test_batch_normalization_under_mixed_precision():
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        layer = layers.BatchNormalization(momentum=0.5)
+        x = torch.randn(16, 4) * 2 + 3
+        y = layer(x, training=True)
+        assert y.dtype == torch.bfloat16 and layer.moving_mean.dtype == torch.float32
+        xb = x.to(torch.bfloat16).double()  # the layer sees the bf16 cast of x, normalized in fp32
+        np.testing.assert_allclose(_np(layer.moving_mean), 0.5 * _np(xb.mean(0)), rtol=1e-5)
+        np.testing.assert_allclose(_np(y), _np((xb - xb.mean(0)) / torch.sqrt(xb.var(0, unbiased=False) + 1e-3)),
+                                   atol=2e-2, rtol=2e-2)  # fmt: skip
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
