@@ -343,7 +343,7 @@ class LayerNormFunction(torch.autograd.Function):
     def forward(ctx, x2: torch.Tensor, gamma: torch.Tensor | None, beta: torch.Tensor | None, epsilon: float):
         y, mean, rstd = layer_norm_fwd(x2, gamma, beta, epsilon)
         ctx.save_for_backward(x2, gamma, mean, rstd)
-        ctx.has_beta = beta is not None
+        ctx.beta_dtype = None if beta is None else beta.dtype
         return y
 
     @staticmethod
@@ -351,7 +351,7 @@ class LayerNormFunction(torch.autograd.Function):
         x2, gamma, mean, rstd = ctx.saved_tensors
         dx, dgamma, dbeta = layer_norm_bwd(dy, x2, gamma, mean, rstd)
         dgamma = dgamma.to(gamma.dtype) if gamma is not None and ctx.needs_input_grad[1] else None
-        dbeta = dbeta.to(dy.dtype) if ctx.has_beta and ctx.needs_input_grad[2] else None
+        dbeta = dbeta.to(ctx.beta_dtype) if ctx.beta_dtype is not None and ctx.needs_input_grad[2] else None
         return dx, dgamma, dbeta, None
 
 
