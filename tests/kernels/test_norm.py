@@ -58,6 +58,7 @@ def test_layer_norm_forward_and_gradients(backend, device, dtype, atol, rtol, sh
     inputs = [t for t in (x, gamma, beta) if t is not None]
     grads = torch.autograd.grad(y, inputs, dy)
     ref_grads = torch.autograd.grad(ref, ref_in, dy.double())
+    assert [g.dtype for g in grads] == [t.dtype for t in inputs], "each gradient in its input's dtype"
     for name, g, r in zip(("dx", "dgamma", "dbeta"), grads, ref_grads, strict=False):
         # dgamma/dbeta sum over rows: the tolerance grows with the number of rows summed.
         rows = x.numel() // n
