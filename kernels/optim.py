@@ -151,11 +151,18 @@ def optimizer_reference_(
     centered: bool = False,
     amsgrad: bool = False,
     clip: GradClip | None = None,
+    n_valid: int | None = None,
 ) -> None:
     """One Keras update of ``param`` in place. ``h1, h2``: SGD (momentum, -); Adam (beta_1, beta_2);
     RMSprop (rho, momentum). States: SGD s1 = momentum; Adam s1 = m, s2 = v, s3 = v_hat;
     RMSprop s1 = velocity, s2 = momentum, s3 = average gradient."""
     g = _clip_reference(grad, clip)
+
+    def guard(den: torch.Tensor) -> torch.Tensor:  # padding past n_valid never divides 0 by 0
+        if n_valid is None or n_valid >= den.numel():
+            return den
+        return torch.where(torch.arange(den.numel(), device=den.device) < n_valid, den, torch.ones_like(den))
+
     if weight_decay:
         param.sub_(param * weight_decay * lr)
     if rule == "sgd":
@@ -172,7 +179,7 @@ def optimizer_reference_(
         if amsgrad:
             torch.maximum(s3, s2, out=s3)
             v = s3
-        param.sub_(s1 * lr_t / (v.sqrt() + epsilon))
+        param.sub_(s1 * lr_t / guard(v.sqrt() + epsilon))
     elif rule == "rmsprop":
         s1.mul_(h1).add_(g * g * (1.0 - h1))
         if centered:
@@ -180,7 +187,7 @@ def optimizer_reference_(
             denom = s1 - s3 * s3 + epsilon
         else:
             denom = s1 + epsilon
-        inc = lr * g / denom.sqrt()
+        inc = lr * g / guard(denom.sqrt())
         if h2 > 0:
             s2.mul_(h2).add_(inc)
             param.sub_(s2)
@@ -226,7 +233,8 @@ def _optim_fwd_kernel(
     sqnorm_ptr,  # *fp32 [n_segments]
     start_ptr,  # *i64 [n_chunks + 1] (SEGMENTED)
     seg_ptr,  # *i32 [n_chunks] (SEGMENTED)
-    n,
+    n,  # elements updated (the optimizer pads its buffers to a multiple of 16: see ALIGNED)
+    n_valid,  # elements that are real parameters; the padding beyond never divides 0 by 0
     # scalars, computed on the host from the host-side step counter (no sync)
     lr,  # the learning rate (weight decay uses it as is)
     step_size,  # lr for SGD/RMSprop; lr sqrt(1 - b2^t) / (1 - b1^t) for Adam
@@ -247,6 +255,7 @@ def _optim_fwd_kernel(
     HAS_S2: tl.constexpr,
     HAS_S3: tl.constexpr,
     SEGMENTED: tl.constexpr,  # CLIP == 2: one program per chunk of one variable, looping in BLOCK steps
+    ALIGNED: tl.constexpr,  # host-verified: n % 16 == 0 and every buffer 16-byte aligned
     BLOCK: tl.constexpr,
 ):
     pid = tl.program_id(0)
@@ -257,7 +266,7 @@ def _optim_fwd_kernel(
         n_iter = tl.cdiv(end - start, BLOCK)
         sqnorm = tl.load(sqnorm_ptr + tl.load(seg_ptr + pid))
     else:
-        # One aligned block per program: start is a multiple of BLOCK, so the loads vectorise to 16 bytes.
+        # One block per program: start is a multiple of BLOCK.
         start = pid.to(tl.int64) * BLOCK
         end = n
         n_iter = 1
@@ -267,20 +276,38 @@ def _optim_fwd_kernel(
             sqnorm = 0.0
     for i in range(0, n_iter):
         offs = start + i * BLOCK + tl.arange(0, BLOCK)
-        mask = offs < end
+        if ALIGNED:
+            # What the host checked (n % 16 == 0, every buffer 16-byte aligned), said so that the compiler emits
+            # 16-byte vector accesses: a mask written offs // 16 < n // 16 is visibly constant over runs of 16,
+            # and the pointer runs are marked contiguous and aligned. (At run time Triton would see the 16-aligned
+            # pointers and n itself; the ahead-of-time compile sees only what is written here.)
+            mask = (offs // 16) < (end // 16)
+            p_ptrs = tl.max_contiguous(tl.multiple_of(param_ptr + offs, 16), 16)
+            g_ptrs = tl.max_contiguous(tl.multiple_of(grad_ptr + offs, 16), 16)
+            a_ptrs = tl.max_contiguous(tl.multiple_of(s1_ptr + offs, 16), 16)
+            b_ptrs = tl.max_contiguous(tl.multiple_of(s2_ptr + offs, 16), 16)
+            c_ptrs = tl.max_contiguous(tl.multiple_of(s3_ptr + offs, 16), 16)
+        else:
+            mask = offs < end
+            p_ptrs = param_ptr + offs
+            g_ptrs = grad_ptr + offs
+            a_ptrs = s1_ptr + offs
+            b_ptrs = s2_ptr + offs
+            c_ptrs = s3_ptr + offs
+        real = offs < n_valid
         # Load what the rule reads; absent states are never touched (s* = g is only a placeholder). Masked lanes
         # read states as 1 so that no lane divides 0 by 0 (harmless on a GPU, an error in the interpreter).
-        p = tl.load(param_ptr + offs, mask=mask, other=0.0)
-        g = tl.load(grad_ptr + offs, mask=mask, other=0.0)
+        p = tl.load(p_ptrs, mask=mask, other=0.0)
+        g = tl.load(g_ptrs, mask=mask, other=0.0)
         s1 = g
         s2 = g
         s3 = g
         if HAS_S1:
-            s1 = tl.load(s1_ptr + offs, mask=mask, other=1.0)
+            s1 = tl.load(a_ptrs, mask=mask, other=1.0)
         if HAS_S2:
-            s2 = tl.load(s2_ptr + offs, mask=mask, other=1.0)
+            s2 = tl.load(b_ptrs, mask=mask, other=1.0)
         if HAS_S3:
-            s3 = tl.load(s3_ptr + offs, mask=mask, other=1.0)
+            s3 = tl.load(c_ptrs, mask=mask, other=1.0)
         # 1. Clip, as Keras: a value clamp, or the scale clip / max(norm, clip) with the norm from the device.
         if CLIP == 1:
             g = tl.minimum(tl.maximum(g, -clip), clip)
@@ -307,28 +334,30 @@ def _optim_fwd_kernel(
             s2 = s2 + (g * g - s2) * (1.0 - h2)
             if AMSGRAD:
                 s3 = tl.maximum(s3, s2)
-                p = p - step_size * s1 / (tl.sqrt(s3) + epsilon)
+                den = tl.sqrt(s3) + epsilon
             else:
-                p = p - step_size * s1 / (tl.sqrt(s2) + epsilon)
+                den = tl.sqrt(s2) + epsilon
+            p = p - step_size * s1 / tl.where(real, den, 1.0)
         else:  # RMSprop: epsilon inside the square root
             s1 = h1 * s1 + (1.0 - h1) * g * g
             if CENTERED:
                 s3 = h1 * s3 + (1.0 - h1) * g
-                inc = step_size * g / tl.sqrt(s1 - s3 * s3 + epsilon)
+                den = tl.sqrt(s1 - s3 * s3 + epsilon)
             else:
-                inc = step_size * g / tl.sqrt(s1 + epsilon)
+                den = tl.sqrt(s1 + epsilon)
+            inc = step_size * g / tl.where(real, den, 1.0)
             if HAS_MOMENTUM:
                 s2 = h2 * s2 + inc
                 p = p - s2
             else:
                 p = p - inc
-        tl.store(param_ptr + offs, p, mask=mask)
+        tl.store(p_ptrs, p, mask=mask)
         if HAS_S1:
-            tl.store(s1_ptr + offs, s1, mask=mask)
+            tl.store(a_ptrs, s1, mask=mask)
         if HAS_S2:
-            tl.store(s2_ptr + offs, s2, mask=mask)
+            tl.store(b_ptrs, s2, mask=mask)
         if HAS_S3:
-            tl.store(s3_ptr + offs, s3, mask=mask)
+            tl.store(c_ptrs, s3, mask=mask)
 
 
 def _flags(rule: int, *, momentum: bool = False, centered: bool = False, amsgrad: bool = False):
@@ -350,12 +379,13 @@ _OPTIM_SIG = {
     "start_ptr": "*i64",
     "seg_ptr": "*i32",
     "n": "i64",
+    "n_valid": "i64",
     **{k: "fp32" for k in ("lr", "step_size", "wd", "h1", "h2", "epsilon", "clip")},
     **{
         k: "constexpr"
         for k in (
-            "RULE CLIP HAS_WD HAS_MOMENTUM NESTEROV CENTERED AMSGRAD HAS_S1 HAS_S2 HAS_S3 SEGMENTED BLOCK".split()
-        )
+            "RULE CLIP HAS_WD HAS_MOMENTUM NESTEROV CENTERED AMSGRAD HAS_S1 HAS_S2 HAS_S3 SEGMENTED ALIGNED BLOCK"
+        ).split()
     },
 }
 
@@ -379,6 +409,7 @@ def _optim_case(name: str, rule: int, clip: int = 0, **kw) -> AotCase:
             "HAS_S2": s2,
             "HAS_S3": s3,
             "SEGMENTED": clip == CLIP_NORM,
+            "ALIGNED": kw.get("aligned", clip != CLIP_NORM),
             "BLOCK": _BLOCK,
         },
         num_warps=4,
@@ -388,6 +419,7 @@ def _optim_case(name: str, rule: int, clip: int = 0, **kw) -> AotCase:
 
 register_aot(
     _optim_case("adam", ADAM),
+    _optim_case("adam,unaligned", ADAM, aligned=False),
     _optim_case("adamw,global_clipnorm", ADAM, CLIP_GLOBAL, wd=True),
     _optim_case("adam,amsgrad,clipnorm", ADAM, CLIP_NORM, amsgrad=True),
     _optim_case("sgd", SGD),
@@ -464,10 +496,13 @@ def optimizer_update_(
     centered: bool = False,
     amsgrad: bool = False,
     clip: GradClip | None = None,
+    n_valid: int | None = None,
 ) -> None:
     """One Keras update of the flat buffers in place: one launch (plus one reduction pass when clipping by norm).
 
-    Arguments as :func:`optimizer_reference_`; ``step`` is the 1-based step (Adam's bias correction).
+    Arguments as :func:`optimizer_reference_`; ``step`` is the 1-based step (Adam's bias correction). ``n_valid``:
+    the first ``n_valid`` elements are parameters, the rest zero padding (the optimizer pads its buffers to a
+    multiple of 16 elements so that the kernel's loads vectorise); default: all.
     """
     op = f"{rule}_"
     if rule not in RULES:
@@ -489,6 +524,7 @@ def optimizer_update_(
         return optimizer_reference_(
             rule, param, grad, s1, s2, s3, lr=lr, step=step, h1=h1, h2=h2, epsilon=epsilon,
             weight_decay=weight_decay, nesterov=nesterov, centered=centered, amsgrad=amsgrad, clip=clip,
+            n_valid=n_valid,
         )  # fmt: skip
     n = param.numel()
     if n == 0:
@@ -500,17 +536,20 @@ def optimizer_update_(
     else:
         sqnorm = param  # never read
     segmented = mode == CLIP_NORM
+    used = [t for t, needed in zip((s1, s2, s3), need, strict=True) if needed] + [param, grad]
+    aligned = not segmented and n % 16 == 0 and all(t.data_ptr() % 16 == 0 for t in used)
     grid = (clip.segments.n_chunks,) if segmented else (triton.cdiv(n, _BLOCK),)
     start, seg = (clip.segments.start, clip.segments.seg) if segmented else (param, param)
     _optim_fwd_kernel[grid](
         param, grad,
         s1 if need[0] else param, s2 if need[1] else param, s3 if need[2] else param,
-        sqnorm, start, seg, n,
+        sqnorm, start, seg, n, n if n_valid is None else int(n_valid),
         float(lr), float(step_size), float(weight_decay or 0.0), float(h1), float(h2), float(epsilon),
         float(clip.value if clip is not None else 0.0),
         RULE=r, CLIP=mode, HAS_WD=bool(weight_decay), HAS_MOMENTUM=momentum, NESTEROV=bool(nesterov and momentum),
         CENTERED=bool(centered and r == RMSPROP), AMSGRAD=bool(amsgrad and r == ADAM),
-        HAS_S1=need[0], HAS_S2=need[1], HAS_S3=need[2], SEGMENTED=segmented, BLOCK=_BLOCK,
+        HAS_S1=need[0], HAS_S2=need[1], HAS_S3=need[2], SEGMENTED=segmented, ALIGNED=aligned,
+        BLOCK=_BLOCK,
         num_warps=4, num_stages=1,
     )  # fmt: skip
     return None
@@ -531,11 +570,12 @@ def adam_(
     v_hat: torch.Tensor | None = None,
     weight_decay: float | None = None,
     clip: GradClip | None = None,
+    n_valid: int | None = None,
 ) -> None:
     """Keras' Adam (AdamW with ``weight_decay``) over flat fp32 buffers, in place; ``step`` is 1-based."""
     optimizer_update_(
         "adam", param, grad, m, v, v_hat, lr=lr, step=step, h1=beta_1, h2=beta_2, epsilon=epsilon,
-        weight_decay=weight_decay, amsgrad=amsgrad, clip=clip,
+        weight_decay=weight_decay, amsgrad=amsgrad, clip=clip, n_valid=n_valid,
     )  # fmt: skip
 
 
@@ -549,11 +589,12 @@ def sgd_(
     nesterov: bool = False,
     weight_decay: float | None = None,
     clip: GradClip | None = None,
+    n_valid: int | None = None,
 ) -> None:
     """Keras' SGD (momentum, nesterov) over flat fp32 buffers, in place."""
     optimizer_update_(
         "sgd", param, grad, momentum_buffer, lr=lr, h1=momentum, nesterov=nesterov, weight_decay=weight_decay,
-        clip=clip,
+        clip=clip, n_valid=n_valid,
     )  # fmt: skip
 
 
@@ -571,9 +612,10 @@ def rmsprop_(
     centered: bool = False,
     weight_decay: float | None = None,
     clip: GradClip | None = None,
+    n_valid: int | None = None,
 ) -> None:
     """Keras' RMSprop (momentum, centered; epsilon inside the square root) over flat fp32 buffers, in place."""
     optimizer_update_(
         "rmsprop", param, grad, velocity, momentum_buffer, average_grad, lr=lr, h1=rho, h2=momentum,
-        epsilon=epsilon, centered=centered, weight_decay=weight_decay, clip=clip,
+        epsilon=epsilon, centered=centered, weight_decay=weight_decay, clip=clip, n_valid=n_valid,
     )  # fmt: skip

@@ -368,7 +368,9 @@ def test_flat_buffers_contract(device):
     opt = optimizers.SGD(learning_rate=0.1, momentum=0.9)
     opt.build(params)
     total = sum(p.numel() for p in params)
-    assert opt.flat_param.shape == (total,) and opt.flat_grad.shape == (total,)
+    padded = -(-total // 64) * 64  # padded so that the kernel's accesses are 16-byte vectors
+    assert opt.flat_param.shape == (padded,) and opt.flat_grad.shape == (padded,)
+    assert (opt.flat_param[total:] == 0).all()
     offset = 0
     for p in params:
         assert p.data_ptr() == opt.flat_param[offset:].data_ptr()
@@ -377,7 +379,7 @@ def test_flat_buffers_contract(device):
     # Autograd accumulates into the views in place, so the flat buffer holds the gradients.
     loss = sum((p * p).sum() for p in params)
     loss.backward()
-    assert torch.equal(opt.flat_grad, torch.cat([2 * p.detach().reshape(-1) for p in params]))
+    assert torch.equal(opt.flat_grad[:total], torch.cat([2 * p.detach().reshape(-1) for p in params]))
     opt.zero_grad()
     assert (opt.flat_grad == 0).all() and all((p.grad == 0).all() for p in params)
     # A parameter's grad replaced behind the optimizer's back (module.zero_grad(set_to_none=True)) is re-attached.

@@ -180,3 +180,27 @@ def test_rejects_bad_buffers(backend, device):
         kernels.sgd_(q, q, lr=0.1, clip=optim.GradClip("norm", 1.0, None))
     with pytest.raises(ValueError, match="rule"):
         kernels.optimizer_update_("adagrad", q, q, lr=0.1)
+
+
+@pytest.mark.parametrize("rule", ["adam", "rmsprop"])
+def test_aligned_path_and_padding(backend, device, rule):
+    """n a multiple of 16 in 16-byte-aligned buffers takes the vectorised path; the zero padding past n_valid
+    stays zero even with epsilon = 0 (no 0/0), and the real elements match the unpadded update."""
+    gen = torch.Generator().manual_seed(2)
+    n_valid, n = 3001, 3008
+    p0 = torch.randn(n_valid, generator=gen)
+    g0 = torch.randn(n_valid, generator=gen)
+    bufs = [torch.zeros(n, device=device) for _ in range(5)]
+    p, g, s1, s2, s3 = bufs
+    assert all(t.data_ptr() % 16 == 0 for t in bufs)
+    p[:n_valid] = p0.to(device)
+    g[:n_valid] = g0.to(device)
+    ref_p = p0.clone().to(device)
+    ref_s = [torch.zeros(n_valid, device=device) for _ in range(3)]
+    kw = {"lr": 0.1, "h1": 0.9, "h2": 0.999 if rule == "adam" else 0.5, "epsilon": 0.0, "centered": rule == "rmsprop"}
+    for step in (1, 2):
+        kw["step"] = step
+        kernels.optimizer_update_(rule, p, g, s1, s2, s3, n_valid=n_valid, **kw)
+        kernels.optimizer_update_(rule, ref_p, g0.to(device), *ref_s, **kw)
+    assert (p[n_valid:] == 0).all() and all(torch.isfinite(t[n_valid:]).all() for t in (s1, s2, s3))
+    assert_close_verbose(p[:n_valid], ref_p, atol=0, rtol=0, name="aligned vs unaligned")

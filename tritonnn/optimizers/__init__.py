@@ -25,6 +25,8 @@ from ..kernels import optim as _optim
 from . import schedules
 from .schedules import LearningRateSchedule
 
+_PAD = 64  # flat buffers are padded to a multiple of this many elements (256 bytes)
+
 _UNSUPPORTED = {
     "use_ema": False,
     "ema_momentum": 0.99,
@@ -109,6 +111,7 @@ class Optimizer:
         self._grad_views: list[torch.Tensor] = []
         self._clip: _optim.GradClip | None = None
         self._pending_state: dict[str, torch.Tensor] | None = None
+        self._n_valid = 0
 
     # ---- learning rate and iterations ----
     def _set_learning_rate(self, value: Any, initial: bool = False) -> None:
@@ -204,8 +207,12 @@ class Optimizer:
                 )
         sizes = [p.numel() for p in params]
         total = sum(sizes)
-        self.flat_param = torch.empty(total, dtype=torch.float32, device=device)
-        self.flat_grad = torch.zeros(total, dtype=torch.float32, device=device)
+        # Pad to a multiple of _PAD elements: the kernel's loads and stores are then 16-byte vectors (its ALIGNED
+        # path); the padding is zeros that nothing reads, and it never divides 0 by 0 (see n_valid).
+        padded = -(-total // _PAD) * _PAD
+        self._n_valid = total
+        self.flat_param = torch.zeros(padded, dtype=torch.float32, device=device)
+        self.flat_grad = torch.zeros(padded, dtype=torch.float32, device=device)
         self._param_views, self._grad_views = [], []
         offset = 0
         for p, n in zip(params, sizes, strict=True):
@@ -220,10 +227,11 @@ class Optimizer:
         self.params = params
         self._state = {name: torch.zeros_like(self.flat_param) for name in self._state_names()}
         self._iterations = 0
+        seg_sizes = sizes + ([padded - total] if padded > total else [])
         if self.clipnorm is not None:
-            self._clip = _optim.GradClip("norm", float(self.clipnorm), _optim.make_segments(sizes, device))
+            self._clip = _optim.GradClip("norm", float(self.clipnorm), _optim.make_segments(seg_sizes, device))
         elif self.global_clipnorm is not None:
-            segments = _optim.make_segments(sizes, device, by_variable=False)
+            segments = _optim.make_segments(seg_sizes, device, by_variable=False)
             self._clip = _optim.GradClip("global", float(self.global_clipnorm), segments)
         elif self.clipvalue is not None:
             self._clip = _optim.GradClip("value", float(self.clipvalue))
@@ -367,7 +375,7 @@ class SGD(Optimizer):
     def _update(self, lr, step):
         _optim.sgd_(
             self.flat_param, self.flat_grad, self._state.get("momentum_buffer"), lr=lr, momentum=self.momentum,
-            nesterov=self.nesterov, weight_decay=self.weight_decay, clip=self._clip,
+            nesterov=self.nesterov, weight_decay=self.weight_decay, clip=self._clip, n_valid=self._n_valid,
         )  # fmt: skip
 
     def get_config(self):
@@ -408,6 +416,7 @@ class Adam(Optimizer):
             self.flat_param, self.flat_grad, self._state["momentums"], self._state["velocities"], step=step, lr=lr,
             beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.epsilon, amsgrad=self.amsgrad,
             v_hat=self._state.get("velocity_hats"), weight_decay=self.weight_decay, clip=self._clip,
+            n_valid=self._n_valid,
         )  # fmt: skip
 
     def get_config(self):
@@ -467,7 +476,7 @@ class RMSprop(Optimizer):
         _optim.rmsprop_(
             self.flat_param, self.flat_grad, self._state["velocities"], self._state.get("momentums"),
             self._state.get("average_gradients"), lr=lr, rho=self.rho, momentum=self.momentum, epsilon=self.epsilon,
-            centered=self.centered, weight_decay=self.weight_decay, clip=self._clip,
+            centered=self.centered, weight_decay=self.weight_decay, clip=self._clip, n_valid=self._n_valid,
         )  # fmt: skip
 
     def get_config(self):
