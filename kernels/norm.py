@@ -225,9 +225,8 @@ def _layer_norm_bwd_kernel(
     tl.store(dbeta_part_ptr + pid * N + cols, dbeta, mask=valid)
 
 
-# Rows up to this many elements are held whole in registers (16 fp32 per thread over 8 warps: the backward keeps
-# about seven such vectors live and spills past this, by the AOT table for sm_90 and sm_80); longer rows, and
-# float64, take the torch path.
+# Rows up to this many elements are held whole in registers (forward: 16 fp32 per thread over 8 warps; backward:
+# 8 per thread over 16 warps, see _bwd_num_warps); longer rows, and float64, take the torch path.
 _MAX_TRITON_N = 4096
 _TRITON_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 # Backward programs: enough to fill an H100 (132 SMs) twice; each writes one fp32 row of dgamma/dbeta partials.
@@ -238,6 +237,13 @@ def _num_warps(block_n: int) -> int:
     return min(max(block_n // 256, 1), 8)
 
 
+def _bwd_num_warps(block_n: int) -> int:
+    # The backward keeps x, dy, gamma, xhat, g and the two partial sums live: at 4096 columns over 8 warps that is
+    # 16 fp32 each per thread and sm_90's ptxas spilled (128 regs, 24 B); 16 warps halve it.
+    return min(max(block_n // 256, 1), 16)
+
+
+# The widest row is the one that could spill; fp16 compiles to the same code as bf16 but for the converts.
 register_aot(
     *(
         AotCase(
@@ -261,8 +267,8 @@ register_aot(
             num_warps=_num_warps(block),
             num_stages=1,
         )
-        for dt in ("*fp32", "*bf16", "*fp16")
-        for block in (1024, _MAX_TRITON_N)
+        for dt in ("*fp32", "*bf16")
+        for block in (_MAX_TRITON_N,)
     ),
     *(
         AotCase(
@@ -285,11 +291,11 @@ register_aot(
                 "BLOCK_N": "constexpr",
             },
             constexprs={"HAS_GAMMA": True, "BLOCK_N": block},
-            num_warps=_num_warps(block),
+            num_warps=_bwd_num_warps(block),
             num_stages=1,
         )
-        for dt in ("*fp32", "*bf16", "*fp16")
-        for block in (1024, _MAX_TRITON_N)
+        for dt in ("*fp32", "*bf16")
+        for block in (_MAX_TRITON_N,)
     ),
 )
 
@@ -330,7 +336,7 @@ def layer_norm_bwd(
             dy2, x2, gamma if gamma is not None else x2, mean, rstd, dx, dgamma_part, dbeta_part,
             x2.stride(0), m, n, rows,
             HAS_GAMMA=gamma is not None, BLOCK_N=block,
-            num_warps=_num_warps(block),
+            num_warps=_bwd_num_warps(block),
         )  # fmt: skip
     # (programs, N) -> (N,): a few hundred fp32 rows, a deterministic column sum.
     return dx, dgamma_part.sum(0), dbeta_part.sum(0)
