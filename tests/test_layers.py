@@ -337,6 +337,14 @@ def test_global_pooling_values_and_mask():
     np.testing.assert_allclose(_np(y), np.stack([x[0, :2].mean(0), x[1, :1].mean(0)]))
 
 
+def test_global_pooling_keras_names():
+    keras.layers.layer.clear_session()
+    assert layers.GlobalAveragePooling1D().name == "global_average_pooling1d"
+    assert layers.GlobalAveragePooling1D().name == "global_average_pooling1d_1"
+    assert layers.GlobalMaxPooling1D().name == "global_max_pooling1d"
+    assert layers.GlobalMaxPooling1D(name="pool").name == "pool"
+
+
 def test_global_pooling_bad_input():
     with pytest.raises(ValueError, match="Received: data_format=channels_middle"):
         layers.GlobalMaxPooling1D(data_format="channels_middle")

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from .. import ops
-from .layer import Layer
+from .layer import Layer, unique_name
 
 DATA_FORMATS = ("channels_last", "channels_first")
 
@@ -23,7 +23,11 @@ def _data_format(value: str | None) -> str:
 
 
 class _GlobalPooling1D(Layer):
+    _default_name = "global_pooling1d"
+
     def __init__(self, data_format: str | None = None, keepdims: bool = False, **kwargs: Any):
+        if kwargs.get("name") is None:  # Keras' "global_average_pooling1d", where the generic rule gives "..._1_d"
+            kwargs["name"] = unique_name(self._default_name)
         super().__init__(**kwargs)
         self.data_format = _data_format(data_format)
         self.keepdims = bool(keepdims)
@@ -70,6 +74,8 @@ class GlobalAveragePooling1D(_GlobalPooling1D):
     Output shape: ``(batch, features)``, or ``(batch, 1, features)`` / ``(batch, features, 1)`` with keepdims.
     """
 
+    _default_name = "global_average_pooling1d"
+
     def call(self, inputs: torch.Tensor, mask: Any = None) -> torch.Tensor:
         self._check_rank(inputs.shape)
         axis = self._steps_axis
@@ -89,6 +95,8 @@ class GlobalMaxPooling1D(_GlobalPooling1D):
 
     Output shape: ``(batch, features)``, or with the steps axis of length 1 when ``keepdims``.
     """
+
+    _default_name = "global_max_pooling1d"
 
     def call(self, inputs: torch.Tensor) -> torch.Tensor:
         self._check_rank(inputs.shape)
