@@ -7,6 +7,8 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import tritonnn as keras
 from tritonnn import layers
@@ -433,3 +435,39 @@ def test_batch_normalization_under_mixed_precision():
                                    atol=2e-2, rtol=2e-2)  # fmt: skip
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.integers(1, 3), min_size=1, max_size=3),
+    st.lists(st.lists(st.booleans(), min_size=3, max_size=3), min_size=2, max_size=3),
+)
+def test_merge_compute_output_shape_agrees_with_the_computed_shape(base, ones_masks):
+    """Inputs made by replacing some sizes of one shape with 1: they broadcast, and the declared shape must be the
+    shape the layer actually returns, for every element-wise merge layer."""
+    shapes = [tuple(1 if m[i] else d for i, d in enumerate(base)) for m in ones_masks]
+    inputs = [torch.ones((2, *s)) for s in shapes]
+    for cls in (layers.Add, layers.Multiply, layers.Average, layers.Maximum):
+        declared = cls().compute_output_shape([(None, *s) for s in shapes])
+        assert declared == (None, *tuple(cls()(inputs).shape[1:]))
+    axis_shapes = [(*base[:-1], k + 1) for k in range(len(shapes))]
+    out = layers.Concatenate()([torch.ones((2, *s)) for s in axis_shapes])
+    assert layers.Concatenate().compute_output_shape([(None, *s) for s in axis_shapes]) == (None, *out.shape[1:])
+
+
+def test_layer_normalization_layer_on_the_triton_kernel_matches_the_torch_path():
+    from tritonnn.kernels import HAS_TRITON, backend_scope
+
+    if not HAS_TRITON:
+        pytest.skip("Triton is not installed")
+    layer = layers.LayerNormalization()
+    x = torch.randn(5, 24) * 3 + 1
+    results = []
+    for name in ("torch", "triton"):
+        layer.zero_grad()
+        with backend_scope(name):
+            y = layer(x)
+            (y * torch.arange(24.0)).sum().backward()
+        results.append((y.detach(), layer.gamma.grad.clone(), layer.beta.grad.clone()))
+    for a, b in zip(*results, strict=True):
+        np.testing.assert_allclose(_np(a), _np(b), rtol=1e-5, atol=1e-5)
