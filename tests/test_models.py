@@ -267,3 +267,45 @@ def test_mixed_bfloat16_policy_keeps_float32_masters():
         assert model.predict(X4, verbose=0).dtype == np.float32
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+def test_subclassed_model_saves_and_loads(tmp_path):
+    @keras.saving.register_keras_serializable(package="tests")
+    class Tiny(keras.Model):
+        def __init__(self, units: int = 8, **kwargs):
+            super().__init__(**kwargs)
+            self.units = units
+            self.hidden = keras.layers.Dense(units, activation="relu")
+            self.out = keras.layers.Dense(3)
+
+        def call(self, x):
+            return self.out(self.hidden(x))
+
+        def get_config(self):
+            return {**super().get_config(), "units": self.units}
+
+    model = Tiny(units=6)
+    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(X4, Y3, epochs=2, verbose=0)
+    assert model.get_build_config() == {"input_shape": [None, 4]}
+    path = str(tmp_path / "tiny.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert isinstance(loaded, Tiny) and loaded.units == 6
+    np.testing.assert_array_equal(loaded.predict(X4, verbose=0), model.predict(X4, verbose=0))
+
+
+def test_get_weights_returns_copies_and_keras2_batch_hooks_fire():
+    model = keras.Sequential([keras.Input(shape=(4,)), keras.layers.Dense(2)])
+    w = model.get_weights()
+    w[0][:] = 123.0
+    assert not np.any(model.get_weights()[0] == 123.0)
+    seen = []
+
+    class Keras2Style(keras.callbacks.Callback):
+        def on_batch_end(self, batch, logs=None):
+            seen.append((batch, sorted(logs)))
+
+    model.compile(optimizer="sgd", loss="mse")
+    model.fit(X4, Y1.repeat(2, axis=1), batch_size=32, epochs=1, verbose=0, callbacks=[Keras2Style()])
+    assert seen == [(0, ["loss"]), (1, ["loss"])]

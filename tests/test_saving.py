@@ -411,20 +411,27 @@ class Subclassed(keras.Model):
         return self.dense(inputs)
 
 
-def test_subclassed_model_without_a_recorded_input_shape_is_refused_before_writing(tmp_path, data):
+def test_subclassed_model_round_trips_with_its_recorded_input_shape(tmp_path, data):
     x, _ = data
     model = Subclassed()
     model.predict(x, verbose=0)
-    if saving._build_config(model) is not None:
-        pytest.skip("models record the input shape they were built with (get_build_config)")
+    assert saving._build_config(model) == {"input_shape": [None, x.shape[1]]}
+    saving.save_weights(model, tmp_path / "m.weights.h5")
+    other = Subclassed()
+    other.build((None, x.shape[1]))
+    assert other.count_params() == model.count_params()
+    saving.load_weights(other, tmp_path / "m.weights.h5")
+    assert_same_weights(other, model)
+
+
+def test_a_built_model_without_a_build_config_is_refused_before_writing(tmp_path, data, monkeypatch):
+    x, _ = data
+    model = Subclassed()
+    model.predict(x, verbose=0)
+    monkeypatch.setattr(model, "_build_input_shape", None)
     with pytest.raises(ValueError, match="input shape it was built with"):
         saving.save_model(model, tmp_path / "m.keras")
     assert not (tmp_path / "m.keras").exists()
-    saving.save_weights(model, tmp_path / "m.weights.h5")  # weights need no rebuild
-    other = Subclassed()
-    other.predict(x, verbose=0)
-    saving.load_weights(other, tmp_path / "m.weights.h5")
-    assert_same_weights(other, model)
 
 
 # ---- atomic writes ------------------------------------------------------------------------------------------------

@@ -114,8 +114,8 @@ class MeanMetricWrapper(Mean):
         self._fn = fn
         self._fn_kwargs = fn_kwargs
 
-    def update_state(self, y_true: Any, y_pred: torch.Tensor, sample_weight: Any = None) -> None:
-        y_pred = y_pred.detach()
+    def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
+        y_pred = y_pred.detach() if isinstance(y_pred, torch.Tensor) else torch.as_tensor(y_pred, dtype=torch.float32)
         y_true = _as_tensor(y_true, y_pred.device)
         super().update_state(self._fn(y_true, y_pred, **self._fn_kwargs), sample_weight)
 
@@ -631,3 +631,22 @@ def get(identifier: Any, y_true: torch.Tensor | None = None, y_pred: torch.Tenso
     if callable(identifier):
         return MeanMetricWrapper(identifier)
     raise ValueError(f"Could not interpret metric identifier: {identifier!r}")
+
+
+# Which way is better, as Keras metrics declare it (EarlyStopping/ModelCheckpoint use it for mode="auto").
+for _cls, _direction in (
+    (Accuracy, "up"),
+    (SparseCategoricalAccuracy, "up"),
+    (CategoricalAccuracy, "up"),
+    (BinaryAccuracy, "up"),
+    (TopKCategoricalAccuracy, "up"),
+    (SparseTopKCategoricalAccuracy, "up"),
+    (_PrecisionRecall, "up"),
+    (AUC, "up"),
+    (MeanSquaredError, "down"),
+    (MeanAbsoluteError, "down"),
+    (BinaryCrossentropy, "down"),
+    (CategoricalCrossentropy, "down"),
+    (SparseCategoricalCrossentropy, "down"),
+):
+    _cls._direction = _direction

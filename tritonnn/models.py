@@ -376,6 +376,40 @@ class Model(Layer):
             total = total + extra
         return total
 
+    def _maybe_build(self, inputs: Any) -> None:
+        if not self.built:
+            # Sublayers build themselves during this first forward; remember the shape for saving.
+            self._build_input_shape = shape_of(inputs)
+            self.built = True
+
+    def build(self, input_shape: Any = None) -> None:
+        """Build a subclassed model for ``input_shape`` by calling it once on zeros of that shape."""
+        if input_shape is None:
+            raise ValueError("You must provide an `input_shape` argument.")
+        self._build_input_shape = input_shape
+        self.built = True
+        self.build_from_config({"input_shape": _as_lists(input_shape)})
+
+    def get_build_config(self) -> dict[str, Any] | None:
+        """The input shape the model was built with (Keras' ``get_build_config``), for saving."""
+        shape = getattr(self, "_build_input_shape", None)
+        return None if shape is None else {"input_shape": _as_lists(shape)}
+
+    def build_from_config(self, config: dict[str, Any]) -> None:
+        """Build from :meth:`get_build_config`'s output by calling the model on zeros of that shape."""
+
+        def zeros(shape: Any) -> Any:
+            if isinstance(shape, dict):
+                return {k: zeros(v) for k, v in shape.items()}
+            if isinstance(shape, list) and shape and isinstance(shape[0], (list, dict)):
+                return [zeros(v) for v in shape]
+            return torch.zeros([1 if d is None else int(d) for d in shape], device=self.device)
+
+        example = zeros(config["input_shape"])
+        with torch.no_grad():
+            self(example, training=False)
+        self._clear_losses()
+
     def _ensure_built(self, x: Any) -> None:
         if not self.built:
             with torch.no_grad():
@@ -758,6 +792,14 @@ class Model(Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {"name": self.name, "trainable": self.trainable}
+
+
+def _as_lists(shape: Any) -> Any:
+    if isinstance(shape, dict):
+        return {k: _as_lists(v) for k, v in shape.items()}
+    if isinstance(shape, (list, tuple)) and shape and isinstance(shape[0], (list, tuple, dict)):
+        return [_as_lists(v) for v in shape]
+    return list(shape)
 
 
 def _apply_class_weight(class_weight: dict, y: Any, sample_weight: Any) -> torch.Tensor:

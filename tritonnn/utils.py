@@ -9,6 +9,19 @@ from typing import Any
 import numpy as np
 import torch
 
+from .plotting import plot_history, plot_model
+from .saving import get_custom_objects, register_keras_serializable
+
+__all__ = [
+    "get_custom_objects",
+    "plot_history",
+    "plot_model",
+    "register_keras_serializable",
+    "set_random_seed",
+    "summary_text",
+    "to_categorical",
+]
+
 
 def set_random_seed(seed: int) -> None:
     """Seed Python's, numpy's and torch's generators (Keras' ``keras.utils.set_random_seed``)."""

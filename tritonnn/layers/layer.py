@@ -22,7 +22,7 @@ _NAME_COUNTS: defaultdict[str, int] = defaultdict(int)
 
 def _snake(name: str) -> str:
     s = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
-    return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", s).lower()
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", s).lower()  # Keras' to_snake_case: "GlobalMaxPooling1D" -> ..._pooling1d
 
 
 def unique_name(base: str) -> str:
@@ -186,7 +186,7 @@ class Layer(torch.nn.Module):
         return sum(p.numel() for p in self.weights)
 
     def get_weights(self) -> list[Any]:
-        return [p.detach().cpu().numpy() for p in self.weights]
+        return [p.detach().cpu().numpy().copy() for p in self.weights]  # copies, as Keras returns
 
     def set_weights(self, weights: list[Any]) -> None:
         params = self.weights
