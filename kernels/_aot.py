@@ -81,6 +81,8 @@ def kernel_modules() -> list[str]:
     pkg = importlib.import_module(__package__)
     names = []
     for info in pkgutil.iter_modules(pkg.__path__):
+        if info.name.startswith("__"):  # __main__ is the command line, not a kernel module
+            continue
         name = f"{__package__}.{info.name}"
         importlib.import_module(name)
         names.append(name)

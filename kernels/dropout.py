@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numbers
 
+import numpy as np
 import torch
 
 from . import _backend
@@ -41,6 +42,8 @@ def _mul_hi_lo(a: int, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def philox_randint(seed: int, offsets: torch.Tensor) -> torch.Tensor:
     """``tl.randint(seed, offsets)`` in torch: the first 32-bit word of Philox4x32-10, as int64 in [0, 2**32)."""
     offsets = offsets.to(torch.int64)
+    if offsets.device.type == "cpu":
+        return torch.from_numpy(_philox_numpy(seed, offsets.numpy()).astype(np.int64))
     c0, c1 = offsets & _M32, (offsets >> 32) & _M32
     c2 = torch.zeros_like(c0)
     c3 = torch.zeros_like(c0)
@@ -49,6 +52,23 @@ def philox_randint(seed: int, offsets: torch.Tensor) -> torch.Tensor:
         hi_b, lo_b = _mul_hi_lo(_PHILOX_ROUND_B, c2)
         hi_a, lo_a = _mul_hi_lo(_PHILOX_ROUND_A, c0)
         c0, c1, c2, c3 = hi_b ^ c1 ^ k0, lo_b, hi_a ^ c3 ^ k1, lo_a
+        k0, k1 = (k0 + _PHILOX_KEY_A) & _M32, (k1 + _PHILOX_KEY_B) & _M32
+    return c0
+
+
+def _philox_numpy(seed: int, offsets: np.ndarray) -> np.ndarray:
+    """The same rounds on CPU in numpy uint64, whose products wrap modulo 2**64 by definition: one multiply per
+    32x32-bit product instead of four (3.5 ms vs 13 ms for a 128x512 mask on this 2-core CPU)."""
+    m32, shift = np.uint64(_M32), np.uint64(32)
+    off = offsets.astype(np.uint64)
+    c0, c1 = off & m32, off >> shift
+    c2 = np.zeros_like(c0)
+    c3 = np.zeros_like(c0)
+    k0, k1 = seed & _M32, (seed >> 32) & _M32
+    a, b = np.uint64(_PHILOX_ROUND_A), np.uint64(_PHILOX_ROUND_B)
+    for _ in range(10):
+        pb, pa = b * c2, a * c0
+        c0, c1, c2, c3 = (pb >> shift) ^ c1 ^ np.uint64(k0), pb & m32, (pa >> shift) ^ c3 ^ np.uint64(k1), pa & m32
         k0, k1 = (k0 + _PHILOX_KEY_A) & _M32, (k1 + _PHILOX_KEY_B) & _M32
     return c0
 

@@ -50,7 +50,7 @@ EPSILON = 1e-7  # keras.config.epsilon(): the probability clip for from_logits=F
 
 # Column chunk for rows longer than one block. 4096 fp32 columns over 8 warps is 16 per thread per operand, which
 # keeps the six per-lane accumulators of the probability-target path under ptxas's budget without spills (see the
-# AOT table: python -m tritonnn.kernels._aot --filter xent). Rows up to _ONE_CHUNK_MAX columns are held whole.
+# AOT table: python -m tritonnn.kernels --filter xent). Rows up to _ONE_CHUNK_MAX columns are held whole.
 _BLOCK_C = 4096
 _ONE_CHUNK_MAX = 8192
 # Flat element-wise kernels (binary cross-entropy, the backward scaling).
