@@ -309,3 +309,78 @@ def test_get_weights_returns_copies_and_keras2_batch_hooks_fire():
     model.compile(optimizer="sgd", loss="mse")
     model.fit(X4, Y1.repeat(2, axis=1), batch_size=32, epochs=1, verbose=0, callbacks=[Keras2Style()])
     assert seen == [(0, ["loss"]), (1, ["loss"])]
+
+
+def test_loss_scale_optimizer_skips_overflowing_steps_and_adapts_the_scale():
+    p = torch.nn.Parameter(torch.tensor([1.0, -2.0, 3.0]))
+    opt = keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(learning_rate=0.5), initial_scale=8.0,
+                                              dynamic_growth_steps=2)  # fmt: skip
+    opt.build([p])
+    # an overflowed step: skipped, scale halved, weights untouched
+    opt.zero_grad()
+    p.grad.copy_(torch.tensor([1.0, float("inf"), 0.0]))
+    opt.step()
+    assert opt.loss_scale == 4.0 and opt.skipped_steps == 1 and opt.iterations == 0
+    torch.testing.assert_close(p.detach(), torch.tensor([1.0, -2.0, 3.0]))
+    # a good step: the gradient is unscaled before the inner update (p -= lr * g / scale)
+    for expected_scale in (4.0, 4.0):
+        assert opt.loss_scale == expected_scale  # no growth before dynamic_growth_steps good steps
+        opt.zero_grad()
+        p.grad.copy_(opt.scale_loss(torch.tensor(1.0)) * torch.tensor([2.0, 2.0, 2.0]))
+        before = p.detach().clone()
+        opt.step()
+        torch.testing.assert_close(p.detach(), before - 0.5 * 2.0)
+    assert opt.loss_scale == 8.0 and opt.iterations == 2  # doubled after 2 good steps
+    restored = keras.optimizers.LossScaleOptimizer.from_config(opt.get_config())
+    assert restored.initial_scale == 8.0 and isinstance(restored.inner_optimizer, keras.optimizers.SGD)
+
+
+def test_mixed_float16_compile_wraps_the_optimizer_and_trains():
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = keras.Sequential(
+            [keras.Input(shape=(4,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(3)]
+        )
+        model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+        losses = model.fit(X4, Y3, epochs=15, batch_size=64, verbose=0).history["loss"]
+        assert losses[-1] < losses[0] and all(np.isfinite(losses))
+        assert all(w.dtype == torch.float32 for w in model.weights)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def test_opt_in_check_for_non_finite_inputs():
+    model = keras.Sequential([keras.Input(shape=(4,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    x = X4.copy()
+    x[5, 2] = np.nan
+    model.fit(x, Y1, epochs=1, verbose=0)  # off by default: trains (on NaN) without reading the data
+    keras.config.set_check_numerics(True)
+    try:
+        with pytest.raises(ValueError, match=r"`x` contains non-finite values .* index \(5, 2\)"):
+            model.fit(x, Y1, epochs=1, verbose=0)
+        y = Y1.copy()
+        y[0] = np.inf
+        with pytest.raises(ValueError, match="`y` contains non-finite"):
+            model.evaluate(X4, y, verbose=0)
+    finally:
+        keras.config.set_check_numerics(False)
+
+
+def test_fit_resumes_mid_epoch_from_initial_step():
+    """A callback that restored a backup sets _initial_epoch/_initial_step; fit skips the batches already done."""
+    seen = []
+
+    class Resume(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.model._initial_epoch, self.model._initial_step = 1, 3
+
+        def on_train_batch_begin(self, batch, logs=None):
+            seen.append((len(self.model.history.epoch), batch))
+
+    model = keras.Sequential([keras.Input(shape=(4,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    hist = model.fit(X4, Y1, batch_size=8, epochs=3, verbose=0, callbacks=[Resume()])
+    assert hist.epoch == [1, 2]
+    assert seen == [(0, b) for b in range(3, 8)] + [(1, b) for b in range(8)]

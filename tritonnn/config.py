@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 _FLOATX = "float32"
 _DEVICE: str | None = None
+_CHECK_NUMERICS = os.environ.get("TRITONNN_CHECK_NUMERICS", "0") not in ("", "0")
 
 
 def floatx() -> str:
@@ -45,3 +48,14 @@ def standardize_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
     if not isinstance(result, torch.dtype):
         raise ValueError(f"Unknown dtype. Received: dtype={dtype!r}")
     return result
+
+
+def check_numerics() -> bool:
+    """Whether fit/evaluate/predict check their input data for NaN and Inf (off by default: it reads the data)."""
+    return _CHECK_NUMERICS
+
+
+def set_check_numerics(enabled: bool) -> None:
+    """Turn the NaN/Inf check of input data on or off (also ``TRITONNN_CHECK_NUMERICS=1``)."""
+    global _CHECK_NUMERICS
+    _CHECK_NUMERICS = bool(enabled)

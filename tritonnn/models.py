@@ -54,6 +54,21 @@ def _index(data: Any, idx: Any) -> Any:
     return map_structure(lambda t: t[idx], data)
 
 
+def _check_finite(name: str, data: Any) -> None:
+    """With ``tritonnn.config.set_check_numerics(True)``: a clear error for NaN or Inf in the data."""
+    for i, t in enumerate(flatten(data) if data is not None else []):
+        if isinstance(t, torch.Tensor) and t.dtype.is_floating_point:
+            bad = ~torch.isfinite(t)
+            if bool(bad.any()):
+                where = tuple(int(v) for v in bad.nonzero()[0])
+                part = f"{name}[{i}]" if len(flatten(data)) > 1 else name
+                raise ValueError(
+                    f"`{part}` contains non-finite values (NaN or Inf): {int(bad.sum())} of {t.numel()}, the first "
+                    f"at index {where} = {t[where].item()}. Clean the data, or call "
+                    "tritonnn.config.set_check_numerics(False) to train on it anyway."
+                )
+
+
 def _check_batch_size(batch_size: Any) -> int:
     if batch_size is None:
         return 32
@@ -127,7 +142,11 @@ class _IterableSource:
                 return
             x, y, sw = _split_batch(batch)
             to = lambda a: _to_tensor(a, self.device)  # noqa: E731
-            yield map_structure(to, x), None if y is None else map_structure(to, y), None if sw is None else to(sw)
+            x, y = map_structure(to, x), None if y is None else map_structure(to, y)
+            if config.check_numerics():
+                _check_finite("x", x)
+                _check_finite("y", y)
+            yield x, y, None if sw is None else to(sw)
             count += 1
 
 
@@ -233,6 +252,9 @@ class Model(Layer):
         entry per output) or dicts keyed by output name; a single loss applies to every output.
         """
         self.optimizer = optimizers.get(optimizer)
+        if self.compute_dtype == torch.float16 and not isinstance(self.optimizer, optimizers.LossScaleOptimizer):
+            # Keras wraps the optimizer under "mixed_float16": float16 gradients need dynamic loss scaling.
+            self.optimizer = optimizers.LossScaleOptimizer(self.optimizer)
         self._loss_spec = _check_nest("loss", loss, losses_mod.get)
         self.loss = self._loss_spec
         self._loss_weights_spec = loss_weights
@@ -430,7 +452,8 @@ class Model(Layer):
         self._clear_losses()
         y_pred = self(x, training=True)
         loss = self.compute_loss(x, y, y_pred, sample_weight)
-        loss.backward()
+        scale_loss = getattr(self.optimizer, "scale_loss", None)
+        (loss if scale_loss is None else scale_loss(loss)).backward()
         self.optimizer.step()
         self._update_metrics(loss, y, y_pred, sample_weight)
 
@@ -471,6 +494,9 @@ class Model(Layer):
         device = self.device
         x = map_structure(lambda a: _to_tensor(a, device), x)
         y = None if y is None else map_structure(lambda a: _to_tensor(a, device), y)
+        if config.check_numerics():
+            _check_finite("x", x)
+            _check_finite("y", y)
         n = _num_samples(x)
         if n == 0:
             raise ValueError("Expected input data to be non-empty. Received: 0 samples")
@@ -582,19 +608,30 @@ class Model(Layer):
             verbose=verbose,
         )
         self.stop_training = False
-        self._initial_epoch = None
-        self.train()
-        cbs.call("on_train_begin")
-        if self._initial_epoch is not None:  # set by BackupAndRestore when it restored a backup
-            initial_epoch = max(initial_epoch, self._initial_epoch)
+        # The shuffle order: one permutation per epoch from this generator, seeded from torch's global RNG (so
+        # set_random_seed makes it reproducible). A resuming callback may restore its state (see below).
         gen = torch.Generator(device="cpu")
         gen.manual_seed(int(torch.randint(0, 2**62, (1,)).item()))
+        self._shuffle_generator = gen
+        self._initial_epoch = self._initial_step = self._resume_generator_state = None
+        self.train()
+        cbs.call("on_train_begin")
+        # BackupAndRestore sets these when it restored a backup: the epoch to start at, the batches of that
+        # epoch already trained, and the generator state from the start of that epoch (to redraw its order).
+        if self._initial_epoch is not None:
+            initial_epoch = max(initial_epoch, self._initial_epoch)
+        skip = int(self._initial_step or 0)
+        if self._resume_generator_state is not None:
+            gen.set_state(self._resume_generator_state)
         epoch_logs: dict[str, float] = {}
         for epoch in range(initial_epoch, epochs):
             self._reset_metrics()
             cbs.call("on_epoch_begin", epoch)
             steps_done = 0
             for step, (xb, yb, swb) in enumerate(source.epoch(gen)):
+                if step < skip:  # already trained before the interruption
+                    steps_done = step + 1
+                    continue
                 cbs.batch("on_train_batch_begin", step, None)
                 self.train_step(xb, yb, swb)
                 steps_done = step + 1
@@ -603,6 +640,7 @@ class Model(Layer):
                     progbar.progress(steps_done, self._logs)
                 if self.stop_training:
                     break
+            skip = 0
             if steps_done == 0:
                 raise ValueError("fit() got no batches for an epoch: the generator or DataLoader is empty")
             if progbar and source.steps is None:
