@@ -158,6 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object per line")
     parser.add_argument("--filter", default="", help="only cases whose name contains this")
     parser.add_argument("--jobs", type=int, default=0, help="compile processes (default: one per CPU)")
+    parser.add_argument(
+        "--check", action="store_true", help="exit 1 on a compile error, a spill, or a GEMM without tensor cores"
+    )
     args = parser.parse_args(argv)
     if not HAS_TRITON:
         print("Triton is not installed: nothing to compile")
@@ -171,19 +174,48 @@ def main(argv: list[str] | None = None) -> int:
         print("kernels without an AOT case:", ", ".join(missing))
     jobs = [(i, arch) for i, case in enumerate(AOT_CASES) if args.filter in case.name for arch in ARCHS]
     workers = max(1, min(args.jobs or os.cpu_count() or 1, len(jobs)))
+    results = []
     if workers > 1:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
         # fork: the workers inherit the imported kernel modules and their AOT_CASES.
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-            results = pool.map(_compile_job, jobs)
-            for res in results:
+            for res in pool.map(_compile_job, jobs):
                 _report(res, args.json)
+                results.append(res)
     else:
         for job in jobs:
-            _report(_compile_job(job), args.json)
+            results.append(_compile_job(job))
+            _report(results[-1], args.json)
+    if args.check:
+        found = [msg for msgs in problems(missing, results).values() for msg in msgs]
+        print(f"triton {triton.__version__}: {len(results)} compiles, {len(found)} problems", file=sys.stderr)
+        for msg in found:
+            print("  " + msg, file=sys.stderr)
+        return 1 if found else 0
     return 0
+
+
+def problems(missing: list[str], results: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """What fails the gate, by kind: kernels without a case, compile errors, GEMMs without tensor-core
+    instructions (wgmma on sm_90, mma.sync on sm_80), and spills in hot kernels."""
+    ok = [r for r in results if "error" not in r]
+    return {
+        "missing": [f"{name}: no ahead-of-time compile case" for name in missing],
+        "errors": [f"{r['name']} sm_{r['arch']}: {r['error']}" for r in results if "error" in r],
+        "tensor_cores": [
+            f"{r['name']} sm_{r['arch']}: no {'wgmma.mma_async' if r['arch'] == 90 else 'mma.sync'} in the PTX"
+            for r in ok
+            if r.get("tensor_cores") and not (r["wgmma"] if r["arch"] == 90 else r["mma_sync"])
+        ],
+        "spills": [
+            f"{r['name']} sm_{r['arch']}: {r['spill_stores']} B stored, {r['spill_loads']} B loaded, "
+            f"{r['registers']} regs"
+            for r in ok
+            if r.get("hot_loop") and (r["spill_stores"] or r["spill_loads"])
+        ],
+    }
 
 
 def _compile_job(job: tuple[int, int]) -> dict[str, Any]:
