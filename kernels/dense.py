@@ -826,20 +826,22 @@ def _torch_fwd(x2, kernel, bias, act: Activation, rate: float, seed: int):
     if bias is not None:
         z = z + bias.to(ct)
     y = act.forward(z)
-    # What the backward needs: z for pre-activation rows, y (before dropout) otherwise.
+    # What the backward needs: z for pre-activation rows, y (before dropout) otherwise; under dropout, the whole
+    # factor act' * keep * scale, so that the backward neither regenerates the Philox mask (the costly part on a
+    # CPU) nor evaluates act' again: dz = dy * saved.
     saved = z if act.needs_preactivation else y
     if rate > 0.0:
         keep = dropout_mask(seed, rate, tuple(y.shape), y.device)
-        y = torch.where(keep, y * (1.0 / (1.0 - rate)), torch.zeros((), dtype=y.dtype, device=y.device))
+        scale = 1.0 / (1.0 - rate)
+        zero = torch.zeros((), dtype=y.dtype, device=y.device)
+        saved = torch.where(keep, act.derivative(saved) * scale, zero)
+        y = torch.where(keep, y * scale, zero)
     return y.to(x2.dtype), saved
 
 
 def _torch_bwd(dy2, saved, x2, kernel, act: Activation, rate: float, seed: int, need_dx, need_dw, has_bias):
     ct = saved.dtype
-    dz = dy2.to(ct) * act.derivative(saved)
-    if rate > 0.0:
-        keep = dropout_mask(seed, rate, tuple(dz.shape), dz.device)
-        dz = torch.where(keep, dz * (1.0 / (1.0 - rate)), torch.zeros((), dtype=ct, device=dz.device))
+    dz = dy2.to(ct) * (saved if rate > 0.0 else act.derivative(saved))  # under dropout, saved = act' * keep * scale
     dx = (dz @ kernel.to(ct).t()).to(x2.dtype) if need_dx else None
     dw = (x2.to(ct).t() @ dz).to(x2.dtype) if need_dw else None
     db = dz.sum(0).to(x2.dtype) if has_bias else None
