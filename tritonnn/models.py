@@ -85,9 +85,9 @@ def _is_dataset(x: Any) -> bool:
 
 
 def _split_batch(batch: Any) -> tuple[Any, Any, Any]:
-    if isinstance(batch, (tuple, list)) and 1 <= len(batch) <= 3 and not isinstance(batch, list):
-        return (*batch, *([None] * (3 - len(batch))))
-    if isinstance(batch, list) and len(batch) in (2, 3):
+    """``(x, y, sample_weight)`` from one batch: a tuple or list of 1 to 3 parts (Keras' rule; DataLoaders yield
+    lists), otherwise ``x`` alone."""
+    if isinstance(batch, (tuple, list)) and 1 <= len(batch) <= 3:
         return (*batch, *([None] * (3 - len(batch))))
     return batch, None, None
 
