@@ -479,15 +479,17 @@ def test_backup_and_restore_batch_frequency_and_keep(tmp_path, data):
     with pytest.raises(KeyboardInterrupt):
         tiny_model().fit(x, y, epochs=3, batch_size=8, verbose=0, callbacks=[cb, Crash(1, batch=3)])
     path = str(backup_dir / cb.FILENAME)
-    assert saving._read(path).json("extra", path) == {"epoch": 1}
+    extra = saving._read(path).json("extra", path)
+    assert (extra["epoch"], extra["step"]) == (1, 2)  # global batch 6 is batch 2 of epoch 1
+    assert set(extra["random"]) == {"torch", "shuffle", "dropout"}
     assert int(saving._read(path).tensors["optimizer/iterations"]) == 6
     fresh = tiny_model(seed=3)
     history = fresh.fit(
         x, y, epochs=3, batch_size=8, verbose=0,
         callbacks=[keras.callbacks.BackupAndRestore(backup_dir, delete_checkpoint=False)],
     )  # fmt: skip
-    assert history.epoch == [1, 2]  # a mid-epoch backup restarts its epoch
-    assert fresh.optimizer.iterations == 6 + 8
+    assert history.epoch == [1, 2]  # a mid-epoch backup resumes its epoch at the next batch
+    assert fresh.optimizer.iterations == 6 + 2 + 4
     assert os.path.exists(path)
     with pytest.raises(ValueError, match="backup_dir"):
         keras.callbacks.BackupAndRestore("")
