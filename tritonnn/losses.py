@@ -88,8 +88,12 @@ class SparseCategoricalCrossentropy(Loss):
         y_true = torch.as_tensor(y_true, device=y_pred.device)
         if y_true.dim() == y_pred.dim() and y_true.shape[-1] == 1:
             y_true = y_true.squeeze(-1)
-        if y_true.dtype.is_floating_point:
-            y_true = y_true.long()
+        if y_true.dtype.is_floating_point or y_true.dtype == torch.bool or y_true.dtype.is_complex:
+            raise ValueError(
+                f"{self.name}: expected `y_true` to hold integer class labels in [0, {y_pred.shape[-1]}) (a sparse "
+                f"loss; for one-hot or probability targets use categorical_crossentropy). Received: "
+                f"y_true.dtype={y_true.dtype}"
+            )
         logits, from_logits = y_pred, self.from_logits
         if not from_logits and _logits_of(y_pred) is not None:
             logits, from_logits = _logits_of(y_pred), True
@@ -137,8 +141,9 @@ class CategoricalCrossentropy(Loss):
             logits, from_logits = _logits_of(y_pred), True
         if tuple(y_true.shape) != tuple(logits.shape):
             raise ValueError(
-                f"Arguments `target` and `output` must have the same shape. Received: "
-                f"target.shape={tuple(y_true.shape)}, output.shape={tuple(logits.shape)}"
+                f"Arguments `target` and `output` must have the same shape (one-hot or probability targets of width "
+                f"{logits.shape[-1]}, one column per class). Received: target.shape={tuple(y_true.shape)}, "
+                f"output.shape={tuple(logits.shape)}"
             )
         c = logits.shape[-1]
         return kernels.softmax_cross_entropy(
@@ -163,6 +168,7 @@ class MeanSquaredError(Loss):
         super().__init__(name=name, reduction=reduction, **kw)
 
     def call(self, y_true, y_pred):
+        _check_broadcast(self.name, y_true, y_pred)
         return (y_pred.float() - y_true.float()).square().mean(-1)
 
 
@@ -171,6 +177,7 @@ class MeanAbsoluteError(Loss):
         super().__init__(name=name, reduction=reduction, **kw)
 
     def call(self, y_true, y_pred):
+        _check_broadcast(self.name, y_true, y_pred)
         return (y_pred.float() - y_true.float()).abs().mean(-1)
 
 
@@ -202,6 +209,23 @@ def _pair(y_true: Any, y_pred: Any) -> tuple[torch.Tensor, torch.Tensor]:
         y_pred = y_pred.to(torch.float32)
     y_true = torch.as_tensor(y_true, device=y_pred.device).to(y_pred.dtype)
     return _same_rank(y_true, y_pred)
+
+
+def _check_broadcast(name: str, y_true: torch.Tensor, y_pred: torch.Tensor) -> None:
+    """A clear error, naming the loss and both shapes, when ``y_true`` does not broadcast to ``y_pred``."""
+    try:
+        torch.broadcast_shapes(y_true.shape, y_pred.shape)
+    except RuntimeError:
+        raise ValueError(
+            f"{name}: expected `y_true` of a shape that broadcasts to y_pred's {tuple(y_pred.shape)}. "
+            f"Received: y_true.shape={tuple(y_true.shape)}"
+        ) from None
+
+
+def _checked_pair(name: str, y_true: Any, y_pred: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    y_true, y_pred = _pair(y_true, y_pred)
+    _check_broadcast(name, y_true, y_pred)
+    return y_true, y_pred
 
 
 def binary_crossentropy(
@@ -244,20 +268,20 @@ def sparse_categorical_crossentropy(
 
 def mean_squared_error(y_true: Any, y_pred: Any) -> torch.Tensor:
     """Per-sample ``mean((y_pred - y_true) ** 2, axis=-1)``."""
-    y_true, y_pred = _pair(y_true, y_pred)
+    y_true, y_pred = _checked_pair("mean_squared_error", y_true, y_pred)
     return (y_pred.float() - y_true.float()).square().mean(-1)
 
 
 def mean_absolute_error(y_true: Any, y_pred: Any) -> torch.Tensor:
     """Per-sample ``mean(abs(y_pred - y_true), axis=-1)``."""
-    y_true, y_pred = _pair(y_true, y_pred)
+    y_true, y_pred = _checked_pair("mean_absolute_error", y_true, y_pred)
     return (y_pred.float() - y_true.float()).abs().mean(-1)
 
 
 def huber(y_true: Any, y_pred: Any, delta: float = 1.0) -> torch.Tensor:
     """Per-sample Huber loss: ``0.5 * e**2`` where ``|e| <= delta``, else ``delta * |e| - 0.5 * delta**2``,
     averaged over the last axis (``e = y_pred - y_true``)."""
-    y_true, y_pred = _pair(y_true, y_pred)
+    y_true, y_pred = _checked_pair("huber", y_true, y_pred)
     error = y_pred.float() - y_true.float()
     abs_error = error.abs()
     quadratic = 0.5 * error.square()
