@@ -387,6 +387,19 @@ def layer_norm(
     otherwise the torch reference.
     """
     epsilon = _check_epsilon(epsilon)
+    if not isinstance(x, torch.Tensor) or not x.dtype.is_floating_point:
+        got = f"x.dtype={x.dtype}" if isinstance(x, torch.Tensor) else f"x={type(x).__name__}"
+        raise ValueError(f"layer_norm: expected x a floating-point tensor. Received: {got}")
+    for name, p in (("gamma", gamma), ("beta", beta)):
+        if p is None:
+            continue
+        if not isinstance(p, torch.Tensor) or not p.dtype.is_floating_point:
+            got = f"{name}.dtype={p.dtype}" if isinstance(p, torch.Tensor) else f"{name}={type(p).__name__}"
+            raise ValueError(f"layer_norm: expected {name} a floating-point tensor or None. Received: {got}")
+        if p.device != x.device:
+            raise ValueError(
+                f"layer_norm: expected {name} on x's device {x.device}. Received: {name}.device={p.device}"
+            )
     axes = _axes(axis, x.dim())
     trailing = axes == tuple(range(x.dim() - len(axes), x.dim()))
     n = 1

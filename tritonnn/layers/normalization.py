@@ -107,6 +107,14 @@ class LayerNormalization(Layer):
 
     def call(self, inputs: torch.Tensor) -> torch.Tensor:
         axes = _norm_axes(self.axis, inputs.dim(), inputs.shape, "LayerNormalization")
+        built = self.gamma if self.gamma is not None else self.beta
+        got = tuple(inputs.shape[a] for a in axes)
+        if built is not None and got != tuple(built.shape):
+            raise ValueError(
+                f"Input 0 of layer {self.name!r} is incompatible with the layer: expected the normalized axes "
+                f"{self.axis} of input shape to have sizes {tuple(built.shape)}, but received input with shape "
+                f"{tuple(inputs.shape)}"
+            )
         return kernels.layer_norm(inputs, self.gamma, self.beta, axis=axes, epsilon=self.epsilon)
 
     def compute_output_shape(self, input_shape: Any) -> Any:
