@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from typing import Any
 
 import torch
@@ -90,4 +91,9 @@ def get(identifier: Any) -> Regularizer | None:
         return cls(**identifier.get("config", {}))
     if isinstance(identifier, str) and identifier in ALL_OBJECTS:
         return ALL_OBJECTS[identifier]()
-    raise ValueError(f"Unknown regularizer: {identifier!r}. Valid names: ['l1', 'l1_l2', 'l2']")
+    names = ["l1", "l1_l2", "l2"]
+    hint = ""
+    if isinstance(identifier, str):
+        close = difflib.get_close_matches(identifier, names + ["L1", "L1L2", "L2"], n=1, cutoff=0.5)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise ValueError(f"Unknown regularizer: {identifier!r}.{hint} Valid names: {names}")
