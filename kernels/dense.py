@@ -373,7 +373,7 @@ def _dense_bwd_kernel(
         dm = offs_r[:, None]
         dn = (offs_q % N)[None, :]
         x_ptrs = x_ptr + (offs_p % K).to(tl.int64)[:, None] * stride_xk + offs_r[None, :] * stride_xm
-    dy_ptrs = dy_ptr + dm.to(tl.int64) * stride_dym + dn * stride_dyn
+    dy_ptrs = dy_ptr + dm.to(tl.int64) * stride_dym + dn.to(tl.int64) * stride_dyn
     aux_ptrs = aux_ptr + dm.to(tl.int64) * N + dn
     if ALIGNED:  # dy and the saved tensor run along n; the kernel (PART 0) and x (PART 1) along the tile's rows
         dy_ptrs = tl.max_contiguous(tl.multiple_of(dy_ptrs, [1, 16]), [1, 16])

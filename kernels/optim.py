@@ -513,6 +513,8 @@ def optimizer_update_(
     op = f"{rule}_"
     if rule not in RULES:
         raise ValueError(f"optimizer_update_: expected rule in {sorted(RULES)}. Received: rule={rule!r}")
+    if isinstance(step, bool) or not isinstance(step, int) or step < 1:
+        raise ValueError(f"{op}: expected the 1-based step count, an integer >= 1. Received: step={step!r}")
     names = _STATE_NAMES[rule]
     _check_flat(op, param=param, grad=grad, **{names[0]: s1, names[1]: s2, names[2]: s3})
     r = RULES[rule]

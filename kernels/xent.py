@@ -800,6 +800,10 @@ def binary_cross_entropy(
             f"{op}: expected target of the output's shape {tuple(output.shape)}. "
             f"Received: target.shape={tuple(target.shape)}"
         )
+    if target.device != output.device:
+        raise ValueError(
+            f"{op}: expected target on the output's device {output.device}. Received: target.device={target.device}"
+        )
     if not target.dtype.is_floating_point:
         target = target.to(output.dtype if output.dtype != torch.float64 else torch.float32)
     if from_logits and _backend.use_triton(output):
@@ -809,8 +813,15 @@ def binary_cross_entropy(
     )
 
 
+def _check_float(op: str, x: torch.Tensor) -> None:
+    if not isinstance(x, torch.Tensor) or not x.dtype.is_floating_point:
+        got = f"x.dtype={x.dtype}" if isinstance(x, torch.Tensor) else f"x={type(x).__name__}"
+        raise ValueError(f"{op}: expected x a floating-point tensor. Received: {got}")
+
+
 def softmax(x: torch.Tensor, axis: int = -1) -> torch.Tensor:
     """Softmax over ``axis`` (a row kernel over the last axis; other axes are moved there)."""
+    _check_float("softmax", x)
     if not _backend.use_triton(x) or x.dim() == 0:
         return torch.softmax(x, dim=axis)
     if axis not in (-1, x.dim() - 1):
@@ -820,6 +831,7 @@ def softmax(x: torch.Tensor, axis: int = -1) -> torch.Tensor:
 
 def log_softmax(x: torch.Tensor, axis: int = -1) -> torch.Tensor:
     """Log-softmax over ``axis`` (the same row kernel, LOG=True)."""
+    _check_float("log_softmax", x)
     if not _backend.use_triton(x) or x.dim() == 0:
         return torch.log_softmax(x, dim=axis)
     if axis not in (-1, x.dim() - 1):

@@ -299,17 +299,11 @@ def test_binary_cross_entropy_shapes(backend, no_launch):
         kernels.binary_cross_entropy(torch.zeros(2, 3), torch.zeros(2, 4))
 
 
-@pytest.mark.xfail(
-    strict=True, reason="kernels/xent.py: binary_cross_entropy does not check target's device (torch's RuntimeError)"
-)
 def test_binary_cross_entropy_devices(backend, no_launch):
     with _raises(ValueError, "binary_cross_entropy", "target", "device", "meta"):
         kernels.binary_cross_entropy(torch.zeros(2, 3), torch.zeros(2, 3, device=META))
 
 
-@pytest.mark.xfail(
-    strict=True, reason="kernels/xent.py: softmax/log_softmax do not check for a floating-point x (torch's error)"
-)
 @pytest.mark.parametrize("op", ["softmax", "log_softmax"])
 def test_softmax_of_integers(backend, no_launch, op):
     with _raises(ValueError, op, "x", "floating-point", "torch.int64"):
@@ -366,10 +360,6 @@ def test_optimizer_update_missing_state_and_unknown_rule(backend, no_launch):
         kernels.optimizer_update_("adan", torch.zeros(8), torch.zeros(8), lr=0.1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kernels/optim.py: step < 1 is not rejected (Adam's bias correction divides by 1 - beta_1**0 = 0)",
-)
 def test_adam_step_must_be_positive(backend, no_launch):
     with _raises(ValueError, "adam_", "step", "1-based", "step=0"):
         _adam(step=0)
@@ -450,18 +440,9 @@ def _unbounded(name: str, fn: ast.FunctionDef) -> list[str]:
 
 
 KERNELS = _jit_kernels()
-_DENSE_BWD_MISSING = "kernels/dense.py: _dense_bwd_kernel's `dn * stride_dyn` is int32 (a transposed dy of M*N > 2**31)"
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=_DENSE_BWD_MISSING))
-        if n == "_dense_bwd_kernel"
-        else n
-        for n in sorted(KERNELS)
-    ],
-)
+@pytest.mark.parametrize("name", sorted(KERNELS))
 def test_kernel_offsets_are_int64_where_an_index_can_pass_2_31(name):
     assert _unbounded(name, KERNELS[name]) == []
 
