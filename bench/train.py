@@ -126,13 +126,16 @@ def run_torch(spec, x, y, dtype, epochs, dev, compile_mode: str | None = None) -
     opt, _ = torch_adam(model, dev)
     xt, yt = torch.from_numpy(x).to(dev), torch.from_numpy(y).to(dev)
     n = len(xt)
-    amp = torch.autocast(dev, dtype=torch.bfloat16, enabled=dtype == "bf16")
+    bf16 = dtype == "bf16"
 
     def loss_fn(xb, yb):
-        with amp:
+        with torch.autocast(dev, dtype=torch.bfloat16, enabled=bf16):
             return F.cross_entropy(model(xb), yb)
 
     if compile_mode is not None:
+        # A fresh dynamo state per run: loss_fn's code object is shared by every model and dtype of this process,
+        # and their guards would otherwise pile up to the recompile limit (then dynamo falls back to eager).
+        torch._dynamo.reset()
         loss_fn = torch.compile(loss_fn, mode=compile_mode)
 
     def epoch() -> float:
