@@ -235,6 +235,7 @@ def no_launch(monkeypatch):
         for name in dir(mod):
             if name.endswith("_kernel") and name.startswith("_"):
                 monkeypatch.setattr(mod, name, Forbidden())
+    monkeypatch.setattr(dense, "_launcher", lambda *a, **k: Forbidden())  # dense caches its autotuned launchers
     return None
 
 
