@@ -222,7 +222,12 @@ META = "meta"  # a second device on any machine: tensors with shapes and dtypes 
 @pytest.fixture
 def no_launch(monkeypatch):
     """Any Triton launch fails the test: these errors must come before one."""
-    from tritonnn.kernels import dense, dropout, norm, optim, xent
+    import importlib
+
+    # by module path: tritonnn.kernels.dense and .dropout are also the names of the op functions
+    dense, dropout, norm, optim, xent = (
+        importlib.import_module(f"tritonnn.kernels.{m}") for m in ("dense", "dropout", "norm", "optim", "xent")
+    )
 
     class Forbidden:
         def __getitem__(self, grid):
@@ -231,10 +236,16 @@ def no_launch(monkeypatch):
         def __getattr__(self, name):
             raise AssertionError("a kernel was launched before the bad input was rejected")
 
+        def __call__(self, *args, **kwargs):
+            raise AssertionError("a kernel was launched before the bad input was rejected")
+
+    patched = 0
     for mod in (dense, dropout, norm, optim, xent):
         for name in dir(mod):
             if name.endswith("_kernel") and name.startswith("_"):
                 monkeypatch.setattr(mod, name, Forbidden())
+                patched += 1
+    assert patched >= 9
     monkeypatch.setattr(dense, "_launcher", lambda *a, **k: Forbidden())  # dense caches its autotuned launchers
     return None
 
