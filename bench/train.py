@@ -279,8 +279,9 @@ def main(argv: list[str] | None = None) -> int:
     print(table)
     if not args.no_results:
         cmd = "python bench/train.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+        end = f"  \nload average at the end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}" if dev == "cpu" else ""
         with open(RESULTS, "a") as f:
-            f.write(f"\n### train: fit() epochs (bench/train.py)\n\n`{cmd}`  \n{head}\n\n{table}\n")
+            f.write(f"\n### train: fit() epochs (bench/train.py)\n\n`{cmd}`  \n{head}{end}\n\n{table}\n")
     if not args.no_plot:
         plot(rows, peers, args.plot, head)
     return 0
