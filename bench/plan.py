@@ -13,6 +13,7 @@ How the launches are counted (nothing is guessed from the code):
   counted with the same rule as eager's.
 - PyTorch eager: the same model as ``nn.Sequential`` (bench/models.py), ``F.cross_entropy``, ``Adam(fused=True)``
   (the CUDA configuration of bench/train.py), ``torch.autocast(bfloat16)`` for bf16, one step after a warm-up step.
+  ``nn.Dropout`` is replaced by ATen's ``native_dropout``, the fused kernel CUDA uses (a CPU takes a three-op path).
 - Rule for torch ops: every ATen op that reaches the backend (a ``TorchDispatchMode`` below autograd, where
   composite ops such as ``linear`` have already been split into ``t`` + ``addmm``) is one launch, except ops that
   launch nothing on a GPU: views (``func.is_view``), ``empty*`` allocations, ``detach``/``alias``/``lift_fresh``,
@@ -235,11 +236,27 @@ def count_tritonnn(spec: Spec, batch: int, dtype: str) -> Recorder:
     return recorder
 
 
+class NativeDropout(torch.nn.Module):
+    """``nn.Dropout`` as CUDA runs it: ATen's fused ``native_dropout`` (one kernel writing the output and the mask;
+    ``native_dropout_backward`` in the backward). On a CPU ``F.dropout`` takes ATen's composite path instead
+    (``bernoulli_`` + ``div_`` + ``mul``: three launches), which would overcount eager's CUDA launches."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x):
+        return torch.native_dropout(x, self.p, True)[0]
+
+
 def _eager_step(spec: Spec, batch: int, dtype: str):
     import torch.nn.functional as F
 
     torch.manual_seed(0)
     model = build_torch(spec, "cpu")
+    for i, mod in enumerate(model):
+        if isinstance(mod, torch.nn.Dropout):
+            model[i] = NativeDropout(mod.p)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)  # as bench/train.py on CUDA
     x, y = _data(spec, batch)
 
