@@ -17,12 +17,13 @@ How the launches are counted (nothing is guessed from the code):
 - Rule for torch ops: every ATen op that reaches the backend (a ``TorchDispatchMode`` below autograd, where
   composite ops such as ``linear`` have already been split into ``t`` + ``addmm``) is one launch, except ops that
   launch nothing on a GPU: views (``func.is_view``), ``empty*`` allocations, ``detach``/``alias``/``lift_fresh``,
-  and scalar reads (``_local_scalar_dense``, counted as host-device syncs instead). A fused multi-tensor op
-  (``_fused_adam_``, ``_foreach_*``) counts as one launch: CUDA splits it into one launch per ~110 tensors or
-  65536-element chunk group, which is one for these models. Why not ``torch.profiler``: on a CPU its innermost
-  ``aten::`` events are the CPU kernels' own internals (addmm's bias ``copy_``, mm's ``resolve_conj``, the CPU fused
-  Adam's ``item()`` calls), not the ops a CUDA run would launch; the dispatch mode sees each op once, at the
-  boundary where the CUDA backend would launch it, with its tensors (which the byte count needs).
+  and scalar reads (``_local_scalar_dense``, counted as host-device syncs instead: an upper bound, since on a CPU a
+  host-side tensor, e.g. a seed drawn with ``torch.randint(...).item()``, cannot be told from a device one). A fused
+  multi-tensor op (``_fused_adam_``, ``_foreach_*``) counts as one launch: CUDA splits it into one launch per ~110
+  tensors or 65536-element chunk group, which is one for these models. Why not ``torch.profiler``: on a CPU its
+  innermost ``aten::`` events are the CPU kernels' own internals (addmm's bias ``copy_``, mm's ``resolve_conj``, the
+  CPU fused Adam's ``item()`` calls), not the ops a CUDA run would launch; the dispatch mode sees each op once, at
+  the boundary where the CUDA backend would launch it, with its tensors (which the byte count needs).
 
 Bytes: each distinct tensor argument (by storage) that holds data is read once; each one the launch changes (Triton:
 compared before/after; ATen: written per the op's schema) is written once; freshly allocated, not yet written
