@@ -101,6 +101,8 @@ class Recorder(TorchDispatchMode):
         self.launches: list[Launch] = []
         self.syncs: collections.Counter = collections.Counter()
         self.fresh: set = set()  # storages allocated uninitialised and not yet written
+        self.host: set = set()  # storages of host-side scalars (see __torch_dispatch__)
+        self.host_ops: collections.Counter = collections.Counter()
         self.paused = 0
         self.on = False
 
@@ -110,6 +112,16 @@ class Recorder(TorchDispatchMode):
         if self.paused or not self.on:
             return out
         name = func.overloadpacket.__name__
+        ins = list(_tensors(list(args) + list(kwargs.values())))
+        outs = list(_tensors(out))
+        # Host-side scalars: a one-element float64 factory result (no tensor of these models' train step lives on
+        # the device in float64), and whatever is computed from host tensors only. On a GPU these ops run on the
+        # CPU: no launch, and reading them back is no device sync. Counted apart as host ops.
+        root = not ins and kwargs.get("dtype") == torch.float64 and all(t.numel() == 1 for t in outs)
+        if root or (ins and all(t.untyped_storage().data_ptr() in self.host for t in ins)):
+            self.host.update(t.untyped_storage().data_ptr() for t in outs)
+            self.host_ops[name] += 1
+            return out
         if name in ("empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided"):
             for t in _tensors(out):
                 self.fresh.add(t.untyped_storage().data_ptr())
@@ -120,7 +132,6 @@ class Recorder(TorchDispatchMode):
                 return out
         if func.is_view or name in NO_LAUNCH:
             return out
-        ins = list(_tensors(list(args) + list(kwargs.values())))
         schema = func._schema.arguments
         written = {}
         for arg, val in zip(schema, args, strict=False):
@@ -310,14 +321,14 @@ def extrapolate(small: list[Launch], large: list[Launch], b1: int, b2: int, batc
     return out
 
 
-def plan(spec: Spec, batch: int, dtype: str, count_batch: int, who: str) -> tuple[list[Launch], dict]:
+def plan(spec: Spec, batch: int, dtype: str, count_batch: int, who: str) -> tuple[list[Launch], dict, dict]:
     counter = count_tritonnn if who == "tritonnn" else count_eager
     if batch <= count_batch:
         rec = counter(spec, batch, dtype)
-        return rec.launches, dict(rec.syncs)
+        return rec.launches, dict(rec.syncs), dict(rec.host_ops)
     b1, b2 = max(1, count_batch // 2), count_batch
     r1, r2 = counter(spec, b1, dtype), counter(spec, b2, dtype)
-    return extrapolate(r1.launches, r2.launches, b1, b2, batch), dict(r2.syncs)
+    return extrapolate(r1.launches, r2.launches, b1, b2, batch), dict(r2.syncs), dict(r2.host_ops)
 
 
 def totals(launches: list[Launch], launch_us: float, tf32: bool) -> dict:
@@ -378,8 +389,8 @@ def main(argv: list[str] | None = None) -> int:
     if spec.batch > args.count_batch:
         print(f"counted at batch {args.count_batch // 2} and {args.count_batch}, bytes and FLOPs extrapolated to "
               f"{spec.batch}")  # fmt: skip
-    ours, our_syncs = plan(spec, spec.batch, args.dtype, args.count_batch, "tritonnn")
-    eager, eager_syncs = plan(spec, spec.batch, args.dtype, args.count_batch, "eager")
+    ours, our_syncs, our_host = plan(spec, spec.batch, args.dtype, args.count_batch, "tritonnn")
+    eager, eager_syncs, eager_host = plan(spec, spec.batch, args.dtype, args.count_batch, "eager")
     if not args.summary:
         print_table("tritonnn (TRITONNN_BACKEND=triton, one fit() train step)", ours, args.launch_us, args.tf32)
         print_table("PyTorch eager (nn.Sequential, F.cross_entropy, Adam fused)", eager, args.launch_us, args.tf32)
@@ -393,6 +404,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{t['flops'] / 1e9:>9.3f} {t['us']:>10.1f} {t['us_no_launch']:>10.2f}  {sum(syncs.values())} "
             f"{dict(syncs) or ''}"
         )
+    for name, host in (("tritonnn", our_host), ("eager", eager_host)):
+        if host:
+            print(f"{name}: host-side scalar ops, not counted as launches: {host}")
     print(
         f"eager / tritonnn: {t_eager['launches'] / t_ours['launches']:.2f}x launches, "
         f"{t_eager['bytes'] / max(1, t_ours['bytes']):.2f}x bytes, {t_eager['us'] / t_ours['us']:.2f}x implied time"
