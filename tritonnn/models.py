@@ -707,10 +707,7 @@ class Model(Layer):
         if bar:
             bar.update(source.steps or 0, logs, finalize=True)
         cbs.call("on_test_end", logs=logs)
-        if return_dict:
-            return logs
-        values = [logs[m.name] for m in self.metrics]
-        return values[0] if len(values) == 1 else values
+        return self._result(logs, return_dict)
 
     def predict(
         self,
@@ -762,7 +759,7 @@ class Model(Layer):
         self._reset_metrics()
         self.train_step(x, y, sample_weight)
         self.eval()
-        return self._batch_result(return_dict)
+        return self._result(self._logs(), return_dict)
 
     def test_on_batch(self, x: Any, y: Any = None, sample_weight: Any = None, return_dict: bool = False) -> Any:
         if not self.compiled:
@@ -773,7 +770,7 @@ class Model(Layer):
         self._reset_metrics()
         with torch.no_grad():
             self.test_step(x, y, sample_weight)
-        return self._batch_result(return_dict)
+        return self._result(self._logs(), return_dict)
 
     def predict_on_batch(self, x: Any) -> Any:
         x, _, _, _ = self._prepare(x)
@@ -783,8 +780,8 @@ class Model(Layer):
         self._clear_losses()
         return map_structure(_to_numpy, out)
 
-    def _batch_result(self, return_dict: bool) -> Any:
-        logs = self._logs()
+    def _result(self, logs: dict[str, float], return_dict: bool) -> Any:
+        """Keras' return value: the logs dict, or ``[loss, *metrics]`` (a scalar when there are no metrics)."""
         if return_dict:
             return logs
         values = [logs[m.name] for m in self.metrics]
