@@ -103,6 +103,7 @@ class Recorder(TorchDispatchMode):
         self.fresh: set = set()  # storages allocated uninitialised and not yet written
         self.host: set = set()  # storages of host-side scalars (see __torch_dispatch__)
         self.host_ops: collections.Counter = collections.Counter()
+        self.alive: list = []  # keeps the tensors behind `fresh` and `host` alive, so no address is reused
         self.paused = 0
         self.on = False
 
@@ -120,11 +121,13 @@ class Recorder(TorchDispatchMode):
         root = not ins and kwargs.get("dtype") == torch.float64 and all(t.numel() == 1 for t in outs)
         if root or (ins and all(t.untyped_storage().data_ptr() in self.host for t in ins)):
             self.host.update(t.untyped_storage().data_ptr() for t in outs)
+            self.alive += outs
             self.host_ops[name] += 1
             return out
         if name in ("empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided"):
             for t in _tensors(out):
                 self.fresh.add(t.untyped_storage().data_ptr())
+                self.alive.append(t)
             return out
         if name in SYNCS:
             self.syncs[name] += 1
