@@ -7,6 +7,7 @@ bench/train.py fixes torch's thread count.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import math
 import os
 import re
@@ -34,6 +35,15 @@ def run(script: str, *args: str, timeout: int = 120) -> str:
     return proc.stdout
 
 
+def bench_models():
+    """bench/models.py, loaded from its file (bench/ is not a package, and sys.path stays as it is)."""
+    spec = importlib.util.spec_from_file_location("_bench_models", os.path.join(BENCH, "models.py"))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is created
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture(scope="module")
 def seed_plan() -> str:
     return run("plan.py", "--model", "seed")
@@ -52,8 +62,7 @@ def _table(out: str, title: str) -> list[list[str]]:
 
 
 def test_plan_counts_the_seed_models_triton_launches(seed_plan):
-    sys.path.insert(0, BENCH)
-    from models import MODELS
+    MODELS = bench_models().MODELS
 
     layers = MODELS["seed"].layers
     dense_layers = len(layers) - 1
@@ -79,8 +88,7 @@ def test_plan_counts_the_seed_models_triton_launches(seed_plan):
 
 
 def test_plan_bytes_follow_the_kernels_formulas(seed_plan):
-    sys.path.insert(0, BENCH)
-    from models import MODELS
+    MODELS = bench_models().MODELS
 
     layers, m = MODELS["seed"].layers, MODELS["seed"].batch
     rows = [r for r in _table(seed_plan, "tritonnn") if r[1] == "triton"]
@@ -99,8 +107,7 @@ def test_plan_bytes_follow_the_kernels_formulas(seed_plan):
 
 
 def test_plan_prints_totals_for_both_sides(seed_plan):
-    sys.path.insert(0, BENCH)
-    from models import MODELS
+    MODELS = bench_models().MODELS
 
     eager = _table(seed_plan, "PyTorch eager")
     names = [r[2] for r in eager]
@@ -114,12 +121,16 @@ def test_plan_prints_totals_for_both_sides(seed_plan):
     assert "implied" in seed_plan and "launch cost 3.0 us" in seed_plan
 
 
-def test_train_help_and_a_tiny_cpu_run(capsys):
-    sys.path.insert(0, BENCH)
-    import train  # imports torch and numpy only: --help in-process saves a subprocess start
+def test_train_help_and_a_tiny_cpu_run(capsys, monkeypatch):
+    monkeypatch.syspath_prepend(BENCH)  # restored after the test, with train.py's own sys.path entry
+    try:
+        import train  # imports torch and numpy only: --help in-process saves a subprocess start
 
-    with pytest.raises(SystemExit) as exit_info:
-        train.main(["--help"])
+        with pytest.raises(SystemExit) as exit_info:
+            train.main(["--help"])
+    finally:
+        for name in ("train", "models"):
+            sys.modules.pop(name, None)
     assert exit_info.value.code == 0
     assert "--peers" in capsys.readouterr().out
     out = run(
