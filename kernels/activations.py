@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import math
 from collections.abc import Callable
 
@@ -42,7 +43,7 @@ class Activation:
     derivative: Callable[[torch.Tensor], torch.Tensor]
     needs_preactivation: bool
 
-    @property
+    @functools.cached_property  # computed once per row, not at every dense backward (it reads a tensor)
     def zero_safe(self) -> bool:
         """``act'`` computed from an output of 0 is 0 (relu, sigmoid, ...).
 
