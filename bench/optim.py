@@ -26,6 +26,7 @@ import shlex
 import sys
 
 import torch
+from _results import append_to_section  # bench/ is on sys.path: these run as scripts
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
@@ -95,24 +96,11 @@ def setup(provider: str, optimizer: str, count: int, global_clipnorm: float | No
 
 
 def append_results(rows: list[str], header: str) -> None:
-    path = os.path.join(HERE, "RESULTS.md")
-    text = open(path).read() if os.path.exists(path) else "# Benchmark results\n"
     table_head = (
         "| date | device | command | params | optimizer | provider | median ms | p20 | p80 | GB/s | % copy BW "
         "| vs torch fused | vs torch foreach |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
-    if SECTION not in text:
-        text = text.rstrip("\n") + f"\n\n{SECTION}\n\n{header}\n\n" + table_head
-    start = text.index(SECTION)
-    nxt = text.find("\n## ", start + len(SECTION))
-    end = len(text) if nxt < 0 else nxt + 1
-    section = text[start:end].rstrip("\n") + "\n"
-    if "| date | device |" not in section:  # a section without a table yet: start one under this run's header
-        section += f"\n{header}\n\n" + table_head
-    section += "".join(r + "\n" for r in rows)
-    text = text[:start] + section + ("\n" + text[end:] if nxt >= 0 else "")
-    with open(path, "w") as f:
-        f.write(text)
+    append_to_section(SECTION, header, table_head, rows)
 
 
 def main(argv: list[str] | None = None) -> int:
