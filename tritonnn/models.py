@@ -521,12 +521,12 @@ class Model(Layer):
         x, y, sample_weight, _ = self._prepare(x, y, sample_weight, class_weight)
         return _ArraySource(x, y, sample_weight, batch_size, shuffle, steps)
 
-    def _peek(self, source: Any) -> Any:
+    def _build_from(self, source: Any) -> None:
+        """Build the model on the first sample of an array source; a generator's model must be built already."""
         if isinstance(source, _ArraySource):
-            return _index(source.x, slice(0, 1))
-        if not self.built:
+            self._ensure_built(_index(source.x, slice(0, 1)))
+        elif not self.built:
             raise ValueError("Build the model (call it on a batch, or give an Input) before fitting on a generator")
-        return None
 
     # ---- fit ----
     def fit(
@@ -594,9 +594,7 @@ class Model(Layer):
                     validation_steps,
                 )
 
-        peek = self._peek(source)
-        if peek is not None:
-            self._ensure_built(peek)
+        self._build_from(source)
         self._ensure_optimizer()
         self.history = History()
         progbar = ProgbarLogger(verbose) if verbose else None
@@ -697,9 +695,7 @@ class Model(Layer):
         source = self._source(x, y, sample_weight, batch_size, False, steps)
         if isinstance(source, _ArraySource) and source.y is None:
             raise ValueError("Expected target data `y` for evaluate(). Received: y=None")
-        peek = self._peek(source)
-        if peek is not None:
-            self._ensure_built(peek)
+        self._build_from(source)
         cbs = CallbackList(callbacks, self, steps=source.steps, verbose=verbose)
         bar = Progbar(source.steps, verbose=verbose) if verbose else None
         cbs.call("on_test_begin")
@@ -721,9 +717,7 @@ class Model(Layer):
         batch_size = _check_batch_size(batch_size)
         verbose = 1 if verbose == "auto" else int(verbose)
         source = self._source(x, None, None, batch_size, False, steps)
-        peek = self._peek(source)
-        if peek is not None:
-            self._ensure_built(peek)
+        self._build_from(source)
         cbs = CallbackList(callbacks, self, steps=source.steps, verbose=verbose)
         bar = Progbar(source.steps, verbose=verbose) if verbose else None
         self.eval()
