@@ -13,12 +13,9 @@ import pytest
 import tritonnn as keras
 
 
-def _run(seed: int, optimizer: str = "adam") -> list[np.ndarray]:
-    rng = np.random.RandomState(7)  # the data is fixed; only the seed varies
-    x = rng.normal(size=(96, 10)).astype("float32")
-    y = rng.randint(0, 4, size=96)
-    keras.utils.set_random_seed(seed)
-    model = keras.Sequential(
+def _model() -> keras.Sequential:
+    """Two Dropout layers (their seed streams), a LayerNormalization kernel, gelu/tanh dense epilogues."""
+    return keras.Sequential(
         [
             keras.Input((10,)),
             keras.layers.Dense(32, activation="gelu"),
@@ -29,6 +26,14 @@ def _run(seed: int, optimizer: str = "adam") -> list[np.ndarray]:
             keras.layers.Dense(4),
         ]
     )
+
+
+def _run(seed: int, optimizer: str = "adam") -> list[np.ndarray]:
+    rng = np.random.RandomState(7)  # the data is fixed; only the seed varies
+    x = rng.normal(size=(96, 10)).astype("float32")
+    y = rng.randint(0, 4, size=96)
+    keras.utils.set_random_seed(seed)
+    model = _model()
     model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     model.fit(x, y, batch_size=16, epochs=3, shuffle=True, validation_split=0.25, verbose=0)
     return model.get_weights()
@@ -59,17 +64,7 @@ def test_the_seed_reaches_the_shuffle_order():
     results = []
     for seed in (11, 11, 12):
         keras.utils.set_random_seed(11)  # the same initial weights and Dropout streams
-        model = keras.Sequential(
-            [
-                keras.Input((10,)),
-                keras.layers.Dense(32, activation="gelu"),
-                keras.layers.Dropout(0.25),
-                keras.layers.LayerNormalization(),
-                keras.layers.Dense(16, activation="tanh"),
-                keras.layers.Dropout(0.1),
-                keras.layers.Dense(4),
-            ]
-        )
+        model = _model()
         model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
         keras.utils.set_random_seed(seed)  # ...but the generator fit draws its shuffle seed from differs
         model.fit(x, y, batch_size=16, epochs=3, shuffle=True, validation_split=0.25, verbose=0)
