@@ -455,3 +455,23 @@ def test_xent_property(backend, device, n, c, block, probs, ls, reduction, seed)
     assert_close_verbose(loss, ref_loss, atol=2e-5 * (1 + c / 100) * (n if reduction == "sum" else 1), rtol=1e-5,
                          name="loss")  # fmt: skip
     assert_close_verbose(x.grad, ref_grad, atol=1e-6, rtol=1e-5, name="d logits")
+
+
+def test_known_label_range_skips_only_the_registered_labels(monkeypatch):
+    # fit() checks its target array once and registers each batch; the per-call check (a host sync) is skipped for
+    # that batch and its views only, and only when the registered range fits the logits.
+    calls = []
+    real_any = torch.Tensor.any
+    monkeypatch.setattr(torch.Tensor, "any", lambda self, *a, **k: calls.append(1) or real_any(self, *a, **k))
+    z = torch.randn(6, 5)
+    labels = torch.tensor([0, 1, 4, 2, 3, 1])
+    with xent.known_label_range([labels], 0, 4):
+        kernels.softmax_cross_entropy(z, labels.view(6, 1).squeeze(1))  # a view of the registered batch
+        assert calls == []
+        kernels.softmax_cross_entropy(z, labels.clone())  # another tensor: checked
+        assert calls == [1]
+        with pytest.raises(ValueError, match="out of range"):  # the range does not fit 3 classes: checked
+            kernels.softmax_cross_entropy(z[:, :3], labels)
+    calls.clear()
+    kernels.softmax_cross_entropy(z, labels)  # outside the block: checked again
+    assert calls == [1]
