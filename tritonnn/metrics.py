@@ -71,6 +71,11 @@ class Mean(Metric):
     def update_state(self, values: Any, sample_weight: Any = None) -> None:
         values = values.detach() if isinstance(values, torch.Tensor) else torch.as_tensor(values, dtype=torch.float64)
         self._to(values.device)
+        if values.dim() == 0 and type(sample_weight) in (int, float):
+            # fit()'s loss trackers: a scalar weighted by the batch size, two in-place launches and no host tensor.
+            self._state["total"].add_(values, alpha=sample_weight)
+            self._state["count"].add_(sample_weight)
+            return
         values = values.to(torch.float64)
         if sample_weight is None:
             self._state["total"] += values.sum()

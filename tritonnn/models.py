@@ -18,6 +18,7 @@ from . import config, optimizers
 from . import losses as losses_mod
 from . import metrics as metrics_mod
 from .callbacks import Callback, CallbackList, History, Progbar, ProgbarLogger
+from .kernels import xent
 from .layers.core import Dense, InputLayer
 from .layers.layer import Layer, shape_of
 from .layers.symbolic import KerasTensor, Node, flatten, map_structure
@@ -84,6 +85,10 @@ def _is_dataset(x: Any) -> bool:
     return isinstance(x, (collections.abc.Iterator, collections.abc.Iterable))
 
 
+def _is_label_tensor(t: torch.Tensor) -> bool:
+    return not (t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool)
+
+
 def _split_batch(batch: Any) -> tuple[Any, Any, Any]:
     """``(x, y, sample_weight)`` from one batch: a tuple or list of 1 to 3 parts (Keras' rule; DataLoaders yield
     lists), otherwise ``x`` alone."""
@@ -100,6 +105,16 @@ class _ArraySource:
         self.n = _num_samples(x)
         self.batch_size, self.shuffle = batch_size, shuffle
         self.steps = math.ceil(self.n / batch_size) if steps is None else int(steps)
+        self._label_bounds: tuple[int, int] | None | bool = False  # not computed yet
+
+    def label_bounds(self) -> tuple[int, int] | None:
+        """(min, max) over the integer target arrays, computed once (one sync per fit, not one per step)."""
+        if self._label_bounds is False:
+            ints = [t for t in flatten(self.y) if isinstance(t, torch.Tensor) and _is_label_tensor(t)]
+            self._label_bounds = (
+                (min(int(t.min()) for t in ints), max(int(t.max()) for t in ints)) if ints and self.n else None
+            )
+        return self._label_bounds
 
     def epoch(self, generator: torch.Generator | None = None) -> Iterator[tuple[Any, Any, Any]]:
         device = _first(self.x).device
@@ -622,6 +637,7 @@ class Model(Layer):
         if self._resume_generator_state is not None:
             gen.set_state(self._resume_generator_state)
         epoch_logs: dict[str, float] = {}
+        bounds = source.label_bounds() if isinstance(source, _ArraySource) else None
         for epoch in range(initial_epoch, epochs):
             self._reset_metrics()
             cbs.call("on_epoch_begin", epoch)
@@ -631,7 +647,11 @@ class Model(Layer):
                     steps_done = step + 1
                     continue
                 cbs.batch("on_train_batch_begin", step, None)
-                self.train_step(xb, yb, swb)
+                if bounds is None:
+                    self.train_step(xb, yb, swb)
+                else:  # the batch's labels come from arrays checked once: no per-step range check (a host sync)
+                    with xent.known_label_range([t for t in flatten(yb) if _is_label_tensor(t)], *bounds):
+                        self.train_step(xb, yb, swb)
                 steps_done = step + 1
                 cbs.batch("on_train_batch_end", step, self._logs)
                 if progbar:

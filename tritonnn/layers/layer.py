@@ -220,7 +220,8 @@ class Layer(torch.nn.Module):
 
     def _clear_losses(self) -> None:
         for layer in self._flatten_layers():
-            layer._layer_losses = []
+            if layer._layer_losses:  # emptied in place: no nn.Module.__setattr__ per layer per step
+                del layer._layer_losses[:]
 
     # ---- calling -------------------------------------------------------------------------------------------
     def call(self, inputs: Any, *args: Any, **kwargs: Any) -> Any:
