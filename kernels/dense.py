@@ -51,7 +51,7 @@ from .activations import (
     activation_reference,
     canonical,
 )
-from .dropout import check_rate, check_seed, dropout_mask, dropout_reference, keep_threshold
+from .dropout import check_rate, check_seed, dropout_reference, keep_threshold, torch_dropout_mask
 
 # ---------------------------------------------------------------------------------------------------------------
 # Reference
@@ -827,11 +827,11 @@ def _torch_fwd(x2, kernel, bias, act: Activation, rate: float, seed: int):
         z = z + bias.to(ct)
     y = act.forward(z)
     # What the backward needs: z for pre-activation rows, y (before dropout) otherwise; under dropout, the whole
-    # factor act' * keep * scale, so that the backward neither regenerates the Philox mask (the costly part on a
-    # CPU) nor evaluates act' again: dz = dy * saved.
+    # factor act' * keep * scale, so that the backward neither regenerates the mask nor evaluates act' again:
+    # dz = dy * saved. The mask is the torch path's (PCG64 on a CPU, Philox on a GPU: kernels/dropout.py).
     saved = z if act.needs_preactivation else y
     if rate > 0.0:
-        keep = dropout_mask(seed, rate, tuple(y.shape), y.device)
+        keep = torch_dropout_mask(seed, rate, tuple(y.shape), y.device)
         scale = 1.0 / (1.0 - rate)
         zero = torch.zeros((), dtype=y.dtype, device=y.device)
         saved = torch.where(keep, act.derivative(saved) * scale, zero)
@@ -945,7 +945,9 @@ def dense(
         bias: ``(out,)`` or None.
         activation: a name from ``ACTIVATIONS`` or an alias (``"swish"``, ...); None is linear.
         dropout_rate: drop probability of the Dropout layer that follows (training mode); 0 fuses nothing.
-        dropout_seed: Philox seed (a Python int); the mask equals ``dropout(y, rate, seed)``'s bit for bit.
+        dropout_seed: the mask's seed (a Python int); the mask equals ``dropout(y, rate, seed)``'s bit for bit on
+            the same backend (Philox in the Triton kernels and on a GPU, PCG64 on the CPU torch path:
+            kernels/dropout.py).
 
     Returns ``(..., out)`` in x's dtype. float64 (and any shape with a zero-sized dimension) takes the torch path.
     """

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import tritonnn as keras
 from tritonnn import layers
-from tritonnn.kernels.dropout import dropout_mask
+from tritonnn.kernels.dropout import backend_dropout_mask
 
 
 def _np(x: torch.Tensor) -> np.ndarray:
@@ -94,7 +94,7 @@ def test_dropout_training_drops_with_the_layer_seed_stream_and_scales():
     x = torch.randn(64, 32) + 3.0  # no zeros in the input, so zeros in the output are drops
     y = layer(x, training=True)
     seed = twin.next_seed()  # the twin's stream is the layer's: same first seed
-    keep = dropout_mask(seed, 0.25, (64, 32))
+    keep = backend_dropout_mask(seed, 0.25, (64, 32))  # the mask this backend applies to a CPU float32 tensor
     np.testing.assert_allclose(_np(y), np.where(keep.numpy(), _np(x) / 0.75, 0.0), rtol=1e-6)
     kept = float((y != 0).double().mean())
     assert abs(kept - 0.75) < 5 * (0.25 * 0.75 / x.numel()) ** 0.5

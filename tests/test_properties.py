@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -95,11 +96,22 @@ def _philox_first_word(seed: int, offset: int) -> int:
     return c0
 
 
-def _keep_mask(seed: int, rate: float, shape: tuple[int, ...]) -> torch.Tensor:
-    """Keep element i (row-major) when the top 31 bits of Philox(seed, i) reach rate * 2**31."""
+def _pcg64_word(raw: list[int], i: int) -> int:
+    """Word i of the CPU torch path's stream: the i-th 32-bit half of PCG64's raw 64-bit draws, low half first."""
+    return (raw[i // 2] >> (32 * (i % 2))) & 0xFFFFFFFF
+
+
+def _keep_mask(seed: int, rate: float, shape: tuple[int, ...], backend: str) -> torch.Tensor:
+    """Keep element i (row-major) when the top 31 bits of word i reach rate * 2**31: Philox(seed, i) in the Triton
+    kernels, the PCG64(seed) stream on the CPU torch path (kernels/dropout.py)."""
     threshold = min(round(rate * 2**31), 2**31 - 1)
     n = math.prod(shape)
-    return torch.tensor([(_philox_first_word(seed, i) >> 1) >= threshold for i in range(n)]).reshape(shape)
+    if backend == "torch":
+        raw = [int(r) for r in np.random.PCG64(seed).random_raw((n + 1) // 2)]
+        words = [_pcg64_word(raw, i) for i in range(n)]
+    else:
+        words = [_philox_first_word(seed, i) for i in range(n)]
+    return torch.tensor([(w >> 1) >= threshold for w in words], dtype=torch.bool).reshape(shape)
 
 
 @pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
@@ -119,7 +131,7 @@ def test_dense_matches_float64(backend, activation):
         br = b.clone().requires_grad_() if bias else None
         y_ref = ACT_REF[activation](xr @ wr + (br if bias else 0.0))
         if rate:
-            y_ref = torch.where(_keep_mask(drop_seed, rate, (m, n)), y_ref / (1.0 - rate), 0.0 * y_ref)
+            y_ref = torch.where(_keep_mask(drop_seed, rate, (m, n), backend), y_ref / (1.0 - rate), 0.0 * y_ref)
         y_ref.backward(dy)
         # the op, in fp32
         xf, wf = x.float().requires_grad_(), w.float().requires_grad_()
@@ -139,7 +151,7 @@ def test_dense_matches_float64(backend, activation):
 # ---- dropout ----------------------------------------------------------------------------------------------------
 
 
-def test_dropout_matches_an_independent_philox(backend):
+def test_dropout_matches_an_independent_mask(backend):
     @_settings(backend, triton_examples=10)
     @given(
         shape=st.lists(st.integers(1, 24), min_size=1, max_size=3).map(tuple),
@@ -151,7 +163,7 @@ def test_dropout_matches_an_independent_philox(backend):
         x = _randn(torch.Generator().manual_seed(vseed), *shape)
         xf = x.float().requires_grad_()
         y = kernels.dropout(xf, rate, seed, training=True)
-        keep = _keep_mask(seed, rate, shape)
+        keep = _keep_mask(seed, rate, shape, backend)
         want = torch.where(keep, x / (1.0 - rate), torch.zeros((), dtype=F64))
         _close(y, want, "y", atol=1e-6, rtol=1e-6)
         assert torch.equal(y == 0, ~keep | (xf == 0))  # dropped exactly where the mask says

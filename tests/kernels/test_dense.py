@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from tests.helpers import TOLERANCES, assert_close_verbose
 from tritonnn import kernels
 from tritonnn.kernels import ACTIVATIONS, HAS_TRITON
-from tritonnn.kernels.dropout import dropout_mask
+from tritonnn.kernels.dropout import backend_dropout_mask
 
 DENSE = sys.modules["tritonnn.kernels.dense"]
 
@@ -55,14 +55,15 @@ def make(shape, dtype, device, *, lead=(), bias=True, seed=0):
 
 
 def reference(x, w, b, activation, dy, rate=0.0, seed=0):
-    """float64 forward and (dx, dkernel, dbias) by autograd through torch.nn.functional."""
+    """float64 forward and (dx, dkernel, dbias) by autograd through torch.nn.functional; the dropout mask is the one
+    the current backend applies to x (Philox in the Triton kernels, PCG64 on the CPU torch path)."""
     xd = x.detach().cpu().double().requires_grad_()
     wd = w.detach().cpu().double().requires_grad_()
     bd = b.detach().cpu().double().requires_grad_() if b is not None else None
     z = F.linear(xd, wd.t(), bd)
     y = REFERENCE[activation](z)
     if rate:
-        keep = dropout_mask(seed, rate, tuple(y.shape))
+        keep = backend_dropout_mask(seed, rate, tuple(y.shape), x.device, x.dtype).cpu()
         y = torch.where(keep, y / (1 - rate), 0.0)
     grads = torch.autograd.grad(y, [t for t in (xd, wd, bd) if t is not None], dy.detach().cpu().double())
     return y.detach(), grads
@@ -236,7 +237,8 @@ def test_bigger_blocks_smoke(device, activation, rate):
         y, g = DENSE.dense_fwd(x, w, b, act, rate, 11, config={**fwd, "EPILOGUE_SPLIT": 2})
         saved = g if act.needs_preactivation else y
         grads = DENSE.dense_bwd(dy, saved, x, w, act, rate, 11, has_bias=True, config=fwd)
-    assert_matches(y, grads, *reference(x, w, b, activation, dy, rate=rate, seed=11), torch.float32)
+        expected = reference(x, w, b, activation, dy, rate=rate, seed=11)  # the Triton kernels' (Philox) mask
+    assert_matches(y, grads, *expected, torch.float32)
 
 
 def test_float64_and_empty_inputs_take_the_torch_path(backend, device):

@@ -1,4 +1,5 @@
-"""Dropout: Philox mask on (seed, element index), Keras' inverted scaling, identical on both backends."""
+"""Dropout: a mask that is a function of (seed, element index), Keras' inverted scaling. The Triton kernels use
+Philox (bit for bit the torch reference ``dropout_mask``), the torch path on a CPU numpy's PCG64 stream."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import torch
 from tests.helpers import assert_close_verbose
 from tritonnn import kernels
 from tritonnn.kernels import HAS_TRITON, INTERPRETING
-from tritonnn.kernels.dropout import dropout_mask, philox_randint
+from tritonnn.kernels.dropout import backend_dropout_mask, dropout_mask, pcg64_dropout_mask, philox_randint
 
 
 def _x(shape, dtype, device, seed=0):
@@ -19,35 +20,68 @@ def _x(shape, dtype, device, seed=0):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("shape, rate, seed", [((1000,), 0.3, 0), ((7, 129), 0.5, 12345), ((3, 5, 33), 0.1, 2**40 + 7)])
-def test_dropout_is_inverted_philox_dropout(backend, device, dtype, shape, rate, seed):
+def test_dropout_is_inverted_dropout_with_the_backends_mask(backend, device, dtype, shape, rate, seed):
     x = _x(shape, dtype, device).requires_grad_()
     y = kernels.dropout(x, rate, seed)
-    keep = dropout_mask(seed, rate, shape).to(device)
+    keep = backend_dropout_mask(seed, rate, shape, device, dtype)
+    if backend == "triton":  # the kernels' mask is Philox, bit for bit
+        assert torch.equal(keep, dropout_mask(seed, rate, shape, device))
     expected = torch.where(keep, x.detach().double() / (1 - rate), 0.0)
     atol, rtol = {torch.float32: (0, 1e-6), torch.bfloat16: (0, 8e-3), torch.float16: (0, 1e-3)}[dtype]
     assert_close_verbose(y, expected, atol=atol, rtol=rtol, name="y")
-    assert torch.equal(y != 0, keep & (x != 0)), "the dropped elements differ from the Philox mask"
+    assert torch.equal(y != 0, keep & (x != 0)), "the dropped elements differ from the backend's mask"
     (dx,) = torch.autograd.grad(y, x, torch.ones_like(y))
     assert_close_verbose(dx, keep.double() / (1 - rate), atol=0, rtol=rtol, name="dx")
 
 
-def test_both_backends_drop_the_same_elements_bit_for_bit(device):
+def test_each_backend_is_deterministic_per_seed(backend, device):
     x = _x((17, 301), torch.float32, device, seed=3)
+    y = kernels.dropout(x, 0.4, 99)
+    assert torch.equal(y, kernels.dropout(x.clone(), 0.4, 99)), "the same seed must give the same mask"
+    assert not torch.equal(y, kernels.dropout(x, 0.4, 100)), "another seed must give another mask"
+
+
+def test_the_backends_streams_on_cuda_and_cpu(device):
+    """The torch path's mask is Philox (the kernels') on a GPU and PCG64 on a CPU, where they differ."""
+    shape, rate, seed = (17, 301), 0.4, 99
+    x = _x(shape, torch.float32, device, seed=3)
     with kernels.backend_scope("torch"):
-        y_torch = kernels.dropout(x, 0.4, 99)
-    if HAS_TRITON:
+        y_torch = kernels.dropout(x, rate, seed)
+    expected = dropout_mask(seed, rate, shape, device) if device != "cpu" else pcg64_dropout_mask(seed, rate, shape)
+    assert torch.equal(y_torch != 0, expected.to(device) & (x != 0))
+    if HAS_TRITON and (device != "cpu" or INTERPRETING):
         with kernels.backend_scope("triton"):
-            y_triton = kernels.dropout(x, 0.4, 99)
-        assert torch.equal(y_torch, y_triton)
-    assert not torch.equal(y_torch, kernels.dropout(x, 0.4, 100)), "another seed must give another mask"
+            y_triton = kernels.dropout(x, rate, seed)
+        assert torch.equal(y_triton != 0, dropout_mask(seed, rate, shape, device) & (x != 0))
+        assert torch.equal(y_torch, y_triton) == (device != "cpu")
 
 
-def test_keep_rate_is_one_minus_rate():
+def test_the_pcg64_mask_is_a_prefix_of_one_stream_of_32_bit_halves():
+    """Word i is the i-th 32-bit half (low first) of PCG64(seed)'s raw stream, whatever the shape."""
+    import numpy as np
+
+    seed, rate = 2**62 + 5, 0.3
+    raw = [int(r) for r in np.random.PCG64(seed).random_raw(8)]
+    words = [h for r in raw for h in (r & 0xFFFFFFFF, r >> 32)]
+    threshold = round(rate * 2**31)
+    expected = torch.tensor([(w >> 1) >= threshold for w in words[:15]])
+    assert torch.equal(pcg64_dropout_mask(seed, rate, (15,)), expected)
+    assert torch.equal(pcg64_dropout_mask(seed, rate, (3, 5)).flatten(), expected)
+    assert torch.equal(pcg64_dropout_mask(seed, rate, (4, 4)).flatten()[:15], expected)
+
+
+@pytest.mark.parametrize("mask", [dropout_mask, pcg64_dropout_mask], ids=["philox", "pcg64"])
+def test_keep_rate_is_one_minus_rate(mask):
     n = 20000
     for rate in (0.1, 0.5, 0.9):
-        kept = dropout_mask(7, rate, (n,)).double().mean().item()
+        kept = mask(7, rate, (n,)).double().mean().item()
         sigma = math.sqrt(rate * (1 - rate) / n)
         assert abs(kept - (1 - rate)) < 5 * sigma, (rate, kept)
+    # neighbouring elements and rows are independent: the pair (keep[i], keep[i + 1]) is kept with (1 - rate)^2
+    keep = mask(11, 0.5, (100, 200)).double()
+    for a, b in ((keep[:, :-1], keep[:, 1:]), (keep[:-1], keep[1:])):
+        both = (a * b).mean().item()
+        assert abs(both - 0.25) < 5 * math.sqrt(0.25 * 0.75 / a.numel()), both
 
 
 def test_rate_zero_and_inference_cost_nothing(backend, device):

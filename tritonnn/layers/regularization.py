@@ -29,7 +29,7 @@ class Dropout(Layer):
     others are scaled by ``1 / (1 - rate)``, so the expected sum is unchanged. In ``evaluate``, ``predict`` and any
     call without ``training=True`` the layer returns its input unchanged.
 
-    Each training call draws a fresh Philox seed from the layer's own seed stream (:meth:`next_seed`), which
+    Each training call draws a fresh mask seed from the layer's own seed stream (:meth:`next_seed`), which
     starts from ``seed``; without ``seed`` the stream's start is drawn from torch's global generator when the layer
     is made, so ``tritonnn.utils.set_random_seed`` makes the masks reproducible.
 
@@ -57,7 +57,7 @@ class Dropout(Layer):
         self.built = True
 
     def next_seed(self) -> int:
-        """The next Philox seed of this layer's stream, an int in [0, 2**63); advances the stream (host only)."""
+        """The next mask seed of this layer's stream, an int in [0, 2**63); advances the stream (host only)."""
         self._counter += 1
         return _splitmix64((self._base_seed + _splitmix64(self._counter)) & _M64) >> 1
 
