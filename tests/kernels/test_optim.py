@@ -204,3 +204,58 @@ def test_aligned_path_and_padding(backend, device, rule):
         kernels.optimizer_update_(rule, ref_p, g0.to(device), *ref_s, **kw)
     assert (p[n_valid:] == 0).all() and all(torch.isfinite(t[n_valid:]).all() for t in (s1, s2, s3))
     assert_close_verbose(p[:n_valid], ref_p, atol=0, rtol=0, name="aligned vs unaligned")
+
+
+# The CPU torch path: torch's fused optimizer kernels where one is exact (kernels/optim.py), else the reference.
+FUSED_CONFIGS = [
+    ("adam", {"h1": 0.9, "h2": 0.999}, "_fused_adam_"),
+    ("adam", {"h1": 0.8, "h2": 0.99, "amsgrad": True}, "_fused_adam_"),
+    ("adam", {"h1": 0.9, "h2": 0.999, "weight_decay": 0.05}, "_fused_adamw_"),
+    ("adam", {"h1": 0.9, "h2": 0.999, "amsgrad": True, "weight_decay": 0.05, "clip": "norm"}, "_fused_adamw_"),
+    ("adam", {"h1": 0.9, "h2": 0.999, "epsilon": 0.0, "clip": "global"}, "_fused_adam_"),
+    ("sgd", {}, "_fused_sgd_"),
+    ("sgd", {"weight_decay": 0.1, "clip": "value"}, "_fused_sgd_"),
+    ("sgd", {"h1": 0.9}, None),
+    ("sgd", {"h1": 0.9, "nesterov": True, "weight_decay": 0.1, "clip": "global"}, None),
+]
+
+
+@pytest.mark.parametrize("rule,cfg,op", FUSED_CONFIGS, ids=[f"{r}-{i}" for i, (r, _, _) in enumerate(FUSED_CONFIGS)])
+def test_cpu_torch_path_matches_the_reference_in_float64(monkeypatch, rule, cfg, op):
+    """fp32 through the fused path, five steps with a changing rate, against optimizer_reference_ in float64; the
+    reference is never called on this path (so the fused op is what is tested), and the gradient is not written."""
+    if op is not None and optim._FUSED[op] is None:
+        pytest.skip(f"torch.{op} is not available in this torch")
+    gen = torch.Generator().manual_seed(7)
+    n_valid, n = sum(SIZES), sum(SIZES) + 7
+    p0 = torch.zeros(n)
+    p0[:n_valid] = torch.randn(n_valid, generator=gen)
+    cfg = dict(cfg)
+    clip = cfg.pop("clip", None)
+    cfg.setdefault("epsilon", 1e-7)
+    if clip is not None:
+        segs = optim.make_segments((*SIZES, 7), "cpu", by_variable=clip == "norm") if clip != "value" else None
+        clip = optim.GradClip(clip, {"value": 0.5, "norm": 3.0, "global": 5.0}[clip], segs)
+    got = [p0.clone()] + [torch.zeros(n) for _ in range(3)]
+    ref = [p0.double()] + [torch.zeros(n, dtype=torch.float64) for _ in range(3)]
+    reference = optim.optimizer_reference_
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the CPU torch path fell back to the reference")
+
+    for step in range(1, 6):
+        g = torch.zeros(n)
+        g[:n_valid] = torch.randn(n_valid, generator=gen) * 2
+        g_before = g.clone()
+        kw = dict(lr=0.05 / step, step=step, **cfg)
+        monkeypatch.setattr(optim, "optimizer_reference_", refuse)
+        with kernels.backend_scope("torch"):
+            kernels.optimizer_update_(rule, *got[:1], g, *got[1:], clip=clip, n_valid=n_valid, **kw)
+        monkeypatch.setattr(optim, "optimizer_reference_", reference)
+        reference(rule, ref[0], g.double(), *ref[1:], clip=clip, n_valid=n_valid, **kw)
+        assert torch.equal(g, g_before), "the gradient buffer must not be written"
+    scale = float(ref[0].abs().max())
+    assert_close_verbose(got[0], ref[0], atol=1e-6 * scale, rtol=1e-6, name=f"{rule} params")
+    for i, (a, b) in enumerate(zip(got[1:], ref[1:], strict=True)):
+        assert_close_verbose(a, b, atol=1e-6 * max(1.0, float(b.abs().max())), rtol=1e-5, name=f"state {i}")
+    assert (got[0][n_valid:] == 0).all() and all((t[n_valid:] == 0).all() for t in got[1:]), "padding untouched"
