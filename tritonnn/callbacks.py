@@ -29,6 +29,19 @@ BATCH_HOOKS = (
 )
 
 
+def _is_chief() -> bool:
+    """True in a single process and on rank 0 of a data-parallel run: the process that prints and writes."""
+    from .distribution import _is_chief
+
+    return _is_chief()
+
+
+def _say(*args: Any) -> None:
+    """``print`` for the callbacks' messages: rank 0 alone prints in a data-parallel run."""
+    if _is_chief():
+        print(*args)
+
+
 class Callback:
     """Base class: override any hook; ``self.model`` is set by ``fit``/``evaluate``/``predict``."""
 
@@ -395,10 +408,10 @@ class EarlyStopping(_MonitorCallback):
 
     def on_train_end(self, logs=None):
         if self.stopped_epoch > 0 and self.verbose > 0:
-            print(f"Epoch {self.stopped_epoch + 1}: early stopping")
+            _say(f"Epoch {self.stopped_epoch + 1}: early stopping")
         if self.restore_best_weights and self.best_weights is not None:
             if self.verbose > 0:
-                print(f"Restoring model weights from the end of the best epoch: {self.best_epoch + 1}.")
+                _say(f"Restoring model weights from the end of the best epoch: {self.best_epoch + 1}.")
             self.model.set_weights(self.best_weights)
 
 
@@ -491,7 +504,7 @@ class ModelCheckpoint(_MonitorCallback):
     def _should_save(self, epoch: int, logs: Mapping[str, Any], filepath: str) -> bool:
         if not self.save_best_only:
             if self.verbose > 0:
-                print(f"\nEpoch {epoch + 1}: saving model to {filepath}")
+                _say(f"\nEpoch {epoch + 1}: saving model to {filepath}")
             return True
         if self.monitor_op is None:
             self._set_monitor_op()
@@ -502,14 +515,14 @@ class ModelCheckpoint(_MonitorCallback):
         best = "None" if self.best is None else f"{self.best:.5f}"
         if self._is_improvement(current, self.best):
             if self.verbose > 0:
-                print(
+                _say(
                     f"\nEpoch {epoch + 1}: {self.monitor} improved from {best} to {current:.5f}, "
                     f"saving model to {filepath}"
                 )
             self.best = current
             return True
         if self.verbose > 0:
-            print(f"\nEpoch {epoch + 1}: {self.monitor} did not improve from {best}")
+            _say(f"\nEpoch {epoch + 1}: {self.monitor} did not improve from {best}")
         return False
 
     def _save(self, epoch: int, batch: int | None, logs: Mapping[str, Any] | None) -> None:
@@ -522,7 +535,7 @@ class ModelCheckpoint(_MonitorCallback):
                 "Please specify a non-directory filepath for ModelCheckpoint. Filepath used is an existing "
                 f"directory: {filepath}"
             )
-        if not self._should_save(epoch, logs, filepath):
+        if not self._should_save(epoch, logs, filepath) or not _is_chief():  # one writer in a data-parallel run
             return
         dirname = os.path.dirname(filepath)
         if dirname:
@@ -573,7 +586,7 @@ class LearningRateScheduler(Callback):
             )
         optimizer.learning_rate = float(new_lr)
         if self.verbose > 0:
-            print(f"\nEpoch {epoch + 1}: LearningRateScheduler setting learning rate to {float(new_lr)}.")
+            _say(f"\nEpoch {epoch + 1}: LearningRateScheduler setting learning rate to {float(new_lr)}.")
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
@@ -667,7 +680,7 @@ class ReduceLROnPlateau(Callback):
                     new_lr = max(old_lr * self.factor, self.min_lr)
                     optimizer.learning_rate = new_lr
                     if self.verbose > 0:
-                        print(f"\nEpoch {epoch + 1}: ReduceLROnPlateau reducing learning rate to {new_lr}.")
+                        _say(f"\nEpoch {epoch + 1}: ReduceLROnPlateau reducing learning rate to {new_lr}.")
                     self.cooldown_counter = self.cooldown
                     self.wait = 0
 
@@ -723,6 +736,8 @@ class CSVLogger(Callback):
         self.csv_file: TextIO | None = None
 
     def on_train_begin(self, logs=None):
+        if not _is_chief():  # rank 0 alone writes the file in a data-parallel run
+            return
         if self.append:
             if os.path.exists(self.filename):
                 with open(self.filename) as f:
@@ -747,6 +762,8 @@ class CSVLogger(Callback):
         return v
 
     def on_epoch_end(self, epoch, logs=None):
+        if not _is_chief():
+            return
         logs = logs or {}
         if self.keys is None:
             self.keys = sorted(logs)
@@ -887,7 +904,8 @@ class BackupAndRestore(Callback):
         self._current_step = 0
         self._batches_since_save = 0
         self._epoch_generator_state = self._shuffle_state()
-        if os.path.exists(self.backup_path):
+        # In a data-parallel run rank 0 alone reads the backup; fit then broadcasts what it restored.
+        if _is_chief() and os.path.exists(self.backup_path):
             extra = saving._restore_into(self.model, self.backup_path)
             epoch = extra.get("epoch")
             if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
@@ -966,12 +984,14 @@ class BackupAndRestore(Callback):
     def _save(self) -> None:
         from . import saving
 
+        if not _is_chief():  # rank 0 alone writes in a data-parallel run
+            return
         os.makedirs(self.backup_dir, exist_ok=True)
         extra = {"epoch": self._current_epoch, "step": self._current_step, "random": self._random_state()}
         saving._write(self.model, self.backup_path, "weights", True, extra)
 
     def on_train_end(self, logs=None):
-        if self.delete_checkpoint and os.path.exists(self.backup_path):
+        if self.delete_checkpoint and _is_chief() and os.path.exists(self.backup_path):
             os.remove(self.backup_path)
             try:
                 os.rmdir(self.backup_dir)  # only when nothing else is in it

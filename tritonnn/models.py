@@ -176,6 +176,7 @@ class Model(Layer):
     """
 
     _autocast_inputs = False  # each layer casts what it needs (an Embedding keeps integer inputs)
+    _distribution: Any = None  # the DataParallel of the running fit/evaluate (tritonnn.distribution), else None
 
     def __new__(cls, *args: Any, **kwargs: Any):
         if cls is Model and (args or "inputs" in kwargs or "outputs" in kwargs):
@@ -611,6 +612,11 @@ class Model(Layer):
 
         self._build_from(source)
         self._ensure_optimizer()
+        dist = _distribution_for(self)  # None in a single process
+        if dist is not None:
+            source, val_source, verbose, callbacks = dist._prepare_fit(
+                self, source, val_source, verbose, callbacks, batch_size
+            )
         self.history = History()
         progbar = ProgbarLogger(verbose) if verbose else None
         cbs = CallbackList(
@@ -629,6 +635,8 @@ class Model(Layer):
         self._initial_epoch = self._initial_step = self._resume_generator_state = None
         self.train()
         cbs.call("on_train_begin")
+        if dist is not None:  # every rank starts from rank 0's weights, optimizer state and shuffle generator
+            dist._begin_fit(self)
         # BackupAndRestore sets these when it restored a backup: the epoch to start at, the batches of that
         # epoch already trained, and the generator state from the start of that epoch (to redraw its order).
         if self._initial_epoch is not None:
@@ -663,6 +671,8 @@ class Model(Layer):
                 raise ValueError("fit() got no batches for an epoch: the generator or DataLoader is empty")
             if progbar and source.steps is None:
                 progbar.params["steps"] = steps_done
+            if dist is not None:  # the epoch's metrics over every rank's samples
+                dist._reduce_metrics(self)
             epoch_logs = self._logs()
             if val_source is not None and (epoch + 1) % validation_freq == 0:
                 val_logs = self._run_test(val_source)
@@ -672,6 +682,8 @@ class Model(Layer):
             if self.stop_training:
                 break
         cbs.call("on_train_end", logs=epoch_logs)
+        if dist is not None:
+            dist._end_fit(self)
         self.eval()
         return self.history
 
@@ -692,7 +704,9 @@ class Model(Layer):
                     cbs.batch("on_test_batch_end", step, self._logs)
                 if bar:
                     bar.update(steps, self._logs, finalize=False)
-        if steps == 0:
+        if self._distribution is not None:  # data-parallel: sum the metric states of every rank (some may have none)
+            self._distribution._reduce_metrics(self)
+        elif steps == 0:
             raise ValueError("evaluate() got no batches: the data is empty")
         return self._logs()
 
@@ -716,6 +730,9 @@ class Model(Layer):
         if isinstance(source, _ArraySource) and source.y is None:
             raise ValueError("Expected target data `y` for evaluate(). Received: y=None")
         self._build_from(source)
+        dist = _distribution_for(self)  # None in a single process
+        if dist is not None:
+            source, verbose = dist._prepare_evaluate(self, source, verbose, batch_size)
         cbs = CallbackList(callbacks, self, steps=source.steps, verbose=verbose)
         bar = Progbar(source.steps, verbose=verbose) if verbose else None
         cbs.call("on_test_begin")
@@ -841,6 +858,12 @@ class Model(Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {"name": self.name, "trainable": self.trainable}
+
+
+def _distribution_for(model: Model) -> Any:
+    from . import distribution
+
+    return distribution._for_run(model)
 
 
 def _as_lists(shape: Any) -> Any:

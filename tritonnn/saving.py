@@ -357,6 +357,12 @@ def _write(model: Any, path: str, kind: str, overwrite: bool, extra: dict[str, A
     _atomic_write(path, st_save(tensors, metadata=metadata))
 
 
+def _is_chief() -> bool:
+    from .distribution import _is_chief
+
+    return _is_chief()
+
+
 def save_model(model: Any, filepath: str | os.PathLike, overwrite: bool = True) -> None:
     """Save a model (config, compile config, weights and optimizer state) to one ``.keras`` file.
 
@@ -365,7 +371,9 @@ def save_model(model: Any, filepath: str | os.PathLike, overwrite: bool = True) 
         filepath: where to write; must end in ``.keras``.
         overwrite: whether to replace an existing file (otherwise ``FileExistsError``).
 
-    A model that was never built is saved as its config only (it has no weights yet).
+    A model that was never built is saved as its config only (it has no weights yet). In a data-parallel run
+    (``tritonnn.distribution``) rank 0 alone writes the file; on the other ranks the call checks its arguments and
+    returns without waiting (call ``tritonnn.distribution.barrier()`` before reading the file from them).
     """
     from .models import Model
 
@@ -382,7 +390,8 @@ def _save_model(model: Any, filepath: Any, overwrite: bool, extra: dict[str, Any
             f"Cannot save the model {model.name!r}: it is built, but the input shape it was built with is not "
             "recorded, so it could not be rebuilt when loaded. Start the model with `tritonnn.Input(shape=...)`."
         )
-    _write(model, path, "model", overwrite, extra)
+    if _is_chief():  # one writer in a data-parallel run
+        _write(model, path, "model", overwrite, extra)
 
 
 def save_weights(model: Any, filepath: str | os.PathLike, overwrite: bool = True) -> None:
@@ -392,6 +401,8 @@ def save_weights(model: Any, filepath: str | os.PathLike, overwrite: bool = True
         model: a built tritonnn ``Model`` or ``Layer``.
         filepath: must end in ``.weights.h5`` or ``.weights.safetensors`` (both hold the format of this module).
         overwrite: whether to replace an existing file (otherwise ``FileExistsError``).
+
+    In a data-parallel run rank 0 alone writes the file, as for :func:`save_model`.
     """
     from .layers.layer import Layer
 
@@ -403,7 +414,8 @@ def save_weights(model: Any, filepath: str | os.PathLike, overwrite: bool = True
             f"Cannot save the weights of {model.name!r}: it has not been built yet, so it has no weights. Build it "
             "by calling it on data, by `build(input_shape)`, or by starting it with `tritonnn.Input(shape=...)`."
         )
-    _write(model, path, "weights", overwrite, None)
+    if _is_chief():  # one writer in a data-parallel run
+        _write(model, path, "weights", overwrite, None)
 
 
 class _Contents:
