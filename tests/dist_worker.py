@@ -1,0 +1,222 @@
+"""The worker of tests/test_distribution.py, launched by torchrun: ``torchrun --standalone --nproc_per_node=2
+tests/dist_worker.py SCENARIO OUTDIR``. Each rank writes what it saw to OUTDIR; the test compares the ranks with each
+other and with a single-process run made by :func:`train` in the test's own process.
+
+Scenarios: ``main`` (everything that should work, and the errors every rank raises alike) and ``raise`` (rank 1
+raises mid-fit while rank 0 keeps training: the whole run must fail with rank 1's message).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from typing import Any
+
+import numpy as np
+
+import tritonnn as keras
+
+SEED = 1234
+EPOCHS = 3
+BATCH = 5  # odd: split 3 + 2 over two ranks
+N_TRAIN = 21  # the last batch holds 1 sample: rank 1 gets none
+
+
+def data() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(N_TRAIN + 5, 6)).astype("float32")
+    y = (x[:, 0] + x[:, 1] > 0).astype("int64") + (x[:, 2] > 1).astype("int64")
+    sw = rng.uniform(0.5, 2.0, size=N_TRAIN).astype("float32")
+    return {"x": x[:N_TRAIN], "y": y[:N_TRAIN], "sw": sw, "x_val": x[N_TRAIN:], "y_val": y[N_TRAIN:]}
+
+
+def model(seed: int) -> Any:
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input(shape=(6,))
+    h = keras.layers.Dense(8, activation="relu", kernel_regularizer=keras.regularizers.L2(1e-3), name="hidden")(inputs)
+    h = keras.layers.Dropout(0.0, name="drop")(h)
+    outputs = keras.layers.Dense(3, activation="softmax", name="out")(h)
+    m = keras.Model(inputs, outputs)
+    m.compile(optimizer=keras.optimizers.Adam(0.05), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return m
+
+
+def train(seed: int, callbacks: list[Any] | None = None, verbose: int = 0) -> tuple[Any, dict[str, list[float]]]:
+    """The run compared across ranks and with a single process: tail batch, odd batch, sample weights,
+    validation data with its own tail."""
+    d = data()
+    m = model(seed)
+    history = m.fit(
+        d["x"],
+        d["y"],
+        sample_weight=d["sw"],
+        batch_size=BATCH,
+        epochs=EPOCHS,
+        validation_data=(d["x_val"], d["y_val"]),
+        validation_batch_size=4,
+        callbacks=callbacks,
+        verbose=verbose,
+    )
+    return m, history.history
+
+
+def _record_writes(out: str, written: list[str]) -> None:
+    """Record every file this process creates or replaces under ``out`` (Python's audit events)."""
+
+    def hook(event: str, args: tuple) -> None:
+        if event == "open" and isinstance(args[0], str) and args[0].startswith(out):
+            mode = args[1] or ""
+            if any(c in mode for c in "wax+") or (isinstance(args[2], int) and args[2] & (os.O_WRONLY | os.O_RDWR)):
+                written.append(os.path.basename(args[0]))
+        elif event in ("os.rename", "tempfile.mkstemp") and str(
+            args[-1] if event == "tempfile.mkstemp" else args[1]
+        ).startswith(out):
+            written.append(os.path.basename(str(args[-1] if event == "tempfile.mkstemp" else args[1])))
+
+    sys.addaudithook(hook)
+
+
+def main(out: str) -> None:
+    rank = int(os.environ["RANK"])
+    report: dict[str, Any] = {"rank": rank}
+    written: list[str] = []
+    report["auto_before_fit"] = keras.distribution._DISTRIBUTION is keras.distribution._UNSET
+    d = data()
+    # Every rank starts from its own seed: rank 0's weights and shuffle seed must reach the others.
+    ckpt = os.path.join(out, "ckpt.keras")
+    callbacks = [keras.callbacks.CSVLogger(os.path.join(out, "log.csv")), keras.callbacks.ModelCheckpoint(ckpt)]
+    with open(os.path.join(out, f"stdout{rank}.txt"), "w") as f, contextlib.redirect_stdout(f):
+        _record_writes(out, written)
+        m, history = train(SEED if rank == 0 else SEED + 1 + rank, callbacks=callbacks, verbose=2)
+    dp = keras.distribution.distribution()
+    report["auto"] = repr(dp)
+    report["history"] = history
+    report["evaluate"] = m.evaluate(d["x"], d["y"], batch_size=3, verbose=0, return_dict=True)
+    np.savez(os.path.join(out, f"weights{rank}.npz"), *m.get_weights())
+    np.save(os.path.join(out, f"predict{rank}.npy"), m.predict(d["x"], verbose=0))
+    m.save(os.path.join(out, "dp.keras"))
+    m.save_weights(os.path.join(out, "dp.weights.h5"))
+    report["written"] = sorted(set(written))
+
+    # The Keras spelling, on top of the automatic one.
+    explicit = keras.distribution.DataParallel()
+    keras.distribution.set_distribution(explicit)
+    report["explicit"] = keras.distribution.distribution() is explicit
+    report["devices"] = explicit.devices
+
+    # EarlyStopping sees reduced logs; a callback that stops one rank alone stops both at the same epoch.
+    class StopOnRank1(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if rank == 1 and epoch == 1:
+                self.model.stop_training = True
+
+    class StopOnRank1MidEpoch(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if rank == 1 and batch == 2:
+                self.model.stop_training = True
+
+    early = keras.callbacks.EarlyStopping(monitor="val_loss", min_delta=10.0, patience=1)
+    report["early_epochs"] = len(
+        model(SEED)
+        .fit(
+            d["x"],
+            d["y"],
+            batch_size=4,
+            epochs=6,
+            validation_data=(d["x_val"], d["y_val"]),
+            callbacks=[early],
+            verbose=0,
+        )
+        .history["loss"]
+    )  # noqa: E501
+    report["early_stopped_epoch"] = early.stopped_epoch
+    m2 = model(SEED)
+    report["rank1_stop_epochs"] = len(
+        m2.fit(d["x"], d["y"], batch_size=4, epochs=6, callbacks=[StopOnRank1()], verbose=0).history["loss"]
+    )  # noqa: E501
+    m3 = model(SEED)
+    m3.fit(d["x"], d["y"], batch_size=4, epochs=6, callbacks=[StopOnRank1MidEpoch()], verbose=0)
+    report["mid_epoch_stop_iterations"] = m3.optimizer.iterations
+
+    # Errors that every rank raises alike (so none is left waiting).
+    errors = {}
+    for name, call in {
+        "batch_too_small": lambda: model(SEED).fit(d["x"], d["y"], batch_size=1, verbose=0),
+        "generator": lambda: model(SEED).fit(iter([(d["x"], d["y"])]), steps_per_epoch=1, verbose=0),
+        "sum_reduction": lambda: _sum_model().fit(d["x"], d["y"], batch_size=4, verbose=0),
+        "devices": lambda: keras.distribution.DataParallel(devices=["cpu"]),
+        "different_data": lambda: model(SEED).fit(d["x"][rank:], d["y"][rank:], batch_size=4, verbose=0),
+        "evaluate_different_data": lambda: model(SEED).evaluate(d["x"][rank:], d["y"][rank:], verbose=0),
+    }.items():
+        try:
+            call()
+            errors[name] = None
+        except ValueError as e:
+            errors[name] = str(e)
+    report["errors"] = errors
+    keras.distribution.barrier()
+
+    # BackupAndRestore: interrupted at epoch 2 on both ranks, resumed from rank 0's backup, the same weights as a
+    # run never interrupted; rank 1 writes no backup.
+    class Interrupt(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if self.model.optimizer.iterations == 8:
+                raise KeyboardInterrupt
+
+    backup = os.path.join(out, "backup")
+    before = set(written)
+    with contextlib.suppress(KeyboardInterrupt):
+        model(SEED).fit(
+            d["x"],
+            d["y"],
+            batch_size=4,
+            epochs=3,
+            callbacks=[keras.callbacks.BackupAndRestore(backup, save_freq=3), Interrupt()],
+            verbose=0,
+        )  # noqa: E501
+    report["backup_written"] = sorted(set(written) - before)
+    resumed = model(SEED + 100 + rank)
+    resumed.fit(
+        d["x"],
+        d["y"],
+        batch_size=4,
+        epochs=3,
+        callbacks=[keras.callbacks.BackupAndRestore(backup, save_freq=3)],
+        verbose=0,
+    )  # noqa: E501
+    straight = model(SEED)
+    straight.fit(d["x"], d["y"], batch_size=4, epochs=3, verbose=0)
+    report["resumed_equal"] = all(
+        np.array_equal(a, b) for a, b in zip(resumed.get_weights(), straight.get_weights(), strict=True)
+    )
+    report["resumed_moved"] = not all(
+        np.array_equal(a, b) for a, b in zip(resumed.get_weights(), model(SEED).get_weights(), strict=True)
+    )
+    report["backup_left"] = os.path.exists(backup)
+    with open(os.path.join(out, f"report{rank}.json"), "w") as f:
+        json.dump(report, f)
+
+
+def _sum_model() -> Any:
+    m = model(SEED)
+    m.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(reduction="sum"))
+    return m
+
+
+def fail(out: str) -> None:
+    rank = int(os.environ["RANK"])
+    d = data()
+
+    class Explode(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if rank == 1 and epoch == 1:
+                raise RuntimeError("rank 1 failed on purpose at epoch 2")
+
+    model(SEED).fit(d["x"], d["y"], batch_size=4, epochs=1000, callbacks=[Explode()], verbose=0)
+
+
+if __name__ == "__main__":
+    scenario, outdir = sys.argv[1], sys.argv[2]
+    {"main": main, "raise": fail}[scenario](outdir)

@@ -1,0 +1,234 @@
+"""Data-parallel fit over torch.distributed: two CPU processes with gloo, launched by torchrun from the test.
+
+``tests/dist_worker.py`` runs on both ranks and writes what each saw; the tests compare the ranks with each other
+and with a single-process run made here with the same global batch, seed and data order.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import tritonnn as keras
+from tritonnn import distribution as dist_mod
+from tritonnn.kernels import backend_scope
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WORKER = os.path.join(ROOT, "tests", "dist_worker.py")
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+import dist_worker  # noqa: E402
+
+sys.path.remove(os.path.join(ROOT, "tests"))
+
+pytestmark = pytest.mark.skipif(
+    not (torch.distributed.is_available() and torch.distributed.is_gloo_available()), reason="needs gloo"
+)
+
+
+def _torchrun(scenario: str, out: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    for key in ("TRITON_INTERPRET", "RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(key, None)
+    # CPU and gloo whatever the machine: two ranks on one GPU would be refused by NCCL.
+    env.update(TRITONNN_BACKEND="torch", CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1")
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, env.get("PYTHONPATH")) if p)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", WORKER, scenario, out]
+    # Generous: both ranks import torch and tritonnn on a 2-core machine. A hang would hit this timeout.
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, cwd=ROOT)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    out = str(tmp_path_factory.mktemp("dp"))
+    proc = _torchrun("main", out)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    reports = [json.load(open(os.path.join(out, f"report{r}.json"))) for r in (0, 1)]
+    weights = []
+    for r in (0, 1):
+        with np.load(os.path.join(out, f"weights{r}.npz")) as z:
+            weights.append([z[f"arr_{i}"] for i in range(len(z.files))])
+    return {"out": out, "reports": reports, "weights": weights}
+
+
+@pytest.fixture(scope="module")
+def single() -> dict:
+    """The same training in this one process: no distribution, CPU, the torch backend."""
+    assert dist_mod.distribution() is None
+    keras.config.set_default_device("cpu")
+    try:
+        with backend_scope("torch"):
+            model, history = dist_worker.train(dist_worker.SEED)
+            d = dist_worker.data()
+            evaluate = model.evaluate(d["x"], d["y"], batch_size=3, verbose=0, return_dict=True)
+    finally:
+        keras.config.set_default_device(None)
+    return {"model": model, "weights": model.get_weights(), "history": history, "evaluate": evaluate}
+
+
+def test_weights_identical_on_every_rank_and_equal_to_one_process(run, single):
+    # 21 samples in global batches of 5 (3 + 2 per rank) and a tail of 1 (rank 1 gets none), sample weights,
+    # an L2 regularizer, 3 epochs of Adam; rank 1 started from other weights and another shuffle seed.
+    w0, w1 = run["weights"]
+    assert len(w0) == len(single["weights"]) == 4
+    for a, b in zip(w0, w1, strict=True):
+        np.testing.assert_array_equal(a, b)
+    for a, ref in zip(w0, single["weights"], strict=True):
+        np.testing.assert_allclose(a, ref, rtol=0, atol=1e-5)
+    # and training moved them: the comparison is not between two untrained models
+    initial = dist_worker.model(dist_worker.SEED).get_weights()
+    assert max(float(np.abs(a - b).max()) for a, b in zip(w0, initial, strict=True)) > 0.05
+
+
+def test_logs_are_reduced_over_ranks(run, single):
+    r0, r1 = run["reports"]
+    assert r0["history"] == r1["history"]
+    assert set(r0["history"]) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    for key, values in single["history"].items():
+        np.testing.assert_allclose(r0["history"][key], values, rtol=0, atol=1e-5, err_msg=key)
+    # evaluate: batches of 3 (2 + 1 per rank), the data split across ranks, the metrics summed
+    assert r0["evaluate"] == r1["evaluate"]
+    for key, value in single["evaluate"].items():
+        assert abs(r0["evaluate"][key] - value) < 1e-5, key
+
+
+def test_model_saved_by_a_data_parallel_run_loads_in_one_process(run, single):
+    loaded = keras.models.load_model(os.path.join(run["out"], "dp.keras"))
+    x = dist_worker.data()["x"]
+    with backend_scope("torch"):
+        got = loaded.predict(x, verbose=0)
+    for r in (0, 1):
+        np.testing.assert_array_equal(got, np.load(os.path.join(run["out"], f"predict{r}.npy")))
+    for a, b in zip(loaded.get_weights(), run["weights"][0], strict=True):
+        np.testing.assert_array_equal(a, b)
+    fresh = dist_worker.model(0)
+    fresh.load_weights(os.path.join(run["out"], "dp.weights.h5"))
+    with backend_scope("torch"):
+        np.testing.assert_array_equal(fresh.predict(x, verbose=0), got)
+
+
+def test_only_rank_zero_writes_files_and_prints(run):
+    r0, r1 = run["reports"]
+    shared = {"log.csv", "ckpt.keras", "dp.keras", "dp.weights.h5"}
+    assert shared <= set(r0["written"])
+    assert set(r1["written"]) == {"weights1.npz", "predict1.npy"}  # its own outputs only: no temporary file either
+    with open(os.path.join(run["out"], "stdout0.txt")) as f:
+        stdout0 = f.read()
+    with open(os.path.join(run["out"], "stdout1.txt")) as f:
+        assert f.read() == ""
+    assert stdout0.count("Epoch ") == dist_worker.EPOCHS and "val_loss" in stdout0
+    with open(os.path.join(run["out"], "log.csv")) as f:
+        rows = f.read().splitlines()
+    assert rows[0] == "epoch,accuracy,loss,val_accuracy,val_loss" and len(rows) == 1 + dist_worker.EPOCHS
+
+
+def test_stopping_is_decided_alike_on_every_rank(run):
+    r0, r1 = run["reports"]
+    # EarlyStopping on the reduced val_loss (min_delta so large that nothing improves): epoch 2 on both.
+    assert r0["early_epochs"] == r1["early_epochs"] == 2
+    assert r0["early_stopped_epoch"] == r1["early_stopped_epoch"] == 1
+    # A callback that stops rank 1 alone, at an epoch end and mid-epoch: both ranks stop there.
+    assert r0["rank1_stop_epochs"] == r1["rank1_stop_epochs"] == 2
+    assert r0["mid_epoch_stop_iterations"] == r1["mid_epoch_stop_iterations"] == 3
+
+
+def test_distribution_api(run):
+    r0, r1 = run["reports"]
+    # torchrun's WORLD_SIZE=2 made a DataParallel on first use, without set_distribution
+    assert r0["auto_before_fit"] and r1["auto_before_fit"]
+    assert r0["auto"] == "<DataParallel world_size=2 rank=0 device=cpu>"
+    assert r1["auto"] == "<DataParallel world_size=2 rank=1 device=cpu>"
+    assert r0["explicit"] and r1["explicit"]
+    assert r0["devices"] == r1["devices"] == ["cpu", "cpu"]
+    # in this single process: none, nothing installed on a model that fit
+    assert dist_mod.distribution() is None
+    assert keras.distribution.list_devices("cpu") == ["cpu:0"]
+    with pytest.raises(ValueError, match="device_type"):
+        keras.distribution.list_devices("tpu")
+    with pytest.raises(ValueError, match="DataParallel or None"):
+        keras.distribution.set_distribution("data_parallel")
+    keras.distribution.barrier()  # nothing to wait for
+
+
+def test_errors_are_raised_alike_on_every_rank(run):
+    r0, r1 = run["reports"]
+    assert r0["errors"] == r1["errors"]
+    errors = r0["errors"]
+    assert "must be at least 2" in errors["batch_too_small"] and "batch_size=1" in errors["batch_too_small"]
+    assert "generator or DataLoader is not supported" in errors["generator"]
+    assert "reduction='sum'" in errors["sum_reduction"]
+    assert "one device per process" in errors["devices"]
+    for key in ("different_data", "evaluate_different_data"):
+        assert "same data on every process" in errors[key] and "'samples': (21, 20)" in errors[key], key
+
+
+def test_backup_and_restore_resumes_from_rank_zeros_backup(run):
+    r0, r1 = run["reports"]
+    assert r0["backup_written"] and all(n.startswith((".backup", "backup")) for n in r0["backup_written"])
+    assert r1["backup_written"] == []
+    assert r0["resumed_equal"] and r1["resumed_equal"]
+    assert r0["resumed_moved"]
+    assert not r0["backup_left"]  # deleted by rank 0 when the resumed run ended
+
+
+def test_data_parallel_outside_a_launcher_is_refused(monkeypatch):
+    for key in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(key, raising=False)
+    with pytest.raises(ValueError, match="torchrun --nproc_per_node=N"):
+        keras.distribution.DataParallel()
+    with pytest.raises(ValueError, match="job_addresses"):
+        keras.distribution.initialize(job_addresses="nohost")
+    assert not torch.distributed.is_initialized()
+
+
+def test_a_rank_that_raises_fails_the_whole_run(tmp_path):
+    proc = _torchrun("raise", str(tmp_path))  # rank 0 would train for 1000 epochs on its own
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "RuntimeError: rank 1 failed on purpose at epoch 2" in output
+
+
+class _Rank:
+    def __init__(self, world_size: int, rank: int):
+        self.world_size, self.rank, self._weight = world_size, rank, 1.0
+
+
+@pytest.mark.parametrize("world", [2, 3, 4])
+def test_each_global_batch_is_split_into_contiguous_slices(world):
+    # 11 samples, global batch 5: batches of 5, 5 and 1; every sample on exactly one rank, the shares sum to 1.
+    x = torch.arange(11.0).reshape(11, 1)
+    base = keras.models._ArraySource(x, x, None, 5, False)
+    slices: list[list[list[float]]] = []
+    weights: list[list[float]] = []
+    for rank in range(world):
+        dp = _Rank(world, rank)
+        source = dist_mod._ShardedArraySource(base, dp, training=True)
+        got, shares = [], []
+        for xb, _, _ in source.epoch():
+            got.append([] if xb is None else xb[:, 0].tolist())
+            shares.append(dp._weight)
+        slices.append(got)
+        weights.append(shares)
+    for step, size in enumerate((5, 5, 1)):
+        together = [v for rank in range(world) for v in slices[rank][step]]
+        assert together == [float(v) for v in range(step * 5, step * 5 + size)]
+        assert sum(weights[rank][step] for rank in range(world)) == pytest.approx(1.0)
+        counts = [len(slices[rank][step]) for rank in range(world)]
+        assert max(counts) - min(counts) <= 1 and counts == sorted(counts, reverse=True)
+    # evaluation skips an empty slice instead of yielding it
+    last = dist_mod._ShardedArraySource(base, _Rank(world, world - 1), training=False)
+    assert len(list(last.epoch())) == 2
+
+
+def test_single_process_fit_is_untouched():
+    model = dist_worker.model(0)
+    x, y = dist_worker.data()["x"], dist_worker.data()["y"]
+    with backend_scope("torch"):
+        model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    assert model._distribution is None
+    assert "train_step" not in model.__dict__ and "step" not in model.optimizer.__dict__
