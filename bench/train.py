@@ -3,6 +3,7 @@
     python bench/train.py                                  # every model, fp32 and bf16, every peer
     python bench/train.py --models seed --dtypes fp32 --peers tritonnn,torch --epochs 1
     python bench/train.py --models classic,wide --dtypes bf16 --epochs 5 --no-plot
+    python bench/train.py --models classic --peers tritonnn --distributed 2   # + data-parallel over 2 processes
 
 Every peer trains the same model (bench/models.py: Dense relu layers, optional Dropout, logits, Adam(1e-3), sparse
 softmax cross-entropy) on the same data with the same batch size, reshuffled every epoch, data already on the device:
@@ -14,6 +15,10 @@ softmax cross-entropy) on the same data with the same batch size, reshuffled eve
   stays eager;
 - ``keras-torch``/``keras-jax``: Keras 3 ``fit`` with ``KERAS_BACKEND=torch`` / ``jax``, each in a subprocess (the
   backend is fixed at import), skipped with a message when keras (or jax) is not installed.
+With ``--distributed N`` a column ``tritonnn-dpN`` is added: the same tritonnn ``fit`` launched by torchrun on N
+processes (``tritonnn.distribution.DataParallel``: gloo on a CPU, NCCL on GPUs, one GPU per process), each with the
+model's batch, so the global batch is N times it (weak scaling); samples/s counts the whole data set per epoch, timed
+on rank 0. On a CPU the N processes share the machine's cores (run it with ``--threads`` at most cores / N).
 bf16 is mixed precision everywhere: ``mixed_bfloat16`` for tritonnn and Keras, ``torch.autocast(bfloat16)`` for
 torch (fp32 master weights throughout).
 
@@ -181,6 +186,34 @@ def run_keras(backend: str, model_name: str, dtype: str, epochs: int) -> list[fl
     return f"worker failed (rc {proc.returncode}): {(proc.stderr or proc.stdout).strip().splitlines()[-1:]}"
 
 
+def run_distributed(model_name: str, dtype: str, epochs: int, nproc: int) -> list[float] | str:
+    """tritonnn's fit data-parallel over ``nproc`` processes (torchrun); rank 0's epoch times, or why it failed."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", __file__]
+    cmd += ["--dp-worker", "--models", model_name, "--dtypes", dtype, "--epochs", str(epochs)]
+    cmd += ["--threads", str(max(1, torch.get_num_threads() // nproc))] if device() == "cpu" else []
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)["times"]
+    return f"torchrun failed (rc {proc.returncode}): {(proc.stderr or proc.stdout).strip().splitlines()[-1:]}"
+
+
+def dp_worker(model_name: str, dtype: str, epochs: int) -> int:
+    """Inside torchrun: tritonnn's fit under DataParallel (automatic with WORLD_SIZE > 1); rank 0 prints JSON."""
+    import dataclasses
+
+    import tritonnn
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    dev = device()
+    spec = spec_for(model_name, dev)
+    x, y = data(model_name, spec, dev)
+    times = run_tritonnn(dataclasses.replace(spec, batch=spec.batch * world), x, y, dtype, epochs, dev)
+    if tritonnn.distribution.distribution() is None or tritonnn.distribution.distribution().rank == 0:
+        print(json.dumps({"times": times, "world_size": world}), flush=True)
+    return 0
+
+
 def keras_worker(model_name: str, dtype: str, epochs: int) -> int:
     """Inside the subprocess: Keras 3 on its KERAS_BACKEND; prints one JSON line."""
     try:
@@ -236,6 +269,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plot", default=os.path.join(BENCH, "train.png"), help="bar chart path (PNG)")
     parser.add_argument("--threads", type=int, default=None, help="CPU: torch.set_num_threads (default: torch's)")
     parser.add_argument("--keras-worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--distributed",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also time tritonnn's fit data-parallel over N processes (torchrun), global batch N x the model's",
+    )
+    parser.add_argument("--dp-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     models, dtypes, peers = (s.split(",") for s in (args.models, args.dtypes, args.peers))
     for kind, chosen, allowed in (("model", models, MODELS), ("dtype", dtypes, DTYPES), ("peer", peers, PEERS)):
@@ -248,6 +289,12 @@ def main(argv: list[str] | None = None) -> int:
     epochs = args.epochs or (5 if dev == "cuda" else 3)
     if args.keras_worker:
         return keras_worker(models[0], dtypes[0], epochs)
+    if args.dp_worker:
+        return dp_worker(models[0], dtypes[0], epochs)
+    if args.distributed < 0 or args.distributed == 1:
+        parser.error(f"--distributed takes a number of processes >= 2. Received: {args.distributed}")
+    if args.distributed:
+        peers = [*peers, f"tritonnn-dp{args.distributed}"]
 
     head = header(dev)
     print(head)
@@ -261,6 +308,8 @@ def main(argv: list[str] | None = None) -> int:
             for peer in peers:
                 if peer == "tritonnn":
                     times = run_tritonnn(spec, x, y, dtype, epochs, dev)
+                elif peer.startswith("tritonnn-dp"):
+                    times = run_distributed(name, dtype, epochs, args.distributed)
                 elif peer in ("torch", "compile", "compile-ro"):
                     mode = {"torch": None, "compile": "default", "compile-ro": "reduce-overhead"}[peer]
                     times = run_torch(spec, x, y, dtype, epochs, dev, mode)
