@@ -819,33 +819,137 @@ def dense_bwd(
 # ---------------------------------------------------------------------------------------------------------------
 
 
+# Activations applied in place to the fresh GEMM output where the backward needs only the output (not z).
+_IN_PLACE = {"relu": torch.relu_, "sigmoid": torch.sigmoid_, "tanh": torch.tanh_, "exponential": torch.exp_}
+
+# torch.ops.mkldnn._linear_pointwise (oneDNN's fused linear + bias + relu) was measured against addmm + relu_ on the
+# 2-core EPYC (torch 2.13, 2 threads, best of 20x5 calls): 128x784x512 1257 vs 1262 us, 128x512x512 841 vs 837 us,
+# 128x512x10 96 vs 81 us, 32x64x32 68 vs 15 us (and its dx GEMM, 32x64x32, 50 vs 15 us). Never faster beyond noise,
+# 4x slower for the seed model's shapes: the torch path uses addmm, and bench/README.md records the numbers.
+
+
 def _torch_fwd(x2, kernel, bias, act: Activation, rate: float, seed: int):
+    """``(y, saved)``: the output and what :func:`_torch_bwd` needs. The bias is fused into the GEMM (addmm), the
+    activation applied in place where the backward reads only its output, and the dropout mask applied in place."""
     # 16-bit inputs are computed in fp32 and rounded once at the end, like the Triton kernels' fp32 accumulator.
     ct = torch.float32 if x2.dtype in (torch.bfloat16, torch.float16) else x2.dtype
-    z = x2.to(ct) @ kernel.to(ct)
-    if bias is not None:
-        z = z + bias.to(ct)
-    y = act.forward(z)
+    xc, wc = _as(x2, ct), _as(kernel, ct)
+    z = torch.addmm(_as(bias, ct), xc, wc) if bias is not None else torch.mm(xc, wc)
     # What the backward needs: z for pre-activation rows, y (before dropout) otherwise; under dropout, the whole
     # factor act' * keep * scale, so that the backward neither regenerates the mask nor evaluates act' again:
     # dz = dy * saved. The mask is the torch path's (PCG64 on a CPU, Philox on a GPU: kernels/dropout.py).
-    saved = z if act.needs_preactivation else y
+    # relu keeps nothing but its output, dropout included: the dropped output is 0, the kept one positive exactly
+    # where relu' is 1, so dz = threshold_backward(dy, y, 0) * scale.
+    if act.needs_preactivation:
+        y = act.forward(z)
+        saved = z
+    else:
+        in_place = _IN_PLACE.get(act.name)
+        y = saved = in_place(z) if in_place is not None else act.forward(z)  # z is this function's own tensor
     if rate > 0.0:
         keep = torch_dropout_mask(seed, rate, tuple(y.shape), y.device)
         scale = 1.0 / (1.0 - rate)
-        zero = torch.zeros((), dtype=y.dtype, device=y.device)
-        saved = torch.where(keep, act.derivative(saved) * scale, zero)
-        y = torch.where(keep, y * scale, zero)
-    return y.to(x2.dtype), saved
+        if act.name == "relu":  # the same bits as torch.where(keep, y * scale, 0), without the copies
+            y = saved = y.masked_fill_(~keep, 0.0).mul_(scale)
+        else:
+            zero = torch.zeros((), dtype=y.dtype, device=y.device)
+            saved = torch.where(keep, act.derivative(saved) * scale, zero)
+            y = torch.where(keep, y * scale, zero)
+    return _as(y, x2.dtype), saved
 
 
-def _torch_bwd(dy2, saved, x2, kernel, act: Activation, rate: float, seed: int, need_dx, need_dw, has_bias):
+def _as(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``t.to(dtype)`` without the call when it is already that dtype (a few us per call on the seed model)."""
+    return t if t.dtype == dtype else t.to(dtype)
+
+
+def _mm(a: torch.Tensor, b: torch.Tensor, alpha: float) -> torch.Tensor:
+    """``alpha * (a @ b)`` with alpha folded into the GEMM (beta = 0: the 0-d input is neither read nor copied)."""
+    return torch.mm(a, b) if alpha == 1.0 else torch.addmm(a.new_zeros(()), a, b, beta=0.0, alpha=alpha)
+
+
+def _torch_bwd(dy2, saved, x2, kernel, act: Activation, rate: float, seed: int, need_dx, need_dw, has_bias,
+               dw_into=None, db_into=None):  # fmt: skip
+    """``(dx, dkernel, dbias)``; with ``dw_into`` / ``db_into`` (a parameter's ``.grad``), dkernel / dbias are
+    accumulated into that tensor in place instead (one addmm_ / add_) and returned as None."""
     ct = saved.dtype
-    dz = dy2.to(ct) * (saved if rate > 0.0 else act.derivative(saved))  # under dropout, saved = act' * keep * scale
-    dx = (dz @ kernel.to(ct).t()).to(x2.dtype) if need_dx else None
-    dw = (x2.to(ct).t() @ dz).to(x2.dtype) if need_dw else None
-    db = dz.sum(0).to(x2.dtype) if has_bias else None
+    dy = _as(dy2, ct)
+    alpha = 1.0  # a factor of dz left to the GEMMs' alpha and the bias sum: relu's dropout scale
+    if act.name == "relu":
+        dz = torch.ops.aten.threshold_backward(dy, saved, 0)  # dy where y > 0, else 0: one pass
+        alpha = 1.0 / (1.0 - rate) if rate > 0.0 else 1.0
+    elif rate > 0.0:
+        dz = dy * saved  # saved = act' * keep * scale
+    elif act.name == "linear":
+        dz = dy
+    else:
+        dz = dy * act.derivative(saved)
+    dx = _as(_mm(dz, _as(kernel, ct).t(), alpha), x2.dtype) if need_dx else None
+    dw = db = None
+    if dw_into is not None:
+        dw_into.addmm_(_as(x2, ct).t(), dz, alpha=alpha)
+    elif need_dw:
+        dw = _as(_mm(_as(x2, ct).t(), dz, alpha), x2.dtype)
+    if has_bias:
+        db = dz.sum(0)
+        if db_into is not None:
+            db_into.add_(db, alpha=alpha)
+            db = None
+        else:
+            db = _as(db if alpha == 1.0 else db.mul_(alpha), x2.dtype)
     return dx, dw, db
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Gradients straight into the optimizer's flat buffer (torch path)
+# ---------------------------------------------------------------------------------------------------------------
+# The optimizer (tritonnn/optimizers) makes each parameter's .grad a view into one flat fp32 buffer and marks the
+# parameter with FLAT_GRAD_ATTR. For such a kernel or bias, the torch-path backward adds dkernel / dbias into .grad
+# itself (addmm_ with beta = 1: the GEMM's own accumulate) and returns None for it, so autograd's AccumulateGrad,
+# which would do the same in-place ``.grad += d`` as a separate pass over the gradient, receives nothing and does
+# nothing. That is the same result (AccumulateGrad adds in place whenever .grad exists and the backward does not
+# build a graph), and it holds only when AccumulateGrad would have run; :func:`_grad_target` checks each condition:
+#   - a plain backward (no create_graph: grad mode is off), and the parameter is the one AccumulateGrad node of
+#     this input (not a cast copy under mixed precision);
+#   - the engine will run that node: torch._C._will_engine_execute_node (False for backward(inputs=...) without
+#     it; a RuntimeError when torch.autograd.grad captures the parameter's gradient, which must then be returned);
+#   - .grad exists, is a strided tensor of the parameter's dtype, shape and device, and no tensor hook or
+#     post-accumulate hook waits for the gradient.
+# Weight sharing (a Dense called twice) and retain_graph repeat the add like AccumulateGrad would; anything else
+# (optimizer not built, .grad replaced or None) takes the normal return.
+FLAT_GRAD_ATTR = "_tritonnn_flat_grad"
+_WILL_EXECUTE = getattr(torch._C, "_will_engine_execute_node", None)
+
+
+def _grad_target(ctx, index: int, param: torch.Tensor | None) -> torch.Tensor | None:
+    """``param.grad`` when the backward may accumulate into it itself (see above), else None."""
+    if param is None or _WILL_EXECUTE is None or torch.is_grad_enabled():
+        return None
+    grad = param.grad
+    if (
+        grad is None
+        or grad.layout != torch.strided
+        or grad.dtype != param.dtype
+        or grad.shape != param.shape
+        or grad.device != param.device
+        or param._backward_hooks
+        or getattr(param, "_post_accumulate_grad_hooks", None)
+    ):
+        return None
+    node = ctx.next_functions[index][0]
+    if node is None or getattr(node, "variable", None) is not param:
+        return None
+    try:
+        return grad if _WILL_EXECUTE(node) else None
+    except RuntimeError:  # torch.autograd.grad() captures this parameter's gradient: return it
+        return None
+
+
+def _flat_grad_param(t: torch.Tensor | None, ct: torch.dtype) -> torch.Tensor | None:
+    """``t`` itself when it is an optimizer-managed leaf whose gradient the torch backward may write in place."""
+    if t is None or not getattr(t, FLAT_GRAD_ATTR, False) or t.dtype != ct or not t.requires_grad or not t.is_leaf:
+        return None
+    return t
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -859,6 +963,11 @@ class DenseFunction(torch.autograd.Function):
     Save vs recompute: x and kernel are saved (they are alive anyway). Of the (M, N) tensors, the Triton path saves
     the output y when act' is a function of it (no extra memory: it is the returned tensor), ``act'(z) * keep *
     scale`` when it is not, and nothing for linear; the dropout mask is never saved (see the module docstring).
+
+    The torch path (CPU, float64, empty shapes) is :func:`_torch_fwd` / :func:`_torch_bwd`: addmm with the bias,
+    the activation in place, relu (dropout included) differentiated from its output alone, and, for a kernel or
+    bias that lives in an optimizer's flat buffer, dkernel / dbias added straight into ``.grad`` (see "Gradients
+    straight into the optimizer's flat buffer" above).
     """
 
     @staticmethod
@@ -875,6 +984,8 @@ class DenseFunction(torch.autograd.Function):
             y2, saved = _torch_fwd(x2, kernel, bias, act, rate, seed)
             y = y2.view(*lead, n)
             ctx.save_for_backward(x2, kernel, saved)
+            ct = saved.dtype
+            ctx.flat_params = (_flat_grad_param(kernel, ct), _flat_grad_param(bias, ct))
         ctx.act, ctx.rate, ctx.seed, ctx.on_triton, ctx.has_bias = act, rate, seed, on_triton, bias is not None
         ctx.x_shape = x.shape
         return y
@@ -892,7 +1003,13 @@ class DenseFunction(torch.autograd.Function):
                 need_dw=need_dw,
             )  # fmt: skip
         else:
-            dx, dw, db = _torch_bwd(dy2, saved, x2, kernel, ctx.act, ctx.rate, ctx.seed, need_dx, need_dw, ctx.has_bias)
+            kernel_param, bias_param = ctx.flat_params
+            dw_into = _grad_target(ctx, 1, kernel_param) if need_dw else None
+            db_into = _grad_target(ctx, 2, bias_param) if need_db else None
+            dx, dw, db = _torch_bwd(
+                dy2, saved, x2, kernel, ctx.act, ctx.rate, ctx.seed, need_dx, need_dw and dw_into is None,
+                ctx.has_bias and need_db, dw_into=dw_into, db_into=db_into,
+            )  # fmt: skip
         dx = dx.view(ctx.x_shape) if need_dx else None
         return dx, dw if need_dw else None, db if need_db else None, None, None, None, None
 

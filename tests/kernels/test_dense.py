@@ -285,3 +285,121 @@ def test_aligned_fast_path(backend, device, dtype, activation, rate):
     dy = away_from_kinks(x, w, b, activation, dy)
     y, grads = run_dense(x, w, b, activation, dy, dropout_rate=rate, dropout_seed=8)
     assert_matches(y, grads, *reference(x, w, b, activation, dy, rate=rate, seed=8), dtype)
+
+
+# ---- gradients straight into the optimizer's flat buffer (torch path) -------------------------------------------
+
+
+class _DirectSpy:
+    """Wraps the torch backward and records, per call, whether dkernel / dbias went straight into ``.grad``."""
+
+    def __init__(self, monkeypatch):
+        self.calls: list[tuple[bool, bool]] = []
+        original = DENSE._torch_bwd
+
+        def spy(*args, dw_into=None, db_into=None, **kwargs):
+            self.calls.append((dw_into is not None, db_into is not None))
+            return original(*args, dw_into=dw_into, db_into=db_into, **kwargs)
+
+        monkeypatch.setattr(DENSE, "_torch_bwd", spy)
+
+
+def _flat_params(k=20, n=12, *, built=True, seed=0):
+    """A kernel and bias whose .grad are views into one flat buffer, as Optimizer.build leaves them."""
+    from tritonnn import optimizers
+
+    gen = torch.Generator().manual_seed(seed)
+    w = torch.nn.Parameter(torch.randn(k, n, generator=gen) / k**0.5)
+    b = torch.nn.Parameter(torch.randn(n, generator=gen))
+    if built:
+        opt = optimizers.SGD()
+        opt.build([w, b])
+        return w, b, opt
+    return w, b, None
+
+
+def _expected_grads(x, w, b, activation, dy, uses=1, rate=0.0, seed=0):
+    """dkernel, dbias (and dx) by autograd through the same op on unmarked copies."""
+    w2, b2 = w.detach().clone().requires_grad_(), b.detach().clone().requires_grad_()
+    x2 = x.detach().clone().requires_grad_()
+    y = sum(kernels.dense(x2, w2, b2, activation, dropout_rate=rate, dropout_seed=seed + i) for i in range(uses))
+    return torch.autograd.grad(y, [x2, w2, b2], dy)
+
+
+@pytest.mark.parametrize("activation, rate", [("relu", 0.0), ("relu", 0.3), ("gelu", 0.3), ("linear", 0.0)])
+def test_flat_grads_are_accumulated_in_place_by_the_torch_backward(monkeypatch, activation, rate):
+    spy = _DirectSpy(monkeypatch)
+    w, b, opt = _flat_params()
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(9, 20, generator=gen).requires_grad_()
+    dy = torch.randn(9, 12, generator=gen)
+    prior_w, prior_b = torch.randn(20, 12, generator=gen), torch.randn(12, generator=gen)
+    with torch.no_grad():  # accumulation onto what is already there, as AccumulateGrad does
+        w.grad.copy_(prior_w)
+        b.grad.copy_(prior_b)
+    grad_w, grad_b = w.grad, b.grad
+    with kernels.backend_scope("torch"):
+        kernels.dense(x, w, b, activation, dropout_rate=rate, dropout_seed=3).backward(dy)
+        dx, dw, db = _expected_grads(x, w, b, activation, dy, rate=rate, seed=3)
+    assert spy.calls[0] == (True, True), "the flat .grad views must be written by the backward itself"
+    assert w.grad is grad_w and b.grad is grad_b and w.grad.data_ptr() == opt.flat_grad.data_ptr()
+    assert_close_verbose(w.grad, prior_w + dw, atol=1e-6, rtol=1e-6, name="dkernel")
+    assert_close_verbose(b.grad, prior_b + db, atol=1e-6, rtol=1e-6, name="dbias")
+    assert_close_verbose(x.grad, dx, atol=0, rtol=0, name="dx")
+
+
+def test_flat_grads_with_weight_sharing_and_retain_graph(monkeypatch):
+    spy = _DirectSpy(monkeypatch)
+    w, b, opt = _flat_params()
+    opt.zero_grad()
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randn(6, 20, generator=gen)
+    dy = torch.randn(6, 12, generator=gen)
+    with kernels.backend_scope("torch"):
+        y = kernels.dense(x, w, b, "relu", dropout_rate=0.2, dropout_seed=0)
+        y = y + kernels.dense(x, w, b, "relu", dropout_rate=0.2, dropout_seed=1)  # the same Dense, called twice
+        y.backward(dy, retain_graph=True)
+        y.backward(dy)
+        _, dw, db = _expected_grads(x, w, b, "relu", dy, uses=2, rate=0.2)
+    assert spy.calls[:4] == [(True, True)] * 4
+    assert_close_verbose(w.grad, 2 * dw, atol=1e-6, rtol=1e-6, name="dkernel")
+    assert_close_verbose(b.grad, 2 * db, atol=1e-6, rtol=1e-6, name="dbias")
+
+
+def test_flat_grads_left_alone_where_autograd_must_return_them(monkeypatch):
+    """torch.autograd.grad, backward(inputs=...) without the parameters, a tensor hook, create_graph, an optimizer
+    that was never built: every one gets the normal return, and .grad changes only where autograd changes it."""
+    spy = _DirectSpy(monkeypatch)
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(5, 20, generator=gen).requires_grad_()
+    dy = torch.randn(5, 12, generator=gen)
+    with kernels.backend_scope("torch"):
+        w, b, opt = _flat_params()
+        opt.zero_grad()
+        _, dw, db = _expected_grads(x, w, b, "tanh", dy)
+        spy.calls.clear()
+        gw, gb = torch.autograd.grad(kernels.dense(x, w, b, "tanh"), [w, b], dy)
+        assert_close_verbose(gw, dw, atol=0, rtol=0, name="autograd.grad dkernel")
+        assert_close_verbose(gb, db, atol=0, rtol=0, name="autograd.grad dbias")
+        (gx,) = torch.autograd.grad(kernels.dense(x, w, b, "tanh"), [x], dy)
+        kernels.dense(x, w, b, "tanh").backward(dy, inputs=[x])
+        assert (opt.flat_grad == 0).all(), "nothing asked for the parameters' gradients"
+        assert spy.calls == [(False, False)] * 3
+
+        seen = []
+        w.register_hook(lambda g: seen.append(g.clone()))
+        kernels.dense(x, w, b, "tanh").backward(dy)
+        assert spy.calls[-1] == (False, True) and len(seen) == 1
+        assert_close_verbose(seen[0], dw, atol=0, rtol=0, name="hooked dkernel")
+        assert_close_verbose(w.grad, dw, atol=0, rtol=0, name="dkernel after the hook")
+
+        w2, b2, _ = _flat_params(built=False)
+        w2.grad, b2.grad = torch.zeros_like(w2), torch.zeros_like(b2)
+        kernels.dense(x, w2, b2, "tanh").backward(dy)
+        assert spy.calls[-1] == (False, False)
+
+        w3, b3, _ = _flat_params()
+        y = kernels.dense(x, w3, b3, "tanh")
+        (gw3,) = torch.autograd.grad(y, [w3], dy, create_graph=True)
+        assert spy.calls[-1] == (False, False) and (w3.grad == 0).all()
+        assert_close_verbose(gw3, dw, atol=0, rtol=0, name="create_graph dkernel")

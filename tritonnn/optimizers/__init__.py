@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from ..kernels import optim as _optim
+from ..kernels.dense import FLAT_GRAD_ATTR as _FLAT_GRAD_ATTR
 from . import schedules
 from .schedules import LearningRateSchedule
 
@@ -221,6 +222,9 @@ class Optimizer:
             pv.copy_(p.detach())
             p.data = pv
             p.grad = gv
+            # The torch-path dense backward may add this parameter's gradient into .grad itself rather than return
+            # it for autograd to add (kernels/dense.py, "Gradients straight into the optimizer's flat buffer").
+            setattr(p, _FLAT_GRAD_ATTR, True)
             self._param_views.append(pv)
             self._grad_views.append(gv)
             offset += n
