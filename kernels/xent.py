@@ -714,12 +714,16 @@ class known_label_range:  # noqa: N801 - used like a function, as a context mana
         self.entries = {t.data_ptr(): (t.numel(), int(lo), int(hi)) for t in targets}
 
     def __enter__(self) -> known_label_range:
+        self.previous = {ptr: _KNOWN_RANGES.get(ptr) for ptr in self.entries}  # nested blocks restore the outer
         _KNOWN_RANGES.update(self.entries)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for ptr in self.entries:
-            _KNOWN_RANGES.pop(ptr, None)
+        for ptr, before in self.previous.items():
+            if before is None:
+                _KNOWN_RANGES.pop(ptr, None)
+            else:
+                _KNOWN_RANGES[ptr] = before
 
 
 def _check_labels(target: torch.Tensor, c: int, ignore_index: int | None) -> None:

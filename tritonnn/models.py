@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import config, optimizers
+from . import _graphs, config, optimizers
 from . import losses as losses_mod
 from . import metrics as metrics_mod
 from .callbacks import Callback, CallbackList, History, Progbar, ProgbarLogger
@@ -38,6 +38,26 @@ def _to_tensor(x: Any, device: torch.device) -> torch.Tensor:
     if t.dtype == torch.float64:
         t = t.to(torch.float32)
     return t.to(device, non_blocking=True)
+
+
+# fit()'s fast path on CUDA moves the whole data set to the device once, when it takes at most this fraction of the
+# free device memory; a larger one stays in host memory (pinned) and each batch is copied asynchronously.
+DATA_ON_DEVICE_FRACTION = 0.5
+
+
+def _nbytes(a: Any) -> int:
+    if isinstance(a, torch.Tensor):
+        return a.numel() * a.element_size()
+    return int(np.asarray(a).nbytes)
+
+
+def _data_device(arrays: list[Any], device: torch.device) -> torch.device:
+    """Where fit() keeps its arrays: on ``device`` unless that is a GPU they would crowd (then the host)."""
+    if device.type != "cuda":
+        return device
+    pending = sum(_nbytes(a) for a in arrays if not (isinstance(a, torch.Tensor) and a.device == device))
+    free, _ = torch.cuda.mem_get_info(device)
+    return device if pending <= DATA_ON_DEVICE_FRACTION * free else torch.device("cpu")
 
 
 def _first(data: Any) -> torch.Tensor:
@@ -100,8 +120,18 @@ def _split_batch(batch: Any) -> tuple[Any, Any, Any]:
 class _ArraySource:
     """Batches sliced by index from tensors held on the model's device (one copy, no per-step transfer)."""
 
-    def __init__(self, x: Any, y: Any, sw: Any, batch_size: int, shuffle: bool, steps: int | None = None):
+    def __init__(
+        self,
+        x: Any,
+        y: Any,
+        sw: Any,
+        batch_size: int,
+        shuffle: bool,
+        steps: int | None = None,
+        target: torch.device | None = None,
+    ):
         self.x, self.y, self.sw = x, y, sw
+        self.target = target  # the model's device when the arrays stay on the host (too big for the GPU)
         self.n = _num_samples(x)
         self.batch_size, self.shuffle = batch_size, shuffle
         self.steps = math.ceil(self.n / batch_size) if steps is None else int(steps)
@@ -123,11 +153,14 @@ class _ArraySource:
             start = (step * self.batch_size) % self.n
             stop = min(start + self.batch_size, self.n)
             idx = slice(start, stop) if order is None else order[start:stop]
-            yield (
+            batch = (
                 _index(self.x, idx),
                 None if self.y is None else _index(self.y, idx),
                 None if self.sw is None else self.sw[idx],
             )
+            if self.target is not None and self.target != device:
+                batch = map_structure(lambda t: None if t is None else t.to(self.target, non_blocking=True), batch)
+            yield batch
 
 
 class _IterableSource:
@@ -186,6 +219,7 @@ class Model(Layer):
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.compiled = False
+        self._jit_compile: Any = "auto"
         self.optimizer: optimizers.Optimizer | None = None
         self.loss: Any = None
         self.stop_training = False
@@ -292,6 +326,11 @@ class Model(Layer):
             "metrics": _serialize_nest(metrics),
             "weighted_metrics": _serialize_nest(weighted_metrics),
         }
+        if jit_compile not in (True, False, "auto"):
+            raise ValueError(
+                f"Expected `jit_compile` to be True, False or 'auto'. Received: jit_compile={jit_compile!r}"
+            )
+        self._jit_compile = jit_compile  # on CUDA, True/"auto": capture steps in CUDA graphs; False: never
         self.compiled = True
 
     def get_compile_config(self) -> dict[str, Any] | None:
@@ -463,15 +502,80 @@ class Model(Layer):
             self._optimizer_params = params
 
     def train_step(self, x: Any, y: Any, sample_weight: Any = None) -> None:
-        """One update: forward, loss, backward, one fused optimizer step, metric updates (no host sync)."""
+        """One update: forward, loss, backward, metric updates, one fused optimizer step (no host sync)."""
+        self._train_body(x, y, sample_weight)
+        self.optimizer.step()
+
+    def _train_body(self, x: Any, y: Any, sample_weight: Any = None) -> None:
+        """All of a train step but the optimizer update: the part fit() captures in a CUDA graph."""
         self.optimizer.zero_grad()
         self._clear_losses()
         y_pred = self(x, training=True)
         loss = self.compute_loss(x, y, y_pred, sample_weight)
         scale_loss = getattr(self.optimizer, "scale_loss", None)
         (loss if scale_loss is None else scale_loss(loss)).backward()
-        self.optimizer.step()
         self._update_metrics(loss, y, y_pred, sample_weight)
+
+    # ---- CUDA graphs (tritonnn/_graphs.py) ----
+    def _graph_blocker(self, kind: str) -> str | None:
+        """Why the ``kind`` ("train", "test", "predict") step cannot be captured in a CUDA graph, or None."""
+        if self._jit_compile is False:
+            return "jit_compile=False"
+        if _graphs.factory_for(self.device) is None:
+            return f"the model is on {self.device.type}, not CUDA"
+        if config.check_numerics():
+            return "check_numerics is on (it reads values on the host)"
+        if self._distribution is not None:
+            return "data-parallel training (not captured yet)"
+        if kind == "train":
+            if type(self).train_step is not Model.train_step:
+                return "a custom train_step"
+            if isinstance(self.optimizer, optimizers.LossScaleOptimizer):
+                return "dynamic loss scaling decides on the host"
+            if any(getattr(layer, "rate", 0) and hasattr(layer, "next_seed") for layer in self._flatten_layers()):
+                return "training-mode dropout draws a new seed on the host every step"
+        if kind == "test" and type(self).test_step is not Model.test_step:
+            return "a custom test_step"
+        return None
+
+    def _step_runner(self, kind: str, source: Any) -> Callable[..., Any]:
+        """The per-batch callable of fit/evaluate/predict: a StepGraph where capture is possible, else eager."""
+        eager = {"train": self.train_step, "test": self.test_step, "predict": self._predict_body}[kind]
+        # Labels from an array source were range-checked once (min/max of the whole array): each step's batch is
+        # registered with that range, so cross-entropy skips its per-call check, a host sync.
+        bounds = source.label_bounds() if isinstance(source, _ArraySource) and kind != "predict" else None
+        labels = None
+        if bounds is not None:
+
+            def labels(args: tuple) -> xent.known_label_range:
+                return xent.known_label_range([t for t in flatten(args[1]) if _is_label_tensor(t)], *bounds)
+
+        blocker = self._graph_blocker(kind)
+        if blocker is None and not isinstance(source, _ArraySource):
+            blocker = "batches from a generator (labels not checked up front; shapes may vary)"
+        if blocker is None:
+            body = {"train": self._train_body, "test": self.test_step, "predict": self._predict_body}[kind]
+            return _graphs.StepGraph(
+                body,
+                _graphs.factory_for(self.device),
+                after=self.optimizer.step if kind == "train" else None,
+                clone_outputs=kind == "predict",
+                context=labels,
+                name=f"{kind} step",
+            )
+        if labels is None:
+            return eager
+
+        def run(*args: Any) -> Any:
+            with labels(args):
+                return eager(*args)
+
+        return run
+
+    def _predict_body(self, x: Any) -> Any:
+        out = self(x, training=False)
+        self._clear_losses()
+        return out
 
     def test_step(self, x: Any, y: Any, sample_weight: Any = None) -> None:
         self._clear_losses()
@@ -508,8 +612,15 @@ class Model(Layer):
         if x is None:
             raise ValueError("Expected input data `x`. Received: x=None")
         device = self.device
-        x = map_structure(lambda a: _to_tensor(a, device), x)
-        y = None if y is None else map_structure(lambda a: _to_tensor(a, device), y)
+        home = _data_device(flatten(x) + ([] if y is None else flatten(y)), device)
+        x = map_structure(lambda a: _to_tensor(a, home), x)
+        y = None if y is None else map_structure(lambda a: _to_tensor(a, home), y)
+        if home != device:  # pinned, so that each batch's copy to the GPU is asynchronous
+            x, y = (
+                map_structure(lambda t: t.pin_memory(), x),
+                None if y is None else map_structure(lambda t: t.pin_memory(), y),
+            )
+            device = home
         if config.check_numerics():
             _check_finite("x", x)
             _check_finite("y", y)
@@ -535,7 +646,7 @@ class Model(Layer):
                 raise ValueError("When `x` is a generator or DataLoader, `y` must not be given: yield (x, y) batches")
             return _IterableSource(x, self.device, steps)
         x, y, sample_weight, _ = self._prepare(x, y, sample_weight, class_weight)
-        return _ArraySource(x, y, sample_weight, batch_size, shuffle, steps)
+        return _ArraySource(x, y, sample_weight, batch_size, shuffle, steps, target=self.device)
 
     def _build_from(self, source: Any) -> None:
         """Build the model on the first sample of an array source; a generator's model must be built already."""
@@ -645,7 +756,8 @@ class Model(Layer):
         if self._resume_generator_state is not None:
             gen.set_state(self._resume_generator_state)
         epoch_logs: dict[str, float] = {}
-        bounds = source.label_bounds() if isinstance(source, _ArraySource) else None
+        run = self._step_runner("train", source)
+        self._last_step_runner = run
         for epoch in range(initial_epoch, epochs):
             self._reset_metrics()
             cbs.call("on_epoch_begin", epoch)
@@ -655,11 +767,7 @@ class Model(Layer):
                     steps_done = step + 1
                     continue
                 cbs.batch("on_train_batch_begin", step, None)
-                if bounds is None:
-                    self.train_step(xb, yb, swb)
-                else:  # the batch's labels come from arrays checked once: no per-step range check (a host sync)
-                    with xent.known_label_range([t for t in flatten(yb) if _is_label_tensor(t)], *bounds):
-                        self.train_step(xb, yb, swb)
+                run(xb, yb, swb)
                 steps_done = step + 1
                 cbs.batch("on_train_batch_end", step, self._logs)
                 if progbar:
@@ -675,37 +783,47 @@ class Model(Layer):
                 dist._reduce_metrics(self)
             epoch_logs = self._logs()
             if val_source is not None and (epoch + 1) % validation_freq == 0:
-                val_logs = self._run_test(val_source)
+                val_logs = self._run_test(val_source, keep_runner=True)
                 epoch_logs.update({"val_" + k: v for k, v in val_logs.items()})
                 self.train()
             cbs.call("on_epoch_end", epoch, logs=epoch_logs)
             if self.stop_training:
                 break
         cbs.call("on_train_end", logs=epoch_logs)
+        self.__dict__.pop("_test_runner", None)
         if dist is not None:
             dist._end_fit(self)
         self.eval()
         return self.history
 
     # ---- evaluate / predict ----
-    def _run_test(self, source: Any, cbs: CallbackList | None = None, bar: Progbar | None = None) -> dict[str, float]:
+    def _run_test(
+        self, source: Any, cbs: CallbackList | None = None, bar: Progbar | None = None, keep_runner: bool = False
+    ) -> dict[str, float]:
         self.eval()
         self._reset_metrics()
         steps = 0
+        cached = self.__dict__.get("_test_runner")
+        if cached is not None and cached[0] is source:  # fit's validation: one captured graph for every epoch
+            run = cached[1]
+        else:
+            run = self._step_runner("test", source)
+            if keep_runner:
+                self.__dict__["_test_runner"] = (source, run)
         with torch.no_grad():
             for step, (xb, yb, swb) in enumerate(source.epoch()):
                 if yb is None:
                     raise ValueError("Expected target data `y` to evaluate. Received batches without targets")
                 if cbs:
                     cbs.batch("on_test_batch_begin", step, None)
-                self.test_step(xb, yb, swb)
+                run(xb, yb, swb)
                 steps = step + 1
                 if cbs:
                     cbs.batch("on_test_batch_end", step, self._logs)
                 if bar:
                     bar.update(steps, self._logs, finalize=False)
         if self._distribution is not None:  # data-parallel: sum the metric states of every rank (some may have none)
-            self._distribution._reduce_metrics(self)
+            self._distribution._end_test(self, source)
         elif steps == 0:
             raise ValueError("evaluate() got no batches: the data is empty")
         return self._logs()
@@ -759,12 +877,12 @@ class Model(Layer):
         bar = Progbar(source.steps, verbose=verbose) if verbose else None
         self.eval()
         outs = []
+        run = self._step_runner("predict", source)
         cbs.call("on_predict_begin")
         with torch.no_grad():
             for step, (xb, _, _) in enumerate(source.epoch()):
                 cbs.batch("on_predict_batch_begin", step, None)
-                out = self(xb, training=False)
-                self._clear_losses()
+                out = run(xb)
                 outs.append(out)
                 cbs.batch("on_predict_batch_end", step, lambda out=out: {"outputs": out})
                 if bar:

@@ -1,0 +1,234 @@
+"""CUDA-graph capture of the per-batch work of fit(), evaluate() and predict().
+
+A small MLP step on a GPU is bound by launch overhead: dozens of kernels of a few microseconds each, every one paid
+for by the host. Captured into a CUDA graph, the whole step (forward, loss, backward, metric updates) is one
+``replay()``. ``StepGraph`` runs a step function eagerly for its first batches (autotuning, the allocator and any
+lazily created state settle; on CUDA these warm-up steps run on a side stream, as CUDA graphs require), then
+captures it once on static input tensors and from then on copies each batch into those tensors and replays.
+
+Only one batch signature (shapes, dtypes, structure) is captured: the first, i.e. the full batch. Any other batch
+(the last, partial one) runs eagerly, and so does everything after a capture that failed: the failure is reported
+once with a warning and the step goes on eagerly, with the same result. What a graph cannot hold is kept out of it
+by the caller: the optimizer's update runs after the replay, eagerly (its learning rate and step count are host
+scalars that change every step: one fused launch), and a step that draws host-side random seeds (training-mode
+dropout) or needs host syncs is never captured (``Model._graph_blocker`` names the reason).
+
+The graph factory is injectable (``make_graph``) so that the bookkeeping here (warm-up, static buffers, fallback)
+is tested on machines without a GPU; ``cuda_graph_factory`` is the real one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from .layers.symbolic import flatten, map_structure
+
+WARMUP_STEPS = 2
+
+
+def _signature(args: Any) -> tuple:
+    """What a captured graph is specialised on: the structure, and every tensor's shape, dtype and device."""
+    leaves = flatten(args)
+    return tuple(
+        (tuple(t.shape), t.dtype, t.device) if isinstance(t, torch.Tensor) else ("const", type(t).__name__, t)
+        for t in leaves
+    ) + (_structure(args),)
+
+
+def _structure(args: Any) -> Any:
+    if isinstance(args, dict):
+        return ("dict", tuple((k, _structure(v)) for k, v in sorted(args.items())))
+    if isinstance(args, (list, tuple)):
+        return (type(args).__name__, tuple(_structure(v) for v in args))
+    return "leaf"
+
+
+def _copy_into(static: Any, args: Any) -> None:
+    for dst, src in zip(flatten(static), flatten(args), strict=True):
+        if isinstance(dst, torch.Tensor):
+            dst.copy_(src)
+
+
+class CudaGraph:
+    """One captured CUDA graph (``torch.cuda.CUDAGraph``) of ``fn(*static_args)``."""
+
+    def __init__(self, fn: Callable[..., Any], static_args: tuple, pool: Any = None):
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph, pool=pool):
+            self.outputs = fn(*static_args)
+
+    def replay(self) -> Any:
+        self.graph.replay()
+        return self.outputs
+
+
+def cuda_graph_factory(fn: Callable[..., Any], static_args: tuple) -> CudaGraph:
+    return CudaGraph(fn, static_args)
+
+
+class _Recorder(TorchDispatchMode):
+    """Records every ATen op run under it (with its arguments and outputs) and refuses host syncs, as a capture."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops: list[tuple[Any, tuple, dict, Any]] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is torch.ops.aten._local_scalar_dense.default:
+            raise RuntimeError(
+                "a host sync (.item(), bool(tensor), ...) during graph capture: CUDA refuses it "
+                "(cudaErrorStreamCaptureUnsupported)"
+            )
+        out = func(*args, **kwargs)
+        self.ops.append((func, args, kwargs, out))
+        return out
+
+
+def _assign(out: Any, result: Any) -> None:
+    if isinstance(out, torch.Tensor) and isinstance(result, torch.Tensor):
+        if out.untyped_storage().data_ptr() != result.untyped_storage().data_ptr():
+            out.copy_(result)  # an op that made a new tensor: its captured output keeps its identity
+    elif isinstance(out, (tuple, list)) and isinstance(result, (tuple, list)):
+        for o, r in zip(out, result, strict=True):
+            _assign(o, r)
+
+
+class EmulatedGraph:
+    """A CPU stand-in for a CUDA graph, with a CUDA graph's semantics: capture records the ATen ops of
+    ``fn(*static_args)`` (without a host sync, which it refuses), and ``replay()`` reruns exactly those ops on the
+    same tensors: shapes, Python scalars and branches taken are frozen at capture; the captured output tensors
+    are refilled in place. The graph-capture code paths of fit(), evaluate() and predict() are tested with it on
+    machines without a GPU (``tests/test_graphs.py``); it also checks a custom step for graph safety on a CPU.
+    """
+
+    ran_on_capture = True  # unlike a CUDA capture, recording runs the ops: the first batch is done by then
+
+    def __init__(self, fn: Callable[..., Any], static_args: tuple):
+        recorder = _Recorder()
+        with recorder:
+            self.outputs = fn(*static_args)
+        self.ops = recorder.ops
+
+    def replay(self) -> Any:
+        with torch.no_grad():
+            for func, args, kwargs, out in self.ops:
+                _assign(out, func(*args, **kwargs))
+        return self.outputs
+
+
+def factory_for(device: torch.device) -> Callable[[Callable[..., Any], tuple], Any] | None:
+    """The graph factory for a model on ``device``: CUDA graphs on CUDA, none elsewhere (tests replace this)."""
+    return cuda_graph_factory if device.type == "cuda" else None
+
+
+@contextlib.contextmanager
+def _side_stream(device: torch.device):
+    """CUDA graphs need their warm-up iterations on a non-default stream; elsewhere this does nothing."""
+    if device.type != "cuda":
+        yield
+        return
+    stream = torch.cuda.Stream(device)
+    stream.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(stream):
+        yield
+    torch.cuda.current_stream(device).wait_stream(stream)
+
+
+class StepGraph:
+    """Run ``fn(*args)`` eagerly ``warmup`` times for a batch signature, then capture it and replay.
+
+    Args:
+        fn: the step (tensors in, tensors or None out); it must not sync with the host or read host values that
+            change between calls (the caller keeps such steps away: see the module docstring).
+        make_graph: ``(fn, static_args) -> graph`` with ``.replay()`` returning the outputs.
+        warmup: eager calls before the capture.
+        clone_outputs: return copies of the graph's outputs (which the next replay overwrites), e.g. for predict.
+        after: called after every step, eager or replayed (the optimizer update), outside the graph.
+        context: ``context(args)``, a context manager around every Python run of ``fn`` (eager or capture).
+        name: for the fallback warning.
+    """
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        make_graph: Callable[[Callable[..., Any], tuple], Any],
+        *,
+        warmup: int = WARMUP_STEPS,
+        clone_outputs: bool = False,
+        after: Callable[[], Any] | None = None,
+        context: Callable[[tuple], Any] | None = None,
+        name: str = "step",
+    ):
+        self.fn, self.make_graph, self.warmup = fn, make_graph, int(warmup)
+        self.clone_outputs, self.after, self.name = clone_outputs, after, name
+        self.context = context or (lambda args: contextlib.nullcontext())
+        self.signature: tuple | None = None  # the one signature this captures
+        self.seen = 0
+        self.graph: Any = None
+        self.static_args: tuple | None = None
+        self.disabled: str | None = None
+        self.replays = 0
+        self.eager_calls = 0
+
+    def _eager(self, args: tuple) -> Any:
+        self.eager_calls += 1
+        with self.context(args):
+            out = self.fn(*args)
+        if self.after is not None:
+            self.after()
+        return out
+
+    def __call__(self, *args: Any) -> Any:
+        if self.disabled is not None:
+            return self._eager(args)
+        sig = _signature(args)
+        if self.signature is None:
+            self.signature = sig
+        if sig != self.signature:  # another shape (the last, partial batch): eager
+            return self._eager(args)
+        if self.graph is None:
+            if self.seen < self.warmup:
+                self.seen += 1
+                device = next((t.device for t in flatten(args) if isinstance(t, torch.Tensor)), torch.device("cpu"))
+                with _side_stream(device):
+                    return self._eager(args)
+            try:
+                self.static_args = map_structure(
+                    lambda t: t.clone() if isinstance(t, torch.Tensor) else t, args
+                )  # the graph reads its inputs from these
+                with self.context(self.static_args):
+                    self.graph = self.make_graph(self.fn, self.static_args)
+            except Exception as e:  # noqa: BLE001 - any capture failure means: run this step eagerly from now on
+                self.disable(f"{type(e).__name__}: {e}")
+                return self._eager(args)
+            if getattr(self.graph, "ran_on_capture", False):
+                out = self.graph.outputs  # the emulated capture ran the step on a copy of this very batch
+            else:
+                _copy_into(self.static_args, args)
+                out = self.graph.replay()
+                self.replays += 1
+        else:
+            _copy_into(self.static_args, args)
+            out = self.graph.replay()
+            self.replays += 1
+        if self.after is not None:
+            self.after()
+        if self.clone_outputs:
+            out = map_structure(lambda t: t.clone() if isinstance(t, torch.Tensor) else t, out)
+        return out
+
+    def disable(self, reason: str) -> None:
+        self.disabled, self.graph, self.static_args = reason, None, None
+        warnings.warn(
+            f"tritonnn: the {self.name} could not be captured in a CUDA graph ({reason}); it runs eagerly "
+            "(same results, more launch overhead). compile(jit_compile=False) skips the attempt.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
