@@ -144,7 +144,8 @@ def main(out: str) -> None:
     errors = {}
     for name, call in {
         "batch_too_small": lambda: model(SEED).fit(d["x"], d["y"], batch_size=1, verbose=0),
-        "generator": lambda: model(SEED).fit(iter([(d["x"], d["y"])]), steps_per_epoch=1, verbose=0),
+        "generator_runs_out": lambda: model(SEED).fit(_batches(d, 5, drop=rank), epochs=1, verbose=0),
+        "evaluate_exhausted": lambda: _evaluate_twice(_batches(d, 5)),
         "sum_reduction": lambda: _sum_model().fit(d["x"], d["y"], batch_size=4, verbose=0),
         "devices": lambda: keras.distribution.DataParallel(devices=["cpu"]),
         "different_data": lambda: model(SEED).fit(d["x"][rank:], d["y"][rank:], batch_size=4, verbose=0),
@@ -157,6 +158,31 @@ def main(out: str) -> None:
             errors[name] = str(e)
     report["errors"] = errors
     keras.distribution.barrier()
+
+    # A DataLoader of global batches (every rank reads all of them) trains as the arrays do; validation too.
+    import torch
+
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(torch.from_numpy(d["x"]), torch.from_numpy(d["y"])), batch_size=5
+    )
+    val_loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(torch.from_numpy(d["x_val"]), torch.from_numpy(d["y_val"])), batch_size=2
+    )
+    from_loader, from_arrays = model(SEED), model(SEED)
+    h_loader = from_loader.fit(loader, epochs=2, validation_data=val_loader, verbose=0).history
+    h_arrays = from_arrays.fit(
+        d["x"], d["y"], batch_size=5, epochs=2, shuffle=False, validation_data=(d["x_val"], d["y_val"]), verbose=0
+    ).history
+    np.savez(os.path.join(out, f"loader{rank}.npz"), *from_loader.get_weights())
+    np.savez(os.path.join(out, f"arrays{rank}.npz"), *from_arrays.get_weights())
+    report["loader_history"], report["arrays_history"] = h_loader, h_arrays
+    report["loader_evaluate"] = from_loader.evaluate(_batches(d, 3), verbose=0, return_dict=True)
+    report["arrays_evaluate"] = from_loader.evaluate(d["x"], d["y"], batch_size=3, verbose=0, return_dict=True)
+
+    # A shuffled DataLoader: torch's generator is rank 0's from the start of fit, so every rank draws its order.
+    shuffled = model(SEED if rank == 0 else SEED + 7)
+    shuffled.fit(torch.utils.data.DataLoader(loader.dataset, batch_size=4, shuffle=True), epochs=2, verbose=0)
+    np.savez(os.path.join(out, f"shuffled{rank}.npz"), *shuffled.get_weights())
 
     # BackupAndRestore: interrupted at epoch 2 on both ranks, resumed from rank 0's backup, the same weights as a
     # run never interrupted; rank 1 writes no backup.
@@ -197,6 +223,19 @@ def main(out: str) -> None:
     report["backup_left"] = os.path.exists(backup)
     with open(os.path.join(out, f"report{rank}.json"), "w") as f:
         json.dump(report, f)
+
+
+def _batches(d: dict[str, np.ndarray], size: int, drop: int = 0):
+    """A one-pass generator of global batches; ``drop`` leaves out that many last batches."""
+    x, y = d["x"], d["y"]
+    starts = list(range(0, len(x), size))
+    return ((x[i : i + size], y[i : i + size]) for i in starts[: len(starts) - drop])
+
+
+def _evaluate_twice(batches: Any) -> None:
+    m = model(SEED)
+    m.evaluate(batches, verbose=0)
+    m.evaluate(batches, verbose=0)  # the one-pass generator is exhausted: the single-process error, on every rank
 
 
 def _sum_model() -> Any:

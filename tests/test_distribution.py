@@ -160,11 +160,45 @@ def test_errors_are_raised_alike_on_every_rank(run):
     assert r0["errors"] == r1["errors"]
     errors = r0["errors"]
     assert "must be at least 2" in errors["batch_too_small"] and "batch_size=1" in errors["batch_too_small"]
-    assert "generator or DataLoader is not supported" in errors["generator"]
+    assert "must read the same batches" in errors["generator_runs_out"] and "(0, 0)" in errors["generator_runs_out"]
     assert "reduction='sum'" in errors["sum_reduction"]
     assert "one device per process" in errors["devices"]
     for key in ("different_data", "evaluate_different_data"):
-        assert "same data on every process" in errors[key] and "'samples': (21, 20)" in errors[key], key
+        assert "same data on every process" in errors[key], key
+        assert "'samples': 21" in errors[key] and "'samples': 20" in errors[key], key
+    assert errors["evaluate_exhausted"] == "evaluate() got no batches: the data is empty"
+
+
+def test_a_dataloader_of_global_batches_trains_as_the_arrays_do(run):
+    for r, report in enumerate(run["reports"]):
+        # the loader's batches are the arrays' batches (no shuffle): same history, same weights
+        for key, values in report["arrays_history"].items():
+            np.testing.assert_allclose(report["loader_history"][key], values, rtol=0, atol=1e-6, err_msg=key)
+        with (
+            np.load(os.path.join(run["out"], f"loader{r}.npz")) as a,
+            np.load(os.path.join(run["out"], f"arrays{r}.npz")) as b,
+        ):
+            for k in a.files:
+                np.testing.assert_allclose(a[k], b[k], rtol=0, atol=1e-6)
+        for key, value in report["arrays_evaluate"].items():
+            assert abs(report["loader_evaluate"][key] - value) < 1e-6, key
+    assert run["reports"][0]["loader_history"] == run["reports"][1]["loader_history"]
+
+
+def test_a_shuffled_dataloader_draws_rank_zeros_order(run):
+    keras.config.set_default_device("cpu")
+    try:
+        with backend_scope("torch"):
+            d = dist_worker.data()
+            dataset = torch.utils.data.TensorDataset(torch.from_numpy(d["x"]), torch.from_numpy(d["y"]))
+            reference = dist_worker.model(dist_worker.SEED)
+            reference.fit(torch.utils.data.DataLoader(dataset, batch_size=4, shuffle=True), epochs=2, verbose=0)
+    finally:
+        keras.config.set_default_device(None)
+    for r in (0, 1):
+        with np.load(os.path.join(run["out"], f"shuffled{r}.npz")) as z:
+            for i, ref in enumerate(reference.get_weights()):
+                np.testing.assert_allclose(z[f"arr_{i}"], ref, rtol=0, atol=1e-5)
 
 
 def test_backup_and_restore_resumes_from_rank_zeros_backup(run):

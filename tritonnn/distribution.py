@@ -12,8 +12,9 @@ The process group is created from torchrun's environment (``RANK``, ``WORLD_SIZE
 How ``fit`` runs under ``DataParallel``:
 
 * Every process holds the whole data set (the same arrays). At the start of ``fit`` the weights, the optimizer
-  state and the shuffle generator are broadcast from rank 0, so every rank starts from rank 0's model and draws
-  the same order each epoch (``tritonnn.utils.set_random_seed`` on rank 0 makes a run reproducible).
+  state, fit's shuffle generator and torch's global generator are broadcast from rank 0, so every rank starts from
+  rank 0's model and draws the same order each epoch (``tritonnn.utils.set_random_seed`` on rank 0 makes a run
+  reproducible).
 * ``batch_size`` is the global batch. Each global batch is cut into contiguous slices, one per rank, as evenly as
   possible: the first ``batch_size % world_size`` ranks take one sample more. The last, smaller batch of an epoch
   is split the same way, so some ranks may get no sample; they still take part in every collective.
@@ -32,8 +33,9 @@ How ``fit`` runs under ``DataParallel``:
   hook): training stops on every rank when it stops on one.
 
 Validation data and ``evaluate`` are split across the ranks the same way (no shuffle). ``predict`` runs the whole
-input on each rank. Data given as a generator or a ``DataLoader`` is not supported under ``DataParallel`` yet:
-pass arrays or tensors.
+input on each rank. A generator or a ``DataLoader`` must yield the same global batches on every process (same
+data, same order, e.g. the same seed); each process reads the whole batch and keeps its slice, and before each step
+the processes check, with one small all-gather, that all of them have a batch of the same size.
 """
 
 from __future__ import annotations
@@ -46,8 +48,8 @@ import torch
 import torch.distributed as dist
 
 from .callbacks import Callback, _overrides
-from .layers.symbolic import flatten
-from .models import _ArraySource, _index
+from .layers.symbolic import flatten, map_structure
+from .models import _ArraySource, _index, _IterableSource, _num_samples
 
 __all__ = ["DataParallel", "barrier", "distribution", "initialize", "list_devices", "set_distribution"]
 
@@ -219,6 +221,15 @@ class DataParallel:
         else:
             dist.all_reduce(t, op)
 
+    def _all_gather(self, out: list[torch.Tensor], t: torch.Tensor) -> None:
+        if t.device.type == "cpu" and self._nccl_only():
+            tmp = [o.to(self.device) for o in out]
+            dist.all_gather(tmp, t.to(self.device))
+            for o, g in zip(out, tmp, strict=True):
+                o.copy_(g)
+        else:
+            dist.all_gather(out, t)
+
     def _broadcast_object(self, obj: Any) -> Any:
         box = [obj if self.rank == 0 else None]
         dist.broadcast_object_list(box, 0)
@@ -237,13 +248,12 @@ class DataParallel:
                     f"reduction='sum_over_batch_size'. Received: {type(loss).__name__} with reduction={reduction!r}"
                 )
 
-    def _shard(self, source: Any, batch_size: int, what: str, training: bool) -> _ShardedArraySource:
+    def _shard(self, model: Any, source: Any, batch_size: int | None, training: bool) -> Any:
+        if isinstance(source, _IterableSource):
+            return _ShardedIterableSource(source, self, model, training)
         if not isinstance(source, _ArraySource):
-            raise ValueError(
-                "DataParallel splits arrays and tensors across the processes; a generator or DataLoader is not "
-                f"supported yet. Pass `{what}` as arrays or tensors (each process holds the same data)."
-            )
-        if batch_size < self.world_size:
+            raise TypeError(f"Expected an array or iterable data source. Received: {type(source).__name__}")
+        if batch_size is not None and batch_size < self.world_size:
             raise ValueError(
                 f"Under DataParallel `batch_size` is the global batch, split across {self.world_size} processes: "
                 f"it must be at least {self.world_size} so that every process gets a sample of each full batch. "
@@ -256,15 +266,13 @@ class DataParallel:
     ) -> tuple[Any, Any, int, list[Any]]:
         """Shard the sources, silence the progress bar off rank 0, add the ``stop_training`` agreement."""
         self._check_losses(model)
-        source = self._shard(source, batch_size, "x", True)
+        source = self._shard(model, source, batch_size, True)
         if val_source is not None:
-            val_source = self._shard(val_source, val_source.batch_size, "validation_data", False)
+            val_source = self._shard(model, val_source, getattr(val_source, "batch_size", None), False)
         self._resolve_metrics(model, source)
         self._signature = {
-            "samples": source.n,
-            "steps": source.steps,
-            "batch_size": source.batch_size,
-            "validation": None if val_source is None else (val_source.n, val_source.steps, val_source.batch_size),
+            "train": _describe(source),
+            "validation": None if val_source is None else _describe(val_source),
         }
         callbacks = list(callbacks or [])
         per_batch = any(_overrides(cb, "on_train_batch_end") for cb in callbacks)
@@ -304,6 +312,7 @@ class DataParallel:
                 "initial_step": model._initial_step,
                 "resume": model._resume_generator_state,
                 "generator": gen.get_state(),
+                "torch": torch.get_rng_state(),
                 "dropout": [(layer._base_seed, layer._counter) for layer in dropout],
             }
         )
@@ -314,6 +323,8 @@ class DataParallel:
             model._initial_epoch, model._initial_step = meta["initial_epoch"], meta["initial_step"]
             model._resume_generator_state = meta["resume"]
             gen.set_state(meta["generator"])
+            # torch's global generator too: a DataLoader(shuffle=True) then draws the same order on every rank.
+            torch.set_rng_state(meta["torch"])
         for layer, (base, counter) in zip(dropout, meta["dropout"], strict=True):
             # Each rank draws its own masks: the same stream would give every rank the mask of rank 0's rows.
             layer._base_seed = base if self.rank == 0 else (base + 0x9E3779B97F4A7C15 * self.rank) % 2**62
@@ -326,11 +337,9 @@ class DataParallel:
     def _prepare_evaluate(self, model: Any, source: Any, verbose: int, batch_size: int) -> tuple[Any, int]:
         """Shard an evaluation source and silence its progress bar off rank 0."""
         self._check_losses(model)
-        source = self._shard(source, batch_size, "x", False)
+        source = self._shard(model, source, batch_size, False)
         self._resolve_metrics(model, source)
-        self._check_same(
-            {"samples": source.n, "steps": source.steps, "batch_size": batch_size, "metrics": model.metrics_names}
-        )
+        self._check_same({"data": _describe(source), "metrics": model.metrics_names})
         return source, (verbose if self.rank == 0 else 0)
 
     def _check_same(self, signature: dict[str, Any]) -> None:
@@ -352,13 +361,9 @@ class DataParallel:
     def _resolve_metrics(model: Any, source: Any) -> None:
         """Make the compiled metrics now, from the first sample, so that every rank has the same metric states to
         sum (they are otherwise made at the first batch, which a rank with an empty share never sees)."""
-        if model._output_metrics is not None or source.y is None:
+        if model._output_metrics is not None or getattr(source, "y", None) is None:
             return
-        first = slice(0, 1)
-        with torch.no_grad():
-            preds = model._outputs_list(model(_index(source.x, first), training=False))
-        model._clear_losses()
-        model._resolve_compiled(model._targets_list(_index(source.y, first), len(preds)), preds)
+        _resolve_metrics_from(model, source.x, source.y)
 
     def _install(self, model: Any) -> None:
         """For the length of ``fit``: route the model's ``train_step`` and its optimizer's ``step`` through this
@@ -418,6 +423,13 @@ class DataParallel:
             t.copy_(flat[offset : offset + n].view_as(t))
             offset += n
 
+    def _end_test(self, model: Any, source: Any) -> None:
+        """The end of an evaluation: the empty-data error of a single process (on every rank alike, as the ranks
+        agreed on the steps), then the metric states summed over the ranks."""
+        if source.global_steps == 0:
+            raise ValueError("evaluate() got no batches: the data is empty")
+        self._reduce_metrics(model)
+
     def _agree_stop(self, model: Any) -> None:
         flag = torch.tensor([1.0 if model.stop_training else 0.0], device=self.device)
         self._all_reduce_(flag, dist.ReduceOp.MAX)
@@ -435,7 +447,9 @@ class _ShardedArraySource:
     def __init__(self, source: _ArraySource, dp: DataParallel, training: bool):
         self.x, self.y, self.sw, self.n = source.x, source.y, source.sw, source.n
         self.batch_size, self.shuffle, self.steps = source.batch_size, source.shuffle, source.steps
+        self.target = getattr(source, "target", None)  # the model's device when the arrays stay on the host
         self.dp, self.training = dp, training
+        self.global_steps = self.steps  # global batches in an epoch, whether or not this rank's slice is empty
 
     def _slice(self, count: int) -> tuple[int, int]:
         base, extra = divmod(count, self.dp.world_size)
@@ -456,11 +470,80 @@ class _ShardedArraySource:
                     yield None, None, None
                 continue
             idx = slice(start + lo, start + hi) if order is None else order[start + lo : start + hi]
-            yield (
+            batch = (
                 _index(self.x, idx),
                 None if self.y is None else _index(self.y, idx),
                 None if self.sw is None else self.sw[idx],
             )
+            if self.target is not None and self.target != device:
+                batch = map_structure(lambda t: None if t is None else t.to(self.target, non_blocking=True), batch)
+            yield batch
+
+
+class _ShardedIterableSource:
+    """This rank's contiguous slice of each global batch that a generator or DataLoader yields.
+
+    Every process iterates the same data (the same batches in the same order) and keeps its slice, so a batch of
+    any size is split as an array batch is. Before each step the ranks agree, with one small all-gather on the host,
+    that every one of them has a batch of the same size (an iterator that runs out on one process alone, or yields
+    other sizes, raises the same error everywhere instead of leaving the others waiting).
+    """
+
+    def __init__(self, source: _IterableSource, dp: DataParallel, model: Any, training: bool):
+        self.base, self.dp, self.model, self.training = source, dp, model, training
+        self.steps = source.steps
+        self.global_steps = 0  # global batches of the last epoch, counted as they come
+
+    def epoch(self, generator: torch.Generator | None = None) -> Iterator[tuple[Any, Any, Any]]:
+        dp = self.dp
+        batches = self.base.epoch(generator)
+        mine = torch.zeros(2, dtype=torch.int64)
+        every = [torch.zeros(2, dtype=torch.int64) for _ in range(dp.world_size)]
+        self.global_steps = 0
+        while True:
+            batch = next(batches, None)
+            mine[0], mine[1] = (0, 0) if batch is None else (1, _num_samples(batch[0]))
+            dp._all_gather(every, mine)
+            seen = [(int(t[0]), int(t[1])) for t in every]
+            if all(have == 0 for have, _ in seen):
+                return
+            if any(s != seen[0] for s in seen):
+                raise ValueError(
+                    "Under DataParallel every process must read the same batches (the global batches, which are "
+                    f"split across the processes), but at step {self.global_steps} the processes had (has a batch, "
+                    f"its size) = {seen}. Give each process the same generator or DataLoader (same data, same order)."
+                )
+            x, y, sw = batch
+            if self.model._output_metrics is None and y is not None:
+                _resolve_metrics_from(self.model, x, y)
+            count = seen[0][1]
+            base, extra = divmod(count, dp.world_size)
+            lo = dp.rank * base + min(dp.rank, extra)
+            hi = lo + base + (1 if dp.rank < extra else 0)
+            dp._weight = (hi - lo) / count
+            self.global_steps += 1
+            if hi == lo:
+                if self.training:
+                    yield None, None, None
+                continue
+            idx = slice(lo, hi)
+            yield _index(x, idx), None if y is None else _index(y, idx), None if sw is None else sw[idx]
+
+
+def _describe(source: Any) -> dict[str, Any]:
+    """What must match across ranks: the sizes of an array source, the kind and length of an iterable one."""
+    if isinstance(source, _ShardedIterableSource):
+        return {"kind": "iterable", "steps": source.steps}
+    return {"kind": "arrays", "samples": source.n, "steps": source.steps, "batch_size": source.batch_size}
+
+
+def _resolve_metrics_from(model: Any, x: Any, y: Any) -> None:
+    device = model.device
+    x, y = (map_structure(lambda t: t[0:1].to(device), data) for data in (x, y))
+    with torch.no_grad():
+        preds = model._outputs_list(model(x, training=False))
+    model._clear_losses()
+    model._resolve_compiled(model._targets_list(y, len(preds)), preds)
 
 
 def _dropout_layers(model: Any) -> list[Any]:
