@@ -44,6 +44,7 @@ import dataclasses
 import inspect
 import os
 import sys
+from typing import Any
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -242,13 +243,30 @@ def count_tritonnn(spec: Spec, batch: int, dtype: str) -> Recorder:
         x, y = x.to(model.device), y.to(model.device)
         recorder = Recorder()
         _install(recorder)
-        with recorder:
+        # As fit() runs it: the labels were range-checked once for the whole array (no per-step check), and the
+        # optimizer update is recorded apart: a CUDA graph replaces the rest of the step (see graph_note).
+        with recorder, keras.kernels.xent.known_label_range([y], 0, spec.layers[-1] - 1):
             recorder.on = True
-            model.train_step(x, y)
+            model._train_body(x, y)
+            recorder.body_launches = len(recorder.launches)
+            model.optimizer.step()
             recorder.on = False
+        recorder.graph_blocker = _graph_blocker(model)
     finally:
         keras.mixed_precision.set_global_policy("float32")
     return recorder
+
+
+def _graph_blocker(model) -> str | None:
+    """Why fit() would not capture this model's step in a CUDA graph on a GPU (None: it would)."""
+    from tritonnn import _graphs
+
+    real = _graphs.factory_for
+    _graphs.factory_for = lambda device: _graphs.cuda_graph_factory  # ask as if the model were on CUDA
+    try:
+        return model._graph_blocker("train")
+    finally:
+        _graphs.factory_for = real
 
 
 class NativeDropout(torch.nn.Module):
@@ -324,14 +342,29 @@ def extrapolate(small: list[Launch], large: list[Launch], b1: int, b2: int, batc
     return out
 
 
-def plan(spec: Spec, batch: int, dtype: str, count_batch: int, who: str) -> tuple[list[Launch], dict, dict]:
+def plan(spec: Spec, batch: int, dtype: str, count_batch: int, who: str) -> tuple[list[Launch], dict, dict, Any]:
+    """The step's launches, syncs and host ops, and the recorder (for tritonnn's graph_note)."""
     counter = count_tritonnn if who == "tritonnn" else count_eager
     if batch <= count_batch:
         rec = counter(spec, batch, dtype)
-        return rec.launches, dict(rec.syncs), dict(rec.host_ops)
+        return rec.launches, dict(rec.syncs), dict(rec.host_ops), rec
     b1, b2 = max(1, count_batch // 2), count_batch
     r1, r2 = counter(spec, b1, dtype), counter(spec, b2, dtype)
-    return extrapolate(r1.launches, r2.launches, b1, b2, batch), dict(r2.syncs), dict(r2.host_ops)
+    return extrapolate(r1.launches, r2.launches, b1, b2, batch), dict(r2.syncs), dict(r2.host_ops), r2
+
+
+def graph_note(rec: Any, launches: list[Launch], launch_us: float, tf32: bool) -> str:
+    """What fit()'s CUDA graph does to the count: the body's launches become one replay; the optimizer stays."""
+    blocker = getattr(rec, "graph_blocker", "not counted")
+    if blocker is not None:
+        return f"CUDA graph: not captured ({blocker}): every launch above is paid on a GPU"
+    body, rest = launches[: rec.body_launches], launches[rec.body_launches :]
+    work = sum(implied_us(x, 0.0, tf32) for x in launches)
+    return (
+        f"CUDA graph: captured on a GPU: the {len(body)} launches of forward, loss, backward and metrics are one "
+        f"replay, the optimizer's {len(rest)} stay eager: {1 + len(rest)} host launches per step, implied "
+        f"{work + (1 + len(rest)) * launch_us:.1f} us if the graph's kernels ran back to back"
+    )
 
 
 def totals(launches: list[Launch], launch_us: float, tf32: bool) -> dict:
@@ -392,8 +425,8 @@ def main(argv: list[str] | None = None) -> int:
     if spec.batch > args.count_batch:
         print(f"counted at batch {args.count_batch // 2} and {args.count_batch}, bytes and FLOPs extrapolated to "
               f"{spec.batch}")  # fmt: skip
-    ours, our_syncs, our_host = plan(spec, spec.batch, args.dtype, args.count_batch, "tritonnn")
-    eager, eager_syncs, eager_host = plan(spec, spec.batch, args.dtype, args.count_batch, "eager")
+    ours, our_syncs, our_host, our_rec = plan(spec, spec.batch, args.dtype, args.count_batch, "tritonnn")
+    eager, eager_syncs, eager_host, _ = plan(spec, spec.batch, args.dtype, args.count_batch, "eager")
     if not args.summary:
         print_table("tritonnn (TRITONNN_BACKEND=triton, one fit() train step)", ours, args.launch_us, args.tf32)
         print_table("PyTorch eager (nn.Sequential, F.cross_entropy, Adam fused)", eager, args.launch_us, args.tf32)
@@ -410,6 +443,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, host in (("tritonnn", our_host), ("eager", eager_host)):
         if host:
             print(f"{name}: host-side scalar ops, not counted as launches: {host}")
+    print(graph_note(our_rec, ours, args.launch_us, args.tf32))
     print(
         f"eager / tritonnn: {t_eager['launches'] / t_ours['launches']:.2f}x launches, "
         f"{t_eager['bytes'] / max(1, t_ours['bytes']):.2f}x bytes, {t_eager['us'] / t_ours['us']:.2f}x implied time"

@@ -119,6 +119,11 @@ def test_plan_prints_totals_for_both_sides(seed_plan):
     assert int(totals["tritonnn"][1]) == len(_table(seed_plan, "tritonnn"))
     assert int(totals["eager"][1]) == len(eager)
     assert "implied" in seed_plan and "launch cost 3.0 us" in seed_plan
+    # The step as fit() runs it: labels checked once per fit, so no host sync per step (the last column).
+    assert totals["tritonnn"][8] == "0"
+    # The seed model has no dropout: fit() captures all but the optimizer in a CUDA graph on a GPU.
+    graph = re.search(r"CUDA graph: captured on a GPU: the (\d+) launches .* the optimizer's (\d+) stay", seed_plan)
+    assert graph and int(graph[1]) + int(graph[2]) == len(_table(seed_plan, "tritonnn")) and int(graph[2]) == 1
 
 
 def test_train_help_and_a_tiny_cpu_run(capsys, monkeypatch):
