@@ -974,7 +974,7 @@ class DenseFunction(torch.autograd.Function):
     def forward(ctx, x, kernel, bias, activation: str, rate: float, seed: int, on_triton: bool):
         act = ACTIVATIONS[activation]
         lead, k, n = x.shape[:-1], x.shape[-1], kernel.shape[1]
-        x2 = x.reshape(-1, k)
+        x2 = x if x.dim() == 2 else x.reshape(-1, k)
         if on_triton:
             y2, g = dense_fwd(x2, kernel, bias, act, rate, seed)
             y = y2.view(*lead, n)
@@ -982,7 +982,7 @@ class DenseFunction(torch.autograd.Function):
             ctx.save_for_backward(x2, kernel, g if source == _FROM_SAVED else y if source == _FROM_OUTPUT else None)
         else:
             y2, saved = _torch_fwd(x2, kernel, bias, act, rate, seed)
-            y = y2.view(*lead, n)
+            y = y2 if x.dim() == 2 else y2.view(*lead, n)
             ctx.save_for_backward(x2, kernel, saved)
             ct = saved.dtype
             ctx.flat_params = (_flat_grad_param(kernel, ct), _flat_grad_param(bias, ct))
@@ -994,7 +994,7 @@ class DenseFunction(torch.autograd.Function):
     def backward(ctx, dy):
         x2, kernel, saved = ctx.saved_tensors
         n = kernel.shape[1]
-        dy2 = dy.reshape(-1, n)
+        dy2 = dy if dy.dim() == 2 else dy.reshape(-1, n)
         need_dx, need_dw, need_db = ctx.needs_input_grad[:3]
         if ctx.on_triton:
             aux = saved.reshape(-1, n) if saved is not None else None
@@ -1010,7 +1010,7 @@ class DenseFunction(torch.autograd.Function):
                 dy2, saved, x2, kernel, ctx.act, ctx.rate, ctx.seed, need_dx, need_dw and dw_into is None,
                 ctx.has_bias and need_db, dw_into=dw_into, db_into=db_into,
             )  # fmt: skip
-        dx = dx.view(ctx.x_shape) if need_dx else None
+        dx = (dx if dx.dim() == len(ctx.x_shape) else dx.view(ctx.x_shape)) if need_dx else None
         return dx, dw if need_dw else None, db if need_db else None, None, None, None, None
 
 
