@@ -93,6 +93,7 @@ def main(out: str) -> None:
     dp = keras.distribution.distribution()
     report["auto"] = repr(dp)
     report["history"] = history
+    report["dropout_seed"] = m.get_layer("drop")._base_seed
     report["evaluate"] = m.evaluate(d["x"], d["y"], batch_size=3, verbose=0, return_dict=True)
     np.savez(os.path.join(out, f"weights{rank}.npz"), *m.get_weights())
     np.save(os.path.join(out, f"predict{rank}.npy"), m.predict(d["x"], verbose=0))
@@ -256,6 +257,19 @@ def fail(out: str) -> None:
     model(SEED).fit(d["x"], d["y"], batch_size=4, epochs=1000, callbacks=[Explode()], verbose=0)
 
 
+def world_of_one(address: str) -> None:
+    """No launcher: ``initialize`` joins a process group of one from its arguments; fit then runs the
+    data-parallel path, which must train exactly as a single process does."""
+    keras.distribution.initialize(job_addresses=address, num_processes=1, process_id=0)
+    dp = keras.distribution.DataParallel()
+    keras.distribution.set_distribution(dp)
+    parallel, _ = train(SEED)
+    keras.distribution.set_distribution(None)
+    single, _ = train(SEED)
+    diff = max(float(np.abs(a - b).max()) for a, b in zip(parallel.get_weights(), single.get_weights(), strict=True))
+    print(json.dumps({"world_size": dp.world_size, "rank": dp.rank, "diff": diff}))
+
+
 if __name__ == "__main__":
-    scenario, outdir = sys.argv[1], sys.argv[2]
-    {"main": main, "raise": fail}[scenario](outdir)
+    scenario, arg = sys.argv[1], sys.argv[2]
+    {"main": main, "raise": fail, "one": world_of_one}[scenario](arg)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 
@@ -95,6 +96,13 @@ def test_logs_are_reduced_over_ranks(run, single):
     assert r0["evaluate"] == r1["evaluate"]
     for key, value in single["evaluate"].items():
         assert abs(r0["evaluate"][key] - value) < 1e-5, key
+
+
+def test_dropout_masks_differ_across_ranks(run, single):
+    # rank 0 keeps its own (the single process's) seed stream; rank 1's is derived from it, not equal to it
+    r0, r1 = run["reports"]
+    assert r0["dropout_seed"] == single["model"].get_layer("drop")._base_seed
+    assert r1["dropout_seed"] != r0["dropout_seed"]
 
 
 def test_model_saved_by_a_data_parallel_run_loads_in_one_process(run, single):
@@ -225,6 +233,23 @@ def test_a_rank_that_raises_fails_the_whole_run(tmp_path):
     output = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert "RuntimeError: rank 1 failed on purpose at epoch 2" in output
+
+
+def test_initialize_from_arguments_and_a_world_of_one():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ)
+    for key in ("TRITON_INTERPRET", "RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(key, None)
+    env.update(TRITONNN_BACKEND="torch", CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1")
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, env.get("PYTHONPATH")) if p)
+    cmd = [sys.executable, WORKER, "one", f"127.0.0.1:{port}"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert (out["world_size"], out["rank"]) == (1, 0)
+    assert out["diff"] < 1e-6
 
 
 class _Rank:
