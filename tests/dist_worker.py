@@ -92,6 +92,10 @@ def main(out: str) -> None:
         m, history = train(SEED if rank == 0 else SEED + 1 + rank, callbacks=callbacks, verbose=2)
     dp = keras.distribution.distribution()
     report["auto"] = repr(dp)
+    report["after_fit"] = {
+        "distribution": m._distribution is None,
+        "uninstalled": "train_step" not in m.__dict__ and "step" not in m.optimizer.__dict__,
+    }
     report["history"] = history
     report["dropout_seed"] = m.get_layer("drop")._base_seed
     report["evaluate"] = m.evaluate(d["x"], d["y"], batch_size=3, verbose=0, return_dict=True)

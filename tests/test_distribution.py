@@ -152,6 +152,8 @@ def test_distribution_api(run):
     assert r0["auto"] == "<DataParallel world_size=2 rank=0 device=cpu>"
     assert r1["auto"] == "<DataParallel world_size=2 rank=1 device=cpu>"
     assert r0["explicit"] and r1["explicit"]
+    # after fit, the model is left as a single process leaves it (its train_step and optimizer.step are its own)
+    assert r0["after_fit"] == r1["after_fit"] == {"distribution": True, "uninstalled": True}
     assert r0["devices"] == r1["devices"] == ["cpu", "cpu"]
     # in this single process: none, nothing installed on a model that fit
     assert dist_mod.distribution() is None
@@ -250,6 +252,21 @@ def test_initialize_from_arguments_and_a_world_of_one():
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert (out["world_size"], out["rank"]) == (1, 0)
     assert out["diff"] < 1e-6
+
+
+def test_bench_times_the_data_parallel_case():
+    env = dict(os.environ)
+    for key in ("TRITON_INTERPRET", "RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(key, None)
+    env.update(TRITONNN_BACKEND="torch", CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1")
+    cmd = [sys.executable, os.path.join(ROOT, "bench", "train.py"), "--models", "seed", "--dtypes", "fp32"]
+    cmd += ["--peers", "tritonnn", "--distributed", "2", "--epochs", "1", "--no-results", "--no-plot", "--threads", "1"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    row = [line for line in proc.stdout.splitlines() if line.startswith("| seed")]
+    assert len(row) == 1 and "skipped" not in row[0], proc.stdout[-2000:]
+    cells = [c.strip() for c in row[0].strip("|").split("|")]
+    assert float(cells[2].replace(",", "")) > 0  # the tritonnn-dp2 column: samples/s
 
 
 class _Rank:

@@ -333,6 +333,7 @@ class DataParallel:
 
     def _end_fit(self, model: Any) -> None:
         _uninstall(model)
+        model._distribution = None  # predict() after fit runs on each rank's own input, as in one process
 
     def _prepare_evaluate(self, model: Any, source: Any, verbose: int, batch_size: int) -> tuple[Any, int]:
         """Shard an evaluation source and silence its progress bar off rank 0."""
