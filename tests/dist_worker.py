@@ -189,6 +189,17 @@ def main(out: str) -> None:
     shuffled.fit(torch.utils.data.DataLoader(loader.dataset, batch_size=4, shuffle=True), epochs=2, verbose=0)
     np.savez(os.path.join(out, f"shuffled{rank}.npz"), *shuffled.get_weights())
 
+    # Bucketed all-reduce (buckets of at least 64 bytes), launched from the backward's hooks.
+    keras.distribution._BUCKET_BYTES = 64
+    try:
+        bucketed, _ = train(SEED if rank == 0 else SEED + 3)
+        dp_now = keras.distribution.distribution()
+        report["buckets"] = len(dp_now._buckets.ranges)
+        report["buckets_launched_early"] = dp_now._buckets.launched_early
+    finally:
+        keras.distribution._BUCKET_BYTES = 25 * 2**20
+    np.savez(os.path.join(out, f"bucketed{rank}.npz"), *bucketed.get_weights())
+
     # BackupAndRestore: interrupted at epoch 2 on both ranks, resumed from rank 0's backup, the same weights as a
     # run never interrupted; rank 1 writes no backup.
     class Interrupt(keras.callbacks.Callback):

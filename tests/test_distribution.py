@@ -86,6 +86,19 @@ def test_weights_identical_on_every_rank_and_equal_to_one_process(run, single):
     assert max(float(np.abs(a - b).max()) for a, b in zip(w0, initial, strict=True)) > 0.05
 
 
+def test_bucketed_all_reduce_overlapped_with_the_backward(run, single):
+    # the same training with the gradient buffer in buckets of 16 floats: [out bias + padding], [out kernel],
+    # [hidden kernel + hidden bias (8 floats, too small alone)], each all-reduced asynchronously from the backward's
+    # hooks; rank 1 launches its buckets at the step when its slice of the tail is empty
+    r0, r1 = run["reports"]
+    assert r0["buckets"] == r1["buckets"] == 3
+    assert r0["buckets_launched_early"] > 0 and r1["buckets_launched_early"] > 0
+    for r in (0, 1):
+        with np.load(os.path.join(run["out"], f"bucketed{r}.npz")) as z:
+            for i, ref in enumerate(single["weights"]):
+                np.testing.assert_allclose(z[f"arr_{i}"], ref, rtol=0, atol=1e-5)
+
+
 def test_logs_are_reduced_over_ranks(run, single):
     r0, r1 = run["reports"]
     assert r0["history"] == r1["history"]

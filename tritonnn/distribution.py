@@ -18,11 +18,12 @@ How ``fit`` runs under ``DataParallel``:
 * ``batch_size`` is the global batch. Each global batch is cut into contiguous slices, one per rank, as evenly as
   possible: the first ``batch_size % world_size`` ranks take one sample more. The last, smaller batch of an epoch
   is split the same way, so some ranks may get no sample; they still take part in every collective.
-* After the backward pass each rank scales its gradient by ``local_samples / global_samples`` and the flat
-  gradient buffer is summed over the ranks with one all-reduce, before the optimizer's single fused step. For
-  losses reduced with ``"sum_over_batch_size"`` (Keras' default) this is exactly the gradient of the single-process
-  loss on the global batch, sample weights and regularization losses included. Losses with another reduction are
-  refused.
+* Each rank scales its gradient by ``local_samples / global_samples`` and the flat gradient buffer is summed over
+  the ranks before the optimizer's single fused step: in one all-reduce after the backward pass, or, for buffers
+  over 25 MB, in buckets of about 25 MB, each all-reduced asynchronously as soon as the backward pass has produced
+  it (overlapping the rest of the backward). For losses reduced with ``"sum_over_batch_size"`` (Keras' default)
+  this is exactly the gradient of the single-process loss on the global batch, sample weights and regularization
+  losses included. Losses with another reduction are refused.
 * Metric and loss states are summed over the ranks at the end of each epoch and of each evaluation, so the epoch
   logs (and ``History``, ``EarlyStopping``, ``ReduceLROnPlateau``...) are those of the whole data set, the same on
   every rank. The logs passed to per-batch hooks mid-epoch are the rank's own.
@@ -55,6 +56,9 @@ __all__ = ["DataParallel", "barrier", "distribution", "initialize", "list_device
 
 _UNSET: Any = object()
 _DISTRIBUTION: Any = _UNSET
+# Gradient buffers larger than this are all-reduced in buckets of about this size, each launched (asynchronously)
+# as soon as the backward pass has produced all of its gradients; smaller ones in one all-reduce after the backward.
+_BUCKET_BYTES = 25 * 2**20
 
 
 def _env_int(name: str) -> int | None:
@@ -195,6 +199,7 @@ class DataParallel:
             torch.cuda.set_device(self.device)
         self._weight = 1.0  # this rank's share of the current global batch (local / global samples)
         self._reduced = False
+        self._buckets: _Buckets | None = None
 
     def __repr__(self) -> str:
         return f"<DataParallel world_size={self.world_size} rank={self.rank} device={self.device}>"
@@ -372,6 +377,9 @@ class DataParallel:
         process pays nothing per step and a ``train_step`` override is averaged too."""
         opt = model.optimizer
         step = type(opt).step.__get__(opt)
+        self._buckets = _Buckets(self, opt) if opt.flat_grad.numel() * 4 > _BUCKET_BYTES else None
+        if self._buckets is not None:
+            model.__dict__["_tritonnn_dp_hooks"] = self._buckets.hooks
 
         def synced_step() -> None:
             self._reduce_gradients(model)
@@ -383,6 +391,8 @@ class DataParallel:
 
         def sharded_train_step(x: Any, y: Any = None, sample_weight: Any = None) -> Any:
             self._reduced = False
+            if self._buckets is not None:
+                self._buckets.begin_step()
             if x is None:  # this rank's slice of the batch is empty: a zero gradient still joins the all-reduce
                 opt.zero_grad()
                 opt.step()
@@ -400,10 +410,13 @@ class DataParallel:
 
     def _reduce_gradients(self, model: Any) -> None:
         """Sum ``weight * gradient`` over the ranks in the flat gradient buffer: the global-batch gradient."""
-        grad = model.optimizer.flat_grad
-        if self._weight != 1.0:
-            grad.mul_(self._weight)
-        self._all_reduce_(grad)
+        if self._buckets is not None:
+            self._buckets.finish()
+        else:
+            grad = model.optimizer.flat_grad
+            if self._weight != 1.0:
+                grad.mul_(self._weight)
+            self._all_reduce_(grad)
         self._reduced = True
 
     def _reduce_metrics(self, model: Any) -> None:
@@ -435,6 +448,73 @@ class DataParallel:
         flag = torch.tensor([1.0 if model.stop_training else 0.0], device=self.device)
         self._all_reduce_(flag, dist.ReduceOp.MAX)
         model.stop_training = bool(flag.item())
+
+
+class _Buckets:
+    """The flat gradient buffer cut into contiguous buckets of about ``_BUCKET_BYTES``, all-reduced asynchronously
+    while the backward pass runs.
+
+    Bucket 0 holds the end of the buffer (the last layers, whose gradients the backward pass produces first). A
+    post-accumulate-grad hook on each parameter counts down its bucket; buckets are launched strictly in order
+    0, 1, 2, ... as soon as each is complete, and whatever is left is launched when the optimizer steps. Every
+    rank therefore issues the same all-reduces in the same order, also a rank whose slice was empty (it launches
+    them all at the step).
+    """
+
+    def __init__(self, dp: DataParallel, opt: Any) -> None:
+        self.dp, self.grad = dp, opt.flat_grad
+        params = list(opt.params)
+        offsets, offset = [], 0
+        for p in params:
+            offsets.append(offset)
+            offset += p.numel()
+        cap = max(1, _BUCKET_BYTES // 4)
+        self.ranges: list[tuple[int, int]] = []
+        self.members: list[int] = []  # parameters per bucket
+        self.bucket_of: dict[int, int] = {}
+        stop, count = self.grad.numel(), 0  # the padding at the end goes with bucket 0
+        for i in reversed(range(len(params))):
+            self.bucket_of[id(params[i])] = len(self.ranges)
+            count += 1
+            if stop - offsets[i] >= cap or i == 0:
+                self.ranges.append((offsets[i], stop))
+                self.members.append(count)
+                stop, count = offsets[i], 0
+        self.hooks = [p.register_post_accumulate_grad_hook(self._ready) for p in params]
+        self.launched_early = 0  # buckets launched during a backward pass (for the tests)
+        self.begin_step()
+
+    def begin_step(self) -> None:
+        self.remaining = list(self.members)
+        self.next = 0
+        self.handles: list[Any] = []
+
+    def _ready(self, p: torch.Tensor) -> None:
+        b = self.bucket_of[id(p)]
+        if b < self.next:
+            raise RuntimeError(
+                "Under DataParallel a gradient changed after its bucket was all-reduced: more than one backward "
+                "pass per train step is not supported with bucketed gradients."
+            )
+        self.remaining[b] -= 1
+        while self.next < len(self.ranges) and self.remaining[self.next] == 0:
+            self._launch()
+            self.launched_early += 1
+
+    def _launch(self) -> None:
+        start, stop = self.ranges[self.next]
+        view = self.grad[start:stop]
+        if self.dp._weight != 1.0:
+            view.mul_(self.dp._weight)
+        self.handles.append(dist.all_reduce(view, async_op=True))
+        self.next += 1
+
+    def finish(self) -> None:
+        while self.next < len(self.ranges):
+            self._launch()
+        for handle in self.handles:
+            handle.wait()
+        self.handles = []
 
 
 class _ShardedArraySource:
@@ -575,6 +655,8 @@ class _StopAgreementPerBatch(_StopAgreement):
 
 def _uninstall(model: Any) -> None:
     """Remove what :meth:`DataParallel._install` put on the model and its optimizer (if anything)."""
+    for handle in model.__dict__.pop("_tritonnn_dp_hooks", []):
+        handle.remove()
     if getattr(model.__dict__.get("train_step"), "_tritonnn_dp", False):
         del model.__dict__["train_step"]
     opt = getattr(model, "optimizer", None)
