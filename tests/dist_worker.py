@@ -196,9 +196,18 @@ def main(out: str) -> None:
         dp_now = keras.distribution.distribution()
         report["buckets"] = len(dp_now._buckets.ranges)
         report["buckets_launched_early"] = dp_now._buckets.launched_early
+        stray_bucketed = _train_stray(d)
     finally:
         keras.distribution._BUCKET_BYTES = 25 * 2**20
     np.savez(os.path.join(out, f"bucketed{rank}.npz"), *bucketed.get_weights())
+    # A train_step that replaces the gradients (set_to_none) instead of letting them accumulate into the flat
+    # buffer trains as the plain one does, with one all-reduce and with buckets.
+    plain = model(SEED)
+    plain.fit(d["x"], d["y"], batch_size=4, epochs=2, verbose=0)
+    report["stray_grads_diff"] = [
+        max(float(np.abs(a - b).max()) for a, b in zip(plain.get_weights(), m.get_weights(), strict=True))
+        for m in (_train_stray(d), stray_bucketed)
+    ]
 
     # BackupAndRestore: interrupted at epoch 2 on both ranks, resumed from rank 0's backup, the same weights as a
     # run never interrupted; rank 1 writes no backup.
@@ -246,6 +255,24 @@ def _batches(d: dict[str, np.ndarray], size: int, drop: int = 0):
     x, y = d["x"], d["y"]
     starts = list(range(0, len(x), size))
     return ((x[i : i + size], y[i : i + size]) for i in starts[: len(starts) - drop])
+
+
+def _train_stray(d: dict[str, np.ndarray]) -> Any:
+    class Stray(keras.models.Functional):
+        def train_step(self, x, y, sample_weight=None):
+            super().train_step(x, y, sample_weight)
+
+        def compute_loss(self, *args, **kwargs):
+            for p in self.trainable_weights:  # after zero_grad(): the backward makes fresh .grad tensors
+                p.grad = None
+            return super().compute_loss(*args, **kwargs)
+
+    keras.utils.set_random_seed(SEED)
+    ref = model(SEED)
+    m = Stray(ref._inputs_struct, ref._outputs_struct)
+    m.compile(optimizer=keras.optimizers.Adam(0.05), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    m.fit(d["x"], d["y"], batch_size=4, epochs=2, verbose=0)
+    return m
 
 
 def _evaluate_twice(batches: Any) -> None:

@@ -99,6 +99,11 @@ def test_bucketed_all_reduce_overlapped_with_the_backward(run, single):
                 np.testing.assert_allclose(z[f"arr_{i}"], ref, rtol=0, atol=1e-5)
 
 
+def test_gradients_replaced_instead_of_accumulated_are_still_averaged(run):
+    for report in run["reports"]:
+        assert max(report["stray_grads_diff"]) < 1e-5
+
+
 def test_logs_are_reduced_over_ranks(run, single):
     r0, r1 = run["reports"]
     assert r0["history"] == r1["history"]

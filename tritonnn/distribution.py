@@ -413,6 +413,11 @@ class DataParallel:
         if self._buckets is not None:
             self._buckets.finish()
         else:
+            # A gradient replaced rather than accumulated in place (e.g. module.zero_grad(set_to_none=True) before
+            # the backward) is copied back into the flat buffer first, as optimizer.step() would do after us.
+            sync = getattr(getattr(model.optimizer, "inner_optimizer", model.optimizer), "_sync_views", None)
+            if sync is not None:
+                sync()
             grad = model.optimizer.flat_grad
             if self._weight != 1.0:
                 grad.mul_(self._weight)
@@ -464,6 +469,8 @@ class _Buckets:
     def __init__(self, dp: DataParallel, opt: Any) -> None:
         self.dp, self.grad = dp, opt.flat_grad
         params = list(opt.params)
+        base = getattr(opt, "inner_optimizer", opt)
+        self.views = {id(p): v for p, v in zip(params, base._grad_views, strict=True)}
         offsets, offset = [], 0
         for p in params:
             offsets.append(offset)
@@ -490,6 +497,10 @@ class _Buckets:
         self.handles: list[Any] = []
 
     def _ready(self, p: torch.Tensor) -> None:
+        view = self.views[id(p)]
+        if p.grad is not view:  # replaced rather than accumulated in place: back into the flat buffer
+            view.copy_(p.grad) if p.grad is not None else view.zero_()
+            p.grad = view
         b = self.bucket_of[id(p)]
         if b < self.next:
             raise RuntimeError(
