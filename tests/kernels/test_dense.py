@@ -119,7 +119,12 @@ def test_dense_matches_float64(backend, device, activation, dtype):
     dy = away_from_kinks(x, w, b, activation, dy)
     y, grads = run_dense(x, w, b, activation, dy)
     assert y.shape == (*lead, shape[0], shape[2])
-    assert_matches(y, grads, *reference(x, w, b, activation, dy), dtype)
+    ref = reference(x, w, b, activation, dy)
+    assert_matches(y, grads, *ref, dtype)
+    if backend == "torch":  # small layers take native autograd ops; larger ones DenseFunction's torch path: both
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(DENSE, "NATIVE_MAX_MACS", -1)
+            assert_matches(*run_dense(x, w, b, activation, dy), *ref, dtype)
 
 
 @pytest.mark.parametrize("activation", NAMES)
@@ -224,6 +229,10 @@ def test_gradcheck_float64_torch_backend():
             rate = 0.5 if i % 2 else 0.0
             fn = lambda x, w, b: kernels.dense(x, w, b, activation, dropout_rate=rate, dropout_seed=i)  # noqa: B023,E731
             assert torch.autograd.gradcheck(fn, (x, w, b)), activation
+            if rate == 0.0:  # that was the native-ops path of a small layer; now DenseFunction's torch path
+                with pytest.MonkeyPatch.context() as mp:
+                    mp.setattr(DENSE, "NATIVE_MAX_MACS", -1)
+                    assert torch.autograd.gradcheck(fn, (x, w, b)), activation
 
 
 @pytest.mark.skipif(not HAS_TRITON, reason="Triton is not installed")
@@ -295,6 +304,7 @@ class _DirectSpy:
 
     def __init__(self, monkeypatch):
         self.calls: list[tuple[bool, bool]] = []
+        monkeypatch.setattr(DENSE, "NATIVE_MAX_MACS", -1)  # these small layers would take the native-ops path
         original = DENSE._torch_bwd
 
         def spy(*args, dw_into=None, db_into=None, **kwargs):
