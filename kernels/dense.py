@@ -332,6 +332,7 @@ def _dense_bwd_kernel(
     GROUP_M: tl.constexpr,
     WIDE_INDEX: tl.constexpr,  # M * N >= 2**31: int64 element indices for Philox
     ALIGNED: tl.constexpr,  # verified on the host: see _aligned()
+    ACCUMULATE: tl.constexpr = False,  # PART 1: add dkernel (and dbias) to what out_ptr (db_ptr) hold
 ):
     if ALIGNED:
         tl.assume(K % 16 == 0)
@@ -466,10 +467,14 @@ def _dense_bwd_kernel(
 
     out_mask = (offs_p[:, None] < P) & (offs_q[None, :] < Q)
     out_offs = offs_p.to(tl.int64)[:, None] * Q + offs_q[None, :]
+    if ACCUMULATE:  # into the optimizer's flat fp32 gradient: each output tile has exactly one program (no race)
+        acc += tl.load(out_ptr + out_offs, mask=out_mask, other=0.0).to(tl.float32)
     tl.store(out_ptr + out_offs, acc.to(out_ptr.dtype.element_ty), mask=out_mask)
     if PART == 1:
         if HAS_BIAS:
             if pid_p == 0:
+                if ACCUMULATE:
+                    db += tl.load(db_ptr + offs_q, mask=offs_q < N, other=0.0)
                 tl.store(db_ptr + offs_q, db, mask=offs_q < N)
 
 
@@ -532,12 +537,27 @@ def _tuned(name: str, kind: str, hopper: bool, aligned: bool):
     if key not in _TUNED:
         kernel = _dense_fwd_kernel if name == "fwd" else _dense_bwd_kernel
         part = "fwd" if name == "fwd" else "bwd"
+        accumulate = name == "bwd_dw_acc"
         configs = [
             _config(c)
-            for c in ([INTERPRETER_CONFIG] if INTERPRETING else CONFIGS[(part, kind, _path(hopper, aligned))])
+            for c in (
+                [INTERPRETER_CONFIG] if INTERPRETING else _configs(part, kind, _path(hopper, aligned), accumulate)
+            )
         ]
-        _TUNED[key] = triton.autotune(configs=configs, key=["M", "N", "K"])(kernel)
+        # The accumulating dkernel launch adds into its outputs: benchmarking must restore them.
+        restore = ["out_ptr", "db_ptr"] if accumulate else None
+        _TUNED[key] = triton.autotune(configs=configs, key=["M", "N", "K"], restore_value=restore)(kernel)
     return _TUNED[key]
+
+
+def _configs(part: str, kind: str, path: str, accumulate: bool = False) -> list[tuple[int, int, int, int, int]]:
+    """The autotune list. The dkernel launch that accumulates into the optimizer's flat fp32 gradient holds the old
+    tile beside the accumulator in its epilogue: with 128x128 tf32 tiles that spilled (255 registers, sm_90 80 B,
+    sm_80 320 B stored), so accumulating launches keep to the tiles under 128x128."""
+    configs = CONFIGS[(part, kind, path)]
+    if accumulate:
+        configs = [c for c in configs if c[0] * c[1] < 128 * 128] or [(64, 64, 32, 4, 4)]
+    return configs
 
 
 def _kind(dtype: torch.dtype) -> str:
@@ -635,11 +655,14 @@ def _aot_fwd_case(label, ptr, prec, epilogue, config, aligned) -> AotCase:
     )
 
 
-def _aot_bwd_case(label, ptr, prec, prologue, part, config, aligned) -> AotCase:
+def _aot_bwd_case(label, ptr, prec, prologue, part, config, aligned, accumulate=False) -> AotCase:
     bm, bn, bk, warps, stages = config
     blocks = {"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": GROUP_M}
-    flags = ("ACTIVATION", "GRAD_FROM", "DROPOUT_REGEN", "HAS_BIAS", "PART", "PRECISION", "WIDE_INDEX", "ALIGNED")
-    tile = f"{bm}x{bn}x{bk}w{warps}s{stages}{'' if aligned else ',ragged'}"
+    flags = (
+        "ACTIVATION", "GRAD_FROM", "DROPOUT_REGEN", "HAS_BIAS", "PART", "PRECISION", "WIDE_INDEX", "ALIGNED",
+        "ACCUMULATE",
+    )  # fmt: skip
+    tile = f"{bm}x{bn}x{bk}w{warps}s{stages}{'' if aligned else ',ragged'}{',acc' if accumulate else ''}"
     return AotCase(
         name=f"dense_bwd_{('dx', 'dw')[part]}[{label},{prologue},{tile}]",
         kernel=_dense_bwd_kernel,
@@ -663,6 +686,7 @@ def _aot_bwd_case(label, ptr, prec, prologue, part, config, aligned) -> AotCase:
             "PRECISION": prec,
             "WIDE_INDEX": False,
             "ALIGNED": aligned,
+            "ACCUMULATE": accumulate,
             **blocks,
         },
         num_warps=warps,
@@ -685,6 +709,9 @@ def _aot_cases() -> list[AotCase]:
                         cases.append(_aot_fwd_case(label, ptr, prec, "gelu", config, aligned))
                     else:
                         cases += [_aot_bwd_case(label, ptr, prec, "tanh", p, config, aligned) for p in (0, 1)]
+                        if ptr == "*fp32" and config in _configs(part, kind, path, accumulate=True):
+                            # fp32 dkernel straight into the optimizer's flat gradient
+                            cases.append(_aot_bwd_case(label, ptr, prec, "tanh", 1, config, aligned, True))
     return cases
 
 
@@ -773,8 +800,14 @@ def dense_bwd(
     need_dx: bool = True,
     need_dw: bool = True,
     config: dict | None = None,
+    dw_into: torch.Tensor | None = None,
+    db_into: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
-    """Launch the backward GEMMs: ``dx`` (M, K), ``dkernel`` (K, N) and ``dbias`` (N,), each only if needed."""
+    """Launch the backward GEMMs: ``dx`` (M, K), ``dkernel`` (K, N) and ``dbias`` (N,), each only if needed.
+
+    ``dw_into`` (and ``db_into`` when there is a bias): contiguous fp32 tensors (the parameters' ``.grad`` views into
+    the optimizer's flat buffer) to which the dkernel launch adds dkernel and dbias in place; both are then returned
+    as None."""
     m, k = x2.shape
     n = kernel.shape[1]
     source = _grad_source(act, rate)
@@ -800,16 +833,22 @@ def dense_bwd(
             dy2.stride(0), dy2.stride(1), x2.stride(0), x2.stride(1), kernel.stride(0), kernel.stride(1),
             *args_tail, HAS_BIAS=False, PART=0, **common,
         )  # fmt: skip
+    into = dw_into is not None and (db_into is not None or not has_bias)
     if need_dw or has_bias:
-        dw = torch.empty((k, n), dtype=kernel.dtype, device=x2.device)
-        db = torch.empty((n,), dtype=torch.float32, device=x2.device) if has_bias else dw
+        if into:
+            dw, db = dw_into, db_into if has_bias else dw_into
+        else:
+            dw = torch.empty((k, n), dtype=kernel.dtype, device=x2.device)
+            db = torch.empty((n,), dtype=torch.float32, device=x2.device) if has_bias else dw
         grid = lambda meta: (triton.cdiv(k, meta["BLOCK_M"]) * triton.cdiv(n, meta["BLOCK_N"]),)  # noqa: E731
-        _launcher("bwd_dw", x2.dtype, x2.device, config, common["ALIGNED"])(grid)(
+        _launcher("bwd_dw_acc" if into else "bwd_dw", x2.dtype, x2.device, config, common["ALIGNED"])(grid)(
             dy2, aux_t, x2, kernel, dw, db,
             m, n, k,
             dy2.stride(0), dy2.stride(1), x2.stride(0), x2.stride(1), kernel.stride(0), kernel.stride(1),
-            *args_tail, HAS_BIAS=has_bias, PART=1, **common,
+            *args_tail, HAS_BIAS=has_bias, PART=1, ACCUMULATE=into, **common,
         )  # fmt: skip
+        if into:
+            return dx, None, None
         db = db.to(x2.dtype) if has_bias else None
     return dx, dw, db
 
@@ -980,6 +1019,7 @@ class DenseFunction(torch.autograd.Function):
             y = y2.view(*lead, n)
             source = _grad_source(act, rate)
             ctx.save_for_backward(x2, kernel, g if source == _FROM_SAVED else y if source == _FROM_OUTPUT else None)
+            ctx.flat_params = (_flat_grad_param(kernel, torch.float32), _flat_grad_param(bias, torch.float32))
         else:
             y2, saved = _torch_fwd(x2, kernel, bias, act, rate, seed)
             y = y2 if x.dim() == 2 else y2.view(*lead, n)
@@ -998,9 +1038,14 @@ class DenseFunction(torch.autograd.Function):
         need_dx, need_dw, need_db = ctx.needs_input_grad[:3]
         if ctx.on_triton:
             aux = saved.reshape(-1, n) if saved is not None else None
+            kernel_param, bias_param = ctx.flat_params
+            dw_into = _grad_target(ctx, 1, kernel_param) if need_dw else None
+            db_into = _grad_target(ctx, 2, bias_param) if need_db and ctx.has_bias else None
+            if dw_into is None or (ctx.has_bias and db_into is None) or not dw_into.is_contiguous():
+                dw_into = db_into = None  # the dkernel launch writes both or neither in place
             dx, dw, db = dense_bwd(
                 dy2, aux, x2, kernel, ctx.act, ctx.rate, ctx.seed, has_bias=ctx.has_bias, need_dx=need_dx,
-                need_dw=need_dw,
+                need_dw=need_dw, dw_into=dw_into, db_into=db_into,
             )  # fmt: skip
         else:
             kernel_param, bias_param = ctx.flat_params

@@ -413,3 +413,41 @@ def test_flat_grads_left_alone_where_autograd_must_return_them(monkeypatch):
         (gw3,) = torch.autograd.grad(y, [w3], dy, create_graph=True)
         assert spy.calls[-1] == (False, False) and (w3.grad == 0).all()
         assert_close_verbose(gw3, dw, atol=0, rtol=0, name="create_graph dkernel")
+
+
+@pytest.mark.skipif(not HAS_TRITON, reason="Triton is not installed")
+@pytest.mark.parametrize("activation, rate", [("relu", 0.0), ("gelu", 0.3), ("linear", 0.0)])
+def test_triton_dkernel_launch_accumulates_into_the_flat_grads(monkeypatch, activation, rate):
+    """The Triton backward adds dkernel and dbias into the optimizer's flat .grad views in the dkernel launch itself
+    (ACCUMULATE): no separate AccumulateGrad pass, the same values, weight sharing included."""
+    calls = []
+    original = DENSE.dense_bwd
+
+    def spy(*args, dw_into=None, db_into=None, **kwargs):
+        calls.append(dw_into is not None and db_into is not None)
+        return original(*args, dw_into=dw_into, db_into=db_into, **kwargs)
+
+    monkeypatch.setattr(DENSE, "dense_bwd", spy)
+    w, b, opt = _flat_params()
+    gen = torch.Generator().manual_seed(4)
+    x = torch.randn(9, 20, generator=gen).requires_grad_()
+    dy = torch.randn(9, 12, generator=gen)
+    prior_w, prior_b = torch.randn(20, 12, generator=gen), torch.randn(12, generator=gen)
+    with torch.no_grad():
+        w.grad.copy_(prior_w)
+        b.grad.copy_(prior_b)
+    grad_w = w.grad
+    with kernels.backend_scope("triton"):
+        y = kernels.dense(x, w, b, activation, dropout_rate=rate, dropout_seed=3)
+        y = y + kernels.dense(x, w, b, activation, dropout_rate=rate, dropout_seed=4)  # weight sharing
+        y.backward(dy)
+        dx, dw, db = _expected_grads(x, w, b, activation, dy, uses=2, rate=rate, seed=3)
+        assert calls[:2] == [True, True]
+        # torch.autograd.grad must get its gradients returned, not added to .grad
+        before = opt.flat_grad.clone()
+        gw, gb = torch.autograd.grad(kernels.dense(x, w, b, activation), [w, b], dy)
+        assert calls[-1] is False and torch.equal(opt.flat_grad, before)
+    assert w.grad is grad_w and w.grad.data_ptr() == opt.flat_grad.data_ptr()
+    assert_close_verbose(w.grad, prior_w + dw, atol=1e-5, rtol=1e-5, name="dkernel")
+    assert_close_verbose(b.grad, prior_b + db, atol=1e-5, rtol=1e-5, name="dbias")
+    assert_close_verbose(x.grad, dx, atol=1e-5, rtol=1e-5, name="dx")
