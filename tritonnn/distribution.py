@@ -50,7 +50,7 @@ import torch.distributed as dist
 
 from .callbacks import Callback, _overrides
 from .layers.symbolic import flatten, map_structure
-from .models import _ArraySource, _index, _IterableSource, _num_samples
+from .models import _ArraySource, _gather, _index, _IterableSource, _num_samples
 
 __all__ = ["DataParallel", "barrier", "distribution", "initialize", "list_devices", "set_distribution"]
 
@@ -562,14 +562,7 @@ class _ShardedArraySource:
                     yield None, None, None
                 continue
             idx = slice(start + lo, start + hi) if order is None else order[start + lo : start + hi]
-            batch = (
-                _index(self.x, idx),
-                None if self.y is None else _index(self.y, idx),
-                None if self.sw is None else self.sw[idx],
-            )
-            if self.target is not None and self.target != device:
-                batch = map_structure(lambda t: None if t is None else t.to(self.target, non_blocking=True), batch)
-            yield batch
+            yield _gather(self, idx, device)
 
 
 class _ShardedIterableSource:

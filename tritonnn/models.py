@@ -152,15 +152,19 @@ class _ArraySource:
         for step in range(self.steps):
             start = (step * self.batch_size) % self.n
             stop = min(start + self.batch_size, self.n)
-            idx = slice(start, stop) if order is None else order[start:stop]
-            batch = (
-                _index(self.x, idx),
-                None if self.y is None else _index(self.y, idx),
-                None if self.sw is None else self.sw[idx],
-            )
-            if self.target is not None and self.target != device:
-                batch = map_structure(lambda t: None if t is None else t.to(self.target, non_blocking=True), batch)
-            yield batch
+            yield _gather(self, slice(start, stop) if order is None else order[start:stop], device)
+
+
+def _gather(source: Any, idx: Any, device: torch.device) -> tuple[Any, Any, Any]:
+    """``(x, y, sample_weight)`` rows ``idx`` of an array source, on its target device (the model's)."""
+    batch = (
+        _index(source.x, idx),
+        None if source.y is None else _index(source.y, idx),
+        None if source.sw is None else source.sw[idx],
+    )
+    if source.target is not None and source.target != device:
+        batch = map_structure(lambda t: None if t is None else t.to(source.target, non_blocking=True), batch)
+    return batch
 
 
 class _IterableSource:
