@@ -168,8 +168,9 @@ class Dense(Layer):
         return kernels.dense(inputs, kernel, bias, self.activation)
 
     def call_with_dropout(self, inputs: torch.Tensor, rate: float, seed: int) -> torch.Tensor:
-        """This layer followed by a ``Dropout(rate)`` in training, as one fused kernel (the mask is Philox on
-        (seed, element index), bit-identical to the standalone dropout's)."""
+        """This layer followed by a ``Dropout(rate)`` in training, as one fused kernel. The mask is a function of
+        (seed, element index), bit-identical to the standalone dropout's on the same backend: Philox in the Triton
+        kernels and on CUDA, numpy's PCG64 stream on the CPU torch path (docs/determinism.md)."""
         if self.activation in ROW_ACTIVATIONS or self.activity_regularizer is not None:
             return kernels.dropout(self(inputs, training=True), rate, seed, True)
         self._check_input(inputs)
