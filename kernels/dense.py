@@ -805,9 +805,9 @@ def dense_bwd(
 ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
     """Launch the backward GEMMs: ``dx`` (M, K), ``dkernel`` (K, N) and ``dbias`` (N,), each only if needed.
 
-    ``dw_into`` (and ``db_into`` when there is a bias): contiguous fp32 tensors (the parameters' ``.grad`` views into
-    the optimizer's flat buffer) to which the dkernel launch adds dkernel and dbias in place; both are then returned
-    as None."""
+    ``dw_into`` (and ``db_into`` when there is a bias): fp32 tensors (the parameters' ``.grad`` views into the
+    optimizer's flat buffer) to which the dkernel launch adds dkernel and dbias in place, returning both as None;
+    when ``dw_into`` is not contiguous or a bias has no ``db_into``, both are returned fresh instead."""
     m, k = x2.shape
     n = kernel.shape[1]
     source = _grad_source(act, rate)
@@ -833,7 +833,8 @@ def dense_bwd(
             dy2.stride(0), dy2.stride(1), x2.stride(0), x2.stride(1), kernel.stride(0), kernel.stride(1),
             *args_tail, HAS_BIAS=False, PART=0, **common,
         )  # fmt: skip
-    into = dw_into is not None and (db_into is not None or not has_bias)
+    # The dkernel launch writes dkernel and dbias both in place or both fresh.
+    into = dw_into is not None and dw_into.is_contiguous() and (db_into is not None or not has_bias)
     if need_dw or has_bias:
         if into:
             dw, db = dw_into, db_into if has_bias else dw_into
@@ -867,13 +868,18 @@ _IN_PLACE = {"relu": torch.relu_, "sigmoid": torch.sigmoid_, "tanh": torch.tanh_
 # 4x slower for the seed model's shapes: the torch path uses addmm, and bench/README.md records the numbers.
 
 
-def _torch_fwd(x2, kernel, bias, act: Activation, rate: float, seed: int):
-    """``(y, saved)``: the output and what :func:`_torch_bwd` needs. The bias is fused into the GEMM (addmm), the
-    activation applied in place where the backward reads only its output, and the dropout mask applied in place."""
-    # 16-bit inputs are computed in fp32 and rounded once at the end, like the Triton kernels' fp32 accumulator.
+def _torch_affine(x2: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """``x2 @ kernel + bias`` with the bias fused into the GEMM (addmm). 16-bit inputs are computed in fp32 (the
+    result stays fp32, to be rounded once at the end), like the Triton kernels' fp32 accumulator."""
     ct = torch.float32 if x2.dtype in (torch.bfloat16, torch.float16) else x2.dtype
     xc, wc = _as(x2, ct), _as(kernel, ct)
-    z = torch.addmm(_as(bias, ct), xc, wc) if bias is not None else torch.mm(xc, wc)
+    return torch.addmm(_as(bias, ct), xc, wc) if bias is not None else torch.mm(xc, wc)
+
+
+def _torch_fwd(x2, kernel, bias, act: Activation, rate: float, seed: int):
+    """``(y, saved)``: the output and what :func:`_torch_bwd` needs. The bias is fused into the GEMM, the
+    activation applied in place where the backward reads only its output, and the dropout mask applied in place."""
+    z = _torch_affine(x2, kernel, bias)
     # What the backward needs: z for pre-activation rows, y (before dropout) otherwise; under dropout, the whole
     # factor act' * keep * scale, so that the backward neither regenerates the mask nor evaluates act' again:
     # dz = dy * saved. The mask is the torch path's (PCG64 on a CPU, Philox on a GPU: kernels/dropout.py).
@@ -1036,21 +1042,16 @@ class DenseFunction(torch.autograd.Function):
         n = kernel.shape[1]
         dy2 = dy if dy.dim() == 2 else dy.reshape(-1, n)
         need_dx, need_dw, need_db = ctx.needs_input_grad[:3]
+        kernel_param, bias_param = ctx.flat_params
+        dw_into = _grad_target(ctx, 1, kernel_param) if need_dw else None
+        db_into = _grad_target(ctx, 2, bias_param) if need_db else None
         if ctx.on_triton:
             aux = saved.reshape(-1, n) if saved is not None else None
-            kernel_param, bias_param = ctx.flat_params
-            dw_into = _grad_target(ctx, 1, kernel_param) if need_dw else None
-            db_into = _grad_target(ctx, 2, bias_param) if need_db and ctx.has_bias else None
-            if dw_into is None or (ctx.has_bias and db_into is None) or not dw_into.is_contiguous():
-                dw_into = db_into = None  # the dkernel launch writes both or neither in place
             dx, dw, db = dense_bwd(
                 dy2, aux, x2, kernel, ctx.act, ctx.rate, ctx.seed, has_bias=ctx.has_bias, need_dx=need_dx,
                 need_dw=need_dw, dw_into=dw_into, db_into=db_into,
             )  # fmt: skip
         else:
-            kernel_param, bias_param = ctx.flat_params
-            dw_into = _grad_target(ctx, 1, kernel_param) if need_dw else None
-            db_into = _grad_target(ctx, 2, bias_param) if need_db else None
             dx, dw, db = _torch_bwd(
                 dy2, saved, x2, kernel, ctx.act, ctx.rate, ctx.seed, need_dx, need_dw and dw_into is None,
                 ctx.has_bias and need_db, dw_into=dw_into, db_into=db_into,
@@ -1133,8 +1134,6 @@ NATIVE_MAX_MACS = 1 << 22
 
 
 def _native_dense(x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | None, act: Activation) -> torch.Tensor:
-    ct = torch.float32 if x.dtype in (torch.bfloat16, torch.float16) else x.dtype
-    x2 = _as(x if x.dim() == 2 else x.reshape(-1, x.shape[-1]), ct)
-    z = torch.addmm(_as(bias, ct), x2, _as(kernel, ct)) if bias is not None else torch.mm(x2, _as(kernel, ct))
+    z = _torch_affine(x if x.dim() == 2 else x.reshape(-1, x.shape[-1]), kernel, bias)
     y = _as(act.forward(z), x.dtype)
     return y if x.dim() == 2 else y.view(*x.shape[:-1], kernel.shape[1])
