@@ -251,22 +251,10 @@ def count_tritonnn(spec: Spec, batch: int, dtype: str) -> Recorder:
             recorder.body_launches = len(recorder.launches)
             model.optimizer.step()
             recorder.on = False
-        recorder.graph_blocker = _graph_blocker(model)
+        recorder.graph_blocker = model._graph_blocker("train", torch.device("cuda"))  # as fit() on a GPU
     finally:
         keras.mixed_precision.set_global_policy("float32")
     return recorder
-
-
-def _graph_blocker(model) -> str | None:
-    """Why fit() would not capture this model's step in a CUDA graph on a GPU (None: it would)."""
-    from tritonnn import _graphs
-
-    real = _graphs.factory_for
-    _graphs.factory_for = lambda device: _graphs.cuda_graph_factory  # ask as if the model were on CUDA
-    try:
-        return model._graph_blocker("train")
-    finally:
-        _graphs.factory_for = real
 
 
 class NativeDropout(torch.nn.Module):

@@ -49,6 +49,10 @@ def _structure(args: Any) -> Any:
     return "leaf"
 
 
+def _clone(tree: Any) -> Any:
+    return map_structure(lambda t: t.clone() if isinstance(t, torch.Tensor) else t, tree)
+
+
 def _copy_into(static: Any, args: Any) -> None:
     for dst, src in zip(flatten(static), flatten(args), strict=True):
         if isinstance(dst, torch.Tensor):
@@ -193,6 +197,7 @@ class StepGraph:
             self.signature = sig
         if sig != self.signature:  # another shape (the last, partial batch): eager
             return self._eager(args)
+        ran_on_capture = False
         if self.graph is None:
             if self.seen < self.warmup:
                 self.seen += 1
@@ -200,29 +205,22 @@ class StepGraph:
                 with _side_stream(device):
                     return self._eager(args)
             try:
-                self.static_args = map_structure(
-                    lambda t: t.clone() if isinstance(t, torch.Tensor) else t, args
-                )  # the graph reads its inputs from these
+                self.static_args = _clone(args)  # the graph reads its inputs from these
                 with self.context(self.static_args):
                     self.graph = self.make_graph(self.fn, self.static_args)
             except Exception as e:  # noqa: BLE001 - any capture failure means: run this step eagerly from now on
                 self.disable(f"{type(e).__name__}: {e}")
                 return self._eager(args)
-            if getattr(self.graph, "ran_on_capture", False):
-                out = self.graph.outputs  # the emulated capture ran the step on a copy of this very batch
-            else:
-                _copy_into(self.static_args, args)
-                out = self.graph.replay()
-                self.replays += 1
+            ran_on_capture = getattr(self.graph, "ran_on_capture", False)
+        if ran_on_capture:
+            out = self.graph.outputs  # the emulated capture ran the step on a copy of this very batch
         else:
             _copy_into(self.static_args, args)
             out = self.graph.replay()
             self.replays += 1
         if self.after is not None:
             self.after()
-        if self.clone_outputs:
-            out = map_structure(lambda t: t.clone() if isinstance(t, torch.Tensor) else t, out)
-        return out
+        return _clone(out) if self.clone_outputs else out
 
     def disable(self, reason: str) -> None:
         self.disabled, self.graph, self.static_args = reason, None, None

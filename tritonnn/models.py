@@ -135,16 +135,13 @@ class _ArraySource:
         self.n = _num_samples(x)
         self.batch_size, self.shuffle = batch_size, shuffle
         self.steps = math.ceil(self.n / batch_size) if steps is None else int(steps)
-        self._label_bounds: tuple[int, int] | None | bool = False  # not computed yet
 
     def label_bounds(self) -> tuple[int, int] | None:
-        """(min, max) over the integer target arrays, computed once (one sync per fit, not one per step)."""
-        if self._label_bounds is False:
-            ints = [t for t in flatten(self.y) if isinstance(t, torch.Tensor) and _is_label_tensor(t)]
-            self._label_bounds = (
-                (min(int(t.min()) for t in ints), max(int(t.max()) for t in ints)) if ints and self.n else None
-            )
-        return self._label_bounds
+        """(min, max) over the integer target arrays: read once per fit/evaluate (one sync), not once per step."""
+        ints = [t for t in flatten(self.y) if isinstance(t, torch.Tensor) and _is_label_tensor(t)]
+        if not ints or not self.n:
+            return None
+        return min(int(t.min()) for t in ints), max(int(t.max()) for t in ints)
 
     def epoch(self, generator: torch.Generator | None = None) -> Iterator[tuple[Any, Any, Any]]:
         device = _first(self.x).device
@@ -521,12 +518,14 @@ class Model(Layer):
         self._update_metrics(loss, y, y_pred, sample_weight)
 
     # ---- CUDA graphs (tritonnn/_graphs.py) ----
-    def _graph_blocker(self, kind: str) -> str | None:
-        """Why the ``kind`` ("train", "test", "predict") step cannot be captured in a CUDA graph, or None."""
+    def _graph_blocker(self, kind: str, device: torch.device | None = None) -> str | None:
+        """Why the ``kind`` ("train", "test", "predict") step cannot be captured in a CUDA graph, or None; ``device``
+        asks as if the model were there (bench/plan.py asks about CUDA on a CPU)."""
+        device = self.device if device is None else device
         if self._jit_compile is False:
             return "jit_compile=False"
-        if _graphs.factory_for(self.device) is None:
-            return f"the model is on {self.device.type}, not CUDA"
+        if _graphs.factory_for(device) is None:
+            return f"the model is on {device.type}, not CUDA"
         if config.check_numerics():
             return "check_numerics is on (it reads values on the host)"
         if self._distribution is not None:
@@ -558,9 +557,8 @@ class Model(Layer):
         if blocker is None and not isinstance(source, _ArraySource):
             blocker = "batches from a generator (labels not checked up front; shapes may vary)"
         if blocker is None:
-            body = {"train": self._train_body, "test": self.test_step, "predict": self._predict_body}[kind]
             return _graphs.StepGraph(
-                body,
+                self._train_body if kind == "train" else eager,
                 _graphs.factory_for(self.device),
                 after=self.optimizer.step if kind == "train" else None,
                 clone_outputs=kind == "predict",
