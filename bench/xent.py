@@ -83,7 +83,7 @@ def setup(provider: str, n: int, c: int, dtype: torch.dtype, mode: str):
     return run
 
 
-def append_results(rows: list[str], header: str, command: str) -> None:
+def append_results(rows: list[str], header: str) -> None:
     table_head = (
         "| date | device | command | shape | provider | median ms | p20 | p80 | GB/s | % copy BW | vs torch |\n"
         "|---|---|---|---|---|---|---|---|---|---|---|\n"
@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{med:.3f} | {p20:.3f} | {p80:.3f} | {gbps:.0f} | {100 * gbps * 1e9 / bw:.1f} | {ratio} |"
             )
     if not args.no_save and rows:
-        append_results(rows, header, command)
+        append_results(rows, header)
     return 0
 
 
