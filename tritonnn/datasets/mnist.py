@@ -26,6 +26,7 @@ SHA256 = {
 }
 
 
+@_mnist_like.complete_doc(SUBDIR, DEFAULT_URL)
 def load_data(
     path: str | os.PathLike[str] | None = None, base_url: str | None = None
 ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
@@ -33,18 +34,7 @@ def load_data(
 
     This is a dataset of 60,000 28x28 grayscale images of the 10 digits, along with a test set of 10,000 images.
 
-    The four gzip-compressed IDX files (``train-images-idx3-ubyte.gz``, ``train-labels-idx1-ubyte.gz``,
-    ``t10k-images-idx3-ubyte.gz``, ``t10k-labels-idx1-ubyte.gz``) are read from the cache folder. Any that is
-    missing is downloaded there first, to a temporary file that is moved into place only when its sha256 matches
-    the published one. Cached files are checked too, on every call: a mismatch raises an error naming the file to
-    delete (it is never replaced silently). Offline with missing files, the error lists which files to put where.
-
-    Args:
-        path: the folder holding (or to receive) the four files. Defaults to ``$TRITONNN_DATA/mnist``, or
-            ``~/.cache/tritonnn/mnist`` when ``TRITONNN_DATA`` is unset.
-        base_url: the URL of the folder to download missing files from (``https://``, ``http://`` or ``file://``).
-            Defaults to ``$TRITONNN_DATA_URL/mnist/`` when that variable is set (a mirror laid out like the cache),
-            else ``https://ossci-datasets.s3.amazonaws.com/mnist/``.
+    {files_args}
 
     Returns:
         Tuple of NumPy arrays: `(x_train, y_train), (x_test, y_test)`.
@@ -61,19 +51,6 @@ def load_data(
     **`y_test`**: `uint8` NumPy array of digit labels (integers in range 0-9) with shape `(10000,)` for the test
     data.
 
-    Raises:
-        tritonnn.datasets.DatasetUnavailableError: (an ``OSError``) files are missing and cannot be downloaded.
-        tritonnn.datasets.ChecksumError: (a ``ValueError``) a downloaded or cached file has the wrong sha256.
-        tritonnn.datasets.IDXFormatError: (a ``ValueError``) a file is not the IDX array it should be.
-
-    Example:
-
-    ```python
-    (x_train, y_train), (x_test, y_test) = keras.datasets.mnist.load_data()
-    assert x_train.shape == (60000, 28, 28)
-    assert x_test.shape == (10000, 28, 28)
-    assert y_train.shape == (60000,)
-    assert y_test.shape == (10000,)
-    ```
+    {raises_example}
     """
     return _mnist_like.load("MNIST", SUBDIR, DEFAULT_URL, SHA256, path, base_url)
