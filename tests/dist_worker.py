@@ -82,7 +82,8 @@ def main(out: str) -> None:
     rank = int(os.environ["RANK"])
     report: dict[str, Any] = {"rank": rank}
     written: list[str] = []
-    report["auto_before_fit"] = keras.distribution._DISTRIBUTION is keras.distribution._UNSET
+    dp_module = keras.distribution.data_parallel
+    report["auto_before_fit"] = dp_module._DISTRIBUTION is dp_module._UNSET
     d = data()
     # Every rank starts from its own seed: rank 0's weights and shuffle seed must reach the others.
     ckpt = os.path.join(out, "ckpt.keras")
@@ -190,7 +191,7 @@ def main(out: str) -> None:
     np.savez(os.path.join(out, f"shuffled{rank}.npz"), *shuffled.get_weights())
 
     # Bucketed all-reduce (buckets of at least 64 bytes), launched from the backward's hooks.
-    keras.distribution._BUCKET_BYTES = 64
+    keras.distribution.buckets.BUCKET_BYTES = 64
     try:
         bucketed, _ = train(SEED if rank == 0 else SEED + 3)
         dp_now = keras.distribution.distribution()
@@ -198,7 +199,7 @@ def main(out: str) -> None:
         report["buckets_launched_early"] = dp_now._buckets.launched_early
         stray_bucketed = _train_stray(d)
     finally:
-        keras.distribution._BUCKET_BYTES = 25 * 2**20
+        keras.distribution.buckets.BUCKET_BYTES = 25 * 2**20
     np.savez(os.path.join(out, f"bucketed{rank}.npz"), *bucketed.get_weights())
     # A train_step that replaces the gradients (set_to_none) instead of letting them accumulate into the flat
     # buffer trains as the plain one does, with one all-reduce and with buckets.

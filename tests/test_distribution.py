@@ -18,6 +18,7 @@ import torch
 
 import tritonnn as keras
 from tritonnn import distribution as dist_mod
+from tritonnn.distribution import sharded_data
 from tritonnn.kernels import backend_scope
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -289,23 +290,23 @@ def test_bench_times_the_data_parallel_case():
 
 class _Rank:
     def __init__(self, world_size: int, rank: int):
-        self.world_size, self.rank, self._weight = world_size, rank, 1.0
+        self.world_size, self.rank, self.batch_weight = world_size, rank, 1.0
 
 
 @pytest.mark.parametrize("world", [2, 3, 4])
 def test_each_global_batch_is_split_into_contiguous_slices(world):
     # 11 samples, global batch 5: batches of 5, 5 and 1; every sample on exactly one rank, the shares sum to 1.
     x = torch.arange(11.0).reshape(11, 1)
-    base = keras.models._ArraySource(x, x, None, 5, False)
+    base = keras.trainers.data.ArraySource(x, x, None, 5, False)
     slices: list[list[list[float]]] = []
     weights: list[list[float]] = []
     for rank in range(world):
         dp = _Rank(world, rank)
-        source = dist_mod._ShardedArraySource(base, dp, training=True)
+        source = sharded_data.ShardedArraySource(base, dp, training=True)
         got, shares = [], []
         for xb, _, _ in source.epoch():
             got.append([] if xb is None else xb[:, 0].tolist())
-            shares.append(dp._weight)
+            shares.append(dp.batch_weight)
         slices.append(got)
         weights.append(shares)
     for step, size in enumerate((5, 5, 1)):
@@ -315,7 +316,7 @@ def test_each_global_batch_is_split_into_contiguous_slices(world):
         counts = [len(slices[rank][step]) for rank in range(world)]
         assert max(counts) - min(counts) <= 1 and counts == sorted(counts, reverse=True)
     # evaluation skips an empty slice instead of yielding it
-    last = dist_mod._ShardedArraySource(base, _Rank(world, world - 1), training=False)
+    last = sharded_data.ShardedArraySource(base, _Rank(world, world - 1), training=False)
     assert len(list(last.epoch())) == 2
 
 

@@ -1,4 +1,4 @@
-"""The CUDA-graph fast path of fit/evaluate/predict (tritonnn/_graphs.py), exercised on a CPU.
+"""The CUDA-graph fast path of fit/evaluate/predict (tritonnn/trainers/step_runner.py), exercised on a CPU.
 
 On a machine without a GPU the graph factory is replaced by ``EmulatedGraph``, which has a CUDA graph's semantics
 (record the step's ops once; replay exactly those ops on the same tensors, shapes and Python scalars frozen; a host
@@ -14,7 +14,8 @@ import pytest
 import torch
 
 import tritonnn as keras
-from tritonnn import _graphs
+from tritonnn.trainers import data
+from tritonnn.trainers import step_runner as _graphs
 
 RNG = np.random.default_rng(0)
 X = RNG.standard_normal((200, 12)).astype("float32")
@@ -176,22 +177,18 @@ def test_the_emulated_graph_freezes_what_a_cuda_graph_freezes():
 
 
 def test_data_stays_on_the_host_when_it_would_crowd_the_gpu(monkeypatch):
-    from tritonnn import models
-
     cuda = torch.device("cuda")
     arrays = [np.zeros((1000, 100), "float32"), np.zeros(1000, "int64")]  # 408 KB
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (10**9, 2 * 10**9))
-    assert models._data_device(arrays, cuda) == cuda
+    assert data.data_device(arrays, cuda) == cuda
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (600_000, 2 * 10**9))
-    assert models._data_device(arrays, cuda) == torch.device("cpu")  # 408 KB > half of 600 KB free
-    assert models._data_device(arrays, torch.device("cpu")) == torch.device("cpu")
+    assert data.data_device(arrays, cuda) == torch.device("cpu")  # 408 KB > half of 600 KB free
+    assert data.data_device(arrays, torch.device("cpu")) == torch.device("cpu")
 
 
 def test_host_resident_batches_are_moved_to_the_model_device():
-    from tritonnn import models
-
     x, y = torch.arange(10.0).reshape(5, 2), torch.arange(5)
-    source = models._ArraySource(x, y, None, 2, True, target=torch.device("meta"))
+    source = data.ArraySource(x, y, None, 2, True, target=torch.device("meta"))
     batches = list(source.epoch(torch.Generator().manual_seed(0)))
     assert [b[0].shape[0] for b in batches] == [2, 2, 1]
     assert all(t.device.type == "meta" for b in batches for t in b[:2])

@@ -55,8 +55,7 @@ from . import (  # noqa: E402
 from . import kernels as kernels  # noqa: E402
 from .layers import Input  # noqa: E402
 from .models import Model, Sequential  # noqa: E402
-
-__version__ = "0.1.0"
+from .version import __version__ as __version__  # noqa: E402
 
 __all__ = [
     "Input",

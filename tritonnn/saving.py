@@ -37,6 +37,13 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from ._process import is_chief
+from .layers.layer import Layer
+from .version import __version__
 
 FORMAT_NAME = "tritonnn"
 FORMAT_VERSION = 1
@@ -93,18 +100,21 @@ def get_registered_name(obj: Any) -> str:
 
 
 def _builtin_objects() -> dict[str, Any]:
-    """tritonnn's own serializable classes by class name: every layer, and the model classes."""
-    from . import layers, models
+    """tritonnn's own serializable classes by class name: every public ``Layer`` subclass defined in tritonnn (the
+    layers and the model classes ``Model``, ``Sequential``, ``Functional``).
 
+    Found by walking ``Layer``'s subclasses rather than by importing ``tritonnn.layers`` and ``tritonnn.models``
+    here: the models import this module (to save themselves), and every such class is defined once ``tritonnn``
+    is imported. Classes defined outside tritonnn (a user's, a test's) resolve only through the registry or
+    ``custom_objects``.
+    """
     out: dict[str, Any] = {}
-    for attr in dir(layers):
-        obj = getattr(layers, attr)
-        if inspect.isclass(obj) and issubclass(obj, layers.Layer):
-            out[obj.__name__] = obj
-    for attr in ("Model", "Sequential", "Functional"):
-        obj = getattr(models, attr, None)
-        if obj is not None:
-            out[attr] = obj
+    pending = [Layer]
+    while pending:
+        cls = pending.pop()
+        pending.extend(cls.__subclasses__())
+        if cls.__module__.split(".", 1)[0] == "tritonnn" and not cls.__name__.startswith("_"):
+            out.setdefault(cls.__name__, cls)
     return out
 
 
@@ -139,8 +149,6 @@ def serialize_layer(layer: Any) -> dict[str, Any]:
 
     ``registered_name`` is present when the class was registered with :func:`register_keras_serializable`.
     """
-    from .layers.layer import Layer
-
     if not isinstance(layer, Layer):
         raise ValueError(f"Expected `layer` to be a tritonnn Layer. Received: layer={layer!r}")
     cls = type(layer)
@@ -174,8 +182,6 @@ def deserialize_layer(config: dict[str, Any], custom_objects: dict[str, Any] | N
 
     The class comes only from the registry; nothing named in ``config`` is imported.
     """
-    from .layers.layer import Layer
-
     if not isinstance(config, dict) or not isinstance(config.get("class_name"), str):
         raise ValueError(
             'Expected `config` to be a dict with a string "class_name" and a dict "config". '
@@ -222,10 +228,7 @@ def _build_config(model: Any) -> dict[str, Any] | None:
 
 def _builds_itself(model: Any) -> bool:
     """A Functional model is built by ``from_config`` itself: its inputs are part of its config."""
-    from . import models
-
-    functional = getattr(models, "Functional", None)
-    return functional is not None and isinstance(model, functional)
+    return bool(getattr(model, "builds_from_config", False))
 
 
 def _build_from_config(model: Any, build_config: dict[str, Any] | None) -> None:
@@ -334,10 +337,6 @@ def _tensors_of(model: Any, include_optimizer: bool) -> dict[str, torch.Tensor]:
 
 
 def _write(model: Any, path: str, kind: str, overwrite: bool, extra: dict[str, Any] | None) -> None:
-    from safetensors.torch import save as st_save
-
-    from . import __version__
-
     if not isinstance(overwrite, bool):
         raise ValueError(f"Expected `overwrite` to be a bool. Received: overwrite={overwrite!r}")
     if not overwrite and os.path.exists(path):
@@ -357,12 +356,6 @@ def _write(model: Any, path: str, kind: str, overwrite: bool, extra: dict[str, A
     _atomic_write(path, st_save(tensors, metadata=metadata))
 
 
-def _is_chief() -> bool:
-    from .distribution import _is_chief
-
-    return _is_chief()
-
-
 def save_model(model: Any, filepath: str | os.PathLike, overwrite: bool = True) -> None:
     """Save a model (config, compile config, weights and optimizer state) to one ``.keras`` file.
 
@@ -375,23 +368,17 @@ def save_model(model: Any, filepath: str | os.PathLike, overwrite: bool = True) 
     (``tritonnn.distribution``) rank 0 alone writes the file; on the other ranks the call checks its arguments and
     returns without waiting (call ``tritonnn.distribution.barrier()`` before reading the file from them).
     """
-    from .models import Model
-
-    if not isinstance(model, Model):
+    # A Model is a Layer that compiles (the models import this module, so it does not import them).
+    if not (isinstance(model, Layer) and callable(getattr(model, "get_compile_config", None))):
         raise ValueError(f"Expected `model` to be a tritonnn Model. Received: model={model!r}")
-    _save_model(model, filepath, overwrite, None)
-
-
-def _save_model(model: Any, filepath: Any, overwrite: bool, extra: dict[str, Any] | None) -> None:
-    """``save_model`` with caller data in the header (``BackupAndRestore`` records its epoch there)."""
     path = _check_path(filepath, MODEL_SUFFIXES, "a saved model")
     if model.built and _build_config(model) is None and not _builds_itself(model):
         raise ValueError(
             f"Cannot save the model {model.name!r}: it is built, but the input shape it was built with is not "
             "recorded, so it could not be rebuilt when loaded. Start the model with `tritonnn.Input(shape=...)`."
         )
-    if _is_chief():  # one writer in a data-parallel run
-        _write(model, path, "model", overwrite, extra)
+    if is_chief():  # one writer in a data-parallel run
+        _write(model, path, "model", overwrite, None)
 
 
 def save_weights(model: Any, filepath: str | os.PathLike, overwrite: bool = True) -> None:
@@ -404,8 +391,6 @@ def save_weights(model: Any, filepath: str | os.PathLike, overwrite: bool = True
 
     In a data-parallel run rank 0 alone writes the file, as for :func:`save_model`.
     """
-    from .layers.layer import Layer
-
     if not isinstance(model, Layer):
         raise ValueError(f"Expected `model` to be a tritonnn Model or Layer. Received: model={model!r}")
     path = _check_path(filepath, WEIGHTS_SUFFIXES, "saved weights")
@@ -414,7 +399,7 @@ def save_weights(model: Any, filepath: str | os.PathLike, overwrite: bool = True
             f"Cannot save the weights of {model.name!r}: it has not been built yet, so it has no weights. Build it "
             "by calling it on data, by `build(input_shape)`, or by starting it with `tritonnn.Input(shape=...)`."
         )
-    if _is_chief():  # one writer in a data-parallel run
+    if is_chief():  # one writer in a data-parallel run
         _write(model, path, "weights", overwrite, None)
 
 
@@ -435,9 +420,6 @@ class _Contents:
 
 
 def _read(path: str) -> _Contents:
-    from safetensors import SafetensorError
-    from safetensors.torch import load as st_load
-
     if not isinstance(path, (str, os.PathLike)):
         raise ValueError(f"Expected `filepath` to be a str or os.PathLike. Received: filepath={path!r}")
     path = os.fspath(path)
@@ -556,8 +538,6 @@ def load_weights(model: Any, filepath: str | os.PathLike) -> None:
 
     An unbuilt model is first built with the input shape recorded in the file.
     """
-    from .layers.layer import Layer
-
     if not isinstance(model, Layer):
         raise ValueError(f"Expected `model` to be a tritonnn Model or Layer. Received: model={model!r}")
     path = os.fspath(filepath) if isinstance(filepath, (str, os.PathLike)) else filepath
@@ -573,11 +553,22 @@ def load_weights(model: Any, filepath: str | os.PathLike) -> None:
     _load_state(model, contents, path, load_optimizer=getattr(model, "compiled", False))
 
 
-def _restore_into(model: Any, filepath: str) -> dict[str, Any]:
-    """Load a file's weights and optimizer state into ``model`` as it is; return the file's ``extra`` entry."""
-    contents = _read(filepath)
-    _load_state(model, contents, filepath, load_optimizer=True)
-    return contents.json("extra", filepath)
+def save_checkpoint(model: Any, filepath: str | os.PathLike, extra: dict[str, Any]) -> None:
+    """Write a training checkpoint: the model's weights, its optimizer's state and ``extra`` (JSON) in the header.
+
+    ``BackupAndRestore`` records its epoch, step and shuffle state in ``extra``. The file is a weights file
+    (``load_weights`` reads it too); it is replaced atomically. Every process writes: the caller picks the writer.
+    """
+    _write(model, os.fspath(filepath), "weights", True, extra)
+
+
+def restore_checkpoint(model: Any, filepath: str | os.PathLike) -> dict[str, Any]:
+    """Load a :func:`save_checkpoint` file's weights and optimizer state into ``model`` as it is (built, compiled);
+    return the ``extra`` dict it was written with."""
+    path = os.fspath(filepath)
+    contents = _read(path)
+    _load_state(model, contents, path, load_optimizer=True)
+    return contents.json("extra", path)
 
 
 __all__ = [
@@ -587,6 +578,8 @@ __all__ = [
     "load_model",
     "load_weights",
     "register_keras_serializable",
+    "restore_checkpoint",
+    "save_checkpoint",
     "save_model",
     "save_weights",
     "serialize_layer",

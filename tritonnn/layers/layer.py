@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from .. import config, initializers, mixed_precision
+from .. import config, initializers, mixed_precision, regularizers
 from . import symbolic
 
 _NAME_COUNTS: defaultdict[str, int] = defaultdict(int)
@@ -112,8 +112,6 @@ class Layer(torch.nn.Module):
         constraint: Any = None,
     ) -> torch.nn.Parameter:
         """Create a weight of this layer (a ``torch.nn.Parameter`` on the default device) and register it."""
-        from .. import regularizers
-
         shape = tuple(int(s) for s in (shape or ()))
         if any(s < 0 for s in shape):
             raise ValueError(f"Weight shapes must be non-negative. Received: shape={shape}")

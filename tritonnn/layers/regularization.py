@@ -61,6 +61,13 @@ class Dropout(Layer):
         self._counter += 1
         return _splitmix64((self._base_seed + _splitmix64(self._counter)) & _M64) >> 1
 
+    def fusable_dropout_rate(self) -> float | None:
+        """The rate at which this dropout may run inside the kernel of the layer before it (``layers/fusion.py``):
+        a plain ``Dropout`` (``call`` not overridden) with no ``noise_shape`` and ``0 < rate < 1``; else None."""
+        if type(self).call is not Dropout.call or self.noise_shape is not None or not 0.0 < float(self.rate) < 1.0:
+            return None
+        return float(self.rate)
+
     def _concrete_noise_shape(self, x: torch.Tensor) -> tuple[int, ...]:
         if len(self.noise_shape) != x.dim():
             raise ValueError(

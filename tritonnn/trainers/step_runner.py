@@ -1,4 +1,4 @@
-"""CUDA-graph capture of the per-batch work of fit(), evaluate() and predict().
+"""The per-batch callable of fit(), evaluate() and predict(), and its CUDA-graph capture.
 
 A small MLP step on a GPU is bound by launch overhead: dozens of kernels of a few microseconds each, every one paid
 for by the host. Captured into a CUDA graph, the whole step (forward, loss, backward, metric updates) is one
@@ -11,7 +11,8 @@ Only one batch signature (shapes, dtypes, structure) is captured: the first, i.e
 once with a warning and the step goes on eagerly, with the same result. What a graph cannot hold is kept out of it
 by the caller: the optimizer's update runs after the replay, eagerly (its learning rate and step count are host
 scalars that change every step: one fused launch), and a step that draws host-side random seeds (training-mode
-dropout) or needs host syncs is never captured (``Model._graph_blocker`` names the reason).
+dropout) or needs host syncs is never captured (the trainer's ``_graph_blocker`` names the reason).
+``step_runner`` picks, per fit/evaluate/predict, between a ``StepGraph`` and the eager step.
 
 The graph factory is injectable (``make_graph``) so that the bookkeeping here (warm-up, static buffers, fallback)
 is tested on machines without a GPU; ``cuda_graph_factory`` is the real one.
@@ -27,7 +28,9 @@ from typing import Any
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from .layers.symbolic import flatten, map_structure
+from .. import kernels
+from ..layers.symbolic import flatten, map_structure
+from .data import ArraySource, is_label_tensor
 
 WARMUP_STEPS = 2
 
@@ -230,3 +233,54 @@ class StepGraph:
             RuntimeWarning,
             stacklevel=3,
         )
+
+
+def step_runner(
+    kind: str,
+    eager: Callable[..., Any],
+    source: Any,
+    *,
+    blocker: str | None,
+    device: torch.device,
+    body: Callable[..., Any] | None = None,
+    after: Callable[[], Any] | None = None,
+) -> Callable[..., Any]:
+    """The per-batch callable of fit/evaluate/predict: a StepGraph where capture is possible, else ``eager``.
+
+    Args:
+        kind: ``"train"``, ``"test"`` or ``"predict"``.
+        eager: the whole step, run as it is when the step is not captured.
+        source: the data source; labels of an array source were range-checked once, up front.
+        blocker: why the step cannot be captured (None: it can, if the source allows).
+        device: the model's device (the graph factory is chosen for it).
+        body: what is captured, when that is not all of ``eager`` (train: all but the optimizer update).
+        after: run after every step, outside the graph (train: the optimizer update).
+    """
+    # Labels from an array source were range-checked once (min/max of the whole array): each step's batch is
+    # registered with that range, so cross-entropy skips its per-call check, a host sync.
+    bounds = source.label_bounds() if isinstance(source, ArraySource) and kind != "predict" else None
+    labels = None
+    if bounds is not None:
+
+        def labels(args: tuple) -> kernels.known_label_range:
+            return kernels.known_label_range([t for t in flatten(args[1]) if is_label_tensor(t)], *bounds)
+
+    if blocker is None and not isinstance(source, ArraySource):
+        blocker = "batches from a generator (labels not checked up front; shapes may vary)"
+    if blocker is None:
+        return StepGraph(
+            eager if body is None else body,
+            factory_for(device),
+            after=after,
+            clone_outputs=kind == "predict",
+            context=labels,
+            name=f"{kind} step",
+        )
+    if labels is None:
+        return eager
+
+    def run(*args: Any) -> Any:
+        with labels(args):
+            return eager(*args)
+
+    return run

@@ -1,80 +1,28 @@
-"""Data-parallel training over ``torch.distributed`` (Keras 3's ``keras.distribution`` spelling).
-
-Launch the same script once per device with ``torchrun --nproc_per_node=8 train.py``; ``fit`` and ``evaluate``
-then train and evaluate data-parallel. The distribution is set explicitly::
-
-    tritonnn.distribution.set_distribution(tritonnn.distribution.DataParallel())
-
-or automatically, when ``WORLD_SIZE > 1`` is in the environment (torchrun sets it) and no distribution was set.
-The process group is created from torchrun's environment (``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``,
-``MASTER_PORT``) with NCCL for CUDA tensors and gloo for CPU tensors, or an already initialized one is used.
-
-How ``fit`` runs under ``DataParallel``:
-
-* Every process holds the whole data set (the same arrays). At the start of ``fit`` the weights, the optimizer
-  state, fit's shuffle generator and torch's global generator are broadcast from rank 0, so every rank starts from
-  rank 0's model and draws the same order each epoch (``tritonnn.utils.set_random_seed`` on rank 0 makes a run
-  reproducible).
-* ``batch_size`` is the global batch. Each global batch is cut into contiguous slices, one per rank, as evenly as
-  possible: the first ``batch_size % world_size`` ranks take one sample more. The last, smaller batch of an epoch
-  is split the same way, so some ranks may get no sample; they still take part in every collective.
-* Each rank scales its gradient by ``local_samples / global_samples`` and the flat gradient buffer is summed over
-  the ranks before the optimizer's single fused step: in one all-reduce after the backward pass, or, for buffers
-  over 25 MB, in buckets of about 25 MB, each all-reduced asynchronously as soon as the backward pass has produced
-  it (overlapping the rest of the backward). For losses reduced with ``"sum_over_batch_size"`` (Keras' default)
-  this is exactly the gradient of the single-process loss on the global batch, sample weights and regularization
-  losses included. Losses with another reduction are refused.
-* Metric and loss states are summed over the ranks at the end of each epoch and of each evaluation, so the epoch
-  logs (and ``History``, ``EarlyStopping``, ``ReduceLROnPlateau``...) are those of the whole data set, the same on
-  every rank. The logs passed to per-batch hooks mid-epoch are the rank's own.
-* Only rank 0 draws the progress bar and writes files: ``ModelCheckpoint``, ``CSVLogger`` and
-  ``BackupAndRestore`` write from rank 0 alone, and ``model.save`` / ``save_weights`` do nothing on other ranks
-  (they do not wait: to read the file from every rank right after, call :func:`barrier` first).
-* ``stop_training`` is agreed at the end of each epoch (and after each batch when a callback has a per-batch
-  hook): training stops on every rank when it stops on one.
-
-Validation data and ``evaluate`` are split across the ranks the same way (no shuffle). ``predict`` runs the whole
-input on each rank. A generator or a ``DataLoader`` must yield the same global batches on every process (same
-data, same order, e.g. the same seed); each process reads the whole batch and keeps its slice, and before each step
-the processes check, with one small all-gather, that all of them have a batch of the same size.
-"""
+"""``DataParallel``: the model replicated on every process, each global batch split across them, gradients and
+metric states summed over ``torch.distributed`` (the package docstring says how a run goes)."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from typing import Any
 
 import torch
 import torch.distributed as dist
 
-from .callbacks import Callback, _overrides
-from .layers.symbolic import flatten, map_structure
-from .models import _ArraySource, _gather, _index, _IterableSource, _num_samples
-
-__all__ = ["DataParallel", "barrier", "distribution", "initialize", "list_devices", "set_distribution"]
+from .. import losses as losses_mod
+from .._process import env_int
+from ..callbacks.callback import Callback, overrides
+from ..layers.symbolic import flatten
+from ..trainers.data import ArraySource, IterableSource
+from . import buckets, sharded_data
 
 _UNSET: Any = object()
 _DISTRIBUTION: Any = _UNSET
-# Gradient buffers larger than this are all-reduced in buckets of about this size, each launched (asynchronously)
-# as soon as the backward pass has produced all of its gradients; smaller ones in one all-reduce after the backward.
-_BUCKET_BYTES = 25 * 2**20
-
-
-def _env_int(name: str) -> int | None:
-    value = os.environ.get(name)
-    if value is None or value == "":
-        return None
-    try:
-        return int(value)
-    except ValueError:
-        raise ValueError(f"Expected the environment variable {name} to be an integer. Received: {value!r}") from None
-
 
 # Under torchrun each process drives the GPU of its LOCAL_RANK; make it the current device before any weight is
 # made (weights go to "cuda", which is the current device, and Triton launches on the current device).
-if (_env_int("WORLD_SIZE") or 1) > 1 and _env_int("LOCAL_RANK") is not None and torch.cuda.is_available():
-    torch.cuda.set_device(_env_int("LOCAL_RANK") % torch.cuda.device_count())
+if (env_int("WORLD_SIZE") or 1) > 1 and env_int("LOCAL_RANK") is not None and torch.cuda.is_available():
+    torch.cuda.set_device(env_int("LOCAL_RANK") % torch.cuda.device_count())
 
 
 def list_devices(device_type: str | None = None) -> list[str]:
@@ -122,7 +70,7 @@ def initialize(
             raise ValueError(f"Expected `num_processes` a positive integer. Received: num_processes={num_processes!r}")
         os.environ["WORLD_SIZE"] = str(num_processes)
     if process_id is not None:
-        world = _env_int("WORLD_SIZE")
+        world = env_int("WORLD_SIZE")
         if isinstance(process_id, bool) or not isinstance(process_id, int) or not 0 <= process_id < (world or 1):
             raise ValueError(f"Expected `process_id` in [0, {world}). Received: process_id={process_id!r}")
         os.environ["RANK"] = str(process_id)
@@ -134,7 +82,7 @@ def initialize(
             "`torchrun --nproc_per_node=N script.py` (one process per device), or call "
             "`tritonnn.distribution.initialize(job_addresses, num_processes, process_id)`."
         )
-    local_rank = _env_int("LOCAL_RANK")
+    local_rank = env_int("LOCAL_RANK")
     if torch.cuda.is_available():
         if local_rank is not None:
             torch.cuda.set_device(local_rank % torch.cuda.device_count())
@@ -142,19 +90,6 @@ def initialize(
     else:
         backend = "gloo"
     dist.init_process_group(backend=backend)
-
-
-def barrier() -> None:
-    """Wait until every process of the run reaches this call (nothing to wait for in a single process)."""
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-
-
-def _is_chief() -> bool:
-    """Whether this process is the one that prints and writes files: rank 0, or a single process."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank() == 0
-    return (_env_int("RANK") or 0) == 0
 
 
 class DataParallel:
@@ -197,9 +132,9 @@ class DataParallel:
         self.device = torch.device(self.devices[self.rank])
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
-        self._weight = 1.0  # this rank's share of the current global batch (local / global samples)
+        self.batch_weight = 1.0  # this rank's share of the current global batch (local / global samples)
         self._reduced = False
-        self._buckets: _Buckets | None = None
+        self._buckets: buckets.GradientBuckets | None = None
 
     def __repr__(self) -> str:
         return f"<DataParallel world_size={self.world_size} rank={self.rank} device={self.device}>"
@@ -226,7 +161,7 @@ class DataParallel:
         else:
             dist.all_reduce(t, op)
 
-    def _all_gather(self, out: list[torch.Tensor], t: torch.Tensor) -> None:
+    def all_gather(self, out: list[torch.Tensor], t: torch.Tensor) -> None:
         if t.device.type == "cpu" and self._nccl_only():
             tmp = [o.to(self.device) for o in out]
             dist.all_gather(tmp, t.to(self.device))
@@ -242,8 +177,6 @@ class DataParallel:
 
     # ---- fit / evaluate hooks (called by tritonnn.models) ----
     def _check_losses(self, model: Any) -> None:
-        from . import losses as losses_mod
-
         spec = model._loss_spec
         for loss in flatten(spec) if spec is not None else []:
             reduction = getattr(loss, "reduction", "sum_over_batch_size")
@@ -254,9 +187,9 @@ class DataParallel:
                 )
 
     def _shard(self, model: Any, source: Any, batch_size: int | None, training: bool) -> Any:
-        if isinstance(source, _IterableSource):
-            return _ShardedIterableSource(source, self, model, training)
-        if not isinstance(source, _ArraySource):
+        if isinstance(source, IterableSource):
+            return sharded_data.ShardedIterableSource(source, self, model, training)
+        if not isinstance(source, ArraySource):
             raise TypeError(f"Expected an array or iterable data source. Received: {type(source).__name__}")
         if batch_size is not None and batch_size < self.world_size:
             raise ValueError(
@@ -264,7 +197,7 @@ class DataParallel:
                 f"it must be at least {self.world_size} so that every process gets a sample of each full batch. "
                 f"Received: batch_size={batch_size}"
             )
-        return _ShardedArraySource(source, self, training)
+        return sharded_data.ShardedArraySource(source, self, training)
 
     def _prepare_fit(
         self, model: Any, source: Any, val_source: Any, verbose: int, callbacks: list[Any] | None, batch_size: int
@@ -276,11 +209,11 @@ class DataParallel:
             val_source = self._shard(model, val_source, getattr(val_source, "batch_size", None), False)
         self._resolve_metrics(model, source)
         self._signature = {
-            "train": _describe(source),
-            "validation": None if val_source is None else _describe(val_source),
+            "train": sharded_data.describe(source),
+            "validation": None if val_source is None else sharded_data.describe(val_source),
         }
         callbacks = list(callbacks or [])
-        per_batch = any(_overrides(cb, "on_train_batch_end") for cb in callbacks)
+        per_batch = any(overrides(cb, "on_train_batch_end") for cb in callbacks)
         callbacks.append(_StopAgreementPerBatch(self) if per_batch else _StopAgreement(self))
         return source, val_source, (verbose if self.rank == 0 else 0), callbacks
 
@@ -345,7 +278,7 @@ class DataParallel:
         self._check_losses(model)
         source = self._shard(model, source, batch_size, False)
         self._resolve_metrics(model, source)
-        self._check_same({"data": _describe(source), "metrics": model.metrics_names})
+        self._check_same({"data": sharded_data.describe(source), "metrics": model.metrics_names})
         return source, (verbose if self.rank == 0 else 0)
 
     def _check_same(self, signature: dict[str, Any]) -> None:
@@ -369,7 +302,7 @@ class DataParallel:
         sum (they are otherwise made at the first batch, which a rank with an empty share never sees)."""
         if model._output_metrics is not None or getattr(source, "y", None) is None:
             return
-        _resolve_metrics_from(model, source.x, source.y)
+        sharded_data.resolve_metrics_from(model, source.x, source.y)
 
     def _install(self, model: Any) -> None:
         """For the length of ``fit``: route the model's ``train_step`` and its optimizer's ``step`` through this
@@ -377,7 +310,7 @@ class DataParallel:
         process pays nothing per step and a ``train_step`` override is averaged too."""
         opt = model.optimizer
         step = type(opt).step.__get__(opt)
-        self._buckets = _Buckets(self, opt) if opt.flat_grad.numel() * 4 > _BUCKET_BYTES else None
+        self._buckets = buckets.GradientBuckets(self, opt) if opt.flat_grad.numel() * 4 > buckets.BUCKET_BYTES else None
         if self._buckets is not None:
             model.__dict__["_tritonnn_dp_hooks"] = self._buckets.hooks
 
@@ -419,8 +352,8 @@ class DataParallel:
             if sync is not None:
                 sync()
             grad = model.optimizer.flat_grad
-            if self._weight != 1.0:
-                grad.mul_(self._weight)
+            if self.batch_weight != 1.0:
+                grad.mul_(self.batch_weight)
             self._all_reduce_(grad)
         self._reduced = True
 
@@ -453,182 +386,6 @@ class DataParallel:
         flag = torch.tensor([1.0 if model.stop_training else 0.0], device=self.device)
         self._all_reduce_(flag, dist.ReduceOp.MAX)
         model.stop_training = bool(flag.item())
-
-
-class _Buckets:
-    """The flat gradient buffer cut into contiguous buckets of about ``_BUCKET_BYTES``, all-reduced asynchronously
-    while the backward pass runs.
-
-    Bucket 0 holds the end of the buffer (the last layers, whose gradients the backward pass produces first). A
-    post-accumulate-grad hook on each parameter counts down its bucket; buckets are launched strictly in order
-    0, 1, 2, ... as soon as each is complete, and whatever is left is launched when the optimizer steps. Every
-    rank therefore issues the same all-reduces in the same order, also a rank whose slice was empty (it launches
-    them all at the step).
-    """
-
-    def __init__(self, dp: DataParallel, opt: Any) -> None:
-        self.dp, self.grad = dp, opt.flat_grad
-        params = list(opt.params)
-        base = getattr(opt, "inner_optimizer", opt)
-        self.views = {id(p): v for p, v in zip(params, base._grad_views, strict=True)}
-        offsets, offset = [], 0
-        for p in params:
-            offsets.append(offset)
-            offset += p.numel()
-        cap = max(1, _BUCKET_BYTES // 4)
-        self.ranges: list[tuple[int, int]] = []
-        self.members: list[int] = []  # parameters per bucket
-        self.bucket_of: dict[int, int] = {}
-        stop, count = self.grad.numel(), 0  # the padding at the end goes with bucket 0
-        for i in reversed(range(len(params))):
-            self.bucket_of[id(params[i])] = len(self.ranges)
-            count += 1
-            if stop - offsets[i] >= cap or i == 0:
-                self.ranges.append((offsets[i], stop))
-                self.members.append(count)
-                stop, count = offsets[i], 0
-        self.hooks = [p.register_post_accumulate_grad_hook(self._ready) for p in params]
-        self.launched_early = 0  # buckets launched during a backward pass (for the tests)
-        self.begin_step()
-
-    def begin_step(self) -> None:
-        self.remaining = list(self.members)
-        self.next = 0
-        self.handles: list[Any] = []
-
-    def _ready(self, p: torch.Tensor) -> None:
-        view = self.views[id(p)]
-        if p.grad is not view:  # replaced rather than accumulated in place: back into the flat buffer
-            view.copy_(p.grad) if p.grad is not None else view.zero_()
-            p.grad = view
-        b = self.bucket_of[id(p)]
-        if b < self.next:
-            raise RuntimeError(
-                "Under DataParallel a gradient changed after its bucket was all-reduced: more than one backward "
-                "pass per train step is not supported with bucketed gradients."
-            )
-        self.remaining[b] -= 1
-        while self.next < len(self.ranges) and self.remaining[self.next] == 0:
-            self._launch()
-            self.launched_early += 1
-
-    def _launch(self) -> None:
-        start, stop = self.ranges[self.next]
-        view = self.grad[start:stop]
-        if self.dp._weight != 1.0:
-            view.mul_(self.dp._weight)
-        self.handles.append(dist.all_reduce(view, async_op=True))
-        self.next += 1
-
-    def finish(self) -> None:
-        while self.next < len(self.ranges):
-            self._launch()
-        for handle in self.handles:
-            handle.wait()
-        self.handles = []
-
-
-class _ShardedArraySource:
-    """This rank's contiguous slice of each global batch of an array source (the same order on every rank).
-
-    Training yields ``(None, None, None)`` for an empty slice (the rank still joins the step's all-reduce);
-    evaluation skips it. Deliberately not an ``_ArraySource``: fit's per-array shortcuts (CUDA-graph capture of
-    the step) assume every batch holds samples.
-    """
-
-    def __init__(self, source: _ArraySource, dp: DataParallel, training: bool):
-        self.x, self.y, self.sw, self.n = source.x, source.y, source.sw, source.n
-        self.batch_size, self.shuffle, self.steps = source.batch_size, source.shuffle, source.steps
-        self.target = getattr(source, "target", None)  # the model's device when the arrays stay on the host
-        self.dp, self.training = dp, training
-        self.global_steps = self.steps  # global batches in an epoch, whether or not this rank's slice is empty
-
-    def _slice(self, count: int) -> tuple[int, int]:
-        base, extra = divmod(count, self.dp.world_size)
-        rank = self.dp.rank
-        lo = rank * base + min(rank, extra)
-        return lo, lo + base + (1 if rank < extra else 0)
-
-    def epoch(self, generator: torch.Generator | None = None) -> Iterator[tuple[Any, Any, Any]]:
-        device = flatten(self.x)[0].device
-        order = torch.randperm(self.n, generator=generator).to(device) if self.shuffle else None
-        for step in range(self.steps):
-            start = (step * self.batch_size) % self.n
-            stop = min(start + self.batch_size, self.n)
-            lo, hi = self._slice(stop - start)
-            self.dp._weight = (hi - lo) / (stop - start)
-            if hi == lo:
-                if self.training:
-                    yield None, None, None
-                continue
-            idx = slice(start + lo, start + hi) if order is None else order[start + lo : start + hi]
-            yield _gather(self, idx, device)
-
-
-class _ShardedIterableSource:
-    """This rank's contiguous slice of each global batch that a generator or DataLoader yields.
-
-    Every process iterates the same data (the same batches in the same order) and keeps its slice, so a batch of
-    any size is split as an array batch is. Before each step the ranks agree, with one small all-gather on the host,
-    that every one of them has a batch of the same size (an iterator that runs out on one process alone, or yields
-    other sizes, raises the same error everywhere instead of leaving the others waiting).
-    """
-
-    def __init__(self, source: _IterableSource, dp: DataParallel, model: Any, training: bool):
-        self.base, self.dp, self.model, self.training = source, dp, model, training
-        self.steps = source.steps
-        self.global_steps = 0  # global batches of the last epoch, counted as they come
-
-    def epoch(self, generator: torch.Generator | None = None) -> Iterator[tuple[Any, Any, Any]]:
-        dp = self.dp
-        batches = self.base.epoch(generator)
-        mine = torch.zeros(2, dtype=torch.int64)
-        every = [torch.zeros(2, dtype=torch.int64) for _ in range(dp.world_size)]
-        self.global_steps = 0
-        while True:
-            batch = next(batches, None)
-            mine[0], mine[1] = (0, 0) if batch is None else (1, _num_samples(batch[0]))
-            dp._all_gather(every, mine)
-            seen = [(int(t[0]), int(t[1])) for t in every]
-            if all(have == 0 for have, _ in seen):
-                return
-            if any(s != seen[0] for s in seen):
-                raise ValueError(
-                    "Under DataParallel every process must read the same batches (the global batches, which are "
-                    f"split across the processes), but at step {self.global_steps} the processes had (has a batch, "
-                    f"its size) = {seen}. Give each process the same generator or DataLoader (same data, same order)."
-                )
-            x, y, sw = batch
-            if self.model._output_metrics is None and y is not None:
-                _resolve_metrics_from(self.model, x, y)
-            count = seen[0][1]
-            base, extra = divmod(count, dp.world_size)
-            lo = dp.rank * base + min(dp.rank, extra)
-            hi = lo + base + (1 if dp.rank < extra else 0)
-            dp._weight = (hi - lo) / count
-            self.global_steps += 1
-            if hi == lo:
-                if self.training:
-                    yield None, None, None
-                continue
-            idx = slice(lo, hi)
-            yield _index(x, idx), None if y is None else _index(y, idx), None if sw is None else sw[idx]
-
-
-def _describe(source: Any) -> dict[str, Any]:
-    """What must match across ranks: the sizes of an array source, the kind and length of an iterable one."""
-    if isinstance(source, _ShardedIterableSource):
-        return {"kind": "iterable", "steps": source.steps}
-    return {"kind": "arrays", "samples": source.n, "steps": source.steps, "batch_size": source.batch_size}
-
-
-def _resolve_metrics_from(model: Any, x: Any, y: Any) -> None:
-    device = model.device
-    x, y = (map_structure(lambda t: t[0:1].to(device), data) for data in (x, y))
-    with torch.no_grad():
-        preds = model._outputs_list(model(x, training=False))
-    model._clear_losses()
-    model._resolve_compiled(model._targets_list(y, len(preds)), preds)
 
 
 def _dropout_layers(model: Any) -> list[Any]:
@@ -668,7 +425,7 @@ def _uninstall(model: Any) -> None:
         del opt.__dict__["step"]
 
 
-def _for_run(model: Any) -> DataParallel | None:
+def for_run(model: Any) -> DataParallel | None:
     """The distribution a ``fit`` or ``evaluate`` of ``model`` runs under (None: a single process)."""
     _uninstall(model)  # what a data-parallel fit that raised may have left
     value = distribution()
@@ -692,7 +449,7 @@ def distribution() -> DataParallel | None:
     use when ``WORLD_SIZE > 1`` is in the environment (a torchrun launch), else ``None``."""
     global _DISTRIBUTION
     if _DISTRIBUTION is _UNSET:
-        if (_env_int("WORLD_SIZE") or 1) <= 1:
+        if (env_int("WORLD_SIZE") or 1) <= 1:
             return None
         _DISTRIBUTION = DataParallel()
     return _DISTRIBUTION

@@ -1,0 +1,20 @@
+"""Models: ``Model`` (the container joined to the trainer), the Functional API and ``Sequential``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import saving
+from .functional import Functional
+from .model import Model
+from .sequential import Sequential
+
+
+def load_model(
+    filepath: str, custom_objects: dict[str, Any] | None = None, compile: bool = True, safe_mode: bool = True
+) -> Model:
+    """Load a model saved by ``model.save``: architecture, weights and (with ``compile``) optimizer state."""
+    return saving.load_model(filepath, custom_objects=custom_objects, compile=compile, safe_mode=safe_mode)
+
+
+__all__ = ["Functional", "Model", "Sequential", "load_model"]

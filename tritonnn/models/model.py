@@ -1,0 +1,157 @@
+"""``Model``: the container side of a model (sublayers, building, saving, summary) joined to the trainer.
+
+``Model(inputs, outputs)`` builds a Functional model (``functional.py``) from symbolic tensors; subclassing
+``Model`` and defining ``call()`` gives a subclassed model; ``Sequential`` (``sequential.py``) is a linear stack.
+All three are ``torch.nn.Module``s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from .. import config, saving
+from ..layers.layer import Layer, shape_of
+from ..layers.symbolic import KerasTensor, flatten, map_structure
+from ..trainers import data
+from ..trainers.trainer import Trainer
+from ..utils import summary_text
+
+
+class Model(Trainer, Layer):
+    """A layer with training: ``compile``, ``fit``, ``evaluate``, ``predict`` (``tritonnn.trainers.trainer``).
+
+    ``Model(inputs, outputs)`` makes a Functional model; subclass ``Model`` and define ``call()`` for a subclassed
+    one.
+    """
+
+    _autocast_inputs = False  # each layer casts what it needs (an Embedding keeps integer inputs)
+    # The class ``Model(inputs, outputs)`` makes: ``Functional``, which sets itself here when it is defined
+    # (functional.py imports this module, so this module cannot import it).
+    functional_class: type | None = None
+
+    def __new__(cls, *args: Any, **kwargs: Any):
+        if cls is Model and (args or "inputs" in kwargs or "outputs" in kwargs):
+            if Model.functional_class is None:
+                raise RuntimeError("tritonnn.models.functional was not imported: import tritonnn first")
+            return super().__new__(Model.functional_class)
+        return super().__new__(cls)
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        Layer.__init__(self, *args, **kwargs)
+        Trainer.__init__(self)
+
+    # ---- structure ----
+    @property
+    def layers(self) -> list[Layer]:
+        return [m for m in self.children() if isinstance(m, Layer)]
+
+    def get_layer(self, name: str | None = None, index: int | None = None) -> Layer:
+        """A layer by name or by index."""
+        layers = self.layers
+        if index is not None:
+            if not -len(layers) <= index < len(layers):
+                raise ValueError(
+                    f"Was asked to retrieve layer at index {index} but model only has {len(layers)} layers."
+                )
+            return layers[index]
+        for layer in layers:
+            if layer.name == name:
+                return layer
+        raise ValueError(f"No such layer: {name}. Existing layers are: {[layer.name for layer in layers]}.")
+
+    @property
+    def device(self) -> torch.device:
+        for p in self.parameters():
+            return p.device
+        return config.default_device()
+
+    @property
+    def output_names(self) -> list[str] | None:
+        """Names of the outputs for multi-output models (None for a single unnamed output)."""
+        return None
+
+    def summary(self, line_length: int | None = None, print_fn: Callable[[str], None] | None = None, **_: Any) -> None:
+        """Print a table of layers (name and type, output shape, parameter count) and the parameter totals."""
+        (print_fn or print)(summary_text(self, line_length=line_length))
+
+    # ---- building ----
+    def _maybe_build(self, inputs: Any) -> None:
+        if not self.built:
+            # Sublayers build themselves during this first forward; remember the shape for saving.
+            self._build_input_shape = shape_of(inputs)
+            self.built = True
+
+    def build(self, input_shape: Any = None) -> None:
+        """Build a subclassed model for ``input_shape`` by calling it once on zeros of that shape."""
+        if input_shape is None:
+            raise ValueError("You must provide an `input_shape` argument.")
+        self._build_input_shape = input_shape
+        self.built = True
+        self.build_from_config({"input_shape": as_lists(input_shape)})
+
+    def get_build_config(self) -> dict[str, Any] | None:
+        """The input shape the model was built with (Keras' ``get_build_config``), for saving."""
+        shape = getattr(self, "_build_input_shape", None)
+        return None if shape is None else {"input_shape": as_lists(shape)}
+
+    def build_from_config(self, config: dict[str, Any]) -> None:
+        """Build from :meth:`get_build_config`'s output by calling the model on zeros of that shape."""
+
+        def zeros(shape: Any) -> Any:
+            if isinstance(shape, dict):
+                return {k: zeros(v) for k, v in shape.items()}
+            if isinstance(shape, list) and shape and isinstance(shape[0], (list, dict)):
+                return [zeros(v) for v in shape]
+            return torch.zeros([1 if d is None else int(d) for d in shape], device=self.device)
+
+        example = zeros(config["input_shape"])
+        with torch.no_grad():
+            self(example, training=False)
+        self._clear_losses()
+
+    # ---- saving ----
+    def save(self, filepath: str, overwrite: bool = True) -> None:
+        """Save architecture, weights and optimizer state to one file (see ``tritonnn.saving``)."""
+        saving.save_model(self, filepath, overwrite=overwrite)
+
+    def save_weights(self, filepath: str, overwrite: bool = True) -> None:
+        saving.save_weights(self, filepath, overwrite=overwrite)
+
+    def load_weights(self, filepath: str) -> None:
+        saving.load_weights(self, filepath)
+
+    def __call__(self, inputs: Any, *args: Any, training: bool | None = None, **kwargs: Any) -> Any:
+        if not isinstance(inputs, (torch.Tensor, KerasTensor)) and not isinstance(inputs, (list, tuple, dict)):
+            inputs = data.to_tensor(inputs, self.device)
+        elif isinstance(inputs, (list, tuple, dict)):
+            inputs = map_structure(
+                lambda a: a if isinstance(a, (torch.Tensor, KerasTensor)) else data.to_tensor(a, self.device), inputs
+            )
+        self._check_device(inputs)
+        return super().__call__(inputs, *args, training=training, **kwargs)
+
+    def _check_device(self, inputs: Any) -> None:
+        if not self.built:
+            return
+        device = self.device
+        for t in flatten(inputs):
+            if isinstance(t, torch.Tensor) and t.device != device:
+                raise ValueError(
+                    f"Model {self.name!r} has its weights on {device} but received an input on {t.device}. "
+                    f"Move the input with `.to({str(device)!r})`, or pass numpy arrays (moved automatically)."
+                )
+
+    def get_config(self) -> dict[str, Any]:
+        return {"name": self.name, "trainable": self.trainable}
+
+
+def as_lists(shape: Any) -> Any:
+    """A shape (or a nest of shapes) with lists for tuples, as JSON holds it."""
+    if isinstance(shape, dict):
+        return {k: as_lists(v) for k, v in shape.items()}
+    if isinstance(shape, (list, tuple)) and shape and isinstance(shape[0], (list, tuple, dict)):
+        return [as_lists(v) for v in shape]
+    return list(shape)

@@ -1,0 +1,159 @@
+"""What ``compile()`` was given, resolved per output: losses, loss weights and metrics, and their configs.
+
+A model with several outputs takes ``loss``, ``loss_weights``, ``metrics`` and ``weighted_metrics`` as one value
+for every output, a list (one entry per output) or a dict keyed by output name, as in Keras. The functions here
+turn those specs into per-output lists, build the metric objects once the first batch shows the targets' and
+predictions' shapes, and write/read the specs to and from the JSON compile config.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from .. import metrics as metrics_mod
+
+
+def outputs_list(y_pred: Any, output_names: list[str] | None) -> list[torch.Tensor]:
+    """The model's outputs as a list, in output-name order for a dict."""
+    if isinstance(y_pred, dict):
+        names = output_names or sorted(y_pred)
+        return [y_pred[n] for n in names]
+    if isinstance(y_pred, (list, tuple)):
+        return list(y_pred)
+    return [y_pred]
+
+
+def targets_list(y: Any, n_outputs: int, output_names: list[str] | None) -> list[Any]:
+    """The targets as a list matching :func:`outputs_list` (a dict by output name, a list, or one target)."""
+    if isinstance(y, dict):
+        names = output_names
+        if names is None or set(y) - set(names):
+            raise ValueError(f"Target dict keys {sorted(y)} do not match the model's output names {names}")
+        return [y.get(n) for n in names]
+    if isinstance(y, (list, tuple)) and n_outputs > 1:
+        if len(y) != n_outputs:
+            raise ValueError(f"The model has {n_outputs} outputs but {len(y)} targets were given")
+        return list(y)
+    if n_outputs != 1:
+        raise ValueError(f"The model has {n_outputs} outputs: give y as a list or dict of {n_outputs} targets")
+    return [y]
+
+
+def per_output(spec: Any, n: int, what: str, output_names: list[str] | None) -> list[Any]:
+    """One entry of a compile argument per output (``what`` names the argument in errors)."""
+    names = output_names or [f"output_{i}" for i in range(n)]
+    if isinstance(spec, dict):
+        unknown = set(spec) - set(names)
+        if unknown:
+            raise ValueError(f"`{what}` has keys {sorted(unknown)} that are not output names {names}")
+        return [spec.get(k) for k in names]
+    if isinstance(spec, (list, tuple)) and n > 1:
+        if len(spec) != n:
+            raise ValueError(
+                f"For a model with {n} outputs, `{what}` as a list must have {n} entries. Received {len(spec)}"
+            )
+        return list(spec)
+    if what in ("metrics", "weighted_metrics") or n == 1:
+        return [spec] + [None] * (n - 1) if n == 1 else [spec] * n
+    return [spec] * n
+
+
+class CompiledOutputs:
+    """The compile arguments resolved for ``n`` outputs: a loss and a weight per output, the metric objects of
+    each output, and a loss tracker per output that has a loss (multi-output models only)."""
+
+    def __init__(
+        self,
+        loss_spec: Any,
+        loss_weights_spec: Any,
+        metrics_spec: Any,
+        weighted_metrics_spec: Any,
+        ys: list[Any],
+        preds: list[torch.Tensor],
+        output_names: list[str] | None,
+    ):
+        n = len(preds)
+        self.losses = per_output(loss_spec, n, "loss", output_names)
+        self.loss_weights = (
+            [1.0] * n
+            if loss_weights_spec is None
+            else [
+                1.0 if w is None else float(w) for w in per_output(loss_weights_spec, n, "loss_weights", output_names)
+            ]
+        )
+        names = output_names or [f"output_{i}" for i in range(n)]
+        metric_groups: list[list[metrics_mod.Metric]] = []
+        for i, (m_spec, wm_spec) in enumerate(
+            zip(
+                per_output(metrics_spec, n, "metrics", output_names),
+                per_output(weighted_metrics_spec, n, "weighted_metrics", output_names),
+                strict=True,
+            )
+        ):
+            group = []
+            for weighted, spec in ((False, m_spec), (True, wm_spec)):
+                ids = [] if spec is None else (list(spec) if isinstance(spec, (list, tuple)) else [spec])
+                for ident in ids:
+                    metric = metrics_mod.get(ident, ys[i], preds[i])
+                    metric._tritonnn_weighted = weighted
+                    if n > 1:
+                        metric.name = f"{names[i]}_{metric.name}"
+                    if weighted and not n > 1:
+                        metric.name = (
+                            f"weighted_{metric.name}" if any(m.name == metric.name for m in group) else metric.name
+                        )
+                    group.append(metric)
+            metric_groups.append(group)
+        self.metrics = metric_groups
+        self.loss_trackers = (
+            [metrics_mod.Mean(name=f"{names[i]}_loss") for i in range(n) if self.losses[i] is not None] if n > 1 else []
+        )
+
+
+# ---- the compile config ------------------------------------------------------------------------------------------
+
+
+def check_nest(spec: Any, getter: Callable[[Any], Any]) -> Any:
+    """``getter`` applied to each entry of a spec (one value, a list, or a dict): unknown names fail at compile."""
+    if isinstance(spec, dict):
+        return {k: getter(v) for k, v in spec.items()}
+    if isinstance(spec, (list, tuple)):
+        return [getter(v) for v in spec]
+    return getter(spec)
+
+
+def serialize_nest(spec: Any) -> Any:
+    """A spec for the JSON compile config: objects as ``{"class_name", "config"}``, functions by name."""
+
+    def one(obj: Any) -> Any:
+        if obj is None or isinstance(obj, (str, int, float)):
+            return obj
+        if hasattr(obj, "get_config"):
+            return {"class_name": type(obj).__name__, "config": obj.get_config()}
+        name = getattr(obj, "__name__", None)
+        if name is None:
+            raise ValueError(f"Cannot serialize {obj!r} for the compile config")
+        return name
+
+    if isinstance(spec, dict):
+        return {k: serialize_nest(v) for k, v in spec.items()}
+    if isinstance(spec, (list, tuple)):
+        return [serialize_nest(v) for v in spec]
+    return one(spec)
+
+
+def deserialize_nest(spec: Any, module: Any) -> Any:
+    """:func:`serialize_nest`'s inverse; classes are looked up in ``module`` (``tritonnn.losses`` or ``.metrics``)."""
+    if isinstance(spec, dict) and "class_name" in spec:
+        cls = getattr(module, spec["class_name"], None)
+        if not isinstance(cls, type):
+            raise ValueError(f"Unknown class {spec['class_name']!r} in the compile config")
+        return cls.from_config(spec["config"])
+    if isinstance(spec, dict):
+        return {k: deserialize_nest(v, module) for k, v in spec.items()}
+    if isinstance(spec, list):
+        return [deserialize_nest(v, module) for v in spec]
+    return spec

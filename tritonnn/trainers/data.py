@@ -1,0 +1,280 @@
+"""The data side of training: the arrays, tensors, generators and DataLoaders that fit/evaluate/predict read.
+
+An *array source* (``ArraySource``) holds whole arrays as tensors (on the model's device when they fit, else pinned
+on the host) and gathers each batch by index; an *iterable source* (``IterableSource``) draws batches from a
+generator or a DataLoader and moves each to the device as it comes. Both yield ``(x, y, sample_weight)`` per step.
+The helpers here (``to_tensor``, ``num_samples``, ``index``, ``gather``...) are public inside the package: the
+trainer and the data-parallel sharded sources (``tritonnn.distribution.sharded_data``) are built on them.
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+
+from .. import config
+from ..layers.symbolic import flatten, map_structure
+
+
+def to_tensor(x: Any, device: torch.device) -> torch.Tensor:
+    """One array to a tensor on ``device``; float64 becomes float32 (Keras' floatx)."""
+    if isinstance(x, torch.Tensor):
+        t = x
+    else:
+        arr = np.asarray(x)
+        if arr.dtype == object:
+            raise ValueError("Could not convert the data to a tensor: it holds Python objects (dtype=object)")
+        t = torch.from_numpy(np.ascontiguousarray(arr))
+    if t.dtype == torch.float64:
+        t = t.to(torch.float32)
+    return t.to(device, non_blocking=True)
+
+
+# fit()'s fast path on CUDA moves the whole data set to the device once, when it takes at most this fraction of the
+# free device memory; a larger one stays in host memory (pinned) and each batch is copied asynchronously.
+DATA_ON_DEVICE_FRACTION = 0.5
+
+
+def _nbytes(a: Any) -> int:
+    if isinstance(a, torch.Tensor):
+        return a.numel() * a.element_size()
+    return int(np.asarray(a).nbytes)
+
+
+def data_device(arrays: list[Any], device: torch.device) -> torch.device:
+    """Where fit() keeps its arrays: on ``device`` unless that is a GPU they would crowd (then the host)."""
+    if device.type != "cuda":
+        return device
+    pending = sum(_nbytes(a) for a in arrays if not (isinstance(a, torch.Tensor) and a.device == device))
+    free, _ = torch.cuda.mem_get_info(device)
+    return device if pending <= DATA_ON_DEVICE_FRACTION * free else torch.device("cpu")
+
+
+def first(data: Any) -> torch.Tensor:
+    return flatten(data)[0]
+
+
+def num_samples(data: Any) -> int:
+    sizes = {int(t.shape[0]) for t in flatten(data)}
+    if len(sizes) > 1:
+        raise ValueError(f"Data cardinality is ambiguous: the arrays have different lengths {sorted(sizes)}")
+    return sizes.pop()
+
+
+def index(data: Any, idx: Any) -> Any:
+    return map_structure(lambda t: t[idx], data)
+
+
+def check_finite(name: str, data: Any) -> None:
+    """With ``tritonnn.config.set_check_numerics(True)``: a clear error for NaN or Inf in the data."""
+    for i, t in enumerate(flatten(data) if data is not None else []):
+        if isinstance(t, torch.Tensor) and t.dtype.is_floating_point:
+            bad = ~torch.isfinite(t)
+            if bool(bad.any()):
+                where = tuple(int(v) for v in bad.nonzero()[0])
+                part = f"{name}[{i}]" if len(flatten(data)) > 1 else name
+                raise ValueError(
+                    f"`{part}` contains non-finite values (NaN or Inf): {int(bad.sum())} of {t.numel()}, the first "
+                    f"at index {where} = {t[where].item()}. Clean the data, or call "
+                    "tritonnn.config.set_check_numerics(False) to train on it anyway."
+                )
+
+
+def check_batch_size(batch_size: Any) -> int:
+    if batch_size is None:
+        return 32
+    if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size <= 0:
+        raise ValueError(f"Expected `batch_size` to be a positive integer. Received: batch_size={batch_size!r}")
+    return int(batch_size)
+
+
+def is_dataset(x: Any) -> bool:
+    """A DataLoader, a generator or another iterable of batches (not an array, tensor, list or dict of them)."""
+    if isinstance(x, (np.ndarray, torch.Tensor, list, tuple, dict)) or x is None:
+        return False
+    return isinstance(x, (collections.abc.Iterator, collections.abc.Iterable))
+
+
+def is_label_tensor(t: torch.Tensor) -> bool:
+    return not (t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool)
+
+
+def split_batch(batch: Any) -> tuple[Any, Any, Any]:
+    """``(x, y, sample_weight)`` from one batch: a tuple or list of 1 to 3 parts (Keras' rule; DataLoaders yield
+    lists), otherwise ``x`` alone."""
+    if isinstance(batch, (tuple, list)) and 1 <= len(batch) <= 3:
+        return (*batch, *([None] * (3 - len(batch))))
+    return batch, None, None
+
+
+class ArraySource:
+    """Batches sliced by index from tensors held on the model's device (one copy, no per-step transfer)."""
+
+    def __init__(
+        self,
+        x: Any,
+        y: Any,
+        sw: Any,
+        batch_size: int,
+        shuffle: bool,
+        steps: int | None = None,
+        target: torch.device | None = None,
+    ):
+        self.x, self.y, self.sw = x, y, sw
+        self.target = target  # the model's device when the arrays stay on the host (too big for the GPU)
+        self.n = num_samples(x)
+        self.batch_size, self.shuffle = batch_size, shuffle
+        self.steps = math.ceil(self.n / batch_size) if steps is None else int(steps)
+
+    def label_bounds(self) -> tuple[int, int] | None:
+        """(min, max) over the integer target arrays: read once per fit/evaluate (one sync), not once per step."""
+        ints = [t for t in flatten(self.y) if isinstance(t, torch.Tensor) and is_label_tensor(t)]
+        if not ints or not self.n:
+            return None
+        return min(int(t.min()) for t in ints), max(int(t.max()) for t in ints)
+
+    def epoch(self, generator: torch.Generator | None = None) -> Iterator[tuple[Any, Any, Any]]:
+        device = first(self.x).device
+        order = torch.randperm(self.n, generator=generator).to(device) if self.shuffle else None
+        for step in range(self.steps):
+            start = (step * self.batch_size) % self.n
+            stop = min(start + self.batch_size, self.n)
+            yield gather(self, slice(start, stop) if order is None else order[start:stop], device)
+
+
+def gather(source: Any, idx: Any, device: torch.device) -> tuple[Any, Any, Any]:
+    """``(x, y, sample_weight)`` rows ``idx`` of an array source, on its target device (the model's)."""
+    batch = (
+        index(source.x, idx),
+        None if source.y is None else index(source.y, idx),
+        None if source.sw is None else source.sw[idx],
+    )
+    if source.target is not None and source.target != device:
+        batch = map_structure(lambda t: None if t is None else t.to(source.target, non_blocking=True), batch)
+    return batch
+
+
+class IterableSource:
+    """Batches drawn from a DataLoader or a generator; each is moved to the device as it comes."""
+
+    def __init__(self, data: Any, device: torch.device, steps: int | None):
+        self.data, self.device = data, device
+        self.reiterable = not isinstance(data, collections.abc.Iterator)
+        self._iter: Iterator | None = None
+        if steps is None and hasattr(data, "__len__"):
+            steps = len(data)
+        self.steps = steps
+
+    def epoch(self, generator: torch.Generator | None = None) -> Iterator[tuple[Any, Any, Any]]:
+        if self.reiterable or self._iter is None:
+            self._iter = iter(self.data)
+        count = 0
+        while self.steps is None or count < self.steps:
+            try:
+                batch = next(self._iter)
+            except StopIteration:
+                if self.steps is not None and count == 0 and self.reiterable is False:
+                    raise ValueError(
+                        "The data generator ran out of data: give `steps_per_epoch` (or `steps`) no larger than "
+                        "the number of batches it yields, or a generator that loops forever."
+                    ) from None
+                return
+            x, y, sw = split_batch(batch)
+            to = lambda a: to_tensor(a, self.device)  # noqa: E731
+            x, y = map_structure(to, x), None if y is None else map_structure(to, y)
+            if config.check_numerics():
+                check_finite("x", x)
+                check_finite("y", y)
+            yield x, y, None if sw is None else to(sw)
+            count += 1
+
+
+def apply_class_weight(class_weight: dict, y: Any, sample_weight: Any) -> torch.Tensor:
+    labels = first(y)
+    n = labels.shape[0]
+    if labels.dim() > 1 and labels.shape[-1] > 1:
+        idx = labels.argmax(-1)
+    else:
+        idx = labels.reshape(n).long()
+    size = max(int(idx.max()) + 1, max(int(k) for k in class_weight) + 1)
+    table = torch.ones(size, device=labels.device)
+    for k, w in class_weight.items():
+        table[int(k)] = float(w)
+    cw = table[idx]
+    return cw if sample_weight is None else sample_weight * cw
+
+
+def to_numpy(t: torch.Tensor) -> np.ndarray:
+    t = t.detach()
+    if t.dtype in (torch.bfloat16, torch.float16):
+        t = t.float()
+    return t.cpu().numpy()
+
+
+def concat(outs: list[Any]) -> Any:
+    first = outs[0]
+    if isinstance(first, dict):
+        return {k: torch.cat([o[k] for o in outs]) for k in first}
+    if isinstance(first, (list, tuple)):
+        return type(first)(torch.cat([o[i] for o in outs]) for i in range(len(first)))
+    return torch.cat(outs)
+
+
+def prepare(x: Any, y: Any, sample_weight: Any, class_weight: Any, device: torch.device) -> tuple[Any, Any, Any, int]:
+    """Arrays to tensors where fit() keeps them (``data_device``), checked: ``(x, y, sample_weight, n)``.
+
+    Sample counts must agree; class weights become per-sample weights (multiplied into ``sample_weight``).
+    """
+    if x is None:
+        raise ValueError("Expected input data `x`. Received: x=None")
+    home = data_device(flatten(x) + ([] if y is None else flatten(y)), device)
+    x = map_structure(lambda a: to_tensor(a, home), x)
+    y = None if y is None else map_structure(lambda a: to_tensor(a, home), y)
+    if home != device:  # pinned, so that each batch's copy to the GPU is asynchronous
+        x, y = (
+            map_structure(lambda t: t.pin_memory(), x),
+            None if y is None else map_structure(lambda t: t.pin_memory(), y),
+        )
+        device = home
+    if config.check_numerics():
+        check_finite("x", x)
+        check_finite("y", y)
+    n = num_samples(x)
+    if n == 0:
+        raise ValueError("Expected input data to be non-empty. Received: 0 samples")
+    if y is not None and num_samples(y) != n:
+        raise ValueError(
+            f"Data cardinality is ambiguous: x has {n} samples but y has {num_samples(y)} samples. "
+            "Make sure all arrays contain the same number of samples."
+        )
+    if sample_weight is not None:
+        sample_weight = to_tensor(sample_weight, device).to(torch.float32)
+        if sample_weight.shape[0] != n:
+            raise ValueError(f"sample_weight has {sample_weight.shape[0]} entries but the data has {n} samples")
+    if class_weight is not None:
+        sample_weight = apply_class_weight(class_weight, y, sample_weight)
+    return x, y, sample_weight, n
+
+
+def make_source(
+    x: Any,
+    y: Any,
+    sample_weight: Any,
+    batch_size: int,
+    shuffle: bool,
+    steps: int | None,
+    device: torch.device,
+    class_weight: Any = None,
+) -> ArraySource | IterableSource:
+    """The source fit/evaluate/predict read: an ``IterableSource`` for a generator or DataLoader, else arrays."""
+    if is_dataset(x):
+        if y is not None:
+            raise ValueError("When `x` is a generator or DataLoader, `y` must not be given: yield (x, y) batches")
+        return IterableSource(x, device, steps)
+    x, y, sample_weight, _ = prepare(x, y, sample_weight, class_weight, device)
+    return ArraySource(x, y, sample_weight, batch_size, shuffle, steps, target=device)

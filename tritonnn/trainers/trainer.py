@@ -1,0 +1,575 @@
+"""The trainer: ``compile``, ``fit``, ``evaluate``, ``predict`` and the steps they run (Keras 3's ``Trainer``).
+
+``tritonnn.Model`` is ``Trainer`` + ``Layer``: the layer side (``tritonnn/models/model.py``) holds the container
+(weights, sublayers, building, saving, summary); this side holds what training adds to it. Data comes through
+``trainers/data.py``, per-output losses and metrics through ``trainers/compile_utils.py``, and the per-batch step
+through ``trainers/step_runner.py`` (a CUDA graph where it can be captured). A data-parallel run
+(``tritonnn.distribution``) shards the sources and reduces gradients and metrics through the hooks called here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from .. import config, optimizers
+from .. import losses as losses_mod
+from .. import metrics as metrics_mod
+from ..callbacks import Callback, CallbackList, History, Progbar, ProgbarLogger
+from ..distribution import data_parallel
+from ..layers.symbolic import flatten, map_structure
+from . import compile_utils, data, step_runner
+
+
+class Trainer:
+    """Training for a model (mixed into ``tritonnn.Model``): compile, fit, evaluate, predict, train/test steps.
+
+    The host class provides the layer side this uses: calling the model, ``device``, ``built``,
+    ``trainable_weights``, ``losses`` and ``output_names``.
+    """
+
+    _distribution: Any = None  # the DataParallel of the running fit/evaluate (tritonnn.distribution), else None
+
+    def __init__(self) -> None:
+        self.compiled = False
+        self._jit_compile: Any = "auto"
+        self.optimizer: optimizers.Optimizer | None = None
+        self.loss: Any = None
+        self.stop_training = False
+        self.history: History | None = None
+        self._compile_config: dict[str, Any] | None = None
+        self._loss_spec: Any = None
+        self._loss_weights_spec: Any = None
+        self._metrics_spec: Any = None
+        self._weighted_metrics_spec: Any = None
+        self._output_losses: list[Any] | None = None
+        self._output_metrics: list[list[metrics_mod.Metric]] | None = None
+        self._loss_tracker = metrics_mod.Mean(name="loss")
+        self._output_loss_trackers: list[metrics_mod.Mean] = []
+        self._optimizer_params: list[torch.nn.Parameter] = []
+        self._initial_epoch: int | None = None
+
+    # ---- metrics ----
+    @property
+    def metrics(self) -> list[metrics_mod.Metric]:
+        out = [self._loss_tracker, *self._output_loss_trackers]
+        for group in self._output_metrics or []:
+            out.extend(group)
+        return out
+
+    @property
+    def metrics_names(self) -> list[str]:
+        return [m.name for m in self.metrics]
+
+    # ---- compile ----
+    def compile(
+        self,
+        optimizer: Any = "rmsprop",
+        loss: Any = None,
+        loss_weights: Any = None,
+        metrics: Any = None,
+        weighted_metrics: Any = None,
+        run_eagerly: bool = False,
+        steps_per_execution: int = 1,
+        jit_compile: Any = "auto",
+        auto_scale_loss: bool = True,
+    ) -> None:
+        """Configure the model for training: optimizer, loss(es), loss weights and metrics, strings or objects.
+
+        For several outputs, ``loss``, ``loss_weights``, ``metrics`` and ``weighted_metrics`` may be lists (one
+        entry per output) or dicts keyed by output name; a single loss applies to every output.
+        """
+        self.optimizer = optimizers.get(optimizer)
+        if self.compute_dtype == torch.float16 and not isinstance(self.optimizer, optimizers.LossScaleOptimizer):
+            # Keras wraps the optimizer under "mixed_float16": float16 gradients need dynamic loss scaling.
+            self.optimizer = optimizers.LossScaleOptimizer(self.optimizer)
+        self._loss_spec = compile_utils.check_nest(loss, losses_mod.get)
+        self.loss = self._loss_spec
+        self._loss_weights_spec = loss_weights
+        for name, spec in (("metrics", metrics), ("weighted_metrics", weighted_metrics)):
+            if spec is not None and not isinstance(spec, (list, tuple, dict)):
+                raise ValueError(f"Expected `{name}` to be a list or a dict. Received: {name}={spec!r}")
+            for m in flatten(spec) if spec is not None else []:  # unknown names fail now, not at the first batch
+                if not (isinstance(m, str) and m in ("accuracy", "acc")):
+                    metrics_mod.get(m)
+        self._metrics_spec, self._weighted_metrics_spec = metrics, weighted_metrics
+        self._output_losses = None
+        self._output_metrics = None
+        self._output_loss_trackers = []
+        self._optimizer_params = []
+        self._compile_config = {
+            "optimizer": optimizers.serialize(self.optimizer),
+            "loss": compile_utils.serialize_nest(loss),
+            "loss_weights": loss_weights,
+            "metrics": compile_utils.serialize_nest(metrics),
+            "weighted_metrics": compile_utils.serialize_nest(weighted_metrics),
+        }
+        if jit_compile not in (True, False, "auto"):
+            raise ValueError(
+                f"Expected `jit_compile` to be True, False or 'auto'. Received: jit_compile={jit_compile!r}"
+            )
+        self._jit_compile = jit_compile  # on CUDA, True/"auto": capture steps in CUDA graphs; False: never
+        self.compiled = True
+
+    def get_compile_config(self) -> dict[str, Any] | None:
+        """What ``compile`` was given, serialized (None before compile)."""
+        return self._compile_config
+
+    def compile_from_config(self, config: dict[str, Any]) -> None:
+        """Compile again from :meth:`get_compile_config`'s output."""
+        cfg = dict(config)
+        cfg["optimizer"] = (
+            optimizers.deserialize(cfg["optimizer"]) if isinstance(cfg["optimizer"], dict) else cfg["optimizer"]
+        )
+        cfg["loss"] = compile_utils.deserialize_nest(cfg.get("loss"), losses_mod)
+        cfg["metrics"] = compile_utils.deserialize_nest(cfg.get("metrics"), metrics_mod)
+        cfg["weighted_metrics"] = compile_utils.deserialize_nest(cfg.get("weighted_metrics"), metrics_mod)
+        self.compile(**cfg)
+
+    def _outputs_list(self, y_pred: Any) -> list[torch.Tensor]:
+        return compile_utils.outputs_list(y_pred, self.output_names)
+
+    def _targets_list(self, y: Any, n_outputs: int) -> list[Any]:
+        return compile_utils.targets_list(y, n_outputs, self.output_names)
+
+    def _resolve_compiled(self, ys: list[Any], preds: list[torch.Tensor]) -> None:
+        """Make the per-output losses, weights and metric objects, once: at the first batch (its shapes pick
+        the metric variants, e.g. which accuracy)."""
+        if self._output_losses is not None:
+            return
+        compiled = compile_utils.CompiledOutputs(
+            self._loss_spec,
+            self._loss_weights_spec,
+            self._metrics_spec,
+            self._weighted_metrics_spec,
+            ys,
+            preds,
+            self.output_names,
+        )
+        self._output_losses = compiled.losses
+        self._output_loss_weights = compiled.loss_weights
+        self._output_metrics = compiled.metrics
+        self._output_loss_trackers = compiled.loss_trackers
+
+    # ---- steps ----
+    def compute_loss(self, x: Any = None, y: Any = None, y_pred: Any = None, sample_weight: Any = None) -> torch.Tensor:
+        """The compiled loss (weighted sum over outputs) plus the model's losses (regularizers, ``add_loss``)."""
+        preds = self._outputs_list(y_pred)
+        ys = self._targets_list(y, len(preds))
+        self._resolve_compiled(ys, preds)
+        total = None
+        self._last_output_losses = []
+        for loss_fn, weight, yt, yp in zip(self._output_losses, self._output_loss_weights, ys, preds, strict=True):
+            if loss_fn is None or yt is None:
+                continue
+            if isinstance(loss_fn, losses_mod.Loss):
+                value = loss_fn(yt, yp, sample_weight)
+            else:
+                value = losses_mod.reduce_weighted(loss_fn(yt, yp), sample_weight, "sum_over_batch_size")
+            self._last_output_losses.append(value)
+            total = value * weight if total is None else total + value * weight
+        if total is None:
+            if not self.losses:
+                raise ValueError("The model has no loss to optimize: pass `loss=` to `compile()` or use `add_loss()`.")
+            total = torch.zeros((), device=self.device)
+        for extra in self.losses:
+            total = total + extra
+        return total
+
+    def _ensure_built(self, x: Any) -> None:
+        if not self.built:
+            with torch.no_grad():
+                self(data.index(x, slice(0, 1)), training=False)
+            self._clear_losses()
+
+    def _ensure_optimizer(self) -> None:
+        params = self.trainable_weights
+        if not params:
+            raise ValueError("The model has no trainable weights to train.")
+        if [id(p) for p in params] != [id(p) for p in self._optimizer_params]:
+            self.optimizer.build(params)
+            self._optimizer_params = params
+
+    def train_step(self, x: Any, y: Any, sample_weight: Any = None) -> None:
+        """One update: forward, loss, backward, metric updates, one fused optimizer step (no host sync)."""
+        self._train_body(x, y, sample_weight)
+        self.optimizer.step()
+
+    def _train_body(self, x: Any, y: Any, sample_weight: Any = None) -> None:
+        """All of a train step but the optimizer update: the part fit() captures in a CUDA graph."""
+        self.optimizer.zero_grad()
+        self._clear_losses()
+        y_pred = self(x, training=True)
+        loss = self.compute_loss(x, y, y_pred, sample_weight)
+        scale_loss = getattr(self.optimizer, "scale_loss", None)
+        (loss if scale_loss is None else scale_loss(loss)).backward()
+        self._update_metrics(loss, y, y_pred, sample_weight)
+
+    # ---- CUDA graphs (tritonnn/trainers/step_runner.py) ----
+    def _graph_blocker(self, kind: str, device: torch.device | None = None) -> str | None:
+        """Why the ``kind`` ("train", "test", "predict") step cannot be captured in a CUDA graph, or None; ``device``
+        asks as if the model were there (bench/plan.py asks about CUDA on a CPU)."""
+        device = self.device if device is None else device
+        if self._jit_compile is False:
+            return "jit_compile=False"
+        if step_runner.factory_for(device) is None:
+            return f"the model is on {device.type}, not CUDA"
+        if config.check_numerics():
+            return "check_numerics is on (it reads values on the host)"
+        if self._distribution is not None:
+            return "data-parallel training (not captured yet)"
+        if kind == "train":
+            if type(self).train_step is not Trainer.train_step:
+                return "a custom train_step"
+            if isinstance(self.optimizer, optimizers.LossScaleOptimizer):
+                return "dynamic loss scaling decides on the host"
+            if any(getattr(layer, "rate", 0) and hasattr(layer, "next_seed") for layer in self._flatten_layers()):
+                return "training-mode dropout draws a new seed on the host every step"
+        if kind == "test" and type(self).test_step is not Trainer.test_step:
+            return "a custom test_step"
+        return None
+
+    def _step_runner(self, kind: str, source: Any) -> Callable[..., Any]:
+        """The per-batch callable of fit/evaluate/predict: a StepGraph where capture is possible, else eager."""
+        eager = {"train": self.train_step, "test": self.test_step, "predict": self._predict_body}[kind]
+        return step_runner.step_runner(
+            kind,
+            eager,
+            source,
+            blocker=self._graph_blocker(kind),
+            device=self.device,
+            body=self._train_body if kind == "train" else None,
+            after=self.optimizer.step if kind == "train" else None,
+        )
+
+    def _predict_body(self, x: Any) -> Any:
+        out = self(x, training=False)
+        self._clear_losses()
+        return out
+
+    def test_step(self, x: Any, y: Any, sample_weight: Any = None) -> None:
+        self._clear_losses()
+        y_pred = self(x, training=False)
+        loss = self.compute_loss(x, y, y_pred, sample_weight)
+        self._update_metrics(loss, y, y_pred, sample_weight)
+
+    def _update_metrics(self, loss: torch.Tensor, y: Any, y_pred: Any, sample_weight: Any) -> None:
+        batch = data.num_samples(y_pred)
+        self._loss_tracker.update_state(loss.detach(), sample_weight=batch)
+        for tracker, value in zip(self._output_loss_trackers, self._last_output_losses, strict=False):
+            tracker.update_state(value.detach(), sample_weight=batch)
+        preds = self._outputs_list(y_pred)
+        ys = self._targets_list(y, len(preds))
+        for group, yt, yp in zip(self._output_metrics, ys, preds, strict=True):
+            for m in group:
+                m.update_state(yt, yp.detach(), sample_weight=sample_weight if m._tritonnn_weighted else None)
+
+    def _reset_metrics(self) -> None:
+        for m in self.metrics:
+            m.reset_state()
+
+    def _logs(self, prefix: str = "") -> dict[str, float]:
+        """The current loss and metric values as Python floats (this reads from the device)."""
+        ordered = [
+            *(m for group in self._output_metrics or [] for m in group),
+            self._loss_tracker,
+            *self._output_loss_trackers,
+        ]
+        return {prefix + m.name: float(m.result()) for m in ordered}
+
+    # ---- data preparation ----
+    def _prepare(self, x: Any, y: Any = None, sample_weight: Any = None, class_weight: Any = None):
+        return data.prepare(x, y, sample_weight, class_weight, self.device)
+
+    def _source(self, x, y, sample_weight, batch_size, shuffle, steps, class_weight=None):
+        return data.make_source(x, y, sample_weight, batch_size, shuffle, steps, self.device, class_weight)
+
+    def _build_from(self, source: Any) -> None:
+        """Build the model on the first sample of an array source; a generator's model must be built already."""
+        if isinstance(source, data.ArraySource):
+            self._ensure_built(data.index(source.x, slice(0, 1)))
+        elif not self.built:
+            raise ValueError("Build the model (call it on a batch, or give an Input) before fitting on a generator")
+
+    # ---- fit ----
+    def fit(
+        self,
+        x: Any = None,
+        y: Any = None,
+        batch_size: int | None = None,
+        epochs: int = 1,
+        verbose: str | int = "auto",
+        callbacks: list[Callback] | None = None,
+        validation_split: float = 0.0,
+        validation_data: Any = None,
+        shuffle: bool = True,
+        class_weight: dict[int, float] | None = None,
+        sample_weight: Any = None,
+        initial_epoch: int = 0,
+        steps_per_epoch: int | None = None,
+        validation_steps: int | None = None,
+        validation_batch_size: int | None = None,
+        validation_freq: int = 1,
+    ) -> History:
+        """Train for ``epochs`` epochs; returns a ``History`` whose ``.history`` has Keras' key names.
+
+        ``x``/``y`` may be numpy arrays, torch tensors, lists or dicts of them (several inputs or outputs), or
+        ``x`` alone a generator or ``torch.utils.data.DataLoader`` yielding ``(x, y)`` or ``(x, y, sample_weight)``.
+        """
+        if not self.compiled:
+            raise RuntimeError("You must call `compile()` before using the model.")
+        batch_size = data.check_batch_size(batch_size)
+        verbose = 1 if verbose == "auto" else int(verbose)
+        if not isinstance(epochs, int) or epochs < 0:
+            raise ValueError(f"Expected `epochs` to be a non-negative integer. Received: epochs={epochs!r}")
+        if not 0.0 <= validation_split < 1.0:
+            raise ValueError(f"`validation_split` must be in [0, 1). Received: validation_split={validation_split}")
+        if validation_split and validation_data is None:
+            if data.is_dataset(x):
+                raise ValueError("`validation_split` is only supported for arrays and tensors, not generators")
+            x, y, sample_weight, n = self._prepare(x, y, sample_weight, class_weight)
+            class_weight = None
+            split = int(n * (1.0 - validation_split))  # Keras takes the last fraction, before shuffling
+            if split == 0 or split == n:
+                raise ValueError(f"validation_split={validation_split} leaves no data for training or validation")
+            validation_data = (data.index(x, slice(split, n)), None if y is None else data.index(y, slice(split, n)))
+            if sample_weight is not None:
+                validation_data += (sample_weight[split:],)
+                sample_weight = sample_weight[:split]
+            x, y = data.index(x, slice(0, split)), None if y is None else data.index(y, slice(0, split))
+        source = self._source(x, y, sample_weight, batch_size, shuffle, steps_per_epoch, class_weight)
+        if isinstance(source, data.ArraySource) and source.y is None:
+            raise ValueError("Expected target data `y` for fit(). Received: y=None")
+        val_source = None
+        if validation_data is not None:
+            if data.is_dataset(validation_data):
+                val_source = data.IterableSource(validation_data, self.device, validation_steps)
+            else:
+                if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+                    raise ValueError(
+                        "`validation_data` should be a tuple (x_val, y_val) or (x_val, y_val, val_sample_weight)"
+                    )
+                val_source = self._source(
+                    *validation_data[:2],
+                    validation_data[2] if len(validation_data) == 3 else None,
+                    validation_batch_size or batch_size,
+                    False,
+                    validation_steps,
+                )
+
+        self._build_from(source)
+        self._ensure_optimizer()
+        dist = data_parallel.for_run(self)  # None in a single process
+        if dist is not None:
+            source, val_source, verbose, callbacks = dist._prepare_fit(
+                self, source, val_source, verbose, callbacks, batch_size
+            )
+        self.history = History()
+        progbar = ProgbarLogger(verbose) if verbose else None
+        cbs = CallbackList(
+            [*(callbacks or []), *([progbar] if progbar else []), self.history],
+            self,
+            epochs=epochs,
+            steps=source.steps,
+            verbose=verbose,
+        )
+        self.stop_training = False
+        # The shuffle order: one permutation per epoch from this generator, seeded from torch's global RNG (so
+        # set_random_seed makes it reproducible). A resuming callback may restore its state (see below).
+        gen = torch.Generator(device="cpu")
+        gen.manual_seed(int(torch.randint(0, 2**62, (1,)).item()))
+        self._shuffle_generator = gen
+        self._initial_epoch = self._initial_step = self._resume_generator_state = None
+        self.train()
+        cbs.call("on_train_begin")
+        if dist is not None:  # every rank starts from rank 0's weights, optimizer state and shuffle generator
+            dist._begin_fit(self)
+        # BackupAndRestore sets these when it restored a backup: the epoch to start at, the batches of that
+        # epoch already trained, and the generator state from the start of that epoch (to redraw its order).
+        if self._initial_epoch is not None:
+            initial_epoch = max(initial_epoch, self._initial_epoch)
+        skip = int(self._initial_step or 0)
+        if self._resume_generator_state is not None:
+            gen.set_state(self._resume_generator_state)
+        epoch_logs: dict[str, float] = {}
+        run = self._step_runner("train", source)
+        self._last_step_runner = run
+        for epoch in range(initial_epoch, epochs):
+            self._reset_metrics()
+            cbs.call("on_epoch_begin", epoch)
+            steps_done = 0
+            for step, (xb, yb, swb) in enumerate(source.epoch(gen)):
+                if step < skip:  # already trained before the interruption
+                    steps_done = step + 1
+                    continue
+                cbs.batch("on_train_batch_begin", step, None)
+                run(xb, yb, swb)
+                steps_done = step + 1
+                cbs.batch("on_train_batch_end", step, self._logs)
+                if progbar:
+                    progbar.progress(steps_done, self._logs)
+                if self.stop_training:
+                    break
+            skip = 0
+            if steps_done == 0:
+                raise ValueError("fit() got no batches for an epoch: the generator or DataLoader is empty")
+            if progbar and source.steps is None:
+                progbar.params["steps"] = steps_done
+            if dist is not None:  # the epoch's metrics over every rank's samples
+                dist._reduce_metrics(self)
+            epoch_logs = self._logs()
+            if val_source is not None and (epoch + 1) % validation_freq == 0:
+                val_logs = self._run_test(val_source, keep_runner=True)
+                epoch_logs.update({"val_" + k: v for k, v in val_logs.items()})
+                self.train()
+            cbs.call("on_epoch_end", epoch, logs=epoch_logs)
+            if self.stop_training:
+                break
+        cbs.call("on_train_end", logs=epoch_logs)
+        self.__dict__.pop("_test_runner", None)
+        if dist is not None:
+            dist._end_fit(self)
+        self.eval()
+        return self.history
+
+    # ---- evaluate / predict ----
+    def _run_test(
+        self, source: Any, cbs: CallbackList | None = None, bar: Progbar | None = None, keep_runner: bool = False
+    ) -> dict[str, float]:
+        self.eval()
+        self._reset_metrics()
+        steps = 0
+        cached = self.__dict__.get("_test_runner")
+        if cached is not None and cached[0] is source:  # fit's validation: one captured graph for every epoch
+            run = cached[1]
+        else:
+            run = self._step_runner("test", source)
+            if keep_runner:
+                self.__dict__["_test_runner"] = (source, run)
+        with torch.no_grad():
+            for step, (xb, yb, swb) in enumerate(source.epoch()):
+                if yb is None:
+                    raise ValueError("Expected target data `y` to evaluate. Received batches without targets")
+                if cbs:
+                    cbs.batch("on_test_batch_begin", step, None)
+                run(xb, yb, swb)
+                steps = step + 1
+                if cbs:
+                    cbs.batch("on_test_batch_end", step, self._logs)
+                if bar:
+                    bar.update(steps, self._logs, finalize=False)
+        if self._distribution is not None:  # data-parallel: sum the metric states of every rank (some may have none)
+            self._distribution._end_test(self, source)
+        elif steps == 0:
+            raise ValueError("evaluate() got no batches: the data is empty")
+        return self._logs()
+
+    def evaluate(
+        self,
+        x: Any = None,
+        y: Any = None,
+        batch_size: int | None = None,
+        verbose: str | int = "auto",
+        sample_weight: Any = None,
+        steps: int | None = None,
+        callbacks: list[Callback] | None = None,
+        return_dict: bool = False,
+    ) -> Any:
+        """Loss and metrics on the data: a scalar, the list ``[loss, *metrics]``, or a dict with ``return_dict``."""
+        if not self.compiled:
+            raise RuntimeError("You must call `compile()` before using the model.")
+        batch_size = data.check_batch_size(batch_size)
+        verbose = 1 if verbose == "auto" else int(verbose)
+        source = self._source(x, y, sample_weight, batch_size, False, steps)
+        if isinstance(source, data.ArraySource) and source.y is None:
+            raise ValueError("Expected target data `y` for evaluate(). Received: y=None")
+        self._build_from(source)
+        dist = data_parallel.for_run(self)  # None in a single process
+        if dist is not None:
+            source, verbose = dist._prepare_evaluate(self, source, verbose, batch_size)
+        cbs = CallbackList(callbacks, self, steps=source.steps, verbose=verbose)
+        bar = Progbar(source.steps, verbose=verbose) if verbose else None
+        cbs.call("on_test_begin")
+        logs = self._run_test(source, cbs, bar)
+        if bar:
+            bar.update(source.steps or 0, logs, finalize=True)
+        cbs.call("on_test_end", logs=logs)
+        return self._result(logs, return_dict)
+
+    def predict(
+        self,
+        x: Any,
+        batch_size: int | None = None,
+        verbose: str | int = "auto",
+        steps: int | None = None,
+        callbacks: list[Callback] | None = None,
+    ) -> Any:
+        """Outputs for the inputs, as numpy arrays, computed in batches (``training=False``)."""
+        batch_size = data.check_batch_size(batch_size)
+        verbose = 1 if verbose == "auto" else int(verbose)
+        source = self._source(x, None, None, batch_size, False, steps)
+        self._build_from(source)
+        cbs = CallbackList(callbacks, self, steps=source.steps, verbose=verbose)
+        bar = Progbar(source.steps, verbose=verbose) if verbose else None
+        self.eval()
+        outs = []
+        run = self._step_runner("predict", source)
+        cbs.call("on_predict_begin")
+        with torch.no_grad():
+            for step, (xb, _, _) in enumerate(source.epoch()):
+                cbs.batch("on_predict_batch_begin", step, None)
+                out = run(xb)
+                outs.append(out)
+                cbs.batch("on_predict_batch_end", step, lambda out=out: {"outputs": out})
+                if bar:
+                    bar.update(step + 1, None, finalize=False)
+        if bar:
+            bar.update(len(outs), None, finalize=True)
+        cbs.call("on_predict_end")
+        if not outs:
+            raise ValueError("predict() got no batches: the data is empty")
+        return map_structure(data.to_numpy, data.concat(outs))
+
+    # ---- single batches ----
+    def train_on_batch(
+        self, x: Any, y: Any = None, sample_weight: Any = None, class_weight: Any = None, return_dict: bool = False
+    ) -> Any:
+        """One update on one batch; returns the loss and metrics of that batch (metrics reset first)."""
+        if not self.compiled:
+            raise RuntimeError("You must call `compile()` before using the model.")
+        x, y, sample_weight, _ = self._prepare(x, y, sample_weight, class_weight)
+        self._ensure_built(x)
+        self._ensure_optimizer()
+        self.train()
+        self._reset_metrics()
+        self.train_step(x, y, sample_weight)
+        self.eval()
+        return self._result(self._logs(), return_dict)
+
+    def test_on_batch(self, x: Any, y: Any = None, sample_weight: Any = None, return_dict: bool = False) -> Any:
+        if not self.compiled:
+            raise RuntimeError("You must call `compile()` before using the model.")
+        x, y, sample_weight, _ = self._prepare(x, y, sample_weight)
+        self._ensure_built(x)
+        self.eval()
+        self._reset_metrics()
+        with torch.no_grad():
+            self.test_step(x, y, sample_weight)
+        return self._result(self._logs(), return_dict)
+
+    def predict_on_batch(self, x: Any) -> Any:
+        x, _, _, _ = self._prepare(x)
+        self.eval()
+        with torch.no_grad():
+            out = self(x, training=False)
+        self._clear_losses()
+        return map_structure(data.to_numpy, out)
+
+    def _result(self, logs: dict[str, float], return_dict: bool) -> Any:
+        """Keras' return value: the logs dict, or ``[loss, *metrics]`` (a scalar when there are no metrics)."""
+        if return_dict:
+            return logs
+        values = [logs[m.name] for m in self.metrics]
+        return values[0] if len(values) == 1 else values
