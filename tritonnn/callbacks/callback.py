@@ -1,0 +1,127 @@
+"""The hooks: ``Callback``, the ``CallbackList`` that calls them, and ``History``.
+
+Per-batch logs are built only for callbacks that override a per-batch hook (see :func:`overrides`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from .._process import is_chief
+
+BATCH_HOOKS = (
+    "on_train_batch_begin",
+    "on_train_batch_end",
+    "on_test_batch_begin",
+    "on_test_batch_end",
+    "on_predict_batch_begin",
+    "on_predict_batch_end",
+)
+
+
+def say(*args: Any) -> None:
+    """``print`` for the callbacks' messages: rank 0 alone prints in a data-parallel run."""
+    if is_chief():
+        print(*args)
+
+
+class Callback:
+    """Base class: override any hook; ``self.model`` is set by ``fit``/``evaluate``/``predict``."""
+
+    def __init__(self) -> None:
+        self.model: Any = None
+        self.params: dict[str, Any] = {}
+
+    def set_model(self, model: Any) -> None:
+        self.model = model
+
+    def set_params(self, params: dict[str, Any]) -> None:
+        self.params = params
+
+    def on_train_begin(self, logs=None): ...
+    def on_train_end(self, logs=None): ...
+    def on_epoch_begin(self, epoch, logs=None): ...
+    def on_epoch_end(self, epoch, logs=None): ...
+    def on_train_batch_begin(self, batch, logs=None):
+        self.on_batch_begin(batch, logs=logs)  # Keras 2's name, still honoured by Keras 3
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.on_batch_end(batch, logs=logs)
+
+    def on_batch_begin(self, batch, logs=None): ...
+    def on_batch_end(self, batch, logs=None): ...
+    def on_test_begin(self, logs=None): ...
+    def on_test_end(self, logs=None): ...
+    def on_test_batch_begin(self, batch, logs=None): ...
+    def on_test_batch_end(self, batch, logs=None): ...
+    def on_predict_begin(self, logs=None): ...
+    def on_predict_end(self, logs=None): ...
+    def on_predict_batch_begin(self, batch, logs=None): ...
+    def on_predict_batch_end(self, batch, logs=None): ...
+
+
+def overrides(cb: Callback, hook: str) -> bool:
+    """Whether ``cb``'s class overrides ``hook`` (for a training batch hook, or Keras 2's name for it).
+
+    ``CallbackList`` calls a per-batch hook, and builds its logs, only for the callbacks for which this is true.
+    """
+    if getattr(type(cb), hook, None) is not getattr(Callback, hook):
+        return True
+    legacy = {"on_train_batch_begin": "on_batch_begin", "on_train_batch_end": "on_batch_end"}.get(hook)
+    return legacy is not None and getattr(type(cb), legacy, None) is not getattr(Callback, legacy)
+
+
+def specialize(cb: Callback, **hooks: Callable[..., Any]) -> None:
+    """Give ``cb`` per-batch hooks on a subclass made for it alone.
+
+    ``CallbackList`` builds per-batch logs (a read from the device) only for callbacks whose class overrides a
+    batch hook, so callbacks that need batches only in some configurations add them here instead of on the class.
+    """
+    cls = type(cb)
+    cb.__class__ = type(cls.__name__, (cls,), {"__module__": cls.__module__, "__qualname__": cls.__qualname__, **hooks})
+
+
+class CallbackList:
+    """Calls every callback's hook in order. Per-batch logs are materialised only when someone reads them."""
+
+    def __init__(self, callbacks: list[Callback] | None, model: Any, **params: Any):
+        self.callbacks = list(callbacks or [])
+        for cb in self.callbacks:
+            cb.set_model(model)
+            cb.set_params(params)
+        self._batch_readers = {h: [cb for cb in self.callbacks if overrides(cb, h)] for h in BATCH_HOOKS}
+
+    def wants(self, hook: str) -> bool:
+        return bool(self._batch_readers[hook])
+
+    def call(self, hook: str, *args: Any, logs: Mapping[str, Any] | None = None) -> None:
+        for cb in self.callbacks:
+            getattr(cb, hook)(*args, logs=logs)
+
+    def batch(self, hook: str, batch: int, logs_fn: Callable[[], dict[str, Any]] | None) -> None:
+        readers = self._batch_readers[hook]
+        if readers:
+            logs = logs_fn() if logs_fn is not None else {}
+            for cb in readers:
+                getattr(cb, hook)(batch, logs=logs)
+
+
+class History(Callback):
+    """Records the epoch logs: ``history.history["loss"]`` is the list of per-epoch losses."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.history: dict[str, list[float]] = {}
+        self.epoch: list[int] = []
+
+    def on_train_begin(self, logs=None):
+        self.epoch = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epoch.append(epoch)
+        for k, v in (logs or {}).items():
+            self.history.setdefault(k, []).append(v)
+
+
+__all__ = ["BATCH_HOOKS", "Callback", "CallbackList", "History", "overrides", "say", "specialize"]
