@@ -1,10 +1,22 @@
-"""Appending benchmark rows to bench/RESULTS.md under a script's own section (shared by the bench scripts)."""
+"""What bench/optim.py and bench/xent.py share in making their RESULTS.md rows: the copy bandwidth their
+"% copy BW" column is a fraction of, and appending the rows under the script's own section."""
 
 from __future__ import annotations
 
 import os
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "RESULTS.md")
+
+
+def copy_bandwidth() -> float:
+    """Bytes/s of a device-to-device copy of 1 GiB (read + write), the roofline the percentages use."""
+    import torch
+    from triton.testing import do_bench
+
+    src = torch.empty(1 << 28, dtype=torch.float32, device="cuda")
+    dst = torch.empty_like(src)
+    ms = do_bench(lambda: dst.copy_(src), quantiles=[0.5])
+    return 2 * src.numel() * 4 / (ms * 1e-3)
 
 
 def append_to_section(section: str, header: str, table_head: str, rows: list[str]) -> None:

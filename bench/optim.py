@@ -26,7 +26,7 @@ import shlex
 import sys
 
 import torch
-from _results import append_to_section  # bench/ is on sys.path: these run as scripts
+from _results import append_to_section, copy_bandwidth  # bench/ is on sys.path: these run as scripts
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
@@ -34,17 +34,12 @@ sys.path.insert(0, os.path.dirname(HERE))
 DEFAULT_COUNTS = "1e5,1e6,1e7,1e8,1e9"
 N_TENSORS = 16
 SECTION = "## optim: fused optimizer step (bench/optim.py)"
+TABLE_HEAD = (
+    "| date | device | command | params | optimizer | provider | median ms | p20 | p80 | GB/s | % copy BW "
+    "| vs torch fused | vs torch foreach |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+)
 BYTES = {"adam": 28, "sgd": 20, "rmsprop": 20}  # sgd with momentum 0.9, rmsprop without momentum
 TORCH = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "rmsprop": torch.optim.RMSprop}
-
-
-def copy_bandwidth() -> float:
-    from triton.testing import do_bench
-
-    src = torch.empty(1 << 28, dtype=torch.float32, device="cuda")
-    dst = torch.empty_like(src)
-    ms = do_bench(lambda: dst.copy_(src), quantiles=[0.5])
-    return 2 * src.numel() * 4 / (ms * 1e-3)
 
 
 def _params(count: int) -> list[torch.nn.Parameter]:
@@ -93,14 +88,6 @@ def setup(provider: str, optimizer: str, count: int, global_clipnorm: float | No
         step = torch.compile(step)
     step()  # materialise the state (and compile) outside the timing
     return step
-
-
-def append_results(rows: list[str], header: str) -> None:
-    table_head = (
-        "| date | device | command | params | optimizer | provider | median ms | p20 | p80 | GB/s | % copy BW "
-        "| vs torch fused | vs torch foreach |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
-    )
-    append_to_section(SECTION, header, table_head, rows)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{med:.3f} | {p20:.3f} | {p80:.3f} | {gbps:.0f} | {100 * gbps * 1e9 / bw:.1f} | {fused} | {foreach} |"
             )
     if not args.no_save and rows:
-        append_results(rows, header)
+        append_to_section(SECTION, header, TABLE_HEAD, rows)
     return 0
 
 

@@ -24,7 +24,7 @@ import shlex
 import sys
 
 import torch
-from _results import append_to_section  # bench/ is on sys.path: these run as scripts
+from _results import append_to_section, copy_bandwidth  # bench/ is on sys.path: these run as scripts
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
@@ -32,16 +32,10 @@ sys.path.insert(0, os.path.dirname(HERE))
 DEFAULT_SHAPES = "4096x10,4096x1000,8192x8192,8192x32768,4096x50304,8192x131072"
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 SECTION = "## xent: softmax cross-entropy (bench/xent.py)"
-
-
-def copy_bandwidth() -> float:
-    """Bytes/s of a device-to-device copy of 1 GiB (read + write), the roofline the percentages use."""
-    from triton.testing import do_bench
-
-    src = torch.empty(1 << 28, dtype=torch.float32, device="cuda")
-    dst = torch.empty_like(src)
-    ms = do_bench(lambda: dst.copy_(src), quantiles=[0.5])
-    return 2 * src.numel() * 4 / (ms * 1e-3)
+TABLE_HEAD = (
+    "| date | device | command | shape | provider | median ms | p20 | p80 | GB/s | % copy BW | vs torch |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|\n"
+)
 
 
 def setup(provider: str, n: int, c: int, dtype: torch.dtype, mode: str):
@@ -81,14 +75,6 @@ def setup(provider: str, n: int, c: int, dtype: torch.dtype, mode: str):
             loss_fn(logits, target).backward()
 
     return run
-
-
-def append_results(rows: list[str], header: str) -> None:
-    table_head = (
-        "| date | device | command | shape | provider | median ms | p20 | p80 | GB/s | % copy BW | vs torch |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|\n"
-    )
-    append_to_section(SECTION, header, table_head, rows)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -141,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{med:.3f} | {p20:.3f} | {p80:.3f} | {gbps:.0f} | {100 * gbps * 1e9 / bw:.1f} | {ratio} |"
             )
     if not args.no_save and rows:
-        append_results(rows, header)
+        append_to_section(SECTION, header, TABLE_HEAD, rows)
     return 0
 
 
