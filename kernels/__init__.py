@@ -2,6 +2,13 @@
 
 Every op is exposed once here. Each dispatches to its Triton kernel for CUDA tensors and to its PyTorch
 implementation otherwise; ``TRITONNN_BACKEND=auto|triton|torch`` or :func:`set_backend` overrides.
+
+Two small protocols are exposed with the ops. :func:`mark_flat_grad` / :func:`is_flat_grad_leaf` (and their marker,
+``FLAT_GRAD_ATTR``) are the flat-gradient contract (``flat_grad.py``): an optimizer that makes each parameter's
+``.grad`` a view into one flat fp32 buffer marks the parameter, and the dense backward may then accumulate dkernel /
+dbias into that ``.grad`` itself. :func:`known_label_range` is a context manager for a training loop that has
+range-checked its integer labels once: inside it, cross-entropy skips its per-call label check (a device->host sync)
+for the label tensors it names.
 """
 
 from ._backend import BACKENDS, backend, backend_scope, get_backend, set_backend, use_triton
@@ -9,10 +16,11 @@ from ._triton import HAS_TRITON, INTERPRETING
 from .activations import ACTIVATIONS
 from .dense import dense
 from .dropout import dropout
+from .flat_grad import FLAT_GRAD_ATTR, is_flat_grad_leaf, mark_flat_grad
 from .norm import batch_norm, layer_norm, moments
 from .optim import adam_, optimizer_update_, rmsprop_, sgd_
 from .precision import get_float32_matmul_precision, set_float32_matmul_precision
-from .xent import binary_cross_entropy, log_softmax, softmax, softmax_cross_entropy
+from .xent import binary_cross_entropy, known_label_range, log_softmax, softmax, softmax_cross_entropy
 
 __all__ = [
     "ACTIVATIONS",
@@ -31,6 +39,10 @@ __all__ = [
     "log_softmax",
     "softmax",
     "softmax_cross_entropy",
+    "known_label_range",
+    "FLAT_GRAD_ATTR",
+    "is_flat_grad_leaf",
+    "mark_flat_grad",
     "BACKENDS",
     "HAS_TRITON",
     "INTERPRETING",

@@ -52,6 +52,7 @@ from .activations import (
     canonical,
 )
 from .dropout import check_rate, check_seed, dropout_reference, keep_threshold, torch_dropout_mask
+from .flat_grad import is_flat_grad_leaf
 
 # ---------------------------------------------------------------------------------------------------------------
 # Reference
@@ -949,11 +950,12 @@ def _torch_bwd(dy2, saved, x2, kernel, act: Activation, rate: float, seed: int, 
 # Gradients straight into the optimizer's flat buffer (torch path)
 # ---------------------------------------------------------------------------------------------------------------
 # The optimizer (tritonnn/optimizers) makes each parameter's .grad a view into one flat fp32 buffer and marks the
-# parameter with FLAT_GRAD_ATTR. For such a kernel or bias, the torch-path backward adds dkernel / dbias into .grad
-# itself (addmm_ with beta = 1: the GEMM's own accumulate) and returns None for it, so autograd's AccumulateGrad,
-# which would do the same in-place ``.grad += d`` as a separate pass over the gradient, receives nothing and does
-# nothing. That is the same result (AccumulateGrad adds in place whenever .grad exists and the backward does not
-# build a graph), and it holds only when AccumulateGrad would have run; :func:`_grad_target` checks each condition:
+# parameter (the contract and its marker: kernels/flat_grad.py). For such a kernel or bias, the torch-path backward
+# adds dkernel / dbias into .grad itself (addmm_ with beta = 1: the GEMM's own accumulate) and returns None for it,
+# so autograd's AccumulateGrad, which would do the same in-place ``.grad += d`` as a separate pass over the
+# gradient, receives nothing and does nothing. That is the same result (AccumulateGrad adds in place whenever .grad
+# exists and the backward does not build a graph), and it holds only when AccumulateGrad would have run;
+# :func:`_grad_target` checks each condition:
 #   - a plain backward (no create_graph: grad mode is off), and the parameter is the one AccumulateGrad node of
 #     this input (not a cast copy under mixed precision);
 #   - the engine will run that node: torch._C._will_engine_execute_node (False for backward(inputs=...) without
@@ -962,7 +964,6 @@ def _torch_bwd(dy2, saved, x2, kernel, act: Activation, rate: float, seed: int, 
 #     post-accumulate hook waits for the gradient.
 # Weight sharing (a Dense called twice) and retain_graph repeat the add like AccumulateGrad would; anything else
 # (optimizer not built, .grad replaced or None) takes the normal return.
-FLAT_GRAD_ATTR = "_tritonnn_flat_grad"
 _WILL_EXECUTE = getattr(torch._C, "_will_engine_execute_node", None)
 
 
@@ -992,7 +993,7 @@ def _grad_target(ctx, index: int, param: torch.Tensor | None) -> torch.Tensor | 
 
 def _flat_grad_param(t: torch.Tensor | None, ct: torch.dtype) -> torch.Tensor | None:
     """``t`` itself when it is an optimizer-managed leaf whose gradient the torch backward may write in place."""
-    if t is None or not getattr(t, FLAT_GRAD_ATTR, False) or t.dtype != ct or not t.requires_grad or not t.is_leaf:
+    if t is None or not is_flat_grad_leaf(t) or t.dtype != ct:
         return None
     return t
 

@@ -1,0 +1,346 @@
+"""The ``Optimizer`` base class over flat fp32 buffers, and the argument checks the optimizers share.
+
+``build(params)`` copies the parameters into one contiguous fp32 buffer and makes every parameter (and its
+``.grad``) a view into it, marking each one for the dense backward (the flat-gradient contract,
+``tritonnn.kernels.mark_flat_grad``); subclasses give the update rule and the names of their state buffers.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from ..kernels import mark_flat_grad
+from ..kernels import optim as _optim
+from . import schedules
+from .schedules import LearningRateSchedule
+
+_PAD = 64  # flat buffers are padded to a multiple of this many elements (256 bytes)
+
+_UNSUPPORTED = {
+    "use_ema": False,
+    "ema_momentum": 0.99,
+    "ema_overwrite_frequency": None,
+    "loss_scale_factor": None,
+    "gradient_accumulation_steps": None,
+}
+
+
+def _check_optional_positive(name: str, value: Any) -> None:
+    if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0):
+        raise ValueError(f"Expected `{name}` a positive float or None. Received: {name}={value!r}")
+
+
+def check_unit(name: str, value: Any, *, closed: bool = False) -> None:
+    """Raise a ValueError unless ``value`` is a float in [0, 1) (``closed``: [0, 1]); shared by the optimizers."""
+    ok = (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and (0 <= value <= 1 if closed else 0 <= value < 1)
+    )
+    if not ok:
+        interval = "[0, 1]" if closed else "[0, 1)"
+        raise ValueError(f"Expected `{name}` a float in {interval}. Received: {name}={value!r}")
+
+
+class Optimizer:
+    """Base class: flat parameter, gradient and state buffers; subclasses give the rule and its states.
+
+    Args (Keras' base optimizer arguments):
+        learning_rate: a float, a ``LearningRateSchedule``, or a callable with no arguments returning a float.
+        weight_decay: float or None; ``p -= p * weight_decay * lr`` before every update.
+        clipnorm: float or None; each variable's gradient is rescaled to at most this norm.
+        clipvalue: float or None; gradients are clamped to ``[-clipvalue, clipvalue]``.
+        global_clipnorm: float or None; all gradients are rescaled so their global norm is at most this.
+        name: string.
+
+    ``use_ema``, ``loss_scale_factor`` and ``gradient_accumulation_steps`` are accepted at their defaults only.
+    """
+
+    _rule = ""  # "sgd" | "adam" | "rmsprop"
+
+    def __init__(
+        self,
+        learning_rate: Any = 0.001,
+        weight_decay: float | None = None,
+        clipnorm: float | None = None,
+        clipvalue: float | None = None,
+        global_clipnorm: float | None = None,
+        name: str | None = None,
+        **kwargs: Any,
+    ):
+        for key, default in _UNSUPPORTED.items():
+            value = kwargs.pop(key, default)
+            if value != default:
+                raise ValueError(
+                    f"`{key}` is not supported by tritonnn's fused optimizers yet. Received: {key}={value!r}"
+                )
+        if kwargs:
+            raise ValueError(f"Argument(s) not recognized: {kwargs}")
+        for key, value in (("clipnorm", clipnorm), ("clipvalue", clipvalue), ("global_clipnorm", global_clipnorm)):
+            _check_optional_positive(key, value)
+        if sum(v is not None for v in (clipnorm, clipvalue, global_clipnorm)) > 1:
+            raise ValueError(
+                "Only one of `clipnorm`, `clipvalue` and `global_clipnorm` can be set. Received: "
+                f"clipnorm={clipnorm}, clipvalue={clipvalue}, global_clipnorm={global_clipnorm}"
+            )
+        if weight_decay is not None and (not isinstance(weight_decay, (int, float)) or weight_decay < 0):
+            raise ValueError(f"Expected `weight_decay` a float >= 0 or None. Received: weight_decay={weight_decay!r}")
+        self.name = name or type(self).__name__.lower()
+        self.weight_decay = weight_decay
+        self.clipnorm = clipnorm
+        self.clipvalue = clipvalue
+        self.global_clipnorm = global_clipnorm
+        self._learning_rate: Any = None
+        self._set_learning_rate(learning_rate, initial=True)
+        self._iterations = 0
+        self.params: list[torch.nn.Parameter] = []
+        self.flat_param: torch.Tensor | None = None
+        self.flat_grad: torch.Tensor | None = None
+        self._state: dict[str, torch.Tensor] = {}
+        self._param_views: list[torch.Tensor] = []
+        self._grad_views: list[torch.Tensor] = []
+        self._clip: _optim.GradClip | None = None
+        self._pending_state: dict[str, torch.Tensor] | None = None
+        self._n_valid = 0
+
+    # ---- learning rate and iterations ----
+    def _set_learning_rate(self, value: Any, initial: bool = False) -> None:
+        if isinstance(value, LearningRateSchedule) or (callable(value) and not isinstance(value, (int, float))):
+            self._learning_rate = value
+            return
+        if isinstance(value, torch.Tensor) and value.numel() == 1:
+            value = float(value)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(
+                "Argument `learning_rate` should be float, or an instance of LearningRateSchedule, or a callable "
+                "(that takes in the current iteration value and returns the corresponding learning rate value). "
+                f"Received instead: learning_rate={value!r}"
+            )
+        if not initial and isinstance(self._learning_rate, LearningRateSchedule):
+            raise TypeError(
+                "This optimizer was created with a `LearningRateSchedule` object as its `learning_rate` "
+                "constructor argument, hence its learning rate is not settable. If you need the learning rate to "
+                "be settable, you should instantiate the optimizer with a float `learning_rate` argument."
+            )
+        self._learning_rate = float(value)
+
+    def _current_learning_rate(self) -> float:
+        lr = self._learning_rate
+        if isinstance(lr, LearningRateSchedule):
+            return float(lr(self._iterations))
+        if callable(lr):
+            return float(lr())
+        return lr
+
+    @property
+    def learning_rate(self) -> float:
+        """The rate the next step uses (a schedule is evaluated at ``iterations``); settable as in Keras."""
+        return self._current_learning_rate()
+
+    @learning_rate.setter
+    def learning_rate(self, value: Any) -> None:
+        self._set_learning_rate(value)
+
+    @property
+    def iterations(self) -> int:
+        """Steps taken so far (a host-side count: reading it never syncs with the device)."""
+        return self._iterations
+
+    @iterations.setter
+    def iterations(self, value: int) -> None:
+        self._iterations = int(value)
+
+    # ---- buffers ----
+    @property
+    def built(self) -> bool:
+        return self.flat_param is not None
+
+    def _state_names(self) -> tuple[str, ...]:
+        return ()
+
+    @property
+    def variables(self) -> list[torch.Tensor]:
+        """The optimizer's state buffers (flat), in a fixed order."""
+        return [self._state[k] for k in self._state_names()]
+
+    def __getattr__(self, item: str) -> Any:
+        state = self.__dict__.get("_state")
+        if state is not None and item in state:
+            return state[item]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {item!r}")
+
+    @torch.no_grad()
+    def build(self, params: list[torch.nn.Parameter]) -> None:
+        """Move ``params`` (fp32 master weights) into one flat buffer; params and grads become views into it.
+
+        Building again (a new parameter list) starts from fresh states.
+        """
+        params = list(params)
+        if not params:
+            raise ValueError("The optimizer received no trainable parameters to update (build(params) with params=[])")
+        device = params[0].device
+        seen = set()
+        for i, p in enumerate(params):
+            if not isinstance(p, torch.Tensor):
+                raise ValueError(f"Expected build(params) a list of torch Parameters. Received: params[{i}]={p!r}")
+            if id(p) in seen:
+                raise ValueError(f"Expected each parameter once. Received: params[{i}] repeated")
+            seen.add(id(p))
+            if p.device != device:
+                raise ValueError(
+                    f"Expected all parameters on one device. Received: {device} and {p.device} (params[{i}])"
+                )
+            if p.dtype != torch.float32:
+                raise ValueError(
+                    "Expected float32 master weights (under a mixed policy, layers keep float32 variables and "
+                    f"cast them to the compute dtype). Received: params[{i}].dtype={p.dtype}"
+                )
+        sizes = [p.numel() for p in params]
+        total = sum(sizes)
+        # Pad to a multiple of _PAD elements: the kernel's loads and stores are then 16-byte vectors (its ALIGNED
+        # path); the padding is zeros that nothing reads, and it never divides 0 by 0 (see n_valid).
+        padded = -(-total // _PAD) * _PAD
+        self._n_valid = total
+        self.flat_param = torch.zeros(padded, dtype=torch.float32, device=device)
+        self.flat_grad = torch.zeros(padded, dtype=torch.float32, device=device)
+        self._param_views, self._grad_views = [], []
+        offset = 0
+        for p, n in zip(params, sizes, strict=True):
+            pv = self.flat_param[offset : offset + n].view_as(p)
+            gv = self.flat_grad[offset : offset + n].view_as(p)
+            pv.copy_(p.detach())
+            p.data = pv
+            p.grad = gv
+            # The torch-path dense backward may add this parameter's gradient into .grad itself rather than return
+            # it for autograd to add (kernels/dense.py, "Gradients straight into the optimizer's flat buffer").
+            mark_flat_grad(p)
+            self._param_views.append(pv)
+            self._grad_views.append(gv)
+            offset += n
+        self.params = params
+        self._state = {name: torch.zeros_like(self.flat_param) for name in self._state_names()}
+        self._iterations = 0
+        seg_sizes = sizes + ([padded - total] if padded > total else [])
+        if self.clipnorm is not None:
+            self._clip = _optim.GradClip("norm", float(self.clipnorm), _optim.make_segments(seg_sizes, device))
+        elif self.global_clipnorm is not None:
+            segments = _optim.make_segments(seg_sizes, device, by_variable=False)
+            self._clip = _optim.GradClip("global", float(self.global_clipnorm), segments)
+        elif self.clipvalue is not None:
+            self._clip = _optim.GradClip("value", float(self.clipvalue))
+        else:
+            self._clip = None
+        if self._pending_state is not None:
+            pending, self._pending_state = self._pending_state, None
+            self.load_state_dict(pending)
+
+    @torch.no_grad()
+    def _sync_views(self) -> None:
+        """Re-attach a parameter or gradient that was replaced rather than updated in place.
+
+        ``module.zero_grad()`` (set_to_none) or ``p.data = ...`` elsewhere would detach a parameter from the flat
+        buffers; this restores the view, keeping the values. A cheap host-side identity check per parameter.
+        """
+        for p, pv, gv in zip(self.params, self._param_views, self._grad_views, strict=True):
+            if p.data_ptr() != pv.data_ptr():
+                pv.copy_(p.detach())
+                p.data = pv
+            if p.grad is not gv:
+                if p.grad is None:
+                    gv.zero_()
+                else:
+                    gv.copy_(p.grad)
+                p.grad = gv
+
+    def zero_grad(self) -> None:
+        """One fill of the flat gradient buffer."""
+        if self.flat_grad is None:
+            raise RuntimeError("Call optimizer.build(params) before optimizer.zero_grad()")
+        self.flat_grad.zero_()
+
+    @torch.no_grad()
+    def step(self) -> None:
+        """Apply one update to every parameter from the gradients accumulated in the flat gradient buffer."""
+        if not self.built:
+            raise RuntimeError("Call optimizer.build(params) before optimizer.step()")
+        self._sync_views()
+        self._update(self._current_learning_rate(), self._iterations + 1)
+        self._iterations += 1
+
+    def apply(self, grads: list[torch.Tensor] | None = None) -> None:
+        """Keras' ``apply(grads)``: copy ``grads`` into the flat gradient buffer (if given), then ``step()``."""
+        if grads is not None:
+            if not self.built or len(grads) != len(self.params):
+                raise ValueError(
+                    f"Expected {len(self.params)} gradients for the built parameters. Received {len(grads)}"
+                )
+            with torch.no_grad():
+                for gv, g in zip(self._grad_views, grads, strict=True):
+                    gv.copy_(g)
+        self.step()
+
+    def _update(self, lr: float, step: int) -> None:
+        raise NotImplementedError
+
+    # ---- serialization ----
+    def get_config(self) -> dict[str, Any]:
+        lr = self._learning_rate
+        if isinstance(lr, LearningRateSchedule):
+            lr = schedules.serialize(lr)
+        elif callable(lr):
+            lr = float(lr())
+        return {
+            "name": self.name,
+            "learning_rate": lr,
+            "weight_decay": self.weight_decay,
+            "clipnorm": self.clipnorm,
+            "global_clipnorm": self.global_clipnorm,
+            "clipvalue": self.clipvalue,
+            **_UNSUPPORTED,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], custom_objects: dict[str, Any] | None = None) -> Optimizer:
+        config = dict(config)
+        if isinstance(config.get("learning_rate"), dict):
+            config["learning_rate"] = schedules.deserialize(config["learning_rate"], custom_objects)
+        return cls(**config)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The optimizer's state: every flat state buffer, ``iterations`` and (when a float) ``learning_rate``."""
+        state: dict[str, torch.Tensor] = {"iterations": torch.tensor(self._iterations, dtype=torch.int64)}
+        if isinstance(self._learning_rate, float):
+            state["learning_rate"] = torch.tensor(self._learning_rate, dtype=torch.float64)
+        if self.built:
+            for name in self._state_names():
+                state[name] = self._state[name].detach().clone()
+        return state
+
+    @torch.no_grad()
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Restore what :meth:`state_dict` saved. Before ``build`` it is kept and applied when built."""
+        if not self.built:
+            self._pending_state = dict(state)
+            if "learning_rate" in state and not isinstance(self._learning_rate, LearningRateSchedule):
+                self._learning_rate = float(state["learning_rate"])
+            return
+        missing = [k for k in self._state_names() if k not in state]
+        if missing:
+            raise ValueError(f"Expected the optimizer state to hold {list(self._state_names())}. Missing: {missing}")
+        for name in self._state_names():
+            src = state[name]
+            if tuple(src.shape) != tuple(self._state[name].shape):
+                raise ValueError(
+                    f"Expected state {name!r} of shape {tuple(self._state[name].shape)} (the built parameters). "
+                    f"Received: {tuple(src.shape)}"
+                )
+            self._state[name].copy_(src)
+        self._iterations = int(state.get("iterations", 0))
+        if "learning_rate" in state and not isinstance(self._learning_rate, LearningRateSchedule):
+            self._learning_rate = float(state["learning_rate"])
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} name={self.name!r} learning_rate={self._learning_rate!r}>"

@@ -1,0 +1,56 @@
+"""The optimizer name table (``ALL_OBJECTS`` and the Keras string identifiers), ``get``, ``serialize`` and
+``deserialize``."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any, TypeVar
+
+from .adam import Adam
+from .adamw import AdamW
+from .optimizer import Optimizer
+from .rmsprop import RMSprop
+from .sgd import SGD
+
+# Keras' class-name table for deserialize. LossScaleOptimizer, which itself resolves its inner optimizer through
+# get() / deserialize() here, adds itself with @register when its module loads (the package imports it), so this
+# module never imports it and the two do not import each other; the table then reads, in order, Adam, AdamW, SGD,
+# RMSprop, LossScaleOptimizer.
+ALL_OBJECTS: dict[str, type[Optimizer]] = {cls.__name__: cls for cls in (Adam, AdamW, SGD, RMSprop)}
+_BY_NAME = {"adam": Adam, "adamw": AdamW, "sgd": SGD, "rmsprop": RMSprop}
+
+
+_T = TypeVar("_T", bound=type[Optimizer])
+
+
+def register(cls: _T) -> _T:
+    """Add an optimizer class to ``ALL_OBJECTS`` under its class name, for ``deserialize``; returns it (a decorator)."""
+    ALL_OBJECTS[cls.__name__] = cls
+    return cls
+
+
+def serialize(optimizer: Optimizer) -> dict[str, Any]:
+    return {"module": "keras.optimizers", "class_name": type(optimizer).__name__, "config": optimizer.get_config()}
+
+
+def deserialize(config: dict[str, Any], custom_objects: dict[str, Any] | None = None) -> Optimizer:
+    known = dict(ALL_OBJECTS, **(custom_objects or {}))
+    name = config.get("class_name")
+    cls = known.get(name) or _BY_NAME.get(str(name).lower())
+    if cls is None:
+        raise ValueError(f"Unknown optimizer class: {name!r}. Expected one of {sorted(known)}")
+    return cls.from_config(config.get("config", {}), custom_objects)
+
+
+def get(identifier: Any) -> Optimizer:
+    """An optimizer from a Keras string identifier (``"adam"``, case-insensitive), a config dict, or an instance."""
+    if isinstance(identifier, Optimizer):
+        return identifier
+    if isinstance(identifier, dict):
+        return deserialize(identifier)
+    if isinstance(identifier, str) and identifier.lower() in _BY_NAME:
+        return _BY_NAME[identifier.lower()]()
+    valid = sorted(_BY_NAME)
+    close = difflib.get_close_matches(str(identifier).lower(), valid, n=1) if isinstance(identifier, str) else []
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise ValueError(f"Could not interpret optimizer identifier: {identifier!r}.{hint} Valid names: {valid}")
