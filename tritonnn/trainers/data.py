@@ -93,6 +93,60 @@ def check_batch_size(batch_size: Any) -> int:
     return int(batch_size)
 
 
+def check_steps(name: str, steps: Any) -> int | None:
+    """``steps_per_epoch``, ``steps`` or ``validation_steps``: None (the whole data) or a positive integer."""
+    if steps is None:
+        return None
+    if not isinstance(steps, (int, np.integer)) or isinstance(steps, bool) or steps <= 0:
+        raise ValueError(
+            f"Expected `{name}` to be a positive integer (batches per epoch) or None (the whole data). "
+            f"Received: {name}={steps!r}"
+        )
+    return int(steps)
+
+
+def _is_plain_list(value: Any) -> bool:
+    """A list/tuple of Python numbers or of such lists: data written out by hand, not a list of arrays (which is
+    several inputs or targets)."""
+    if not isinstance(value, (list, tuple)) or not value:
+        return False
+    return all(
+        isinstance(v, (int, float, bool, np.number)) or (isinstance(v, (list, tuple)) and (not v or _is_plain_list(v)))
+        for v in value
+    )
+
+
+def _lengths(value: Any, depth: int = 0, found: dict[int, set[int]] | None = None) -> dict[int, set[int]]:
+    """The lengths of the lists at each depth of a nested list (a ragged one has more than one at some depth)."""
+    found = {} if found is None else found
+    if isinstance(value, (list, tuple)):
+        found.setdefault(depth, set()).add(len(value))
+        for v in value:
+            _lengths(v, depth + 1, found)
+    else:
+        found.setdefault(depth, set()).add(-1)  # a number where another row may hold a list
+    return found
+
+
+def lists_to_arrays(data: Any, name: str) -> Any:
+    """A plain Python list of numbers (or of equal-length lists of them) becomes one numpy array, as an array
+    would be given; a ragged one is an error that says so. Lists of arrays stay lists (several inputs)."""
+    if isinstance(data, dict):
+        return {k: lists_to_arrays(v, f"{name}[{k!r}]") for k, v in data.items()}
+    if not _is_plain_list(data):
+        if isinstance(data, (list, tuple)) and any(_is_plain_list(v) for v in data):
+            return type(data)(lists_to_arrays(v, f"{name}[{i}]") for i, v in enumerate(data))
+        return data
+    for depth, sizes in sorted(_lengths(data).items()):
+        if len(sizes) > 1:
+            shown = sorted("a number" if n < 0 else str(n) for n in sizes)
+            raise ValueError(
+                f"`{name}` is a ragged list: its entries at depth {depth} have different lengths ({', '.join(shown)}). "
+                "Give a rectangular list (every row the same length), or a numpy array."
+            )
+    return np.asarray(data)
+
+
 def is_dataset(x: Any) -> bool:
     """A DataLoader, a generator or another iterable of batches (not an array, tensor, list or dict of them)."""
     if isinstance(x, (np.ndarray, torch.Tensor, list, tuple, dict)) or x is None:
@@ -232,6 +286,9 @@ def prepare(x: Any, y: Any, sample_weight: Any, class_weight: Any, device: torch
     """
     if x is None:
         raise ValueError("Expected input data `x`. Received: x=None")
+    x, y = lists_to_arrays(x, "x"), lists_to_arrays(y, "y")
+    if sample_weight is not None:
+        sample_weight = lists_to_arrays(sample_weight, "sample_weight")
     home = data_device(flatten(x) + ([] if y is None else flatten(y)), device)
     x = map_structure(lambda a: to_tensor(a, home), x)
     y = None if y is None else map_structure(lambda a: to_tensor(a, home), y)

@@ -9,6 +9,9 @@ through ``trainers/step_runner.py`` (a CUDA graph where it can be captured). A d
 
 from __future__ import annotations
 
+import functools
+import threading
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +24,31 @@ from ..callbacks import Callback, CallbackList, History, Progbar, ProgbarLogger
 from ..distribution import data_parallel
 from ..layers.symbolic import flatten, map_structure
 from . import compile_utils, data, step_runner
+
+# One lock per model: fit, evaluate and the single-batch train/test calls of a model run one at a time (a second
+# thread waits for the first to finish, as in Keras), so two threads never build or step one optimizer at once.
+# Kept beside the model rather than on it, so that a model stays copyable and picklable.
+_LOCKS: weakref.WeakKeyDictionary[Any, threading.RLock] = weakref.WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
+
+
+def _training_lock(model: Any) -> threading.RLock:
+    with _LOCKS_GUARD:
+        lock = _LOCKS.get(model)
+        if lock is None:
+            lock = _LOCKS[model] = threading.RLock()
+        return lock
+
+
+def _one_at_a_time(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Run ``method`` under the model's training lock (re-entrant: a callback may call evaluate inside fit)."""
+
+    @functools.wraps(method)
+    def locked(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with _training_lock(self):
+            return method(self, *args, **kwargs)
+
+    return locked
 
 
 class Trainer:
@@ -294,6 +322,7 @@ class Trainer:
             raise ValueError("Build the model (call it on a batch, or give an Input) before fitting on a generator")
 
     # ---- fit ----
+    @_one_at_a_time
     def fit(
         self,
         x: Any = None,
@@ -321,6 +350,8 @@ class Trainer:
         if not self.compiled:
             raise RuntimeError("You must call `compile()` before using the model.")
         batch_size = data.check_batch_size(batch_size)
+        steps_per_epoch = data.check_steps("steps_per_epoch", steps_per_epoch)
+        validation_steps = data.check_steps("validation_steps", validation_steps)
         verbose = 1 if verbose == "auto" else int(verbose)
         if not isinstance(epochs, int) or epochs < 0:
             raise ValueError(f"Expected `epochs` to be a non-negative integer. Received: epochs={epochs!r}")
@@ -466,6 +497,7 @@ class Trainer:
             raise ValueError("evaluate() got no batches: the data is empty")
         return self._logs()
 
+    @_one_at_a_time
     def evaluate(
         self,
         x: Any = None,
@@ -481,6 +513,7 @@ class Trainer:
         if not self.compiled:
             raise RuntimeError("You must call `compile()` before using the model.")
         batch_size = data.check_batch_size(batch_size)
+        steps = data.check_steps("steps", steps)
         verbose = 1 if verbose == "auto" else int(verbose)
         source = self._source(x, y, sample_weight, batch_size, False, steps)
         if isinstance(source, data.ArraySource) and source.y is None:
@@ -508,6 +541,7 @@ class Trainer:
     ) -> Any:
         """Outputs for the inputs, as numpy arrays, computed in batches (``training=False``)."""
         batch_size = data.check_batch_size(batch_size)
+        steps = data.check_steps("steps", steps)
         verbose = 1 if verbose == "auto" else int(verbose)
         source = self._source(x, None, None, batch_size, False, steps)
         self._build_from(source)
@@ -533,6 +567,7 @@ class Trainer:
         return map_structure(data.to_numpy, data.concat(outs))
 
     # ---- single batches ----
+    @_one_at_a_time
     def train_on_batch(
         self, x: Any, y: Any = None, sample_weight: Any = None, class_weight: Any = None, return_dict: bool = False
     ) -> Any:
@@ -548,6 +583,7 @@ class Trainer:
         self.eval()
         return self._result(self._logs(), return_dict)
 
+    @_one_at_a_time
     def test_on_batch(self, x: Any, y: Any = None, sample_weight: Any = None, return_dict: bool = False) -> Any:
         if not self.compiled:
             raise RuntimeError("You must call `compile()` before using the model.")
