@@ -11,10 +11,11 @@ parents; that is no cycle). Imports under ``if TYPE_CHECKING:`` are no edges; im
 reports them too). ``kernels/`` is the package ``tritonnn.kernels``.
 
 Private modules: ``from . import _backend`` or ``from ._aot import AotCase`` is fine when the private module is in
-the importer's own package (the same directory); from any other package, a parent or a subpackage included, it is a
-violation, as is every private function, class or variable imported or reached as ``mod._x`` (``mod`` a name the
-file's imports bind to a first-party module; ``mod._x`` passes only where it is itself a private module of the
-importer's own package, the attribute form of the import exception).
+the importer's own package (the same directory) or in a package that contains it (``from .._process import
+is_chief`` in ``tritonnn/callbacks/``); from any other package (a subpackage, a sibling) it is a violation, as is
+every private function, class or variable imported or reached as ``mod._x`` (``mod`` a name the file's imports
+bind to a first-party module; ``mod._x`` passes only where it is itself a private module the importer may use,
+the attribute form of the import exception).
 """
 
 from __future__ import annotations
@@ -123,9 +124,10 @@ class _FileScanner(ast.NodeVisitor):
                 self.scan.edges.setdefault((self.module, dep), via)
 
     def may_use_private_module_of(self, package: str) -> bool:
-        """Whether the importer may use the private modules of ``package``: only those of its own package (the
-        same directory); a parent's or a subpackage's are another package's."""
-        return package == self.package
+        """Whether the importer may use the private modules of ``package``: those of its own package (the same
+        directory) and of the packages that contain it (``tritonnn._process`` from ``tritonnn.callbacks.x``: the
+        package's own internals); a subpackage's or a sibling's are another package's."""
+        return package == self.package or self.package.startswith(package + ".")
 
     def private_module_of_another_package(self, name: str) -> str | None:
         """The first private module along the dotted ``name`` that is not in the importer's own package."""
@@ -481,7 +483,8 @@ def test_checker_finds_private_names_from_other_modules(tmp_path):
         "pkg/a.py": "_gather = _index = public = 1\n",
         "pkg/b.py": "from .a import _gather, _index, public\n\n\ndef f():\n    return a._gather\n\n\nfrom . import a\n",
         "pkg/sub/__init__.py": "",
-        "pkg/sub/c.py": "from .. import _priv\nimport pkg\n\ny = pkg._priv\n",
+        "pkg/sub/c.py": "from .. import _priv\nimport pkg\n\ny = pkg._priv\n",  # a containing package's: fine
+        "pkg/sub/e.py": "from ..eng import _backend\n",  # a sibling package's: not
         "pkg/d.py": (
             "from .eng import _backend\nfrom pkg.eng._backend import use\nimport pkg.eng as e\n\nz = e._backend\n"
         ),
@@ -495,6 +498,5 @@ def test_checker_finds_private_names_from_other_modules(tmp_path):
         "pkg/d.py:1: from .eng import _backend  (private module pkg.eng._backend)",
         "pkg/d.py:2: from pkg.eng._backend import use  (private module pkg.eng._backend)",
         "pkg/d.py:5: e._backend  (private module pkg.eng._backend; e is pkg.eng)",
-        "pkg/sub/c.py:1: from .. import _priv  (private module pkg._priv)",
-        "pkg/sub/c.py:4: pkg._priv  (private module pkg._priv; pkg is pkg)",
+        "pkg/sub/e.py:1: from ..eng import _backend  (private module pkg.eng._backend)",
     ]

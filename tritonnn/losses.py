@@ -192,7 +192,7 @@ ALL_OBJECTS: dict[str, Any] = {
 _BY_CLASS_NAME = {cls.__name__: cls for cls in ALL_OBJECTS.values()}
 
 
-def _same_rank(y_true: torch.Tensor, y_pred: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def same_rank(y_true: torch.Tensor, y_pred: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Keras' ``squeeze_or_expand_to_same_rank``: a trailing 1 on one side is matched (a rank-1 side expanded)."""
     if y_true.dim() == y_pred.dim() + 1 and y_true.shape[-1] == 1:
         return (y_true, y_pred.unsqueeze(-1)) if y_pred.dim() == 1 else (y_true.squeeze(-1), y_pred)
@@ -208,7 +208,7 @@ def _pair(y_true: Any, y_pred: Any) -> tuple[torch.Tensor, torch.Tensor]:
     if not y_pred.dtype.is_floating_point:
         y_pred = y_pred.to(torch.float32)
     y_true = torch.as_tensor(y_true, device=y_pred.device).to(y_pred.dtype)
-    return _same_rank(y_true, y_pred)
+    return same_rank(y_true, y_pred)
 
 
 def _check_broadcast(name: str, y_true: torch.Tensor, y_pred: torch.Tensor) -> None:

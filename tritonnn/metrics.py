@@ -288,7 +288,7 @@ def _prepare(
     y_pred = y_pred.detach() if isinstance(y_pred, torch.Tensor) else torch.as_tensor(y_pred)
     y_pred = y_pred.to(torch.float64)
     y_true = _as_tensor(y_true, y_pred.device).detach()
-    y_true, y_pred = losses._same_rank(y_true, y_pred)
+    y_true, y_pred = losses.same_rank(y_true, y_pred)
     if tuple(y_true.shape) != tuple(y_pred.shape):
         raise ValueError(
             f"y_true and y_pred must have the same shape. Received: y_true.shape={tuple(y_true.shape)}, "
