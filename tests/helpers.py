@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 # (atol, rtol) by dtype, from the brief: fp32 IEEE well under 1e-5, tf32 about 1e-3, bf16/fp16 about 1e-2.
@@ -13,11 +15,23 @@ TOLERANCES: dict[torch.dtype, tuple[float, float]] = {
 }
 
 
+def sum_error_bound(n: int, dtype: torch.dtype, abs_sum: torch.Tensor | float) -> torch.Tensor | float:
+    """How far a float sum of ``n`` terms may lie from the exact sum: ``(ceil(log2 n) + 1) * u * sum|terms|``.
+
+    ``u`` is the dtype's unit roundoff (half its machine epsilon). A blocked or pairwise sum, as every CPU and GPU
+    reduction here is (SIMD lanes, then a tree), rounds each term through about ``log2 n`` partial sums, and the
+    order, which differs between CPUs (AVX2 vs AVX-512 lanes), only moves the error within this bound. So a
+    tolerance built from it holds on any machine, and stays orders of magnitude below a real bug's error.
+    """
+    u = torch.finfo(dtype).eps / 2
+    return (math.ceil(math.log2(max(n, 2))) + 1) * u * abs_sum
+
+
 def assert_close_verbose(
     actual: torch.Tensor,
     expected: torch.Tensor,
     *,
-    atol: float,
+    atol: float | torch.Tensor,
     rtol: float,
     name: str = "tensor",
 ) -> None:
@@ -31,13 +45,16 @@ def assert_close_verbose(
     e = expected.detach().to(torch.float64).cpu()
     if not torch.isfinite(e).all():
         raise AssertionError(f"{name}: the reference itself is not finite")
+    if isinstance(atol, torch.Tensor):  # a bound per element (e.g. from sum_error_bound)
+        atol = atol.detach().to(torch.float64).cpu()
     bad = ~(torch.isfinite(a) & ((a - e).abs() <= atol + rtol * e.abs()))
     if bad.any():
         idx = bad.nonzero()[:5].tolist()
         rows = [f"  at {tuple(i)}: got {a[tuple(i)].item()!r}, expected {e[tuple(i)].item()!r}" for i in idx]
         err = (a - e).abs()[torch.isfinite(a)]
         worst = err.max().item() if err.numel() else float("nan")
+        shown = atol if isinstance(atol, float) else "per element"
         raise AssertionError(
-            f"{name}: {int(bad.sum())} of {a.numel()} elements out of tolerance (atol={atol}, rtol={rtol}), "
+            f"{name}: {int(bad.sum())} of {a.numel()} elements out of tolerance (atol={shown}, rtol={rtol}), "
             f"max finite abs error {worst:.3g}\n" + "\n".join(rows)
         )
