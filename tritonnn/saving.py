@@ -22,6 +22,16 @@ a name in a file is never imported and nothing in a file is executed. Writes go 
 directory, are flushed and fsynced, then moved over the target with ``os.replace``: a crash mid-save leaves the
 previous file intact.
 
+What a file may ask of the loader is checked before it is acted on, so that a damaged or forged file is a clear
+``ValueError``, never wrong weights nor exhausted memory:
+
+- Dtypes. Every stored tensor (the model's weights and the ``optimizer/`` state) is checked against the dtype of
+  the weight or state it fills before anything is copied. Allowed: the same dtype, or a lossless widening of the
+  same kind: ``float16`` or ``bfloat16`` to ``float32`` or ``float64``, ``float32`` to ``float64``, and a
+  narrower integer to a wider signed one (``int8``/``uint8`` to ``int16``/``int32``/``int64``, ``int16`` to
+  ``int32``/``int64``, ``int32`` to ``int64``). Refused: any conversion between integers, floats and ``bool``,
+  any narrowing (``float32`` to ``float16``, ``float64`` to ``float32``...), and ``float16`` <-> ``bfloat16``.
+
 File names follow Keras 3: a full model is saved to ``*.keras``; weights to ``*.weights.h5`` (Keras' name, so
 Keras scripts run unchanged; the content is the format above, not HDF5) or ``*.weights.safetensors``.
 """
@@ -50,6 +60,21 @@ FORMAT_VERSION = 1
 MODEL_SUFFIXES = (".keras",)
 WEIGHTS_SUFFIXES = (".weights.h5", ".weights.safetensors")
 OPTIMIZER_PREFIX = "optimizer/"
+
+# (stored dtype, dtype of the weight it fills) pairs that load besides equal dtypes: lossless widenings.
+_LOSSLESS_WIDENING = frozenset(
+    {
+        (torch.float16, torch.float32),
+        (torch.float16, torch.float64),
+        (torch.bfloat16, torch.float32),
+        (torch.bfloat16, torch.float64),
+        (torch.float32, torch.float64),
+        *((small, big) for small in (torch.int8, torch.uint8) for big in (torch.int16, torch.int32, torch.int64)),
+        (torch.int16, torch.int32),
+        (torch.int16, torch.int64),
+        (torch.int32, torch.int64),
+    }
+)
 
 # Custom classes registered by `register_keras_serializable`, keyed by "package>name".
 _GLOBAL_CUSTOM_OBJECTS: dict[str, Any] = {}
@@ -458,8 +483,28 @@ def _read(path: str) -> _Contents:
     return _Contents(metadata, tensors)
 
 
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).replace("torch.", "")
+
+
+def _check_dtype(what: str, key: str, stored: torch.dtype, expected: torch.dtype, path: str) -> None:
+    """A stored tensor fills a weight (or optimizer state) only as the same dtype or a lossless widening of it.
+
+    ``what`` is ``"model's weight"`` or ``"optimizer's state"``.
+    """
+    if stored == expected or (stored, expected) in _LOSSLESS_WIDENING:
+        return
+    raise ValueError(
+        f"The tensor {key!r} in {path} is stored as {_dtype_name(stored)}, but the {what} it fills is "
+        f"{_dtype_name(expected)}: a stored tensor loads only into the same dtype or a lossless widening of it "
+        "(float16/bfloat16 -> float32/float64, float32 -> float64, a narrower integer -> a wider signed one), "
+        "never between integers and floats nor narrowed. The file is corrupt, forged, or from a model with "
+        "other dtypes; nothing was loaded."
+    )
+
+
 def _load_state(model: Any, contents: _Contents, path: str, load_optimizer: bool) -> None:
-    """Copy the file's tensors into ``model`` (and its optimizer), checking keys and shapes first."""
+    """Copy the file's tensors into ``model`` (and its optimizer), checking keys, shapes and dtypes first."""
     weights = {k: v for k, v in contents.tensors.items() if not k.startswith(OPTIMIZER_PREFIX)}
     own = model.state_dict()
     unknown = sorted(set(weights) - set(own))
@@ -475,16 +520,26 @@ def _load_state(model: Any, contents: _Contents, path: str, load_optimizer: bool
                 f"The weight {key!r} in {path} has shape {tuple(weights[key].shape)}, but the model expects "
                 f"{tuple(target.shape)}"
             )
-    with torch.no_grad():
-        for key, target in own.items():
-            target.copy_(weights[key].to(target.device, target.dtype))
+    for key, target in own.items():
+        _check_dtype("model's weight", key, weights[key].dtype, target.dtype, path)
     opt_state = {k[len(OPTIMIZER_PREFIX) :]: v for k, v in contents.tensors.items() if k.startswith(OPTIMIZER_PREFIX)}
     optimizer = getattr(model, "optimizer", None)
-    if load_optimizer and opt_state and optimizer is not None:
+    restore_optimizer = bool(load_optimizer and opt_state and optimizer is not None)
+    if restore_optimizer:
+        # Built before anything is copied, so that its state's dtypes can be checked first.
         if hasattr(model, "_ensure_optimizer"):
             model._ensure_optimizer()
         elif not optimizer.built:
             optimizer.build(model.trainable_weights)
+        expected = {k: v.dtype for k, v in optimizer.state_dict().items()}
+        for key, value in opt_state.items():
+            if key in expected:  # a key the optimizer does not hold is not loaded (as load_state_dict does)
+                _check_dtype("optimizer's state", OPTIMIZER_PREFIX + key, value.dtype, expected[key], path)
+        own = model.state_dict()  # building moved the parameters into the optimizer's flat buffer
+    with torch.no_grad():
+        for key, target in own.items():
+            target.copy_(weights[key].to(target.device, target.dtype))
+    if restore_optimizer:
         device = optimizer.flat_param.device if optimizer.flat_param is not None else "cpu"
         try:
             optimizer.load_state_dict({k: v.to(device) for k, v in opt_state.items()})
