@@ -3,8 +3,12 @@ for far more memory than the file holds, and the permissions of the files it wri
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
+import resource
 import struct
+import sys
 
 import numpy as np
 import pytest
@@ -14,6 +18,7 @@ from safetensors.torch import save as st_save
 
 import tritonnn as keras
 from tritonnn import saving
+from tritonnn.layers import layer as layer_module
 
 
 def mlp(seed: int = 0, compile: bool = True, first: keras.layers.Layer | None = None) -> keras.Sequential:
@@ -154,3 +159,187 @@ def test_half_precision_weights_widen_to_float32_exactly(tmp_path, trained, dtyp
     saving.load_weights(fresh, path)
     want = trained.state_dict()["_layers.0.kernel"].detach().cpu().to(dtype).float()
     assert torch.equal(fresh.state_dict()["_layers.0.kernel"].detach().cpu(), want)
+
+
+# ---- 2. the memory a file can make loading allocate ---------------------------------------------------------------
+
+BIG = 10**11  # elements: 400 GB of float32
+
+
+def max_rss_bytes() -> int:
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss if sys.platform == "darwin" else rss * 1024
+
+
+@pytest.fixture
+def no_big_allocations(monkeypatch):
+    """A context manager for the loads under test: inside it, an initializer asked for a large weight and a large
+    ``torch.zeros`` fail the test instead of allocating (the unfixed code would try to fill 400 GB), and the peak
+    RSS must stay well under 100 MB above where it started."""
+    limit = 10**7
+    real_get, real_zeros = keras.initializers.get, torch.zeros
+
+    class Guarded(keras.initializers.Initializer):
+        def __init__(self, inner):
+            self.inner = inner
+
+        def __call__(self, shape, dtype=torch.float32):
+            if math.prod(shape) > limit:
+                raise AssertionError(f"an initializer was asked for a weight of shape {tuple(shape)}")
+            return self.inner(shape, dtype)
+
+    def guarded_get(identifier):
+        init = real_get(identifier)
+        return init if init is None or isinstance(init, Guarded) else Guarded(init)
+
+    def guarded_zeros(*size, **kwargs):
+        shape = tuple(size[0]) if len(size) == 1 and isinstance(size[0], (list, tuple)) else size
+        if all(isinstance(d, int) for d in shape) and math.prod(shape) > limit:
+            raise AssertionError(f"torch.zeros was asked for {tuple(shape)}")
+        return real_zeros(*size, **kwargs)
+
+    @contextlib.contextmanager
+    def guard():
+        rss = max_rss_bytes()
+        with monkeypatch.context() as m:
+            m.setattr(keras.initializers, "get", guarded_get)
+            m.setattr(torch, "zeros", guarded_zeros)
+            yield
+        assert max_rss_bytes() - rss < 100 * 2**20
+
+    return guard
+
+
+def test_a_config_asking_for_more_weights_than_the_file_holds_fails_before_allocating(
+    tmp_path, trained, no_big_allocations
+):
+    path = tmp_path / "m.keras"
+    trained.save(path)
+    assert path.stat().st_size < 20_000
+
+    def huge(cfg):
+        cfg["config"]["layers"][0]["config"]["units"] = BIG
+
+    edit_model_config(path, huge)
+    name = trained.layers[0].name
+    with (
+        no_big_allocations(),
+        pytest.raises(
+            ValueError,
+            match=rf"Layer '{name}'.*weight 'kernel' of shape \(4, {BIG}\).*holds 67 elements of model weights",
+        ),
+    ):
+        saving.load_model(path)
+
+
+@pytest.mark.parametrize(
+    ("first", "weight"),
+    [
+        (lambda: keras.layers.BatchNormalization(center=False, scale=False), "moving_mean"),
+        (lambda: keras.layers.LayerNormalization(), "gamma"),
+    ],
+)
+def test_normalization_weights_are_bounded_by_the_file_too(tmp_path, no_big_allocations, first, weight):
+    model = mlp(compile=False, first=first())
+    model.build((None, 4))
+    path = tmp_path / "m.keras"
+    model.save(path)
+
+    def wide(cfg):  # a wide input (allowed) makes the normalization's weights wide
+        cfg["config"]["input_shape"] = [2 * 10**6]
+
+    edit_model_config(path, wide)
+    with (
+        no_big_allocations(),
+        pytest.raises(ValueError, match=rf"weight '{weight}' of shape \(2000000,\).*holds 23 elements"),
+    ):
+        saving.load_model(path)
+
+
+def test_embedding_tables_are_bounded_by_the_file(tmp_path, no_big_allocations):
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [keras.layers.InputLayer(shape=(3,)), keras.layers.Embedding(10, 4), keras.layers.Dense(2)]
+    )
+    path = tmp_path / "m.keras"
+    model.save(path)
+
+    def huge(cfg):
+        cfg["config"]["layers"][0]["config"]["input_dim"] = BIG
+
+    edit_model_config(path, huge)
+    with (
+        no_big_allocations(),
+        pytest.raises(ValueError, match=rf"weight 'embeddings' of shape \({BIG}, 4\).*holds 50 elements"),
+    ):
+        saving.load_model(path)
+
+
+def test_functional_configs_are_bounded_too(tmp_path, no_big_allocations):
+    inputs = keras.Input(shape=(4,))
+    outputs = keras.layers.Dense(2)(keras.layers.Dense(5)(inputs))
+    model = keras.Model(inputs, outputs)
+    path = tmp_path / "f.keras"
+    model.save(path)
+
+    def huge(cfg):
+        for layer in cfg["config"]["layers"]:
+            if layer["class_name"] == "Dense" and layer["config"]["units"] == 2:
+                layer["config"]["units"] = BIG
+
+    edit_model_config(path, huge)
+    with (
+        no_big_allocations(),
+        pytest.raises(ValueError, match=rf"weight 'kernel' of shape \(5, {BIG}\).*holds 37 elements"),
+    ):
+        saving.load_model(path)
+
+
+def test_a_huge_input_shape_is_refused_before_allocating(tmp_path, trained, no_big_allocations):
+    path = tmp_path / "m.keras"
+    trained.save(path)
+
+    def huge(cfg):
+        cfg["config"]["input_shape"] = [BIG]
+
+    edit_model_config(path, huge)
+    with (
+        no_big_allocations(),
+        pytest.raises(ValueError, match=rf"input shape \[{BIG}\].*{BIG} elements per sample.*at most"),
+    ):
+        saving.load_model(path)
+    weights = tmp_path / "w.weights.h5"
+    trained.save_weights(weights)
+
+    def huge_build(header):
+        header["__metadata__"]["build_config"] = json.dumps({"input_shape": [None, BIG]})
+
+    edit_header(weights, huge_build)
+    unbuilt = keras.Sequential([keras.layers.Dense(8), keras.layers.Dense(3)])
+    with no_big_allocations(), pytest.raises(ValueError, match=rf"input shape \[None, {BIG}\].*at most"):
+        saving.load_weights(unbuilt, weights)
+
+
+def test_load_weights_builds_an_unbuilt_model_within_the_file(tmp_path, trained, no_big_allocations):
+    weights = tmp_path / "w.weights.h5"
+    trained.save_weights(weights)
+    unbuilt = keras.Sequential([keras.layers.Dense(8), keras.layers.Dense(3)])
+    with no_big_allocations():
+        saving.load_weights(unbuilt, weights)  # the same architecture: within the file's 67 elements
+    too_big = keras.Sequential([keras.layers.Dense(10**6), keras.layers.Dense(3)])
+    with (
+        no_big_allocations(),
+        pytest.raises(ValueError, match=r"weight 'kernel' of shape \(4, 1000000\).*holds 67 elements"),
+    ):
+        saving.load_weights(too_big, weights)
+
+
+def test_weight_budget_counts_every_weight_and_nests():
+    with layer_module.weight_budget(4 * 3 + 3, source="the test"):
+        keras.layers.Dense(3).build((None, 4))
+        with pytest.raises(ValueError, match=r"weight 'bias' of shape \(3,\) \(3 elements\).*15 elements.*15 "):
+            keras.layers.Dense(3).build((None, 0))  # a kernel of 0 elements fits; its bias does not
+    keras.layers.Dense(3).build((None, 4))  # no budget outside
+    with pytest.raises(ValueError, match="n_elements"):
+        with layer_module.weight_budget(-1):
+            pass

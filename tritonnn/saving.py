@@ -31,6 +31,15 @@ What a file may ask of the loader is checked before it is acted on, so that a da
   narrower integer to a wider signed one (``int8``/``uint8`` to ``int16``/``int32``/``int64``, ``int16`` to
   ``int32``/``int64``, ``int32`` to ``int64``). Refused: any conversion between integers, floats and ``bool``,
   any narrowing (``float32`` to ``float16``, ``float64`` to ``float32``...), and ``float16`` <-> ``bfloat16``.
+- Memory. While :func:`load_model` (or :func:`load_weights`, for an unbuilt model) rebuilds the model from the
+  file's config and build config, :meth:`Layer.add_weight` may create no more elements in all than the file
+  stores for the model (its non-``optimizer/`` tensors; ``tritonnn.layers.layer.weight_budget``): a 3 KB file whose
+  config asks for ``Dense(10**11)`` is refused before that weight is allocated. Every tritonnn layer creates its
+  weights (BatchNormalization's moving statistics and Embedding's table included) through ``add_weight``; a custom
+  layer that makes tensors by other means is not bounded this way, only checked against the file afterwards. The
+  input shapes the config and the build config declare (``shape``, ``input_shape``, ``batch_shape`` entries) are
+  bounded too: the model is built by calling it on one sample of zeros, so one sample may hold at most
+  :data:`MAX_INPUT_ELEMENTS` elements (raise it to load a model with larger inputs).
 
 File names follow Keras 3: a full model is saved to ``*.keras``; weights to ``*.weights.h5`` (Keras' name, so
 Keras scripts run unchanged; the content is the format above, not HDF5) or ``*.weights.safetensors``.
@@ -40,6 +49,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 import os
 import struct
 import tempfile
@@ -52,7 +62,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from ._process import is_chief
-from .layers.layer import Layer
+from .layers.layer import Layer, weight_budget
 from .version import __version__
 
 FORMAT_NAME = "tritonnn"
@@ -60,6 +70,9 @@ FORMAT_VERSION = 1
 MODEL_SUFFIXES = (".keras",)
 WEIGHTS_SUFFIXES = (".weights.h5", ".weights.safetensors")
 OPTIMIZER_PREFIX = "optimizer/"
+# The most elements one sample of a loaded model's declared input shapes may hold (256 MiB of float32): loading
+# builds the model on one sample of zeros, whose size comes from the file.
+MAX_INPUT_ELEMENTS = 2**26
 
 # (stored dtype, dtype of the weight it fills) pairs that load besides equal dtypes: lossless widenings.
 _LOSSLESS_WIDENING = frozenset(
@@ -75,6 +88,9 @@ _LOSSLESS_WIDENING = frozenset(
         (torch.int32, torch.int64),
     }
 )
+
+# Keys of a config whose values are input shapes (the model is built on one sample of each).
+_SHAPE_KEYS = frozenset({"shape", "input_shape", "batch_shape", "batch_input_shape"})
 
 # Custom classes registered by `register_keras_serializable`, keyed by "package>name".
 _GLOBAL_CUSTOM_OBJECTS: dict[str, Any] = {}
@@ -547,6 +563,41 @@ def _load_state(model: Any, contents: _Contents, path: str, load_optimizer: bool
             raise ValueError(f"The optimizer state in {path} does not fit the model's optimizer: {e}") from e
 
 
+def _model_elements(contents: _Contents) -> int:
+    """How many elements the file stores for the model (its tensors but the optimizer's)."""
+    return sum(v.numel() for k, v in contents.tensors.items() if not k.startswith(OPTIMIZER_PREFIX))
+
+
+def _declared_shapes(config: Any) -> list[list[Any]]:
+    """The flat shapes (lists of ints and None) under the input-shape keys of a config, at any depth (walked
+    without recursion: a file's JSON may nest deeper than Python's stack)."""
+    shapes: list[list[Any]] = []
+    pending: list[tuple[Any, bool]] = [(config, False)]
+    while pending:
+        value, is_shape = pending.pop()
+        if isinstance(value, dict):
+            pending.extend((v, is_shape or k in _SHAPE_KEYS) for k, v in value.items())
+        elif isinstance(value, list):
+            if is_shape and all(d is None or isinstance(d, int) for d in value):
+                shapes.append(value)
+            else:
+                pending.extend((v, is_shape) for v in value)
+    return shapes
+
+
+def _check_input_shapes(config: Any, what: str, path: str) -> None:
+    """Refuse a declared input shape whose one sample would exceed MAX_INPUT_ELEMENTS, before it is allocated."""
+    for shape in _declared_shapes(config):
+        n = math.prod(1 if d is None else d for d in shape)
+        if n > MAX_INPUT_ELEMENTS:
+            raise ValueError(
+                f"The {what} in {path} declares the input shape {shape}: {n} elements per sample, and loading builds "
+                f"the model on one sample; tritonnn loads at most {MAX_INPUT_ELEMENTS} elements per sample "
+                "(tritonnn.saving.MAX_INPUT_ELEMENTS: raise it to load a model with larger inputs from a file you "
+                "trust)."
+            )
+
+
 def load_model(
     filepath: str | os.PathLike,
     custom_objects: dict[str, Any] | None = None,
@@ -572,13 +623,18 @@ def load_model(
         raise ValueError(
             f"{path} holds {contents.metadata.get('kind')!r}, not a model; load it with `load_weights(model, path)`"
         )
-    model = deserialize_layer(contents.json("model_config", path), custom_objects)
+    model_config = contents.json("model_config", path)
     build_config = contents.json("build_config", path)
+    _check_input_shapes(model_config, "model config", path)
+    _check_input_shapes(build_config, "build_config", path)
     weights = [k for k in contents.tensors if not k.startswith(OPTIMIZER_PREFIX)]
-    if weights and not model.built:
-        if build_config is None:
-            raise ValueError(f"{path} holds weights but no build_config: the model cannot be rebuilt to hold them")
-        _build_from_config(model, build_config)
+    # Rebuilding creates no more weight elements than the file stores for the model (see the module docstring).
+    with weight_budget(_model_elements(contents), source=f"the file {path}"):
+        model = deserialize_layer(model_config, custom_objects)
+        if weights and not model.built:
+            if build_config is None:
+                raise ValueError(f"{path} holds weights but no build_config: the model cannot be rebuilt to hold them")
+            _build_from_config(model, build_config)
     compile_config = contents.json("compile_config", path)
     if compile and compile_config is not None:
         _compile_from_config(model, compile_config, custom_objects, path)
@@ -604,7 +660,9 @@ def load_weights(model: Any, filepath: str | os.PathLike) -> None:
                 f"Cannot load weights into {model.name!r}: it is not built and {path} records no input shape. "
                 "Build the model first (call it on data or `build(input_shape)`)."
             )
-        _build_from_config(model, build_config)
+        _check_input_shapes(build_config, "build_config", path)
+        with weight_budget(_model_elements(contents), source=f"the file {path}"):
+            _build_from_config(model, build_config)
     _load_state(model, contents, path, load_optimizer=getattr(model, "compiled", False))
 
 

@@ -7,9 +7,13 @@ known), computes in ``call()``, and is a ``torch.nn.Module`` so that ``parameter
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import inspect
+import math
 import re
 from collections import defaultdict
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -59,6 +63,51 @@ def _dtypes_for(dtype: Any) -> tuple[torch.dtype, torch.dtype]:
         d = config.standardize_dtype(dtype)
         return d, d
     return config.standardize_dtype(policy.variable_dtype), config.standardize_dtype(policy.compute_dtype)
+
+
+class _WeightBudget:
+    """What :func:`weight_budget` allows: ``limit`` elements in all, ``used`` of them created so far."""
+
+    def __init__(self, limit: int, source: str):
+        self.limit, self.source, self.used = limit, source, 0
+
+    def take(self, layer: str, weight: str, shape: tuple[int, ...]) -> None:
+        n = math.prod(shape)  # Python ints: no overflow, whatever the config asks for
+        if self.used + n > self.limit:
+            raise ValueError(
+                f"Layer {layer!r} would create the weight {weight!r} of shape {shape} ({n} elements), but "
+                f"{self.source} holds {self.limit} elements of model weights in all ({self.used} already created): "
+                "the model being built does not match the weights it is built for (a corrupt or forged file, or "
+                "another architecture). Nothing was allocated for this weight."
+            )
+        self.used += n
+
+
+_WEIGHT_BUDGET: contextvars.ContextVar[_WeightBudget | None] = contextvars.ContextVar(
+    "tritonnn_weight_budget", default=None
+)
+
+
+@contextlib.contextmanager
+def weight_budget(n_elements: int, source: str = "the file being loaded") -> Iterator[None]:
+    """Bound the elements that :meth:`Layer.add_weight` may create inside the block, in all.
+
+    A weight that would take the total beyond ``n_elements`` raises a ``ValueError`` naming the layer, the weight,
+    its shape and ``source`` before its value is allocated. ``tritonnn.saving`` wraps the rebuilding of a model from
+    a file's config in it, with the number of elements the file stores: a small file whose config asks for a huge
+    layer is refused instead of exhausting memory. A block inside another replaces it until it ends.
+
+    Args:
+        n_elements: the most elements (not bytes) the weights created in the block may hold together.
+        source: what the limit comes from, for the error message.
+    """
+    if isinstance(n_elements, bool) or not isinstance(n_elements, int) or n_elements < 0:
+        raise ValueError(f"Expected `n_elements` to be a non-negative integer. Received: n_elements={n_elements!r}")
+    token = _WEIGHT_BUDGET.set(_WeightBudget(n_elements, str(source)))
+    try:
+        yield
+    finally:
+        _WEIGHT_BUDGET.reset(token)
 
 
 class Layer(torch.nn.Module):
@@ -111,15 +160,21 @@ class Layer(torch.nn.Module):
         name: str | None = None,
         constraint: Any = None,
     ) -> torch.nn.Parameter:
-        """Create a weight of this layer (a ``torch.nn.Parameter`` on the default device) and register it."""
+        """Create a weight of this layer (a ``torch.nn.Parameter`` on the default device) and register it.
+
+        Inside :func:`weight_budget` the weight's size is checked against the budget before anything is allocated.
+        """
         shape = tuple(int(s) for s in (shape or ()))
         if any(s < 0 for s in shape):
             raise ValueError(f"Weight shapes must be non-negative. Received: shape={shape}")
+        base = name or f"weight_{len(self._parameters)}"
+        budget = _WEIGHT_BUDGET.get()
+        if budget is not None:
+            budget.take(self.name, base, shape)
         init = initializers.get(initializer)
         value = init(shape, config.standardize_dtype(dtype or self._dtype))
         param = torch.nn.Parameter(value.to(config.default_device()), requires_grad=trainable and self._trainable)
         param._tritonnn_trainable = bool(trainable)  # the weight's own flag; the layer's is applied on top
-        base = name or f"weight_{len(self._parameters)}"
         if self.__dict__.get(base, 0) is None:  # a placeholder such as `self.bias = None` set in __init__
             del self.__dict__[base]
         attr = base
