@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import resource
 import struct
 import sys
@@ -343,3 +344,48 @@ def test_weight_budget_counts_every_weight_and_nests():
     with pytest.raises(ValueError, match="n_elements"):
         with layer_module.weight_budget(-1):
             pass
+
+
+# ---- 3. file permissions ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(params=[0o022, 0o077, 0o002])
+def umask(request):
+    old = os.umask(request.param)
+    try:
+        yield request.param
+    finally:
+        os.umask(old)
+
+
+def test_saved_files_follow_the_umask(tmp_path, data, umask):
+    model = mlp()
+    model.fit(*data, epochs=1, batch_size=8, verbose=0)
+    model.save(tmp_path / "m.keras")
+    model.save_weights(tmp_path / "w.weights.h5")
+    model.save_weights(tmp_path / "w.weights.safetensors")
+    saving.save_checkpoint(model, tmp_path / "c.weights.safetensors", {"epoch": 1})
+    callbacks = [
+        keras.callbacks.ModelCheckpoint(str(tmp_path / "ck" / "{epoch:02d}.keras"), monitor="loss"),
+        keras.callbacks.ModelCheckpoint(
+            str(tmp_path / "ck" / "best.weights.h5"), monitor="loss", save_weights_only=True
+        ),
+        keras.callbacks.BackupAndRestore(tmp_path / "backup", delete_checkpoint=False),
+    ]
+    model.fit(*data, epochs=2, batch_size=8, verbose=0, callbacks=callbacks)
+    files = sorted(p for p in tmp_path.rglob("*") if p.is_file())
+    names = {p.relative_to(tmp_path).as_posix() for p in files}
+    assert {"ck/01.keras", "ck/02.keras", "ck/best.weights.h5", "backup/backup.weights.safetensors"} <= names
+    assert not [n for n in names if n.endswith(".tmp")]  # no temporary file left behind
+    for p in files:
+        assert p.stat().st_mode & 0o777 == 0o666 & ~umask, (p, oct(p.stat().st_mode))
+    assert os.umask(umask) == umask  # saving left the process's umask as it was
+
+
+def test_overwriting_a_file_still_follows_the_umask(tmp_path, trained, umask):
+    path = tmp_path / "m.keras"
+    path.write_bytes(b"old")
+    os.chmod(path, 0o600)
+    trained.save(path)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+    saving.load_model(path)

@@ -20,7 +20,8 @@ Loading reads the header as data. Classes resolve only from a registry (tritonnn
 ``Model``, ``Functional``, what was registered with :func:`register_keras_serializable`, and ``custom_objects``):
 a name in a file is never imported and nothing in a file is executed. Writes go to a temporary file in the same
 directory, are flushed and fsynced, then moved over the target with ``os.replace``: a crash mid-save leaves the
-previous file intact.
+previous file intact. The file gets the permissions of any newly created file, ``0o666`` less the process's umask
+(``0o644`` under the usual umask ``022``), as Keras' files do.
 
 What a file may ask of the loader is checked before it is acted on, so that a damaged or forged file is a clear
 ``ValueError``, never wrong weights nor exhausted memory:
@@ -51,8 +52,8 @@ import inspect
 import json
 import math
 import os
+import secrets
 import struct
-import tempfile
 from collections.abc import Callable
 from typing import Any
 
@@ -337,10 +338,24 @@ def _check_path(filepath: Any, suffixes: tuple[str, ...], what: str) -> str:
 
 
 def _atomic_write(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that a reader sees the old file or the new one, never a mix."""
+    """Write ``data`` to ``path`` so that a reader sees the old file or the new one, never a mix.
+
+    The temporary file is created with mode ``0o666``, which the kernel reduces by the process's umask as for any
+    new file (``tempfile.mkstemp`` would create it ``0o600``, and that mode would stay on the saved file); nothing
+    reads or changes the umask.
+    """
     directory = os.path.dirname(os.path.abspath(path)) or "."
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOFOLLOW", 0)
+    for _ in range(100):  # a name taken by another writer: draw another, as mkstemp does
+        tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
+        try:
+            fd = os.open(tmp, flags, 0o666)
+            break
+        except FileExistsError:
+            continue
+    else:
+        raise FileExistsError(f"Could not create a temporary file beside {path}: every name tried exists")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
