@@ -264,8 +264,8 @@ def test_batch_normalization_bad_arguments():
         layers.BatchNormalization(momentum=1.5)
     with pytest.raises(ValueError, match="should have a defined dimension"):
         layers.BatchNormalization().build((None, None))
-    with pytest.raises(ValueError, match="not supported"):
-        layers.BatchNormalization(gamma_constraint="non_neg")
+    with pytest.raises(ValueError, match="Unknown constraint: 'non_negative'"):
+        layers.BatchNormalization(gamma_constraint="non_negative")
 
 
 # ---- Embedding ----------------------------------------------------------------------------------------------------

@@ -35,8 +35,10 @@ if importlib.util.find_spec("tritonnn.kernels") is None:
     _load_kernels_from_checkout()
 
 from . import (  # noqa: E402
+    activations,
     callbacks,
     config,
+    constraints,
     datasets,
     distribution,
     initializers,
@@ -61,8 +63,10 @@ __all__ = [
     "Input",
     "Model",
     "Sequential",
+    "activations",
     "callbacks",
     "config",
+    "constraints",
     "datasets",
     "distribution",
     "initializers",

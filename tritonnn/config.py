@@ -1,4 +1,4 @@
-"""Process-wide settings: the float type and the device new weights are made on."""
+"""Process-wide settings: the float type, the fuzz factor, the image layout and the device new weights are made on."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import os
 import torch
 
 _FLOATX = "float32"
+_EPSILON = 1e-7
+_IMAGE_DATA_FORMAT = "channels_last"
 _DEVICE: str | None = None
 _CHECK_NUMERICS = os.environ.get("TRITONNN_CHECK_NUMERICS", "0") not in ("", "0")
 
@@ -21,6 +23,41 @@ def set_floatx(value: str) -> None:
     if value not in ("float16", "bfloat16", "float32", "float64"):
         raise ValueError(f"Unknown floatx type. Expected float16, bfloat16, float32 or float64. Received: {value!r}")
     _FLOATX = value
+
+
+def epsilon() -> float:
+    """The fuzz factor of numeric expressions (Keras' ``keras.config.epsilon()``, 1e-7 by default): constraints
+    divide by ``norm + epsilon``."""
+    return _EPSILON
+
+
+def set_epsilon(value: float) -> None:
+    global _EPSILON
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"Expected `epsilon` to be a float. Received: value={value!r}")
+    _EPSILON = float(value)
+
+
+def image_data_format() -> str:
+    """``"channels_last"`` (Keras' default) or ``"channels_first"``: the layout image layers would read."""
+    return _IMAGE_DATA_FORMAT
+
+
+def set_image_data_format(data_format: str) -> None:
+    global _IMAGE_DATA_FORMAT
+    value = str(data_format).lower()
+    if value not in ("channels_first", "channels_last"):
+        raise ValueError(
+            "The `data_format` argument must be one of {'channels_first', 'channels_last'}. "
+            f"Received: data_format={data_format!r}"
+        )
+    _IMAGE_DATA_FORMAT = value
+
+
+def backend() -> str:
+    """``"torch"``: tritonnn's tensors are torch tensors, so a script that branches on Keras' backend name takes
+    its torch branch (``x.detach().cpu().numpy()`` and the like work on what tritonnn returns)."""
+    return "torch"
 
 
 def default_device() -> torch.device:

@@ -7,8 +7,8 @@ from typing import Any
 
 import torch
 
-from .. import initializers, kernels, regularizers
-from ..kernels.activations import activation_reference, canonical
+from .. import activations, constraints, initializers, kernels, regularizers
+from ..kernels.activations import ACTIVATIONS, ALIASES, activation_reference, canonical
 from . import symbolic
 from .layer import Layer, unique_name
 
@@ -16,20 +16,40 @@ from .layer import Layer, unique_name
 ROW_ACTIVATIONS = ("softmax", "log_softmax")
 
 
-def _resolve_activation(activation: Any) -> str:
+def _resolve_activation(activation: Any) -> Any:
+    """A layer's activation: a name the kernels run (fused in the dense epilogue, or a row softmax), or a callable
+    that runs after the linear dense op.
+
+    Names: Keras' (every ``keras.activations`` name) and the kernel table's extra spellings (``gelu_tanh``).
+    Callables: one of ``tritonnn.activations``' built-in functions becomes its kernel name (so
+    ``activation=keras.activations.relu`` is ``activation="relu"``); any other callable is kept as it is. A
+    function is matched by identity, never by its ``__name__``: a user's own ``def relu`` runs as written.
+    """
     if activation is None:
         return "linear"
-    if isinstance(activation, str) and activation in ROW_ACTIVATIONS:
-        return activation
-    if callable(activation) and not isinstance(activation, str):
-        name = getattr(activation, "__name__", None)
-        if name is not None:
-            return _resolve_activation(name)
-    return canonical(activation)
+    if isinstance(activation, dict):  # a custom function's serialized form, found only through custom_objects
+        activation = activations.deserialize(activation)
+    if isinstance(activation, str):
+        if activation in ROW_ACTIVATIONS or activation in ACTIVATIONS or activation in ALIASES:
+            return canonical(activation) if activation not in ROW_ACTIVATIONS else activation
+        if activation in activations.ALL_OBJECTS:  # a Keras name the kernels do not fuse (celu, glu, ...)
+            return activations.ALL_OBJECTS[activation]
+        canonical(activation)  # raises, naming the closest valid name
+    if callable(activation):
+        return activations.fused_name(activation) or activation
+    raise ValueError(
+        "Expected `activation` to be None, an activation name or a callable. "
+        f"Received: activation={activation!r} ({type(activation).__name__})"
+    )
 
 
-def apply_activation(name: str, z: torch.Tensor) -> torch.Tensor:
-    """Apply a resolved activation name: row softmaxes by their kernels, element-wise ones through the table.
+def _serialize_activation(activation: Any) -> Any:
+    return activation if isinstance(activation, str) else activations.serialize(activation)
+
+
+def apply_activation(name: Any, z: torch.Tensor) -> torch.Tensor:
+    """Apply a resolved activation: row softmaxes by their kernels, element-wise names through the table, a
+    callable by calling it.
 
     A softmax output keeps its logits (``_tritonnn_logits``) so that a cross-entropy loss can take the fused
     logits path instead of ``log(probabilities)``, as Keras does.
@@ -40,6 +60,8 @@ def apply_activation(name: str, z: torch.Tensor) -> torch.Tensor:
         return y
     if name == "log_softmax":
         return kernels.log_softmax(z, axis=-1)
+    if not isinstance(name, str):
+        return name(z)
     return activation_reference(name, z)
 
 
@@ -101,10 +123,13 @@ class Dense(Layer):
 
     Args:
         units: positive integer, the output dimension.
-        activation: a Keras activation name or None (linear).
+        activation: a Keras activation name, a ``keras.activations`` function (both fused into the dense kernel
+            when the kernel table has them), any other callable (applied after the dense op), or None (linear).
         use_bias: whether the layer has a bias vector.
         kernel_initializer, bias_initializer: initializers (defaults ``"glorot_uniform"``, ``"zeros"``).
         kernel_regularizer, bias_regularizer, activity_regularizer: optional regularizers.
+        kernel_constraint, bias_constraint: optional constraints (``keras.constraints``), applied to the weight
+            after every optimizer update.
 
     Input shape: ``(batch, ..., input_dim)``. Output shape: ``(batch, ..., units)``.
     The whole computation is one fused op, ``tritonnn.kernels.dense``.
@@ -137,6 +162,8 @@ class Dense(Layer):
         self.kernel_regularizer = regularizers.get(kernel_regularizer)
         self.bias_regularizer = regularizers.get(bias_regularizer)
         self.activity_regularizer = regularizers.get(activity_regularizer)
+        self.kernel_constraint = constraints.get(kernel_constraint)
+        self.bias_constraint = constraints.get(bias_constraint)
         self.kernel: torch.nn.Parameter | None = None
         self.bias: torch.nn.Parameter | None = None
 
@@ -145,11 +172,19 @@ class Dense(Layer):
         if in_dim is None:
             raise ValueError("The last dimension of the inputs to a Dense layer should be defined. Found None.")
         self.kernel = self.add_weight(
-            (in_dim, self.units), self.kernel_initializer, regularizer=self.kernel_regularizer, name="kernel"
+            (in_dim, self.units),
+            self.kernel_initializer,
+            regularizer=self.kernel_regularizer,
+            name="kernel",
+            constraint=self.kernel_constraint,
         )
         if self.use_bias:
             self.bias = self.add_weight(
-                (self.units,), self.bias_initializer, regularizer=self.bias_regularizer, name="bias"
+                (self.units,),
+                self.bias_initializer,
+                regularizer=self.bias_regularizer,
+                name="bias",
+                constraint=self.bias_constraint,
             )
         self.built = True
 
@@ -163,7 +198,7 @@ class Dense(Layer):
     def call(self, inputs: torch.Tensor) -> torch.Tensor:
         self._check_input(inputs)
         kernel, bias = self._weights_for(inputs)
-        if self.activation in ROW_ACTIVATIONS:
+        if not isinstance(self.activation, str) or self.activation in ROW_ACTIVATIONS:
             return apply_activation(self.activation, kernels.dense(inputs, kernel, bias, None))
         return kernels.dense(inputs, kernel, bias, self.activation)
 
@@ -171,7 +206,8 @@ class Dense(Layer):
         """This layer followed by a ``Dropout(rate)`` in training, as one fused kernel. The mask is a function of
         (seed, element index), bit-identical to the standalone dropout's on the same backend: Philox in the Triton
         kernels and on CUDA, numpy's PCG64 stream on the CPU torch path (docs/determinism.md)."""
-        if self.activation in ROW_ACTIVATIONS or self.activity_regularizer is not None:
+        unfused = not isinstance(self.activation, str) or self.activation in ROW_ACTIVATIONS
+        if unfused or self.activity_regularizer is not None:
             return kernels.dropout(self(inputs, training=True), rate, seed, True)
         self._check_input(inputs)
         kernel, bias = self._weights_for(inputs)
@@ -191,7 +227,7 @@ class Dense(Layer):
         cfg = super().get_config()
         cfg.update(
             units=self.units,
-            activation=self.activation,
+            activation=_serialize_activation(self.activation),
             use_bias=self.use_bias,
             kernel_initializer=initializers.serialize(self.kernel_initializer),
             bias_initializer=initializers.serialize(self.bias_initializer),
@@ -202,12 +238,14 @@ class Dense(Layer):
             activity_regularizer=None
             if self.activity_regularizer is None
             else regularizers.serialize(self.activity_regularizer),
+            kernel_constraint=constraints.serialize(self.kernel_constraint),
+            bias_constraint=constraints.serialize(self.bias_constraint),
         )
         return cfg
 
 
 class Activation(Layer):
-    """Applies an activation function (any element-wise Keras name, ``softmax`` or ``log_softmax``)."""
+    """Applies an activation function: a Keras name, a ``keras.activations`` function or any callable."""
 
     def __init__(self, activation: Any, **kwargs: Any):
         super().__init__(**kwargs)
@@ -221,7 +259,7 @@ class Activation(Layer):
         return input_shape
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "activation": self.activation}
+        return {**super().get_config(), "activation": _serialize_activation(self.activation)}
 
 
 class Flatten(Layer):

@@ -6,9 +6,8 @@ from typing import Any
 
 import torch
 
-from .. import initializers, ops, regularizers
+from .. import constraints, initializers, ops, regularizers
 from .layer import Layer
-from .normalization import check_no_constraint
 
 
 def _check_positive(name: str, value: Any) -> int:
@@ -28,6 +27,7 @@ class Embedding(Layer):
         embeddings_initializer: initializer of the ``(input_dim, output_dim)`` matrix. Defaults to ``"uniform"``
             (``RandomUniform(-0.05, 0.05)``).
         embeddings_regularizer: optional regularizer of the matrix.
+        embeddings_constraint: optional constraint of the matrix, applied after every optimizer update.
         mask_zero: whether index 0 is a padding value to be masked out (see :meth:`compute_mask`); then index 0
             is reserved and ``input_dim`` should be the vocabulary size + 1.
         weights: optional initial embedding matrix, ``(input_dim, output_dim)``.
@@ -53,7 +53,7 @@ class Embedding(Layer):
         super().__init__(**kwargs)
         self.input_dim = _check_positive("input_dim", input_dim)
         self.output_dim = _check_positive("output_dim", output_dim)
-        check_no_constraint(embeddings_constraint=embeddings_constraint)
+        self.embeddings_constraint = constraints.get(embeddings_constraint)
         init = "random_uniform" if embeddings_initializer == "uniform" else embeddings_initializer
         self.embeddings_initializer = initializers.get(init)
         self.embeddings_regularizer = regularizers.get(embeddings_regularizer)
@@ -70,6 +70,7 @@ class Embedding(Layer):
             self.embeddings_initializer,
             regularizer=self.embeddings_regularizer,
             name="embeddings",
+            constraint=self.embeddings_constraint,
         )
         self.built = True
 
@@ -107,5 +108,6 @@ class Embedding(Layer):
             "output_dim": self.output_dim,
             "embeddings_initializer": initializers.serialize(self.embeddings_initializer),
             "embeddings_regularizer": None if reg is None else regularizers.serialize(reg),
+            "embeddings_constraint": constraints.serialize(self.embeddings_constraint),
             "mask_zero": self.mask_zero,
         }

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from .. import config, initializers, mixed_precision, regularizers
+from .. import config, constraints, initializers, mixed_precision, regularizers
 from . import symbolic
 
 _NAME_COUNTS: defaultdict[str, int] = defaultdict(int)
@@ -34,6 +34,13 @@ def unique_name(base: str) -> str:
     count = _NAME_COUNTS[base]
     _NAME_COUNTS[base] += 1
     return base if count == 0 else f"{base}_{count}"
+
+
+def get_uid(prefix: str = "") -> int:
+    """Keras' ``keras.backend.get_uid``: 1, 2, 3... per prefix, on the counter that automatic layer names use (after
+    one ``Dense``, ``get_uid("dense")`` is 2)."""
+    _NAME_COUNTS[prefix] += 1
+    return _NAME_COUNTS[prefix]
 
 
 def clear_session() -> None:
@@ -186,6 +193,8 @@ class Layer(torch.nn.Module):
         reg = regularizers.get(regularizer)
         if reg is not None:
             self._regularizers.append((param, reg))
+        # Keras' ``variable.constraint``: the optimizer projects the weight with it after each update.
+        param.constraint = constraints.get(constraint)
         return param
 
     @property

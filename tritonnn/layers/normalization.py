@@ -7,19 +7,12 @@ from typing import Any
 
 import torch
 
-from .. import initializers, kernels, regularizers
+from .. import constraints, initializers, kernels, regularizers
 from .layer import Layer
 
 
 def _serialize_reg(reg: Any) -> Any:
     return None if reg is None else regularizers.serialize(reg)
-
-
-def check_no_constraint(**constraints: Any) -> None:
-    """Weight constraints are not implemented in tritonnn: refuse one rather than ignore it."""
-    for name, value in constraints.items():
-        if value is not None:
-            raise ValueError(f"Weight constraints are not supported by tritonnn yet. Received: {name}={value!r}")
 
 
 def _check_epsilon(epsilon: float) -> float:
@@ -53,6 +46,7 @@ class LayerNormalization(Layer):
         scale: if True, multiply by the learned ``gamma``.
         beta_initializer, gamma_initializer: initializers of beta (``"zeros"``) and gamma (``"ones"``).
         beta_regularizer, gamma_regularizer: optional regularizers.
+        beta_constraint, gamma_constraint: optional constraints, applied after every optimizer update.
 
     Input shape: arbitrary. Output shape: the input's.
     """
@@ -78,7 +72,8 @@ class LayerNormalization(Layer):
             self.axis = int(axis)
         else:
             raise TypeError(f"Expected an int or a list/tuple of ints for the argument 'axis', but received: {axis!r}")
-        check_no_constraint(beta_constraint=beta_constraint, gamma_constraint=gamma_constraint)
+        self.beta_constraint = constraints.get(beta_constraint)
+        self.gamma_constraint = constraints.get(gamma_constraint)
         self.epsilon = _check_epsilon(epsilon)
         self.center = bool(center)
         self.scale = bool(scale)
@@ -99,10 +94,20 @@ class LayerNormalization(Layer):
             )
         if self.scale:
             self.gamma = self.add_weight(
-                shape, self.gamma_initializer, regularizer=self.gamma_regularizer, name="gamma"
+                shape,
+                self.gamma_initializer,
+                regularizer=self.gamma_regularizer,
+                name="gamma",
+                constraint=self.gamma_constraint,
             )
         if self.center:
-            self.beta = self.add_weight(shape, self.beta_initializer, regularizer=self.beta_regularizer, name="beta")
+            self.beta = self.add_weight(
+                shape,
+                self.beta_initializer,
+                regularizer=self.beta_regularizer,
+                name="beta",
+                constraint=self.beta_constraint,
+            )
         self.built = True
 
     def call(self, inputs: torch.Tensor) -> torch.Tensor:
@@ -131,6 +136,8 @@ class LayerNormalization(Layer):
             "gamma_initializer": initializers.serialize(self.gamma_initializer),
             "beta_regularizer": _serialize_reg(self.beta_regularizer),
             "gamma_regularizer": _serialize_reg(self.gamma_regularizer),
+            "beta_constraint": constraints.serialize(self.beta_constraint),
+            "gamma_constraint": constraints.serialize(self.gamma_constraint),
         }
 
 
@@ -155,6 +162,7 @@ class BatchNormalization(Layer):
         beta_initializer, gamma_initializer: ``"zeros"``, ``"ones"``.
         moving_mean_initializer, moving_variance_initializer: ``"zeros"``, ``"ones"``.
         beta_regularizer, gamma_regularizer: optional regularizers.
+        beta_constraint, gamma_constraint: optional constraints, applied after every optimizer update.
 
     Weights: ``gamma``, ``beta`` (trainable), ``moving_mean``, ``moving_variance`` (non-trainable), each of shape
     ``(channels,)``. Input shape: arbitrary. Output shape: the input's.
@@ -183,7 +191,8 @@ class BatchNormalization(Layer):
             raise TypeError(f"Expected an integer for the argument 'axis'. Received: axis={axis!r}")
         if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real) or not 0.0 <= momentum <= 1.0:
             raise ValueError(f"Expected `momentum` to be a float in [0, 1]. Received: momentum={momentum!r}")
-        check_no_constraint(beta_constraint=beta_constraint, gamma_constraint=gamma_constraint)
+        self.beta_constraint = constraints.get(beta_constraint)
+        self.gamma_constraint = constraints.get(gamma_constraint)
         self.axis = int(axis)
         self.momentum = float(momentum)
         self.epsilon = _check_epsilon(epsilon)
@@ -210,10 +219,20 @@ class BatchNormalization(Layer):
         shape = (channels,)
         if self.scale:
             self.gamma = self.add_weight(
-                shape, self.gamma_initializer, regularizer=self.gamma_regularizer, name="gamma"
+                shape,
+                self.gamma_initializer,
+                regularizer=self.gamma_regularizer,
+                name="gamma",
+                constraint=self.gamma_constraint,
             )
         if self.center:
-            self.beta = self.add_weight(shape, self.beta_initializer, regularizer=self.beta_regularizer, name="beta")
+            self.beta = self.add_weight(
+                shape,
+                self.beta_initializer,
+                regularizer=self.beta_regularizer,
+                name="beta",
+                constraint=self.beta_constraint,
+            )
         self.moving_mean = self.add_weight(shape, self.moving_mean_initializer, trainable=False, name="moving_mean")
         self.moving_variance = self.add_weight(
             shape, self.moving_variance_initializer, trainable=False, name="moving_variance"
@@ -257,5 +276,7 @@ class BatchNormalization(Layer):
             "moving_variance_initializer": initializers.serialize(self.moving_variance_initializer),
             "beta_regularizer": _serialize_reg(self.beta_regularizer),
             "gamma_regularizer": _serialize_reg(self.gamma_regularizer),
+            "beta_constraint": constraints.serialize(self.beta_constraint),
+            "gamma_constraint": constraints.serialize(self.gamma_constraint),
             "synchronized": self.synchronized,
         }

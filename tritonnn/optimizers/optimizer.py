@@ -57,6 +57,9 @@ class Optimizer:
         name: string.
 
     ``use_ema``, ``loss_scale_factor`` and ``gradient_accumulation_steps`` are accepted at their defaults only.
+
+    A parameter with a ``constraint`` attribute (``Layer.add_weight(constraint=...)``, Keras' ``variable.constraint``)
+    is projected with it after every ``step``.
     """
 
     _rule = ""  # "sgd" | "adam" | "rmsprop"
@@ -105,6 +108,7 @@ class Optimizer:
         self._clip: _optim.GradClip | None = None
         self._pending_state: dict[str, torch.Tensor] | None = None
         self._n_valid = 0
+        self._constraints: list[tuple[torch.Tensor, Any]] = []
 
     # ---- learning rate and iterations ----
     def _set_learning_rate(self, value: Any, initial: bool = False) -> None:
@@ -221,6 +225,12 @@ class Optimizer:
             self._grad_views.append(gv)
             offset += n
         self.params = params
+        # Keras' ``variable.constraint`` (set by ``Layer.add_weight``): projected after every update, in `step`.
+        self._constraints = [
+            (pv, p.constraint)
+            for p, pv in zip(params, self._param_views, strict=True)
+            if getattr(p, "constraint", None) is not None
+        ]
         self._state = {name: torch.zeros_like(self.flat_param) for name in self._state_names()}
         self._iterations = 0
         seg_sizes = sizes + ([padded - total] if padded > total else [])
@@ -269,6 +279,21 @@ class Optimizer:
         self._sync_views()
         self._update(self._current_learning_rate(), self._iterations + 1)
         self._iterations += 1
+        self._apply_constraints()
+
+    @torch.no_grad()
+    def _apply_constraints(self) -> None:
+        """Project each constrained parameter after the update (Keras: ``variable.assign(constraint(variable))``
+        for every trainable variable that has one, after the update step). The projection is computed from the
+        parameter's view and written back into it, so the parameter stays a view of the flat buffer."""
+        for pv, constraint in self._constraints:
+            projected = constraint(pv)
+            if tuple(projected.shape) != tuple(pv.shape):
+                raise ValueError(
+                    f"The constraint {constraint!r} returned a tensor of shape {tuple(projected.shape)} for a weight "
+                    f"of shape {tuple(pv.shape)}: a constraint must keep the weight's shape"
+                )
+            pv.copy_(projected)
 
     def apply(self, grads: list[torch.Tensor] | None = None) -> None:
         """Keras' ``apply(grads)``: copy ``grads`` into the flat gradient buffer (if given), then ``step()``."""
