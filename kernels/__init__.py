@@ -8,7 +8,8 @@ Two small protocols are exposed with the ops. :func:`mark_flat_grad` / :func:`is
 ``.grad`` a view into one flat fp32 buffer marks the parameter, and the dense backward may then accumulate dkernel /
 dbias into that ``.grad`` itself. :func:`known_label_range` is a context manager for a training loop that has
 range-checked its integer labels once: inside it, cross-entropy skips its per-call label check (a device->host sync)
-for the label tensors it names.
+for the label tensors it names. :func:`sparse_labels` turns class labels held as whole-number floats into integers
+under the same check (cross-entropy takes such (N,) float labels itself).
 """
 
 from ._backend import BACKENDS, backend, backend_scope, get_backend, set_backend, use_triton
@@ -20,7 +21,14 @@ from .flat_grad import FLAT_GRAD_ATTR, is_flat_grad_leaf, mark_flat_grad
 from .norm import batch_norm, layer_norm, moments
 from .optim import adam_, optimizer_update_, rmsprop_, sgd_
 from .precision import get_float32_matmul_precision, set_float32_matmul_precision
-from .xent import binary_cross_entropy, known_label_range, log_softmax, softmax, softmax_cross_entropy
+from .xent import (
+    binary_cross_entropy,
+    known_label_range,
+    log_softmax,
+    softmax,
+    softmax_cross_entropy,
+    sparse_labels,
+)
 
 __all__ = [
     "ACTIVATIONS",
@@ -40,6 +48,7 @@ __all__ = [
     "softmax",
     "softmax_cross_entropy",
     "known_label_range",
+    "sparse_labels",
     "FLAT_GRAD_ATTR",
     "is_flat_grad_leaf",
     "mark_flat_grad",

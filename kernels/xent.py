@@ -706,9 +706,10 @@ _KNOWN_RANGES: dict[int, tuple[int, int, int]] = {}
 
 
 class known_label_range:  # noqa: N801 - used like a function, as a context manager
-    """Within the block, integer label tensors in ``targets`` are known to lie in ``[lo, hi]``: cross-entropy
-    skips their per-call range check (a device->host sync) when ``0 <= lo`` and ``hi < C``; any other label tensor,
-    or a range that does not fit the logits, is checked as usual."""
+    """Within the block, label tensors in ``targets`` are known to lie in ``[lo, hi]`` (and, for a float tensor, to
+    hold whole numbers): cross-entropy and :func:`sparse_labels` skip their per-call check (a device->host sync) when
+    ``0 <= lo`` and ``hi < C``; any other label tensor, or a range that does not fit the logits, is checked as usual.
+    """
 
     def __init__(self, targets: list[torch.Tensor], lo: int, hi: int):
         self.entries = {t.data_ptr(): (t.numel(), int(lo), int(hi)) for t in targets}
@@ -726,24 +727,75 @@ class known_label_range:  # noqa: N801 - used like a function, as a context mana
                 _KNOWN_RANGES[ptr] = before
 
 
-def _check_labels(target: torch.Tensor, c: int, ignore_index: int | None) -> None:
-    """Range-check integer labels before any kernel sees them (one device->host sync)."""
+def _is_known(target: torch.Tensor, c: int | None) -> bool:
+    if not _KNOWN_RANGES:
+        return False
+    known = _KNOWN_RANGES.get(target.data_ptr())
+    if known is None or known[0] != target.numel():
+        return False
+    return c is None or (known[1] >= 0 and known[2] < c)
+
+
+def _shown(v: float) -> str:
+    return f"{v:.7g}"
+
+
+def _check_labels(target: torch.Tensor, c: int | None, ignore_index: int | None, op: str = "softmax_cross_entropy"):
+    """Check class labels before any kernel sees them, in one device->host sync: integer-valued (a float tensor
+    must hold whole numbers, as Keras' guides' ``y.astype("float32")`` does) and, with ``c``, in ``[0, c)``."""
     if not CHECK_LABELS and target.is_cuda:
         return
-    if _KNOWN_RANGES:
-        known = _KNOWN_RANGES.get(target.data_ptr())
-        if known is not None and known[0] == target.numel() and known[1] >= 0 and known[2] < c:
-            return
-    bad = (target < 0) | (target >= c)
+    if _is_known(target, c):
+        return
+    floating = target.dtype.is_floating_point
+    bad = torch.zeros_like(target, dtype=torch.bool) if c is None else (target < 0) | (target >= c)
     if ignore_index is not None:
         bad &= target != ignore_index
-    if bool(bad.any()):
-        first = int(target[bad][0])
-        allowed = f"[0, {c})" + ("" if ignore_index is None else f" or ignore_index={ignore_index}")
+    whole = None
+    if floating:
+        whole = torch.isfinite(target) & (target == torch.round(target))
+        bad |= ~whole
+    if not bool(bad.any()):
+        return
+    if floating and not bool(whole.all()):
+        fractional = target[~whole]
         raise ValueError(
-            f"softmax_cross_entropy: expected integer labels in {allowed}. "
-            f"Received: target with {int(bad.sum())} label(s) out of range, e.g. {first}"
+            f"{op}: expected integer class labels (a float array is accepted when it holds whole numbers). "
+            f"Received: y_true with {fractional.numel()} non-integer value(s), e.g. {_shown(float(fractional[0]))}"
         )
+    first = target[bad][0]
+    allowed = f"[0, {c})" + ("" if ignore_index is None else f" or ignore_index={ignore_index}")
+    raise ValueError(
+        f"{op}: expected integer labels in {allowed}. "
+        f"Received: target with {int(bad.sum())} label(s) out of range, e.g. "
+        f"{_shown(float(first)) if floating else int(first)}"
+    )
+
+
+def sparse_labels(
+    target: torch.Tensor,
+    num_classes: int | None = None,
+    *,
+    ignore_index: int | None = None,
+    op: str = "sparse labels",
+) -> torch.Tensor:
+    """Class labels as an integer tensor: an integer tensor as it is, a float tensor of whole numbers as int64.
+
+    Checked in one device->host sync, skipped for a tensor registered with :class:`known_label_range` (fit()
+    registers each batch of a target array it checked once): a float must hold a whole number (``1.7`` is a
+    ``ValueError`` naming the value) and, with ``num_classes``, a label must lie in ``[0, num_classes)`` or equal
+    ``ignore_index``. An integer tensor is only checked when ``num_classes`` is given. ``op`` names the caller in
+    errors.
+    """
+    if not isinstance(target, torch.Tensor) or target.dtype == torch.bool or target.dtype.is_complex:
+        got = f"target.dtype={target.dtype}" if isinstance(target, torch.Tensor) else type(target).__name__
+        raise ValueError(f"{op}: expected integer class labels (or floats holding whole numbers). Received: {got}")
+    if target.dtype.is_floating_point:
+        _check_labels(target, num_classes, ignore_index, op)
+        return target.to(torch.int64)
+    if num_classes is not None:
+        _check_labels(target, num_classes, ignore_index, op)
+    return target
 
 
 def softmax_cross_entropy(
@@ -759,8 +811,8 @@ def softmax_cross_entropy(
 
     Args:
         logits: (N, C) float tensor (logits, or probabilities when ``from_logits=False``).
-        target: (N,) integer class indices (Keras' sparse case) or an (N, C) probability / one-hot matrix
-            (Keras' categorical case).
+        target: (N,) integer class indices (Keras' sparse case; a float (N,) tensor of whole numbers is taken as
+            labels too) or an (N, C) probability / one-hot matrix (Keras' categorical case).
         reduction: ``"mean"`` (over the rows that count), ``"sum"`` or ``"none"`` (per row, fp32).
         label_smoothing: ``t' = (1 - ls) t + ls / C``.
         ignore_index: integer label whose rows count neither in the loss nor in the mean's denominator.
@@ -776,7 +828,16 @@ def softmax_cross_entropy(
             f"{tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__}"
         )
     n, c = logits.shape
-    if target.dtype.is_floating_point:
+    if isinstance(target, torch.Tensor) and target.dtype.is_floating_point and target.dim() == 1:
+        # Sparse labels held as floats (Keras' guides pass ``y.astype("float32")``): whole numbers, checked once.
+        if tuple(target.shape) != (n,):
+            raise ValueError(
+                f"{op}: expected integer labels of shape ({n},). Received: target.shape={tuple(target.shape)}"
+            )
+        if target.device != logits.device:
+            raise ValueError(f"{op}: target is on {target.device}, logits on {logits.device}")
+        target = sparse_labels(target, c, ignore_index=ignore_index, op=op)
+    elif target.dtype.is_floating_point:
         if tuple(target.shape) != (n, c):
             raise ValueError(
                 f"{op}: expected probability targets of the logits' shape {(n, c)}. "
@@ -879,6 +940,8 @@ def log_softmax(x: torch.Tensor, axis: int = -1) -> torch.Tensor:
 
 __all__ = [
     "binary_cross_entropy",
+    "known_label_range",
+    "sparse_labels",
     "log_softmax",
     "softmax",
     "softmax_cross_entropy",

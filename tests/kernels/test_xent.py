@@ -285,6 +285,57 @@ def test_xent_rejects_out_of_range_labels(backend, device, bad):
         kernels.softmax_cross_entropy(z, torch.tensor([0, -100, 3, 7], device=device), ignore_index=-100)
 
 
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_xent_takes_float_labels_that_hold_whole_numbers(backend, device, reduction):
+    # Keras' guides pass y.astype("float32"): (N,) floats of whole numbers are labels, as their integers are.
+    z = torch.randn(5, 4, device=device, requires_grad=True)
+    labels = torch.tensor([0, 3, 1, 2, 3], device=device)
+    ref = kernels.softmax_cross_entropy(z, labels, reduction=reduction)
+    (ref_grad,) = torch.autograd.grad(ref.sum(), z)
+    for dtype in (torch.float32, torch.float64, torch.bfloat16):
+        got = kernels.softmax_cross_entropy(z, labels.to(dtype), reduction=reduction)
+        (grad,) = torch.autograd.grad(got.sum(), z)
+        torch.testing.assert_close(got, ref, rtol=0, atol=0)
+        torch.testing.assert_close(grad, ref_grad, rtol=0, atol=0)
+    ignored = torch.tensor([0.0, -1.0, 1.0, 2.0, 3.0], device=device)
+    torch.testing.assert_close(
+        kernels.softmax_cross_entropy(z, ignored, ignore_index=-1),
+        kernels.softmax_cross_entropy(z, ignored.long(), ignore_index=-1),
+    )
+
+
+@pytest.mark.parametrize(("bad", "shown"), [(1.7, "1.7"), (2.5, "2.5"), (float("nan"), "nan"), (-0.25, "-0.25")])
+def test_xent_refuses_float_labels_that_are_not_whole(backend, device, bad, shown):
+    z = torch.randn(4, 4, device=device)
+    target = torch.tensor([0.0, bad, 3.0, 1.0], device=device)
+    with pytest.raises(ValueError, match=r"integer class labels.*1 non-integer value\(s\), e\.g\. " + shown):
+        kernels.softmax_cross_entropy(z, target)
+    with pytest.raises(ValueError, match=r"labels in \[0, 4\).*e\.g\. 4"):  # whole but out of range
+        kernels.softmax_cross_entropy(z, torch.tensor([0.0, 4.0, 3.0, 1.0], device=device))
+
+
+def test_sparse_labels_converts_checks_and_trusts_a_registered_range(monkeypatch):
+    calls = []
+    real_any = torch.Tensor.any
+    monkeypatch.setattr(torch.Tensor, "any", lambda self, *a, **k: calls.append(1) or real_any(self, *a, **k))
+    labels = torch.tensor([0.0, 2.0, 1.0])
+    out = kernels.sparse_labels(labels)
+    assert out.dtype == torch.int64 and out.tolist() == [0, 2, 1] and calls == [1]
+    ints = torch.tensor([0, 5, 1])
+    assert kernels.sparse_labels(ints) is ints and calls == [1]  # integers: nothing to check without a class count
+    with pytest.raises(ValueError, match=r"labels in \[0, 3\)"):
+        kernels.sparse_labels(ints, 3, op="my_metric")
+    calls.clear()
+    with xent.known_label_range([labels], 0, 2):
+        assert kernels.sparse_labels(labels.view(3, 1).squeeze(1), 3).tolist() == [0, 2, 1]
+        kernels.softmax_cross_entropy(torch.randn(3, 3), labels)
+        assert calls == []
+    with pytest.raises(ValueError, match=r"my_metric: expected integer class labels.*e\.g\. 0.5"):
+        kernels.sparse_labels(torch.tensor([0.5]), op="my_metric")
+    with pytest.raises(ValueError, match="my_metric.*torch.bool"):
+        kernels.sparse_labels(torch.tensor([True]), op="my_metric")
+
+
 def test_xent_rejects_bad_arguments(backend, device):
     z = torch.randn(4, 7, device=device)
     t = torch.tensor([0, 1, 2, 3], device=device)
