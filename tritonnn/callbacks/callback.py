@@ -1,6 +1,8 @@
 """The hooks: ``Callback``, the ``CallbackList`` that calls them, and ``History``.
 
-Per-batch logs are built only for callbacks that override a per-batch hook (see :func:`overrides`).
+Per-batch logs are built only for callbacks that override a per-batch hook (see :func:`overrides`). Every hook
+gets a dict as ``logs``, never None, as in Keras: empty for the begin hooks, the values so far for the end hooks,
+flattened, with keys sorted and values as Python floats (Keras' ``pythonify_logs``; see :func:`pythonify_logs`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,37 @@ BATCH_HOOKS = (
     "on_predict_batch_begin",
     "on_predict_batch_end",
 )
+
+
+# The hooks Keras calls with the logs as a positional argument, after the epoch for the epoch hooks; the batch
+# hooks get ``logs=`` by keyword (a callback that names the parameter otherwise works as under Keras).
+_POSITIONAL = (
+    "on_train_begin",
+    "on_train_end",
+    "on_epoch_begin",
+    "on_epoch_end",
+    "on_test_begin",
+    "on_test_end",
+    "on_predict_begin",
+    "on_predict_end",
+)
+
+
+def pythonify_logs(logs: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The dict a hook gets, by Keras' rule: a new dict (None is ``{}``), nested dicts flattened into it, keys in
+    sorted order, each value ``float(value)`` where that works and the value itself where it does not (a batch of
+    predictions)."""
+    result: dict[str, Any] = {}
+    for key, value in sorted((logs or {}).items()):
+        if isinstance(value, Mapping):
+            result.update(pythonify_logs(value))
+            continue
+        try:
+            value = float(value)
+        except (TypeError, ValueError, RuntimeError):
+            pass
+        result[key] = value
+    return result
 
 
 def say(*args: Any) -> None:
@@ -96,13 +129,21 @@ class CallbackList:
         return bool(self._batch_readers[hook])
 
     def call(self, hook: str, *args: Any, logs: Mapping[str, Any] | None = None) -> None:
+        """Call ``hook`` on every callback with one dict made from ``logs`` (shared by the callbacks of this call,
+        so what one adds the next sees, as in Keras)."""
+        logs = pythonify_logs(logs)
         for cb in self.callbacks:
-            getattr(cb, hook)(*args, logs=logs)
+            if hook in _POSITIONAL:
+                getattr(cb, hook)(*args, logs)
+            else:
+                getattr(cb, hook)(*args, logs=logs)
 
-    def batch(self, hook: str, batch: int, logs_fn: Callable[[], dict[str, Any]] | None) -> None:
+    def batch(self, hook: str, batch: int, logs_fn: Callable[[], Mapping[str, Any]] | None) -> None:
+        """Call a per-batch hook on the callbacks that override it; ``logs_fn`` (None: no logs, the begin hooks)
+        is called only when there is one."""
         readers = self._batch_readers[hook]
         if readers:
-            logs = logs_fn() if logs_fn is not None else {}
+            logs = pythonify_logs(logs_fn() if logs_fn is not None else None)
             for cb in readers:
                 getattr(cb, hook)(batch, logs=logs)
 
@@ -124,4 +165,4 @@ class History(Callback):
             self.history.setdefault(k, []).append(v)
 
 
-__all__ = ["BATCH_HOOKS", "Callback", "CallbackList", "History", "overrides", "say", "specialize"]
+__all__ = ["BATCH_HOOKS", "Callback", "CallbackList", "History", "overrides", "pythonify_logs", "say", "specialize"]

@@ -452,7 +452,9 @@ class Trainer:
                 dist._reduce_metrics(self)
             epoch_logs = self._logs()
             if val_source is not None and (epoch + 1) % validation_freq == 0:
-                val_logs = self._run_test(val_source, keep_runner=True)
+                cbs.call("on_test_begin")  # Keras runs fit's validation through evaluate, with fit's callbacks
+                val_logs = self._run_test(val_source, cbs, keep_runner=True)
+                cbs.call("on_test_end", logs=val_logs)
                 epoch_logs.update({"val_" + k: v for k, v in val_logs.items()})
                 self.train()
             cbs.call("on_epoch_end", epoch, logs=epoch_logs)
