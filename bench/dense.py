@@ -8,7 +8,12 @@ For each (mode, dtype, shape): median and 20/80-percentile times from ``triton.t
 2MNK flops, fwd+bwd: 6MNK), the ratio of each peer's time to tritonnn's, and the percentage of the roofline:
 ``max(flops / peak_flops, bytes / peak_bandwidth)`` over the measured time, with H100 SXM figures (bf16 ~800 TFLOP/s,
 tf32 ~400, fp32 without tensor cores ~60, ~3.0 TB/s copy bandwidth) and the bytes the fused kernels move (below).
-A table goes to stdout and one row per measurement is appended to bench/RESULTS.md, with device, date and command.
+A table goes to stdout and one row per measurement is appended to bench/RESULTS.md (``--results PATH``: another
+file), with device, date and command; ``--json PATH`` appends one JSON object per provider and case to PATH.
+``--dry-run`` runs the same code on the CPU, for checking the script without a GPU: CPU tensors, Triton's
+interpreter for tritonnn's kernels, torch eager as the only peer (torch.compile is skipped, with a note), one tiny
+shape, a ``time.perf_counter`` median (bench/_results.py) instead of ``triton.testing.do_bench``, and rows only to
+``--results`` when it is given.
 
 Bytes moved (elements; times the element size), for an activation that saves its derivative (gelu):
     fused forward:     read MK + KN + N, write MN (y) + MN (act'(z))
@@ -29,9 +34,9 @@ import sys
 
 import torch
 import torch.nn.functional as F
+from _results import RESULTS, device_name, measure, write_json  # bench/ is on sys.path: these run as scripts
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RESULTS = os.path.join(REPO, "bench", "RESULTS.md")
 
 # H100 SXM peaks (dense): the roofline each measurement is compared with.
 PEAK_TFLOPS = {"bf16": 800.0, "tf32": 400.0, "fp32": 60.0}
@@ -48,6 +53,7 @@ DEFAULT_SHAPES = [  # (M, K, N): MLP layers, batch*sequence rows M from 128 to 1
     (16384, 8192, 8192),
 ]
 QUICK_SHAPES = [(1024, 1024, 4096), (4096, 4096, 4096), (16384, 4096, 4096)]
+DRY_RUN_SHAPES = [(64, 128, 64)]  # the interpreter runs each 32x32 block in Python: a tiny, aligned shape
 
 TORCH_ACT = {
     "linear": lambda z: z,
@@ -59,16 +65,16 @@ TORCH_ACT = {
 }
 
 
-def setup(provider: str, shape, dtype_name: str, activation: str, mode: str):
-    """A zero-argument callable running one forward (or forward + backward) of ``provider``."""
+def setup(provider: str, shape, dtype_name: str, activation: str, mode: str, device: str = "cuda"):
+    """A zero-argument callable running one forward (or forward + backward) of ``provider`` on ``device``."""
     from tritonnn import kernels
 
     m, k, n = shape
     dtype = DTYPES[dtype_name]
-    x = torch.randn(m, k, device="cuda", dtype=dtype, requires_grad=mode == "fwd+bwd")
-    w = (torch.randn(k, n, device="cuda", dtype=dtype) / k**0.5).requires_grad_(mode == "fwd+bwd")
-    b = torch.randn(n, device="cuda", dtype=dtype).requires_grad_(mode == "fwd+bwd")
-    dy = torch.randn(m, n, device="cuda", dtype=dtype)
+    x = torch.randn(m, k, device=device, dtype=dtype, requires_grad=mode == "fwd+bwd")
+    w = (torch.randn(k, n, device=device, dtype=dtype) / k**0.5).requires_grad_(mode == "fwd+bwd")
+    b = torch.randn(n, device=device, dtype=dtype).requires_grad_(mode == "fwd+bwd")
+    dy = torch.randn(m, n, device=device, dtype=dtype)
     act = TORCH_ACT[activation]
 
     if provider == "tritonnn":
@@ -180,6 +186,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--providers", default="tritonnn,torch,torch.compile")
     parser.add_argument("--quick", action="store_true", help="three shapes, bf16")
     parser.add_argument("--no-record", action="store_true", help="do not append to bench/RESULTS.md")
+    parser.add_argument("--results", default=None, metavar="PATH", help="append the rows here, not to bench/RESULTS.md")
+    parser.add_argument("--json", default=None, metavar="PATH", help="append one JSON object per result row to PATH")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="CPU tensors, Triton's interpreter, torch eager only, a tiny shape"
+    )
     parser.add_argument("--aot", action="store_true", help="print registers/spills of aligned compiles (no GPU needed)")
     parser.add_argument("--aot-filter", default="", help="with --aot: only cases whose name contains this")
     parser.add_argument("--aot-arch", default="90,80", help="with --aot: comma-separated sm versions")
@@ -187,24 +198,33 @@ def main(argv: list[str] | None = None) -> int:
     if args.aot:
         return aot_report(tuple(int(a) for a in args.aot_arch.split(",")), args.aot_filter)
 
-    if not torch.cuda.is_available():
+    if args.dry_run:
+        os.environ["TRITON_INTERPRET"] = "1"  # before tritonnn's kernels are defined (imported below)
+    elif not torch.cuda.is_available():
         print("bench/dense.py needs a CUDA GPU; none is visible on this machine, so nothing was measured.")
         return 0
+    dev = "cpu" if args.dry_run else "cuda"
 
     import triton
-    from triton.testing import do_bench
 
     sys.path.insert(0, REPO)
     from tritonnn import kernels
 
     shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",") if s] or (
-        QUICK_SHAPES if args.quick else DEFAULT_SHAPES
+        DRY_RUN_SHAPES if args.dry_run else QUICK_SHAPES if args.quick else DEFAULT_SHAPES
     )
     dtypes = ["bf16"] if args.quick and args.dtypes == "fp32,tf32,bf16" else args.dtypes.split(",")
     providers = args.providers.split(",")
-    device = torch.cuda.get_device_name()
+    skipped = {}
+    if args.dry_run and "torch.compile" in providers:
+        skipped["torch.compile"] = "skipped in a dry run (compiling for the CPU takes minutes)"
+        providers.remove("torch.compile")
+        print(f"torch.compile: {skipped['torch.compile']}")
+    device = device_name(dev)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%MZ")
     command = "python bench/dense.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    command = command.strip()
+    results = None if args.no_record else args.results or (None if args.dry_run else RESULTS)
     rows = []
     kernels.set_backend("triton")
     for mode in args.modes.split(","):
@@ -222,19 +242,36 @@ def main(argv: list[str] | None = None) -> int:
                 flops = (2 if mode == "fwd" else 6) * m * n * k
                 elt = DTYPES[dtype_name].itemsize
                 nbytes = fused_bytes(shape, elt, mode, args.activation)
+                roofline_ms = max(flops / (PEAK_TFLOPS[dtype_name] * 1e12), nbytes / (PEAK_TBPS * 1e12)) * 1e3
+                case = {
+                    "script": "dense", "device": device, "date": stamp, "command": command,
+                    "case": f"{mode} {dtype_name} {args.activation} {m}x{k}x{n}", "mode": mode, "dtype": dtype_name,
+                    "activation": args.activation, "shape": f"{m}x{k}x{n}", "flops": flops, "bytes": nbytes,
+                    "peak_tflops": PEAK_TFLOPS[dtype_name], "peak_tbps": PEAK_TBPS,
+                }  # fmt: skip
                 times = {}
                 for provider in providers:
                     try:
-                        run = setup(provider, shape, dtype_name, args.activation, mode)
-                        times[provider] = do_bench(run, quantiles=[0.5, 0.2, 0.8])
+                        run = setup(provider, shape, dtype_name, args.activation, mode, dev)
+                        times[provider] = measure(run, dev)
                     except Exception as exc:  # a peer that fails (e.g. out of memory) is reported, not fatal
-                        print(f"  {provider} failed at {shape}: {type(exc).__name__}: {str(exc)[:200]}")
-                    torch.cuda.empty_cache()
+                        error = f"{type(exc).__name__}: {str(exc)[:200]}"
+                        print(f"  {provider} failed at {shape}: {error}")
+                        write_json(args.json, {**case, "provider": provider, "error": error})
+                    if dev == "cuda":
+                        torch.cuda.empty_cache()
+                for provider, reason in skipped.items():
+                    write_json(args.json, {**case, "provider": provider, "skipped": reason})
+                for provider, (p_ms, p_lo, p_hi) in times.items():
+                    write_json(args.json, {
+                        **case, "provider": provider, "ms": p_ms, "p20": p_lo, "p80": p_hi,
+                        "tflops": flops / (p_ms * 1e-3) / 1e12, "roofline_pct": 100 * roofline_ms / p_ms,
+                        "vs_tritonnn": p_ms / times["tritonnn"][0] if "tritonnn" in times else None,
+                    })  # fmt: skip
                 if "tritonnn" not in times:
                     continue
                 ms, lo, hi = times["tritonnn"]
                 tflops = flops / (ms * 1e-3) / 1e12
-                roofline_ms = max(flops / (PEAK_TFLOPS[dtype_name] * 1e12), nbytes / (PEAK_TBPS * 1e12)) * 1e3
                 ratios = " | ".join(f"{times[p][0] / ms:.2f}x {p}" for p in providers if p != "tritonnn" and p in times)
                 line = (
                     f"M={m} K={k} N={n} | tritonnn {ms:.3f} ms [{lo:.3f},{hi:.3f}] | {tflops:.0f} TFLOP/s | "
@@ -243,15 +280,16 @@ def main(argv: list[str] | None = None) -> int:
                 print(line, flush=True)
                 rows.append(f"| {stamp} | {device} | {mode} | {dtype_name} | {args.activation} | {line} |")
     kernels.set_float32_matmul_precision("highest")
-    if rows and not args.no_record:
-        new_file = not os.path.exists(RESULTS)
-        with open(RESULTS, "a") as f:
+    if rows and results:
+        new_file = not os.path.exists(results)
+        with open(results, "a") as f:
             if new_file:
                 f.write("# Benchmark results\n")
-            f.write(f"\n## dense: `{command}` ({device}, torch {torch.__version__}, triton {triton.__version__})\n\n")
+            version = f"torch {torch.__version__}, triton {triton.__version__}"
+            f.write(f"\n## dense: `{command}` ({device}, {version})\n\n")
             f.write("| date | device | mode | dtype | activation | result |\n|---|---|---|---|---|---|\n")
             f.write("\n".join(rows) + "\n")
-        print(f"\nappended {len(rows)} rows to {os.path.relpath(RESULTS, REPO)}")
+        print(f"\nappended {len(rows)} rows to {os.path.relpath(results, REPO)}")
     return 0
 
 

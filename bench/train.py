@@ -30,8 +30,12 @@ rows) so that a full run takes minutes.
 
 Timing: one warm-up epoch (compilation, autotuning, allocator) is excluded; then ``--epochs`` epochs are timed one by
 one (with a device synchronisation at both ends) and the median is reported. Output: a table of samples/s and the
-ratio tritonnn / peer (> 1: tritonnn is faster), rows appended to bench/RESULTS.md (device, date, command,
-torch/triton versions, load average on a CPU) and a bar chart PNG (needs matplotlib; skipped otherwise).
+ratio tritonnn / peer (> 1: tritonnn is faster), rows appended to bench/RESULTS.md (``--results PATH``: another
+file; device, date, command, torch/triton versions, load average on a CPU), one JSON object per model, dtype and
+peer appended to ``--json PATH`` as each is measured, and a bar chart PNG (needs matplotlib; skipped otherwise).
+``--cases seed:fp32,classic:bf16`` picks (model, dtype) pairs instead of the product of --models and --dtypes.
+A peer that fails (torch.compile on an unsupported setup, say) is reported in its row; the script goes on, and
+exits 1 at the end only when tritonnn itself failed.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ import torch.nn.functional as F
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, BENCH)
+from _results import device_name, write_json  # noqa: E402
 from models import MODELS, Spec, build_torch, build_tritonnn, torch_adam  # noqa: E402
 
 RESULTS = os.path.join(BENCH, "RESULTS.md")
@@ -264,7 +269,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dtypes", default="fp32,bf16", help="comma-separated, from fp32,bf16")
     parser.add_argument("--peers", default=",".join(PEERS), help=f"comma-separated, from {','.join(PEERS)}")
     parser.add_argument("--epochs", type=int, default=None, help="timed epochs after the warm-up (GPU 5, CPU 3)")
+    parser.add_argument(
+        "--cases", default=None, help="comma-separated model:dtype pairs (e.g. seed:fp32,wide:bf16), not the product"
+    )
     parser.add_argument("--no-results", action="store_true", help="do not append to bench/RESULTS.md")
+    parser.add_argument("--results", default=RESULTS, metavar="PATH", help="append the rows here, not bench/RESULTS.md")
+    parser.add_argument("--json", default=None, metavar="PATH", help="append one JSON object per result row to PATH")
     parser.add_argument("--no-plot", action="store_true", help="do not write the bar chart")
     parser.add_argument("--plot", default=os.path.join(BENCH, "train.png"), help="bar chart path (PNG)")
     parser.add_argument("--threads", type=int, default=None, help="CPU: torch.set_num_threads (default: torch's)")
@@ -279,6 +289,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dp-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     models, dtypes, peers = (s.split(",") for s in (args.models, args.dtypes, args.peers))
+    if args.cases:
+        pairs = [tuple(c.split(":", 1)) if ":" in c else (c, "") for c in args.cases.split(",")]
+        models, dtypes = [m for m, _ in pairs], [d for _, d in pairs]
+        cases = pairs
+    else:
+        cases = [(m, d) for m in models for d in dtypes]
     for kind, chosen, allowed in (("model", models, MODELS), ("dtype", dtypes, DTYPES), ("peer", peers, PEERS)):
         bad = [c for c in chosen if c not in allowed]
         if bad:
@@ -298,14 +314,25 @@ def main(argv: list[str] | None = None) -> int:
 
     head = header(dev)
     print(head)
-    rows = []  # (model, spec, dtype, peer, samples/s or None, note)
-    for name in models:
-        spec = spec_for(name, dev)
-        x, y = data(name, spec, dev)
-        for dtype in dtypes:
-            label = f"{name} {'-'.join(map(str, spec.layers))} b{spec.batch} n{len(x)} {dtype}"
-            results: dict[str, float | str] = {}
-            for peer in peers:
+    cmd = "python bench/train.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    cmd = cmd.strip()
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%MZ")
+    rows = []  # (label, {peer: samples/s, or why there is no number})
+    ours_failed = False
+    data_of: dict[str, tuple] = {}
+    for name, dtype in cases:
+        if name not in data_of:
+            spec = spec_for(name, dev)
+            data_of[name] = (spec, *data(name, spec, dev))
+        spec, x, y = data_of[name]
+        label = f"{name} {'-'.join(map(str, spec.layers))} b{spec.batch} n{len(x)} {dtype}"
+        case = {
+            "script": "train", "device": device_name(dev), "date": stamp, "command": cmd, "case": label,
+            "model": name, "dtype": dtype, "layers": list(spec.layers), "batch": spec.batch, "samples": len(x),
+        }  # fmt: skip
+        results: dict[str, float | str] = {}
+        for peer in peers:
+            try:
                 if peer == "tritonnn":
                     times = run_tritonnn(spec, x, y, dtype, epochs, dev)
                 elif peer.startswith("tritonnn-dp"):
@@ -315,25 +342,34 @@ def main(argv: list[str] | None = None) -> int:
                     times = run_torch(spec, x, y, dtype, epochs, dev, mode)
                 else:
                     times = run_keras(peer.split("-")[1], name, dtype, epochs)
-                if isinstance(times, str):
-                    results[peer] = times
-                    print(f"  {label}  {peer}: skipped ({times})")
-                    continue
-                results[peer] = len(x) / statistics.median(times)
-                spread = f"[{len(x) / max(times):,.0f}, {len(x) / min(times):,.0f}]"
-                print(f"  {label}  {peer:<11} {results[peer]:>12,.0f} samples/s {spread}", flush=True)
-            rows.append((label, results))
+            except Exception as exc:  # a peer that fails is reported in its row, not fatal
+                ours_failed |= peer == "tritonnn"
+                first = str(exc).strip().splitlines()[:1]
+                error = f"{type(exc).__name__}: {first[0][:200] if first else ''}"
+                results[peer] = f"failed: {error}"
+                print(f"  {label}  {peer}: failed ({error})", flush=True)
+                write_json(args.json, {**case, "provider": peer, "error": error})
+                continue
+            if isinstance(times, str):
+                results[peer] = times
+                print(f"  {label}  {peer}: skipped ({times})")
+                write_json(args.json, {**case, "provider": peer, "skipped": times})
+                continue
+            results[peer] = len(x) / statistics.median(times)
+            spread = f"[{len(x) / max(times):,.0f}, {len(x) / min(times):,.0f}]"
+            print(f"  {label}  {peer:<11} {results[peer]:>12,.0f} samples/s {spread}", flush=True)
+            write_json(args.json, {**case, "provider": peer, "samples_per_s": results[peer], "epoch_s": times})
+        rows.append((label, results))
     table = render(rows, peers)
     print()
     print(table)
     if not args.no_results:
-        cmd = "python bench/train.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
         end = f"  \nload average at the end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}" if dev == "cpu" else ""
-        with open(RESULTS, "a") as f:
+        with open(args.results, "a") as f:
             f.write(f"\n### train: fit() epochs (bench/train.py)\n\n`{cmd}`  \n{head}{end}\n\n{table}\n")
     if not args.no_plot:
         plot(rows, peers, args.plot, head)
-    return 0
+    return 1 if ours_failed else 0
 
 
 def render(rows, peers) -> str:
@@ -344,7 +380,8 @@ def render(rows, peers) -> str:
         cells = [label]
         for p in peers:
             v = res.get(p)
-            cells.append(f"{v:,.0f}" if isinstance(v, float) else "skipped")
+            failed = str(v).startswith("failed")
+            cells.append(f"{v:,.0f}" if isinstance(v, float) else "failed" if failed else "skipped")
         ours = res.get("tritonnn")
         for p in peers:
             if p == "tritonnn":
