@@ -167,7 +167,7 @@ def test_non_finite_inputs_pass_by_default_and_fail_under_the_opt_in_check():
         ("optimizer", lambda s: keras.optimizers.get(s), "rmsprob", "rmsprop"),
         ("initializer", lambda s: keras.layers.Dense(3, kernel_initializer=s), "glorot_unifrom", "glorot_uniform"),
         ("initializer", lambda s: keras.initializers.get(s), "he_normall", "he_normal"),
-        ("regularizer", lambda s: keras.layers.Dense(3, kernel_regularizer=s), "l1l2", "l1_l2"),
+        ("regularizer", lambda s: keras.layers.Dense(3, kernel_regularizer=s), "l1_l2", "l1l2"),
     ],
 )
 def test_unknown_string_names_the_closest_and_the_valid_names(what, make, typo, closest):

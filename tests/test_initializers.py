@@ -82,8 +82,10 @@ def test_regularizers_match_keras_defaults_and_formulas():
     w = torch.tensor([[1.0, -2.0], [0.5, 0.0]])
     assert regularizers.get("l1")(w).item() == pytest.approx(0.01 * 3.5)
     assert regularizers.get("l2")(w).item() == pytest.approx(0.01 * 5.25)
-    assert regularizers.get("l1_l2")(w).item() == pytest.approx(0.01 * 3.5 + 0.01 * 5.25)
-    assert regularizers.L1L2()(w).item() == 0.0  # the class defaults to 0, the function to 0.01
+    assert regularizers.get("l1l2")(w).item() == 0.0  # Keras 3: "l1l2" is L1L2(), whose penalties default to 0
+    assert regularizers.l1_l2 is regularizers.L1L2 and regularizers.l1_l2(l1=0.01, l2=0.01)(w).item() == pytest.approx(
+        0.01 * 3.5 + 0.01 * 5.25
+    )
     assert regularizers.L1L2(l1=0.1, l2=0.2)(w).item() == pytest.approx(0.35 + 1.05)
     with pytest.raises(ValueError, match="non-negative"):
         regularizers.L2(-1.0)

@@ -36,6 +36,7 @@ if importlib.util.find_spec("tritonnn.kernels") is None:
 
 from . import (  # noqa: E402
     activations,
+    backend,
     callbacks,
     config,
     constraints,
@@ -55,19 +56,39 @@ from . import (  # noqa: E402
     utils,
 )
 from . import kernels as kernels  # noqa: E402
-from .layers import Input  # noqa: E402
+from .config import device  # noqa: E402
+from .initializers import Initializer  # noqa: E402
+from .layers import Input, Layer  # noqa: E402
+from .layers.symbolic import KerasTensor  # noqa: E402
+from .losses import Loss  # noqa: E402
+from .metrics import Metric  # noqa: E402
+from .mixed_precision import DTypePolicy  # noqa: E402
+from .mixed_precision import DTypePolicy as FloatDTypePolicy  # noqa: E402
 from .models import Model, Sequential  # noqa: E402
+from .optimizers import Optimizer  # noqa: E402
+from .regularizers import Regularizer  # noqa: E402
 from .version import __version__ as __version__  # noqa: E402
 
 __all__ = [
+    "DTypePolicy",
+    "FloatDTypePolicy",
+    "Initializer",
     "Input",
+    "KerasTensor",
+    "Layer",
+    "Loss",
+    "Metric",
     "Model",
+    "Optimizer",
+    "Regularizer",
     "Sequential",
     "activations",
+    "backend",
     "callbacks",
     "config",
     "constraints",
     "datasets",
+    "device",
     "distribution",
     "initializers",
     "kernels",

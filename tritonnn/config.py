@@ -2,9 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 
 import torch
+
+from .mixed_precision import dtype_policy, set_dtype_policy
+
+__all__ = [
+    "backend",
+    "check_numerics",
+    "default_device",
+    "device",
+    "dtype_policy",
+    "epsilon",
+    "floatx",
+    "image_data_format",
+]
+__all__ += ["set_check_numerics", "set_default_device", "set_dtype_policy", "set_epsilon", "set_floatx"]
+__all__ += ["set_image_data_format", "standardize_dtype"]
 
 _FLOATX = "float32"
 _EPSILON = 1e-7
@@ -70,6 +87,26 @@ def default_device() -> torch.device:
 def set_default_device(device: str | torch.device | None) -> None:
     global _DEVICE
     _DEVICE = None if device is None else str(torch.device(device))
+
+
+@contextlib.contextmanager
+def device(device_name: str | torch.device) -> Iterator[None]:
+    """Keras' ``with keras.device("cpu"):``: weights and data made inside the block go to ``device_name`` (``"cpu"``,
+    ``"gpu"``/``"gpu:0"`` (CUDA), ``"cuda:1"``); the previous default comes back after it."""
+    name = str(device_name).lower()
+    if name.startswith("gpu"):
+        name = "cuda" + name[3:]
+    try:
+        target = torch.device(name)
+    except RuntimeError as e:
+        raise ValueError(f"Invalid device name. Expected 'cpu', 'gpu:N' or 'cuda:N'. Received: {device_name!r}") from e
+    global _DEVICE
+    previous = _DEVICE
+    _DEVICE = str(target)
+    try:
+        yield
+    finally:
+        _DEVICE = previous
 
 
 def standardize_dtype(dtype: str | torch.dtype | None) -> torch.dtype:

@@ -169,6 +169,61 @@ HeNormal = _variance_scaling_class("HeNormal", 2.0, "fan_in", "truncated_normal"
 LecunUniform = _variance_scaling_class("LecunUniform", 1.0, "fan_in", "uniform")
 LecunNormal = _variance_scaling_class("LecunNormal", 1.0, "fan_in", "truncated_normal")
 
+
+class Identity(Initializer):
+    """``gain`` times the identity matrix (2-D shapes only)."""
+
+    def __init__(self, gain: float = 1.0):
+        self.gain = float(gain)
+
+    def __call__(self, shape, dtype=torch.float32):
+        if len(shape) != 2:
+            raise ValueError(
+                "Identity matrix initializer can only be used for 2D matrices. "
+                f"Received: shape={tuple(shape)} of rank {len(shape)}."
+            )
+        return (self.gain * torch.eye(*shape, dtype=torch.float32)).to(dtype)
+
+    def get_config(self):
+        return {"gain": self.gain}
+
+
+class Orthogonal(_Seeded):
+    """An orthogonal matrix times ``gain`` (Keras' recipe: the Q of a normal matrix's QR, signs made uniform by
+    the diagonal of R; shapes of rank > 2 are flattened to ``(prod(shape[:-1]), shape[-1])``)."""
+
+    def __init__(self, gain: float = 1.0, seed: int | None = None):
+        super().__init__(seed)
+        self.gain = float(gain)
+
+    def __call__(self, shape, dtype=torch.float32):
+        if len(shape) < 2:
+            raise ValueError(
+                f"The tensor to initialize must be at least two-dimensional. Received: shape={tuple(shape)} of rank "
+                f"{len(shape)}."
+            )
+        rows, cols = math.prod(shape[:-1]), shape[-1]
+        a = torch.empty((max(rows, cols), min(rows, cols)), dtype=torch.float32)
+        a.normal_(0.0, 1.0, generator=self._generator())
+        q, r = torch.linalg.qr(a)
+        q = q * torch.sign(torch.diagonal(r))
+        if rows < cols:
+            q = q.t()
+        return (self.gain * q.reshape(tuple(shape))).to(dtype)
+
+    def get_config(self):
+        return {"gain": self.gain, "seed": self.seed}
+
+
+IdentityInitializer = Identity  # Keras 3's other names
+OrthogonalInitializer = Orthogonal
+
+# Keras 3's lowercase aliases are the classes themselves (``keras.initializers.glorot_uniform(seed=1)``).
+zeros, ones, constant, identity, orthogonal = Zeros, Ones, Constant, Identity, Orthogonal
+random_normal, random_uniform, truncated_normal = RandomNormal, RandomUniform, TruncatedNormal
+variance_scaling, glorot_uniform, glorot_normal = VarianceScaling, GlorotUniform, GlorotNormal
+he_uniform, he_normal, lecun_uniform, lecun_normal = HeUniform, HeNormal, LecunUniform, LecunNormal
+
 ALL_OBJECTS: dict[str, type] = {
     "zeros": Zeros,
     "ones": Ones,
@@ -183,12 +238,25 @@ ALL_OBJECTS: dict[str, type] = {
     "he_normal": HeNormal,
     "lecun_uniform": LecunUniform,
     "lecun_normal": LecunNormal,
+    "identity": Identity,
+    "orthogonal": Orthogonal,
 }
 _BY_CLASS_NAME = {cls.__name__: cls for cls in ALL_OBJECTS.values()}
 
 
 def serialize(initializer: Initializer) -> dict[str, Any]:
     return {"class_name": type(initializer).__name__, "config": initializer.get_config()}
+
+
+def deserialize(config: Any, custom_objects: dict[str, Any] | None = None) -> Initializer:
+    """An initializer from :func:`serialize`'s dict or a name; ``custom_objects`` maps class names to classes."""
+    if isinstance(config, dict) and custom_objects and config.get("class_name") in custom_objects:
+        return custom_objects[config["class_name"]].from_config(config.get("config") or {})
+    if isinstance(config, str) and custom_objects and config in custom_objects:
+        return custom_objects[config]()
+    if not isinstance(config, (str, dict)):
+        raise ValueError(f"Could not interpret initializer config: {config!r}")
+    return get(config)
 
 
 def get(identifier: str | dict | Initializer | None) -> Initializer | None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import torch
 
+from .optimizers import LossScaleOptimizer
+
 _POLICIES = {
     # name: (variable_dtype, compute_dtype)
     "float32": ("float32", "float32"),
@@ -105,4 +107,5 @@ def global_policy() -> Policy:
 set_dtype_policy = set_global_policy  # Keras 3 aliases
 dtype_policy = global_policy
 
-__all__ = ["DTypePolicy", "Policy", "dtype_policy", "global_policy", "set_dtype_policy", "set_global_policy"]
+__all__ = ["DTypePolicy", "LossScaleOptimizer", "Policy", "dtype_policy", "global_policy", "set_dtype_policy"]
+__all__ += ["set_global_policy"]

@@ -9,17 +9,26 @@ from typing import Any
 import numpy as np
 import torch
 
+from . import config, ops
+from .backend import clear_session, is_keras_tensor, standardize_dtype
 from .plotting import plot_history, plot_model
-from .saving import get_custom_objects, register_keras_serializable
+from .saving import get_custom_objects, get_registered_name, register_keras_serializable
 
 __all__ = [
+    "clear_session",
     "get_custom_objects",
+    "get_registered_name",
+    "is_keras_tensor",
+    "normalize",
+    "pack_x_y_sample_weight",
     "plot_history",
     "plot_model",
     "register_keras_serializable",
     "set_random_seed",
+    "standardize_dtype",
     "summary_text",
     "to_categorical",
+    "unpack_x_y_sample_weight",
 ]
 
 
@@ -47,6 +56,48 @@ def to_categorical(x: Any, num_classes: int | None = None) -> np.ndarray:
     out = np.zeros((*x.shape, num_classes), dtype="float32")
     np.put_along_axis(out, x[..., None], 1.0, axis=-1)
     return out
+
+
+def normalize(x: Any, axis: int = -1, order: int = 2) -> Any:
+    """``x`` divided by its ``order``-norm along ``axis`` (Keras' ``keras.utils.normalize``): a numpy array gives a
+    numpy array (a zero norm is taken as 1), a tensor a tensor (``x / max(norm, epsilon)``)."""
+    if isinstance(x, np.ndarray):
+        norm = np.atleast_1d(np.linalg.norm(x, order, axis))
+        norm[norm == 0] = 1
+        return x / np.expand_dims(norm, axis or -1)
+    t = ops.convert_to_tensor(x)
+    if t.dim() == 0:
+        t = t.reshape(1)
+    norm = torch.linalg.vector_norm(t, ord=order, dim=axis, keepdim=True)
+    return t / torch.clamp(norm, min=config.epsilon())
+
+
+def pack_x_y_sample_weight(x: Any, y: Any = None, sample_weight: Any = None) -> tuple[Any, ...]:
+    """``(x,)``, ``(x, y)`` or ``(x, y, sample_weight)``, dropping trailing Nones, as Keras packs a batch (a tuple
+    or list ``x`` alone is wrapped so that it is not taken for ``(x, y)``)."""
+    if y is None:
+        return x if not isinstance(x, (tuple, list)) else (x,)
+    if sample_weight is None:
+        return (x, y)
+    return (x, y, sample_weight)
+
+
+def unpack_x_y_sample_weight(data: Any) -> tuple[Any, Any, Any]:
+    """``(x, y, sample_weight)`` from a batch as ``fit`` receives it (``x``, ``(x,)``, ``(x, y)`` or
+    ``(x, y, sample_weight)``); the missing parts are None. A longer tuple is an error naming its length."""
+    if isinstance(data, list):
+        data = tuple(data)
+    if not isinstance(data, tuple):
+        return (data, None, None)
+    if len(data) == 1:
+        return (data[0], None, None)
+    if len(data) == 2:
+        return (data[0], data[1], None)
+    if len(data) == 3:
+        return (data[0], data[1], data[2])
+    raise ValueError(
+        "Data is expected to be in format `x`, `(x,)`, `(x, y)`, or `(x, y, sample_weight)`, found: " + str(data)
+    )
 
 
 def _format_bytes(n: float) -> str:
