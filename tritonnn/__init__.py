@@ -58,6 +58,7 @@ from . import (  # noqa: E402
 from . import kernels as kernels  # noqa: E402
 from .config import device  # noqa: E402
 from .initializers import Initializer  # noqa: E402
+from .keras_alias import install_as_keras  # noqa: E402
 from .layers import Input, Layer  # noqa: E402
 from .layers.symbolic import KerasTensor  # noqa: E402
 from .losses import Loss  # noqa: E402
@@ -91,6 +92,7 @@ __all__ = [
     "device",
     "distribution",
     "initializers",
+    "install_as_keras",
     "kernels",
     "layers",
     "losses",
