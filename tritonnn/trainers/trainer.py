@@ -160,6 +160,8 @@ class Trainer:
         return compile_utils.outputs_list(y_pred, self.output_names)
 
     def _targets_list(self, y: Any, n_outputs: int) -> list[Any]:
+        if y is None:  # no targets at all: a model that adds its own losses (fit(x) with y=None)
+            return [None] * n_outputs
         return compile_utils.targets_list(y, n_outputs, self.output_names)
 
     def _resolve_compiled(self, ys: list[Any], preds: list[torch.Tensor]) -> None:
@@ -307,6 +309,26 @@ class Trainer:
         ]
         return {prefix + m.name: float(m.result()) for m in ordered}
 
+    def _check_no_targets_needed(self, method: str, batches: bool = False) -> None:
+        """Data without targets (``y=None``) trains and evaluates only a model compiled without losses or metrics
+        that read targets: one whose loss it adds itself (``add_loss``), as Keras allows."""
+        needs = [
+            what
+            for what, spec in (
+                ("a loss", self._loss_spec),
+                ("metrics", self._metrics_spec),
+                ("weighted metrics", self._weighted_metrics_spec),
+            )
+            if spec is not None and any(v is not None for v in flatten(spec))
+        ]
+        if needs:
+            got = "batches without targets" if batches else "y=None"
+            raise ValueError(
+                f"Expected target data `y` for {method}(): the model was compiled with {' and '.join(needs)}, which "
+                f"compare(s) predictions with targets. Received: {got}. Pass `y`, or compile without `loss` and "
+                "`metrics` when the model adds its own losses with `add_loss()`."
+            )
+
     # ---- data preparation ----
     def _prepare(self, x: Any, y: Any = None, sample_weight: Any = None, class_weight: Any = None):
         return data.prepare(x, y, sample_weight, class_weight, self.device)
@@ -372,7 +394,7 @@ class Trainer:
             x, y = data.index(x, slice(0, split)), None if y is None else data.index(y, slice(0, split))
         source = self._source(x, y, sample_weight, batch_size, shuffle, steps_per_epoch, class_weight)
         if isinstance(source, data.ArraySource) and source.y is None:
-            raise ValueError("Expected target data `y` for fit(). Received: y=None")
+            self._check_no_targets_needed("fit")
         val_source = None
         if validation_data is not None:
             if data.is_dataset(validation_data):
@@ -483,8 +505,8 @@ class Trainer:
                 self.__dict__["_test_runner"] = (source, run)
         with torch.no_grad():
             for step, (xb, yb, swb) in enumerate(source.epoch()):
-                if yb is None:
-                    raise ValueError("Expected target data `y` to evaluate. Received batches without targets")
+                if yb is None and step == 0:
+                    self._check_no_targets_needed("evaluate", batches=True)
                 if cbs:
                     cbs.batch("on_test_batch_begin", step, None)
                 run(xb, yb, swb)
@@ -519,7 +541,7 @@ class Trainer:
         verbose = 1 if verbose == "auto" else int(verbose)
         source = self._source(x, y, sample_weight, batch_size, False, steps)
         if isinstance(source, data.ArraySource) and source.y is None:
-            raise ValueError("Expected target data `y` for evaluate(). Received: y=None")
+            self._check_no_targets_needed("evaluate")
         self._build_from(source)
         dist = data_parallel.for_run(self)  # None in a single process
         if dist is not None:
