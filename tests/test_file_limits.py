@@ -219,7 +219,7 @@ def test_a_config_asking_for_more_weights_than_the_file_holds_fails_before_alloc
     assert path.stat().st_size < 20_000
 
     def huge(cfg):
-        cfg["config"]["layers"][0]["config"]["units"] = BIG
+        cfg["config"]["layers"][1]["config"]["units"] = BIG  # Keras' layout: layers[0] is the InputLayer
 
     edit_model_config(path, huge)
     name = trained.layers[0].name
@@ -247,7 +247,7 @@ def test_normalization_weights_are_bounded_by_the_file_too(tmp_path, no_big_allo
     model.save(path)
 
     def wide(cfg):  # a wide input (allowed) makes the normalization's weights wide
-        cfg["config"]["input_shape"] = [2 * 10**6]
+        cfg["config"]["layers"][0]["config"]["batch_shape"] = [None, 2 * 10**6]  # the InputLayer's (Keras' layout)
 
     edit_model_config(path, wide)
     with (
@@ -266,7 +266,7 @@ def test_embedding_tables_are_bounded_by_the_file(tmp_path, no_big_allocations):
     model.save(path)
 
     def huge(cfg):
-        cfg["config"]["layers"][0]["config"]["input_dim"] = BIG
+        cfg["config"]["layers"][1]["config"]["input_dim"] = BIG  # layers[0] is the InputLayer
 
     edit_model_config(path, huge)
     with (
@@ -301,12 +301,12 @@ def test_a_huge_input_shape_is_refused_before_allocating(tmp_path, trained, no_b
     trained.save(path)
 
     def huge(cfg):
-        cfg["config"]["input_shape"] = [BIG]
+        cfg["config"]["layers"][0]["config"]["batch_shape"] = [None, BIG]  # the InputLayer's (Keras' layout)
 
     edit_model_config(path, huge)
     with (
         no_big_allocations(),
-        pytest.raises(ValueError, match=rf"input shape \[{BIG}\].*{BIG} elements per sample.*at most"),
+        pytest.raises(ValueError, match=rf"input shape \[None, {BIG}\].*{BIG} elements per sample.*at most"),
     ):
         saving.load_model(path)
     weights = tmp_path / "w.weights.h5"

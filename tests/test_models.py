@@ -29,7 +29,8 @@ def two_io_model() -> keras.Model:
 def test_functional_graph_matches_manual_forward():
     model = two_io_model()
     assert type(model).__name__ == "Functional" and isinstance(model, keras.Model)
-    assert [layer.name for layer in model.layers] == ["a", "shared", "b", "hb", "cat", "reg", "cls"]
+    # Keras 3's order: by depth from the outputs, the inputs first
+    assert [layer.name for layer in model.layers] == ["a", "b", "shared", "hb", "cat", "reg", "cls"]
     reg, cls = model.predict([X4, X3], verbose=0)
     w = {layer.name: [t.detach().double() for t in layer.weights] for layer in model.layers}
     a, b = torch.tensor(X4, dtype=torch.float64), torch.tensor(X3, dtype=torch.float64)

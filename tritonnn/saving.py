@@ -8,6 +8,9 @@ file: an 8-byte little-endian header length, a JSON header, then the raw tensor 
 - ``kind``: ``"model"`` (from :func:`save_model`) or ``"weights"`` (from :func:`save_weights`).
 - ``model_config`` (models only): JSON of :func:`serialize_layer` of the model, i.e. its class name, its
   ``get_config()`` and, for a class registered with :func:`register_keras_serializable`, its registered name.
+  Sequential and Functional configs are in Keras' layout (``layers`` with the InputLayer and, for Functional,
+  each layer's ``inbound_nodes``, ``input_layers``, ``output_layers``); files written before tritonnn followed it
+  (a Sequential's ``input_shape``/``input_dtype``, a Functional's ``nodes``/``inputs``/``outputs``) still load.
 - ``build_config``: JSON ``{"input_shape": [...]}`` for a built model (``null`` when it was never built).
 - ``compile_config``: JSON of the compile arguments (``null`` for an uncompiled model).
 - ``extra``: JSON that a caller attached (``BackupAndRestore`` records the epoch there).

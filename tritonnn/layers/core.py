@@ -68,7 +68,10 @@ def apply_activation(name: Any, z: torch.Tensor) -> torch.Tensor:
 class InputLayer(Layer):
     """The entry of a model: declares the shape (without batch) and dtype of one input.
 
-    ``layer.output`` is the symbolic tensor that ``Input(...)`` returns.
+    ``layer.output`` is the symbolic tensor that ``Input(...)`` returns. The shape is given as ``shape`` (one
+    sample) with an optional ``batch_size``, or as ``batch_shape`` (batch dimension first), as in Keras; the config
+    is Keras' (``batch_shape``, ``dtype``, ``sparse``, ``ragged``, ``name``, ``optional``). Sparse, ragged and
+    optional inputs are not supported: those flags must be false.
     """
 
     _autocast_inputs = False
@@ -78,44 +81,94 @@ class InputLayer(Layer):
         shape: tuple[int | None, ...] | None = None,
         batch_size: int | None = None,
         dtype: str | torch.dtype | None = None,
+        sparse: bool | None = None,
+        ragged: bool | None = None,
+        batch_shape: tuple[int | None, ...] | None = None,
+        optional: bool = False,
         name: str | None = None,
         **kwargs: Any,
     ):
         if shape is None and "input_shape" in kwargs:
             shape = kwargs.pop("input_shape")
+        if batch_shape is None and "batch_input_shape" in kwargs:
+            batch_shape = kwargs.pop("batch_input_shape")
+        for flag, value in (("sparse", sparse), ("ragged", ragged), ("optional", optional)):
+            if value:
+                raise ValueError(f"tritonnn does not support `{flag}=True` inputs. Received: {flag}={value!r}")
+        if batch_shape is not None:
+            if shape is not None:
+                raise ValueError("You cannot pass both `shape` and `batch_shape` at the same time.")
+            if batch_size is not None:
+                raise ValueError("You cannot pass both `batch_size` and `batch_shape` at the same time.")
+            if isinstance(batch_shape, (str, bytes)) or not isinstance(batch_shape, (list, tuple)) or not batch_shape:
+                raise ValueError(
+                    "Expected `batch_shape` to be a non-empty tuple (batch dimension first). "
+                    f"Received: batch_shape={batch_shape!r}"
+                )
+            batch_size, shape = batch_shape[0], tuple(batch_shape[1:])
         if shape is None:
             raise ValueError("You must pass a `shape` argument to InputLayer/Input.")
         if isinstance(shape, int):
             shape = (shape,)
         shape = tuple(shape)
-        if any(d is not None and (not isinstance(d, int) or d < 0) for d in shape):
+        if any(d is not None and (not isinstance(d, int) or isinstance(d, bool) or d < 0) for d in shape):
             raise ValueError(f"Input shape must be a tuple of non-negative integers or None. Received: shape={shape}")
+        if batch_size is not None and (
+            not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1
+        ):
+            raise ValueError(
+                f"Expected `batch_size` to be a positive integer or None. Received: batch_size={batch_size!r}"
+            )
         super().__init__(name=name or unique_name("input_layer"), dtype=dtype, **kwargs)
         self.shape = shape
         self.batch_size = batch_size
         self.built = True
         example = torch.zeros((1, *[1 if d is None else d for d in shape]), dtype=self._dtype)
         node = symbolic.Node(self, None, {}, None)
-        self.output = symbolic.KerasTensor(example, node, 0, name=self.name)
-        node.outputs = self.output
+        node.outputs = symbolic.KerasTensor(example, node, 0, name=self.name)  # self.output, the node's output
         self._output_shape = (None, *shape)
+
+    @property
+    def batch_shape(self) -> tuple[int | None, ...]:
+        """The input's shape with the batch dimension first (``batch_size``, None when not fixed)."""
+        return (self.batch_size, *self.shape)
 
     def call(self, inputs: torch.Tensor) -> torch.Tensor:
         return inputs
 
     def get_config(self) -> dict[str, Any]:
-        return {"shape": self.shape, "batch_size": self.batch_size, "dtype": str(self._dtype)[6:], "name": self.name}
+        return {
+            "batch_shape": list(self.batch_shape),
+            "dtype": str(self._dtype)[6:],
+            "sparse": False,
+            "ragged": False,
+            "name": self.name,
+            "optional": False,
+        }
 
 
 def Input(
     shape: tuple[int | None, ...] | None = None,
     batch_size: int | None = None,
     dtype: str | torch.dtype | None = None,
+    sparse: bool | None = None,
+    ragged: bool | None = None,
+    batch_shape: tuple[int | None, ...] | None = None,
     name: str | None = None,
+    optional: bool = False,
 ) -> symbolic.KerasTensor:
-    """A symbolic model input of ``shape`` (one sample, without the batch dimension), for the Functional API and
-    as the first entry of a ``Sequential``."""
-    return InputLayer(shape=shape, batch_size=batch_size, dtype=dtype, name=name).output
+    """A symbolic model input of ``shape`` (one sample, without the batch dimension; or ``batch_shape``, batch
+    first), for the Functional API and as the first entry of a ``Sequential``."""
+    return InputLayer(
+        shape=shape,
+        batch_size=batch_size,
+        dtype=dtype,
+        sparse=sparse,
+        ragged=ragged,
+        batch_shape=batch_shape,
+        optional=optional,
+        name=name,
+    ).output
 
 
 class Dense(Layer):

@@ -16,6 +16,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import torch
 
 from .. import config, constraints, initializers, mixed_precision, regularizers
@@ -54,7 +55,61 @@ def shape_of(x: Any) -> Any:
         return type(x)(shape_of(v) for v in x)
     if isinstance(x, dict):
         return {k: shape_of(v) for k, v in x.items()}
+    if x is None:  # an optional argument left out
+        return None
     return (None, *tuple(x.shape[1:]))
+
+
+_module_getattr = torch.nn.Module.__getattr__
+
+
+def _is_array(x: Any) -> bool:
+    """A NumPy array or scalar, or another library's array (anything with ``__array__``), not a torch tensor."""
+    return isinstance(x, (np.ndarray, np.generic)) or (not isinstance(x, torch.Tensor) and hasattr(x, "__array__"))
+
+
+def _is_number_list(value: Any) -> bool:
+    """A non-empty list/tuple of Python numbers or of such lists: one array written out by hand, not a list of
+    arrays (several inputs)."""
+    if not isinstance(value, (list, tuple)) or not value:
+        return False
+    return all(
+        isinstance(v, (bool, int, float, np.number)) or (isinstance(v, (list, tuple)) and (not v or _is_number_list(v)))
+        for v in value
+    )
+
+
+def _ragged_depth(value: Any) -> int | None:
+    """The first depth at which a nested list's entries have different lengths (None when it is rectangular)."""
+    level: list[Any] = [value]
+    depth = 0
+    while level:
+        lengths = {len(v) if isinstance(v, (list, tuple)) else -1 for v in level}
+        if len(lengths) > 1:
+            return depth
+        level = [x for v in level if isinstance(v, (list, tuple)) for x in v]
+        depth += 1
+    return None
+
+
+def _short_repr(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def array_to_tensor(x: Any, device: torch.device | str | None = None) -> torch.Tensor:
+    """An array-like (a NumPy array or scalar, anything with ``__array__``, a nested list of numbers) as a tensor on
+    ``device`` (default: ``config.default_device()``); float64 becomes floatx (float32), as Keras converts inputs.
+
+    Raises ``ValueError`` for data NumPy holds only as objects or text (``dtype=object``, strings).
+    """
+    arr = np.asarray(x)
+    if arr.dtype.kind in "OUSV":
+        raise ValueError(f"it holds non-numeric data, dtype {arr.dtype.str!r}")
+    t = torch.from_numpy(np.ascontiguousarray(arr))
+    if t.dtype == torch.float64:
+        t = t.to(config.standardize_dtype(config.floatx()))
+    return t.to(config.default_device() if device is None else device)
 
 
 def _dtypes_for(dtype: Any) -> tuple[torch.dtype, torch.dtype]:
@@ -302,10 +357,35 @@ class Layer(torch.nn.Module):
         """The dtype of the layer's weights (float32 under the mixed policies)."""
         return self._dtype
 
-    def _maybe_build(self, inputs: Any) -> None:
+    def _maybe_build(self, inputs: Any, args: tuple[Any, ...] = ()) -> None:
         if not self.built:
-            self.build(shape_of(inputs))
+            if args:
+                self.build(**self._build_shapes(inputs, args))
+            else:
+                self.build(shape_of(inputs))
             self.built = True
+
+    def _build_shapes(self, inputs: Any, args: tuple[Any, ...]) -> dict[str, Any]:
+        """``build``'s arguments for a call with several positional tensors (Keras' rule): a ``build`` of one
+        argument gets the first tensor's shape; one of several gets ``<name>_shape`` for each argument ``<name>``
+        of ``call``."""
+        params = [
+            p
+            for p in inspect.signature(self.build).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        ]
+        if len(params) <= 1:
+            return {params[0].name: shape_of(inputs)} if params else {}
+        bound = inspect.signature(self.call).bind_partial(inputs, *args).arguments
+        shapes = {f"{name}_shape": shape_of(value) for name, value in bound.items()}
+        unknown = [p.name for p in params if p.name not in shapes and p.default is p.empty]
+        if unknown:
+            raise ValueError(
+                f"Layer {self.name!r}: for a `build()` method with more than one argument, all arguments should have "
+                f"a `_shape` suffix and match an argument from `call()`. Unmatched: {unknown}; the call's tensor "
+                f"arguments give {sorted(shapes)}."
+            )
+        return {p.name: shapes[p.name] for p in params if p.name in shapes}
 
     def _autocast(self, x: Any) -> Any:
         if isinstance(x, torch.Tensor) and self._autocast_inputs and x.dtype != self.compute_dtype:
@@ -314,29 +394,127 @@ class Layer(torch.nn.Module):
         return x
 
     def __call__(self, inputs: Any, *args: Any, training: bool | None = None, **kwargs: Any) -> Any:
-        if args:
-            raise TypeError(
-                f"Layer {self.name!r} takes its inputs as one argument (a tensor, or a list or dict of tensors); "
-                f"pass other arguments by keyword. Received {1 + len(args)} positional arguments."
-            )
-        if symbolic.is_symbolic(inputs):
-            return symbolic.symbolic_call(self, inputs, kwargs)
+        """Call the layer: on tensors (NumPy arrays and lists of numbers are converted first), or on symbolic
+        tensors from ``Input`` (which records the call in the graph and returns symbolic outputs).
+
+        ``inputs`` is the first positional argument (one tensor, or a list or dict of them); further positional
+        arguments are more tensors for a ``call(self, a, b)`` that takes several (``None`` for one left out).
+        """
+        if args or kwargs or not isinstance(inputs, torch.Tensor):
+            if symbolic.is_symbolic((inputs, args, kwargs)):
+                if training is not None and self._call_takes_training:
+                    kwargs["training"] = training  # an explicit training= is part of the graph, as in Keras
+                return symbolic.symbolic_call(self, inputs, args, kwargs)
+            inputs, args, kwargs = self._convert_arguments(inputs, args, kwargs)
         if self._call_takes_training:
             kwargs["training"] = training
-        return self._concrete_call(inputs, kwargs)
+        return self._concrete_call(inputs, args, kwargs)
 
-    def _concrete_call(self, inputs: Any, kwargs: dict[str, Any]) -> Any:
+    def _input_device(self) -> torch.device:
+        """Where converted inputs go: the device of the layer's weights, else the default device."""
+        for p in self.parameters():
+            return p.device
+        return config.default_device()
+
+    def _convert_arguments(
+        self, inputs: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
+        """Keras converts array arguments to tensors at ``__call__``: NumPy arrays (anything with
+        ``__array__``) and, here, nested lists of numbers become tensors on the layer's device, float64 as floatx
+        (float32); keyword arguments are converted only when they are arrays. What cannot be a tensor is a clear
+        error naming the layer and the type."""
+        if inputs is None:
+            raise ValueError(
+                f"Inputs to a layer should be tensors. Got 'None' (of type {type(None)}) as input for layer "
+                f"'{self.name}'."
+            )
+        device = self._input_device()
+        inputs = self._to_tensors(inputs, device, "its inputs")
+        args = tuple(self._to_tensors(a, device, f"its positional argument {i + 2}") for i, a in enumerate(args))
+        if kwargs:
+            kwargs = {k: array_to_tensor(v, device) if _is_array(v) else v for k, v in kwargs.items()}
+        return inputs, args, kwargs
+
+    def _to_tensors(self, value: Any, device: torch.device, what: str) -> Any:
+        if value is None or isinstance(value, torch.Tensor):
+            return value
+        if _is_array(value):
+            return self._array(value, device, what)
+        if _is_number_list(value):
+            rows = _ragged_depth(value)
+            if rows is not None:
+                raise ValueError(
+                    f"Layer '{self.name}' ({type(self).__name__}) received a ragged list as {what}: its entries at "
+                    f"depth {rows} have different lengths. Pass a rectangular list or an array."
+                )
+            return self._array(value, device, what)
+        if isinstance(value, (list, tuple)):
+            return type(value)(self._to_tensors(v, device, what) for v in value)
+        if isinstance(value, dict):
+            return {k: self._to_tensors(v, device, what) for k, v in value.items()}
+        hint = (
+            " A Python number is not a tensor: pass it by keyword (an option of the call), or as an array."
+            if isinstance(value, (bool, int, float, complex))
+            else ""
+        )
+        raise ValueError(
+            f"Layer '{self.name}' ({type(self).__name__}) cannot convert {what} to a tensor: received a value of type "
+            f"{type(value).__name__}: {_short_repr(value)}. Pass tensors, NumPy arrays or (nested) lists of numbers, "
+            f"or a list or dict of them.{hint}"
+        )
+
+    def _array(self, value: Any, device: torch.device, what: str) -> torch.Tensor:
+        try:
+            return array_to_tensor(value, device)
+        except (TypeError, ValueError) as e:
+            raise ValueError(
+                f"Layer '{self.name}' ({type(self).__name__}) cannot convert {what} to a tensor: received "
+                f"{type(value).__name__} {_short_repr(value)} ({e})."
+            ) from e
+
+    def _concrete_call(self, inputs: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if isinstance(inputs, (list, tuple)):
             inputs = type(inputs)(self._autocast(v) for v in inputs)
         elif isinstance(inputs, dict):
             inputs = {k: self._autocast(v) for k, v in inputs.items()}
         else:
             inputs = self._autocast(inputs)
-        self._maybe_build(inputs)
-        outputs = super().__call__(inputs, **kwargs)
+        if args:
+            args = tuple(symbolic.map_structure(self._autocast, a) for a in args)
+        self._maybe_build(inputs, args)
+        outputs = super().__call__(inputs, *args, **kwargs)
         if self.activity_regularizer is not None:
             self.add_loss(self.activity_regularizer(outputs) / outputs.shape[0])
         return outputs
+
+    # ---- the symbolic graph ----------------------------------------------------------------------------------
+    @property
+    def input(self) -> Any:
+        """The symbolic input(s) of the layer's first call on symbolic tensors (one tensor, or a list)."""
+        return self._node_attribute("input_tensors", "input")
+
+    @property
+    def output(self) -> Any:
+        """The symbolic output(s) of the layer's first call on symbolic tensors (one tensor, or a list)."""
+        return self._node_attribute("output_tensors", "output")
+
+    def _node_attribute(self, attr: str, what: str) -> Any:
+        if not self._inbound_nodes:
+            raise AttributeError(f"The layer {self.name} has never been called and thus has no defined {what}.")
+        values = getattr(self._inbound_nodes[0], attr)
+        return values[0] if len(values) == 1 else values
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return _module_getattr(self, name)
+        except AttributeError:
+            # A property of the class that raised AttributeError (``output`` of a layer never called): Python
+            # then asks __getattr__, and nn.Module's would replace the property's message with "no attribute".
+            # Run it again so that its own error, which says why, is the one raised.
+            attr = inspect.getattr_static(type(self), name, None)
+            if isinstance(attr, property) and attr.fget is not None:
+                return attr.fget(self)
+            raise
 
     def compute_output_shape(self, input_shape: Any) -> Any:
         """The output shape for an input shape, found by calling the layer on zeros when not overridden."""

@@ -7,6 +7,7 @@ so every layer, built-in or custom, gets correct output shapes without a shape f
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -19,7 +20,7 @@ class KerasTensor:
     def __init__(self, example: torch.Tensor, node: Node | None, index: int, name: str | None = None):
         self._example = example
         self.node = node
-        self.index = index  # position among the node's flattened outputs
+        self.index = index  # position among the node's flattened outputs (Node.output_tensors)
         self.name = name
 
     @property
@@ -45,19 +46,45 @@ class KerasTensor:
 
 
 class Node:
-    """One call of a layer on symbolic inputs: ``outputs = layer(inputs, **kwargs)``."""
+    """One call of a layer on symbolic arguments: ``outputs = layer(inputs, *args, **kwargs)``.
 
-    def __init__(self, layer: Any, inputs: Any, kwargs: dict[str, Any], outputs: Any):
+    ``inputs`` is the first positional argument, ``args`` the further ones (a layer whose ``call(self, a, b)``
+    takes several tensors), ``kwargs`` the keyword arguments (``training`` when it was given); symbolic tensors may
+    sit anywhere in them. Each node is appended to ``layer._inbound_nodes``; ``serial`` orders nodes by creation.
+    """
+
+    _serials = itertools.count()
+
+    def __init__(self, layer: Any, inputs: Any, kwargs: dict[str, Any], outputs: Any, args: tuple[Any, ...] = ()):
         self.layer = layer
         self.inputs = inputs
+        self.args = tuple(args)
         self.kwargs = kwargs
         self.outputs = outputs
-        self.index = len(layer._inbound_nodes)
+        self.serial = next(Node._serials)
         layer._inbound_nodes.append(self)
 
     @property
+    def call_args(self) -> tuple[Any, ...]:
+        """Every positional argument of the call: ``(inputs, *args)``."""
+        return (self.inputs, *self.args)
+
+    @property
     def parents(self) -> list[KerasTensor]:
-        return flatten(self.inputs)
+        """The symbolic tensors the call reads (positional arguments first, then keyword arguments)."""
+        if self.inputs is None and not self.args and not self.kwargs:
+            return []
+        return [t for t in flatten([self.inputs, list(self.args), self.kwargs]) if isinstance(t, KerasTensor)]
+
+    @property
+    def input_tensors(self) -> list[KerasTensor]:
+        """Keras' name for :attr:`parents`."""
+        return self.parents
+
+    @property
+    def output_tensors(self) -> list[KerasTensor]:
+        """The call's symbolic outputs, flattened (a dict's values in sorted-key order)."""
+        return [t for t in flatten(self.outputs) if isinstance(t, KerasTensor)]
 
 
 def flatten(struct: Any) -> list[Any]:
@@ -80,21 +107,26 @@ def is_symbolic(struct: Any) -> bool:
     return any(isinstance(t, KerasTensor) for t in flatten(struct))
 
 
-def symbolic_call(layer: Any, inputs: Any, kwargs: dict[str, Any]) -> Any:
-    """Call ``layer`` on symbolic inputs: run it on their examples to learn output shapes, and record a Node."""
-    examples = map_structure(lambda t: t._example if isinstance(t, KerasTensor) else t, inputs)
-    run_kwargs = dict(kwargs)
+def symbolic_call(layer: Any, inputs: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """Call ``layer`` on symbolic arguments: run it on their examples to learn output shapes, and record a Node."""
+
+    def example(t: Any) -> Any:
+        return t._example if isinstance(t, KerasTensor) else t
+
+    examples = map_structure(example, inputs)
+    example_args = map_structure(example, tuple(args))
+    run_kwargs = map_structure(example, dict(kwargs))
     if layer._call_takes_training:
         run_kwargs["training"] = False
     with torch.no_grad():
-        out = layer._concrete_call(examples, run_kwargs)
+        out = layer._concrete_call(examples, example_args, run_kwargs)
     layer._clear_losses()
-    node = Node(layer, inputs, kwargs, None)
-    counter = iter(range(1 << 30))
+    node = Node(layer, inputs, kwargs, None, args)
     outputs = map_structure(
-        lambda t: KerasTensor(t.detach(), node, next(counter), name=layer.name) if isinstance(t, torch.Tensor) else t,
-        out,
+        lambda t: KerasTensor(t.detach(), node, 0, name=layer.name) if isinstance(t, torch.Tensor) else t, out
     )
     node.outputs = outputs
+    for i, t in enumerate(node.output_tensors):  # a tensor's index is its position in the flattened outputs
+        t.index = i
     layer._output_shape = map_structure(lambda t: t.shape if isinstance(t, KerasTensor) else None, outputs)
     return outputs

@@ -1,12 +1,14 @@
-"""Models: ``Model`` (the container joined to the trainer), the Functional API and ``Sequential``."""
+"""Models: ``Model`` (the container joined to the trainer), the Functional API and ``Sequential``; ``clone_model``,
+``model_from_json`` and ``load_model``."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from .. import saving
+from .cloning import clone_model
 from .functional import Functional
-from .model import Model
+from .model import Model, model_from_json
 from .sequential import Sequential
 
 
@@ -17,4 +19,4 @@ def load_model(
     return saving.load_model(filepath, custom_objects=custom_objects, compile=compile, safe_mode=safe_mode)
 
 
-__all__ = ["Functional", "Model", "Sequential", "load_model"]
+__all__ = ["Functional", "Model", "Sequential", "clone_model", "load_model", "model_from_json"]

@@ -7,6 +7,7 @@ All three are ``torch.nn.Module``s.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -14,8 +15,7 @@ import torch
 
 from .. import config, saving
 from ..layers.layer import Layer, shape_of
-from ..layers.symbolic import KerasTensor, flatten, map_structure
-from ..trainers import data
+from ..layers.symbolic import flatten
 from ..trainers.trainer import Trainer
 from ..utils import summary_text
 
@@ -78,7 +78,7 @@ class Model(Trainer, Layer):
         (print_fn or print)(summary_text(self, line_length=line_length))
 
     # ---- building ----
-    def _maybe_build(self, inputs: Any) -> None:
+    def _maybe_build(self, inputs: Any, args: tuple[Any, ...] = ()) -> None:
         if not self.built:
             # Sublayers build themselves during this first forward; remember the shape for saving.
             self._build_input_shape = shape_of(inputs)
@@ -124,13 +124,9 @@ class Model(Trainer, Layer):
         saving.load_weights(self, filepath)
 
     def __call__(self, inputs: Any, *args: Any, training: bool | None = None, **kwargs: Any) -> Any:
-        if not isinstance(inputs, (torch.Tensor, KerasTensor)) and not isinstance(inputs, (list, tuple, dict)):
-            inputs = data.to_tensor(inputs, self.device)
-        elif isinstance(inputs, (list, tuple, dict)):
-            inputs = map_structure(
-                lambda a: a if isinstance(a, (torch.Tensor, KerasTensor)) else data.to_tensor(a, self.device), inputs
-            )
-        self._check_device(inputs)
+        # Arrays and lists of numbers become tensors on the model's device in Layer.__call__; a tensor on another
+        # device is an error that says so.
+        self._check_device((inputs, args))
         return super().__call__(inputs, *args, training=training, **kwargs)
 
     def _check_device(self, inputs: Any) -> None:
@@ -146,6 +142,43 @@ class Model(Trainer, Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {"name": self.name, "trainable": self.trainable}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], custom_objects: dict[str, Any] | None = None) -> Model:
+        """A model from :meth:`get_config`'s output: a Functional config (``layers``, ``input_layers``,
+        ``output_layers``) rebuilds the graph, as ``keras.Model.from_config`` does; any other config is passed to
+        the class's constructor (a subclassed model's own ``get_config``)."""
+        functional = Model.functional_class
+        if functional is not None and functional.is_functional_config(config):
+            target = cls if isinstance(cls, type) and issubclass(cls, functional) else functional
+            return functional.from_config.__func__(target, config, custom_objects=custom_objects)
+        if not isinstance(config, dict):
+            raise ValueError(f"Expected `config` to be a dict. Received: config={config!r}")
+        return cls(**config)
+
+    def to_json(self, **kwargs: Any) -> str:
+        """The model's architecture as a JSON string (``json.dumps`` keyword arguments pass through), which
+        :func:`model_from_json` rebuilds (new weights)."""
+        return json.dumps(saving.serialize_layer(self), **kwargs)
+
+
+def model_from_json(json_string: str, custom_objects: dict[str, Any] | None = None) -> Model:
+    """Rebuild an (uncompiled) model from :meth:`Model.to_json`'s string (Keras' ``keras.models.model_from_json``).
+
+    Args:
+        json_string: the JSON text of a model's serialized config.
+        custom_objects: optional dict mapping class names (or registered names) to custom classes.
+    """
+    if not isinstance(json_string, (str, bytes, bytearray)):
+        raise ValueError(f"Expected `json_string` to be a JSON string. Received: {type(json_string).__name__}")
+    try:
+        config = json.loads(json_string)
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+        raise ValueError(f"`json_string` is not valid JSON: {e}") from e
+    model = saving.deserialize_layer(config, custom_objects=custom_objects)
+    if not isinstance(model, Model):
+        raise ValueError(f"The JSON describes a {type(model).__name__}, not a model")
+    return model
 
 
 def as_lists(shape: Any) -> Any:

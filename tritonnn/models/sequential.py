@@ -10,7 +10,7 @@ from .. import saving
 from ..layers import fusion
 from ..layers.core import InputLayer
 from ..layers.layer import Layer, shape_of
-from ..layers.symbolic import KerasTensor
+from ..layers.symbolic import KerasTensor, Node
 from .model import Model
 
 
@@ -32,6 +32,11 @@ class Sequential(Model):
         super().__init__(name=name, trainable=trainable)
         self._layers = torch.nn.ModuleList()
         self._input_layer: InputLayer | None = None
+        # The symbolic graph of the stack (from the input layer's tensor through every layer), made when the model
+        # is built: what `inputs`, `outputs` and each layer's `output` read. `_graph_nodes` are the nodes it
+        # recorded on the layers, dropped from them when the stack changes and the graph is made again.
+        self._graph_output: KerasTensor | None = None
+        self._graph_nodes: list[Node] = []
         for layer in layers or []:
             self.add(layer)
 
@@ -39,9 +44,40 @@ class Sequential(Model):
     def layers(self) -> list[Layer]:
         return list(self._layers)
 
+    # ---- the symbolic graph (defined once the model knows its input shape) ----
+    def _graph(self, what: str) -> tuple[KerasTensor, KerasTensor]:
+        if self._input_layer is None or self._graph_output is None:
+            raise AttributeError(f"Sequential model '{self.name}' has no defined {what} yet.")
+        return self._input_layer.output, self._graph_output
+
     @property
-    def inputs(self) -> list[KerasTensor] | None:
-        return None if self._input_layer is None else [self._input_layer.output]
+    def inputs(self) -> list[KerasTensor]:
+        """The model's symbolic input, in a list (an ``AttributeError`` until the input shape is known)."""
+        return [self._graph("inputs")[0]]
+
+    @property
+    def outputs(self) -> list[KerasTensor]:
+        """The last layer's symbolic output, in a list: with :attr:`inputs`, what a Functional model built from
+        this one takes (``Model(model.inputs, model.get_layer(name).output)`` shares the layers and weights)."""
+        return [self._graph("outputs")[1]]
+
+    @property
+    def input(self) -> KerasTensor:
+        """The model's symbolic input (``inputs[0]``)."""
+        return self._graph("input")[0]
+
+    @property
+    def output(self) -> KerasTensor:
+        """The last layer's symbolic output (``outputs[0]``)."""
+        return self._graph("output")[1]
+
+    @property
+    def input_shape(self) -> tuple[int | None, ...]:
+        return self._graph("input shape")[0].shape
+
+    @property
+    def output_shape(self) -> Any:
+        return self._graph("output shape")[1].shape
 
     def add(self, layer: Any) -> None:
         """Append a layer; an ``Input`` (or a first layer with ``input_shape=``) builds the model right away."""
@@ -74,13 +110,15 @@ class Sequential(Model):
             raise ValueError("There are no layers in the model.")
         layer = self._layers[-1]
         del self._layers[-1]
+        if self._graph_output is not None:  # the graph ends at the layer before now
+            self._make_graph()
         return layer
 
     def _build_from_input(self) -> None:
         if self._input_layer is not None and len(self._layers):
             self.build((None, *self._input_layer.shape))
 
-    def _maybe_build(self, inputs: Any) -> None:
+    def _maybe_build(self, inputs: Any, args: tuple[Any, ...] = ()) -> None:
         if not self.built:
             if self._input_layer is None and isinstance(inputs, torch.Tensor):
                 # Built from the first batch: the input keeps that batch's dtype (integer ids for an Embedding).
@@ -95,10 +133,24 @@ class Sequential(Model):
             input_shape = (None, *self._input_layer.shape)
         if self._input_layer is None:
             self._input_layer = InputLayer(shape=tuple(input_shape)[1:])
+        self._make_graph()
+        self.built = True
+
+    def _make_graph(self) -> None:
+        """Call the layers in turn on the input layer's symbolic tensor (which builds them), replacing the graph
+        an earlier build recorded on them."""
+        for node in self._graph_nodes:
+            owner = node.layer._inbound_nodes
+            if node in owner:
+                owner.remove(node)
+        self._graph_nodes = []
+        self._graph_output = None
         x: Any = self._input_layer.output
         for layer in self._layers:
+            before = len(layer._inbound_nodes)
             x = layer(x)
-        self.built = True
+            self._graph_nodes.extend(layer._inbound_nodes[before:])
+        self._graph_output = x if len(self._layers) else None
 
     def call(self, inputs: torch.Tensor, training: bool | None = None) -> torch.Tensor:
         x = inputs
@@ -110,21 +162,36 @@ class Sequential(Model):
         return x
 
     def get_config(self) -> dict[str, Any]:
+        """Keras' layout: ``name``, ``trainable``, ``dtype``, ``layers`` (the input layer first, when the model has
+        one) and ``build_input_shape`` (the input's batch shape, when it is known)."""
+        layers = [] if self._input_layer is None else [saving.serialize_layer(self._input_layer)]
+        layers.extend(saving.serialize_layer(layer) for layer in self._layers)
         cfg: dict[str, Any] = {
             "name": self.name,
             "trainable": self.trainable,
-            "layers": [saving.serialize_layer(layer) for layer in self._layers],
+            "dtype": Layer.get_config(self)["dtype"],
+            "layers": layers,
         }
         if self._input_layer is not None:
-            cfg["input_shape"] = list(self._input_layer.shape)
-            cfg["input_dtype"] = str(self._input_layer.dtype).replace("torch.", "")
+            cfg["build_input_shape"] = list(self._input_layer.batch_shape)
         return cfg
 
     @classmethod
     def from_config(cls, config: dict[str, Any], custom_objects: dict[str, Any] | None = None) -> Sequential:
+        """Rebuild from :meth:`get_config`'s output, or from the layout tritonnn wrote before it followed Keras'
+        (files of format_version 1 until then): ``input_shape`` and ``input_dtype`` keys beside ``layers`` that
+        do not hold the input layer."""
+        if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
+            raise ValueError(
+                "A Sequential model configuration must be a dictionary containing the 'name' and 'layers' keys. "
+                f"Received: config={config!r}"
+            )
         model = cls(name=config.get("name"), trainable=config.get("trainable", True))
-        if config.get("input_shape") is not None:
+        if config.get("input_shape") is not None:  # the earlier layout
             model.add(InputLayer(shape=tuple(config["input_shape"]), dtype=config.get("input_dtype")))
         for layer_cfg in config["layers"]:
             model.add(saving.deserialize_layer(layer_cfg, custom_objects=custom_objects))
+        build_shape = config.get("build_input_shape")
+        if not model.built and isinstance(build_shape, (list, tuple)) and build_shape and len(model._layers):
+            model.build(tuple(build_shape))
         return model
