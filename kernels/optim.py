@@ -36,8 +36,13 @@ them to a device scalar with one atomic), and the scaling is fused into the upda
 scalar: no host sync, no rescaled copy of the gradient. ``clipnorm`` (per variable) uses the same two kernels over
 a chunk table whose chunks never cross a variable boundary, one accumulator per variable.
 
-All step-dependent scalars (the learning rate from a schedule, Adam's bias corrections) are computed on the host
-from the optimizer's host-side step counter, which never needs to be read back from the device: no host sync.
+Every step-dependent scalar lives on the device, so that one step reads no host value that changes between steps
+and a CUDA graph replay of it is exact: the learning rate (a 0-d fp32 tensor, ``lr``) and the 1-based step count
+(a 0-d int64 tensor, ``step``) are read by the kernel through pointers, and Adam's bias corrections
+``1 - beta^t`` are computed from ``step`` inside it (from ``log(beta)``, given once: the only scalars passed by
+value are constants of the configuration). A third pointer, ``found_inf`` (0-d fp32, optional), masks the whole
+update when nonzero (dynamic loss scaling's skipped step: parameters and states untouched). :class:`FlatUpdate`
+is such a configuration prepared once (buffers checked, launch parameters chosen) and called every step.
 
 Traffic per parameter (fp32): Adam reads p, g, m, v and writes p, m, v: 28 bytes (amsgrad +8); SGD with momentum
 20, without 12; RMSprop 20 (+8 momentum, +8 centered). Clipping by norm adds one read of g: +4.
@@ -47,7 +52,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import threading
 
 import torch
 
@@ -120,7 +124,9 @@ class GradClip:
 
 # ----------------------------------------------------------------------------------------------------------------
 # Reference: Keras' rules over flat buffers in plain torch. The written-down spec, and the torch path wherever
-# no fused torch kernel is exact (RMSprop; any rule on a non-CPU tensor): see _torch_update_ below.
+# no fused torch kernel is exact (RMSprop; any rule on a non-CPU tensor): see FlatUpdate's torch path below.
+# The learning rate and the step may be host numbers or 0-d device tensors; with tensors every op stays on the
+# device (no host read, no host-to-device copy), so that the torch path is capturable too.
 # ----------------------------------------------------------------------------------------------------------------
 def _clip_reference(grad: torch.Tensor, clip: GradClip | None) -> torch.Tensor:
     if clip is None:
@@ -129,9 +135,21 @@ def _clip_reference(grad: torch.Tensor, clip: GradClip | None) -> torch.Tensor:
         return grad.clamp(-clip.value, clip.value)
     if clip.mode == "global":
         norm = grad.square().sum().sqrt()
-        return grad * (clip.value / torch.maximum(norm, norm.new_tensor(clip.value)) + (norm - norm))
+        # clip / max(norm, clip); Keras adds (norm - norm) so that a non-finite norm gives NaN (clamp keeps a NaN).
+        return grad * (clip.value / torch.clamp_min(norm, clip.value) + (norm - norm))
     parts = grad.split(list(clip.segments.sizes))
     return torch.cat([g * (clip.value / torch.clamp_min(g.square().sum().sqrt(), clip.value)) for g in parts])
+
+
+def adam_rate(lr, step, beta_1: float, beta_2: float):
+    """Adam's bias-corrected rate ``lr sqrt(1 - beta_2^t) / (1 - beta_1^t)`` at the 1-based step ``t``.
+
+    Host numbers give a float; a 0-d ``step`` tensor gives a 0-d float64 tensor on its device, computed there (no
+    host read), with ``lr`` a float or a 0-d tensor."""
+    if isinstance(step, torch.Tensor):
+        t = step.to(torch.float64)
+        return lr * torch.sqrt(1.0 - torch.pow(beta_2, t)) / (1.0 - torch.pow(beta_1, t))
+    return lr * math.sqrt(1.0 - beta_2**step) / (1.0 - beta_1**step)
 
 
 @torch.no_grad()
@@ -143,8 +161,8 @@ def optimizer_reference_(
     s2: torch.Tensor | None,
     s3: torch.Tensor | None,
     *,
-    lr: float,
-    step: int = 1,
+    lr: float | torch.Tensor,
+    step: int | torch.Tensor = 1,
     h1: float = 0.0,
     h2: float = 0.0,
     epsilon: float = 1e-7,
@@ -157,7 +175,8 @@ def optimizer_reference_(
 ) -> None:
     """One Keras update of ``param`` in place. ``h1, h2``: SGD (momentum, -); Adam (beta_1, beta_2);
     RMSprop (rho, momentum). States: SGD s1 = momentum; Adam s1 = m, s2 = v, s3 = v_hat;
-    RMSprop s1 = velocity, s2 = momentum, s3 = average gradient."""
+    RMSprop s1 = velocity, s2 = momentum, s3 = average gradient. ``lr`` (float or 0-d tensor) and ``step`` (the
+    1-based step, int or 0-d tensor) may live on the device."""
     g = _clip_reference(grad, clip)
 
     def guard(den: torch.Tensor) -> torch.Tensor:  # padding past n_valid never divides 0 by 0
@@ -174,7 +193,7 @@ def optimizer_reference_(
         else:
             param.sub_(g * lr)
     elif rule == "adam":
-        lr_t = lr * math.sqrt(1.0 - h2**step) / (1.0 - h1**step)
+        lr_t = adam_rate(lr, step, h1, h2)
         s1.add_((g - s1) * (1.0 - h1))
         s2.add_((g * g - s2) * (1.0 - h2))
         v = s2
@@ -200,118 +219,55 @@ def optimizer_reference_(
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# The torch path on CPU tensors: Keras' rules through torch's fused CPU optimizer kernels where one is exact
+# The torch path on CPU tensors: Keras' rules through torch's fused CPU Adam where it is exact, in-place ops else
 # ----------------------------------------------------------------------------------------------------------------
 # The reference above is ~10 element-wise passes over the flat buffers (Adam: 64 ms per step for 670K parameters on
-# a 2-core EPYC); torch's fused CPU Adam does it in one vectorised, threaded pass (~2.8 ms). Mapping:
-#   Adam     torch: p -= lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps'),  bc_i = 1 - beta_i^t
-#            Keras: p -= lr sqrt(bc2) / bc1 * m / (sqrt(v) + eps)      -> identical for eps' = eps / sqrt(bc2).
-#            amsgrad: both take max(v_hat, v) in place of v under the same square root: identical.
-#            The moments are the same recurrences (m += (g - m)(1 - b1) is m b1 + g (1 - b1)).
-#   weight decay: Keras p -= p wd lr before the rule = torch's _fused_adamw_ (p *= 1 - lr wd, then the rule);
-#            _fused_adam_'s weight_decay is L2 (added to the gradient) and is never used.
-#   SGD      no momentum: p -= lr g, torch's _fused_sgd_ with momentum 0 (weight decay applied before, as Keras).
-#            With momentum torch's velocity leaves lr out (b = mu b + g, p -= lr b), Keras folds it in
-#            (m = mu m - lr g, p += m): the buffers differ by a factor -lr, so a fused call would need two extra
-#            rescaling passes over the state (and lr != 0); Keras' rule is written with in-place ops instead (3
-#            passes, 4 with nesterov, no temporaries).
+# a 2-core EPYC); torch's fused CPU Adam does it in one vectorised, threaded pass (~2.8 ms). Mapping, with the
+# learning rate and the step on the device:
+#   Adam     torch: p -= lr' / bc1(s) * m / (sqrt(v) / sqrt(bc2(s)) + eps),  bc_i(s) = 1 - beta_i^s
+#            Keras: p -= lr sqrt(bc2(t)) / bc1(t) * m / (sqrt(v) + eps)
+#            With the state step s = inf (so bc_i(s) = 1: torch divides by 1, exactly) and the tensor rate
+#            lr' = lr sqrt(bc2(t)) / bc1(t), computed on the device from the step tensor (FlatUpdate._adam_rate:
+#            four small ops in float64), the two are identical, epsilon included. amsgrad: both take max(v_hat, v) in
+#            place of v under the same square root. The moments are the same recurrences.
+#   weight decay: Keras' p -= p wd lr (plain lr) before the rule: one in-place addcmul with the rate tensor
+#            (torch's _fused_adamw_ would decay with lr', and _fused_adam_'s weight_decay is L2: neither is used).
+#   SGD      Keras' rules written with in-place ops reading the rate tensor: no momentum p -= lr g (one addcmul);
+#            momentum m = mu m - lr g, p += m (nesterov: p += mu m - lr g): torch's velocity leaves lr out
+#            (b = mu b + g, p -= lr b), so its fused SGD is no match once lr changes.
 #   clipping: the clipped gradient is computed by _clip_reference (a temporary; the gradient buffer is never
-#            written) and fed to the fused update.
+#            written) and fed to the update.
 #   RMSprop  torch puts epsilon outside the square root, Keras inside: no exact fused equivalent, the reference runs.
-# Each fused op is probed at import against the reference on a few elements; a torch without it (or whose op
+# The fused op is probed at import against the reference on a few elements; a torch without it (or whose op
 # disagrees) keeps the reference path. The zero padding past n_valid stays zero (a zero gradient and zero states
 # give a zero update), as under the reference; with epsilon = 0 the update runs on the first n_valid elements only,
 # so that it never divides 0 by 0 there.
+# A masked step (found_inf) on the torch path updates copies of the parameter and state buffers and keeps them
+# where found_inf is 0 (torch.where): exact, and only dynamic loss scaling pays for it.
 
 
-def _probe_fused(name: str):
-    """``torch.<name>`` when it exists, runs on CPU and matches the reference's Keras update on a few elements."""
-    fn = getattr(torch, name, None)
+def _probe_fused_adam():
+    """``torch._fused_adam_`` when it exists, runs on CPU with a tensor rate and an infinite state step, and matches
+    the reference's Keras update (amsgrad, two steps) on a few elements."""
+    fn = getattr(torch, "_fused_adam_", None)
     if fn is None:
         return None
     gen = torch.Generator().manual_seed(0)
     p, g = torch.randn(8, generator=gen), torch.randn(8, generator=gen)
+    ref, zeros = p.clone(), [torch.zeros(8) for _ in range(6)]
     try:
-        if name == "_fused_sgd_":
-            want = p - 0.1 * g
-            fn([p], [g], [], weight_decay=0.0, momentum=0.0, lr=0.1, dampening=0.0, nesterov=False, maximize=False,
-               is_first_step=False)  # fmt: skip
-        else:
-            ref, zeros = p.clone(), [torch.zeros(8) for _ in range(6)]
-            wd = 0.1 if name == "_fused_adamw_" else None
-            for step in (1, 2):
-                optimizer_reference_("adam", ref, g, zeros[0], zeros[1], zeros[2], lr=0.1, step=step, h1=0.9,
-                                     h2=0.99, epsilon=0.01, weight_decay=wd, amsgrad=True)  # fmt: skip
-                fn([p], [g], [zeros[3]], [zeros[4]], [zeros[5]], [torch.tensor(float(step))], lr=0.1, beta1=0.9,
-                   beta2=0.99, weight_decay=wd or 0.0, eps=0.01 / math.sqrt(1.0 - 0.99**step), amsgrad=True,
-                   maximize=False)  # fmt: skip
-            want = ref
-        return fn if torch.allclose(p, want, rtol=1e-5, atol=1e-6) else None
+        for step in (1, 2):
+            optimizer_reference_("adam", ref, g, zeros[0], zeros[1], zeros[2], lr=0.1, step=step, h1=0.9, h2=0.99,
+                                 epsilon=0.01, amsgrad=True)  # fmt: skip
+            rate = torch.tensor(adam_rate(0.1, step, 0.9, 0.99), dtype=torch.float64)
+            fn([p], [g], [zeros[3]], [zeros[4]], [zeros[5]], [torch.tensor(math.inf)], lr=rate, beta1=0.9,
+               beta2=0.99, weight_decay=0.0, eps=0.01, amsgrad=True, maximize=False)  # fmt: skip
+        return fn if torch.allclose(p, ref, rtol=1e-5, atol=1e-6) else None
     except (RuntimeError, TypeError, NotImplementedError):
         return None
 
 
-def _torch_update_(rule, param, grad, s1, s2, s3, *, lr, step, h1, h2, epsilon, weight_decay, nesterov, centered,
-                   amsgrad, clip, n_valid) -> None:  # fmt: skip
-    """The torch path: the fused CPU kernels where exact (see above), else :func:`optimizer_reference_`."""
-    fused = None
-    if param.device.type == "cpu":
-        if rule == "adam" and 0.0 <= h1 < 1.0 and 0.0 <= h2 < 1.0:
-            fused = _FUSED.get("_fused_adamw_" if weight_decay else "_fused_adam_")
-        elif rule == "sgd":
-            fused = _FUSED.get("_fused_sgd_") if h1 == 0 else _sgd_momentum_
-    if fused is None:
-        optimizer_reference_(
-            rule, param, grad, s1, s2, s3, lr=lr, step=step, h1=h1, h2=h2, epsilon=epsilon,
-            weight_decay=weight_decay, nesterov=nesterov, centered=centered, amsgrad=amsgrad, clip=clip,
-            n_valid=n_valid,
-        )  # fmt: skip
-        return
-    g = _clip_reference(grad, clip)
-    p = param
-    if rule == "adam":
-        m, v, vh = s1, s2, s3
-        if epsilon == 0.0 and n_valid is not None and n_valid < param.numel():
-            # Only here could the zero padding divide 0 by 0; otherwise it stays zero and slicing (~2.5 us per
-            # view, five views) is skipped.
-            p, g, m, v, vh = (t[:n_valid] if t is not None else None for t in (p, g, m, v, vh))
-        fused(
-            [p], [g], [m], [v], [vh] if amsgrad else [], [_step_tensor(step)], lr=float(lr), beta1=float(h1),
-            beta2=float(h2), weight_decay=float(weight_decay or 0.0), eps=float(epsilon) / math.sqrt(1.0 - h2**step),
-            amsgrad=bool(amsgrad), maximize=False,
-        )  # fmt: skip
-        return
-    if weight_decay:  # (the zero padding stays zero through SGD: nothing is sliced)
-        p.mul_(1.0 - weight_decay * lr)
-    if fused is _sgd_momentum_:
-        _sgd_momentum_(p, g, s1, lr=float(lr), momentum=float(h1), nesterov=nesterov)
-    else:
-        fused([p], [g], [], weight_decay=0.0, momentum=0.0, lr=float(lr), dampening=0.0, nesterov=False,
-              maximize=False, is_first_step=False)  # fmt: skip
-
-
-def _sgd_momentum_(p, g, m, *, lr: float, momentum: float, nesterov: bool) -> None:
-    """Keras' momentum SGD in place: m = momentum m - lr g; p += m (nesterov: p += momentum m - lr g)."""
-    m.mul_(momentum).sub_(g, alpha=lr)
-    if nesterov:
-        p.add_(m, alpha=momentum).sub_(g, alpha=lr)
-    else:
-        p.add_(m)
-
-
-_STEP = threading.local()
-
-
-def _step_tensor(step: int) -> torch.Tensor:
-    """The fused Adam's step count as a 0-d CPU tensor (which it reads on the host): one per thread, refilled
-    (2.5 us) rather than made (11 us) at every step."""
-    t = getattr(_STEP, "tensor", None)
-    if t is None:
-        t = _STEP.tensor = torch.zeros(())
-    return t.fill_(float(step))
-
-
-_FUSED = {name: _probe_fused(name) for name in ("_fused_adam_", "_fused_adamw_", "_fused_sgd_")}
+_FUSED_ADAM = _probe_fused_adam()
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -350,14 +306,18 @@ def _optim_fwd_kernel(
     sqnorm_ptr,  # *fp32 [n_segments]
     start_ptr,  # *i64 [n_chunks + 1] (SEGMENTED)
     seg_ptr,  # *i32 [n_chunks] (SEGMENTED)
+    # the step's scalars, on the device (so that a CUDA graph replay reads this step's values)
+    lr_ptr,  # *fp32 [] the learning rate (weight decay uses it as is)
+    step_ptr,  # *i64 [] the 1-based step count t (Adam's bias corrections)
+    found_inf_ptr,  # *fp32 [] nonzero: skip the whole update (HAS_FOUND_INF)
     n,  # elements updated (the optimizer pads its buffers to a multiple of 16: see ALIGNED)
     n_valid,  # elements that are real parameters; the padding beyond never divides 0 by 0
-    # scalars, computed on the host from the host-side step counter (no sync)
-    lr,  # the learning rate (weight decay uses it as is)
-    step_size,  # lr for SGD/RMSprop; lr sqrt(1 - b2^t) / (1 - b1^t) for Adam
+    # constants of the configuration
     wd,
     h1,  # SGD momentum | Adam beta_1 | RMSprop rho
     h2,  # Adam beta_2 | RMSprop momentum
+    log_h1,  # Adam: log(beta_1) (-inf for 0), from the host in float64
+    log_h2,  # Adam: log(beta_2)
     epsilon,
     clip,
     # block information
@@ -371,11 +331,30 @@ def _optim_fwd_kernel(
     HAS_S1: tl.constexpr,
     HAS_S2: tl.constexpr,
     HAS_S3: tl.constexpr,
+    HAS_FOUND_INF: tl.constexpr,
     SEGMENTED: tl.constexpr,  # CLIP == 2: one program per chunk of one variable, looping in BLOCK steps
     ALIGNED: tl.constexpr,  # host-verified: n % 16 == 0 and every buffer 16-byte aligned
     BLOCK: tl.constexpr,
 ):
     pid = tl.program_id(0)
+    lr = tl.load(lr_ptr)
+    if RULE == 1:
+        # Adam: step_size = lr sqrt(1 - b2^t) / (1 - b1^t), with 1 - b^t = 1 - exp(y), y = t log(b) <= 0. Near
+        # y = 0 the difference 1 - exp(y) would lose the digits (t = 1, b2 = 0.999: 6e-5 relative in fp32), so
+        # there it is the series -y (1 + y/2 (1 + y/3 (...))) to y^6 (relative error < 2e-9 for |y| < 1/4);
+        # beyond, 1 - exp(y) >= 0.22 is accurate to 3e-7. t >= 1 (a skipped step at t = 0 computes, unused).
+        t = tl.maximum(tl.load(step_ptr).to(tl.float32), 1.0)
+        y1 = t * log_h1
+        y2 = t * log_h2
+        z1 = tl.maximum(y1, -0.25)
+        z2 = tl.maximum(y2, -0.25)
+        e1 = -z1 * (1.0 + z1 / 2 * (1.0 + z1 / 3 * (1.0 + z1 / 4 * (1.0 + z1 / 5 * (1.0 + z1 / 6 * (1.0 + z1 / 7))))))
+        e2 = -z2 * (1.0 + z2 / 2 * (1.0 + z2 / 3 * (1.0 + z2 / 4 * (1.0 + z2 / 5 * (1.0 + z2 / 6 * (1.0 + z2 / 7))))))
+        bc1 = tl.where(y1 > -0.25, e1, 1.0 - tl.exp(y1))
+        bc2 = tl.where(y2 > -0.25, e2, 1.0 - tl.exp(y2))
+        step_size = lr * tl.sqrt(bc2) / bc1
+    else:
+        step_size = lr
     if SEGMENTED:
         # Per-variable clipnorm: this chunk lies inside one variable, whose sum of squares is sqnorm_ptr[seg].
         start = tl.load(start_ptr + pid)
@@ -391,6 +370,8 @@ def _optim_fwd_kernel(
             sqnorm = tl.load(sqnorm_ptr)
         else:
             sqnorm = 0.0
+    if HAS_FOUND_INF:
+        keep = (tl.zeros([BLOCK], tl.float32) + tl.load(found_inf_ptr)) == 0.0  # the flag, as a block mask
     for i in range(0, n_iter):
         offs = start + i * BLOCK + tl.arange(0, BLOCK)
         if ALIGNED:
@@ -411,7 +392,10 @@ def _optim_fwd_kernel(
             a_ptrs = s1_ptr + offs
             b_ptrs = s2_ptr + offs
             c_ptrs = s3_ptr + offs
-        real = offs < n_valid
+        if HAS_FOUND_INF:
+            # A skipped step loads and stores nothing: parameters and states stay as they were.
+            mask = mask & keep
+        real = (offs < n_valid) & mask
         # Load what the rule reads; absent states are never touched (s* = g is only a placeholder). Masked lanes
         # read states as 1 so that no lane divides 0 by 0 (harmless on a GPU, an error in the interpreter).
         p = tl.load(p_ptrs, mask=mask, other=0.0)
@@ -495,13 +479,17 @@ _OPTIM_SIG = {
     "sqnorm_ptr": "*fp32",
     "start_ptr": "*i64",
     "seg_ptr": "*i32",
+    "lr_ptr": "*fp32",
+    "step_ptr": "*i64",
+    "found_inf_ptr": "*fp32",
     "n": "i64",
     "n_valid": "i64",
-    **{k: "fp32" for k in ("lr", "step_size", "wd", "h1", "h2", "epsilon", "clip")},
+    **{k: "fp32" for k in ("wd", "h1", "h2", "log_h1", "log_h2", "epsilon", "clip")},
     **{
         k: "constexpr"
         for k in (
-            "RULE CLIP HAS_WD HAS_MOMENTUM NESTEROV CENTERED AMSGRAD HAS_S1 HAS_S2 HAS_S3 SEGMENTED ALIGNED BLOCK"
+            "RULE CLIP HAS_WD HAS_MOMENTUM NESTEROV CENTERED AMSGRAD HAS_S1 HAS_S2 HAS_S3 HAS_FOUND_INF SEGMENTED "
+            "ALIGNED BLOCK"
         ).split()
     },
 }
@@ -525,6 +513,7 @@ def _optim_case(name: str, rule: int, clip: int = 0, **kw) -> AotCase:
             "HAS_S1": s1,
             "HAS_S2": s2,
             "HAS_S3": s3,
+            "HAS_FOUND_INF": kw.get("found_inf", False),
             "SEGMENTED": clip == CLIP_NORM,
             "ALIGNED": kw.get("aligned", clip != CLIP_NORM),
             "BLOCK": _BLOCK,
@@ -549,6 +538,11 @@ register_aot(
     _optim_case("sgd,nesterov,clipvalue", SGD, CLIP_VALUE, momentum=True, nesterov=True),
     _optim_case("rmsprop", RMSPROP),
     _optim_case("rmsprop,centered,momentum,wd", RMSPROP, CLIP_GLOBAL, momentum=True, centered=True, wd=True),
+    # dynamic loss scaling (mixed_float16): the update masked by the device flag found_inf
+    _optim_case("adam,found_inf", ADAM, found_inf=True),
+    _optim_case("adamw,unaligned,found_inf", ADAM, wd=True, aligned=False, found_inf=True),
+    _optim_case("sgd,momentum,clipnorm,found_inf", SGD, CLIP_NORM, momentum=True, found_inf=True),
+    _optim_case("rmsprop,momentum,found_inf", RMSPROP, momentum=True, found_inf=True),
     AotCase(
         name="optim_sqnorm[fp32]",
         kernel=_optim_sqnorm_kernel,
@@ -591,14 +585,191 @@ def _check_flat(op: str, **buffers: torch.Tensor | None) -> None:
             )
 
 
-def grad_sqnorm(grad: torch.Tensor, segments: Segments) -> torch.Tensor:
-    """Sums of squares of ``grad`` per segment (fp32 [n_segments]), in one reduction pass on the device."""
-    out = torch.zeros(segments.n_segments, dtype=torch.float32, device=grad.device)
+def grad_sqnorm(grad: torch.Tensor, segments: Segments, out: torch.Tensor | None = None) -> torch.Tensor:
+    """Sums of squares of ``grad`` per segment (fp32 [n_segments]), in one reduction pass on the device; into
+    ``out`` (zeroed here) when given."""
+    if out is None:
+        out = torch.zeros(segments.n_segments, dtype=torch.float32, device=grad.device)
+    else:
+        out.zero_()
     if segments.n_chunks:
         _optim_sqnorm_kernel[(segments.n_chunks,)](
             grad, segments.start, segments.seg, out, BLOCK=_BLOCK, num_warps=4, num_stages=1
         )
     return out
+
+
+def _log_beta(beta: float) -> float:
+    return math.log(beta) if beta > 0 else -math.inf
+
+
+def _check_scalar(op: str, name: str, t, dtype: torch.dtype, device: torch.device) -> None:
+    if not (isinstance(t, torch.Tensor) and t.dtype == dtype and t.dim() == 0 and t.device == device):
+        got = f"{t.dtype} {tuple(t.shape)} on {t.device}" if isinstance(t, torch.Tensor) else repr(t)
+        raise ValueError(f"{op}: expected {name} a 0-d {dtype} tensor on {device}. Received: {name}={got}")
+
+
+class FlatUpdate:
+    """One Keras update rule over fixed flat fp32 buffers, checked and prepared once; each call is one step.
+
+    ``update(lr, step, found_inf=None)`` updates the buffers in place: one launch (plus one reduction pass when
+    clipping by norm). ``lr`` is a 0-d float32 tensor and ``step`` (the 1-based step count) a 0-d int64 tensor,
+    both on the buffers' device; ``found_inf`` (0-d float32, optional) skips the step when nonzero, leaving every
+    buffer as it was. The call reads nothing else that could change between steps (the constants of the rule are
+    fixed here), does not sync with the host and copies nothing to the device, so a CUDA graph that captured one
+    call replays every later step exactly. The optimizer (``tritonnn/optimizers``) makes one at ``build``.
+
+    Arguments as :func:`optimizer_reference_`; ``op`` names the operation in error messages.
+    """
+
+    def __init__(
+        self,
+        rule: str,
+        param: torch.Tensor,
+        grad: torch.Tensor,
+        s1: torch.Tensor | None = None,
+        s2: torch.Tensor | None = None,
+        s3: torch.Tensor | None = None,
+        *,
+        h1: float = 0.0,
+        h2: float = 0.0,
+        epsilon: float = 1e-7,
+        weight_decay: float | None = None,
+        nesterov: bool = False,
+        centered: bool = False,
+        amsgrad: bool = False,
+        clip: GradClip | None = None,
+        n_valid: int | None = None,
+        op: str | None = None,
+    ):
+        if rule not in RULES:
+            raise ValueError(f"optimizer_update_: expected rule in {sorted(RULES)}. Received: rule={rule!r}")
+        op = op or f"{rule}_"
+        names = _STATE_NAMES[rule]
+        _check_flat(op, param=param, grad=grad, **{names[0]: s1, names[1]: s2, names[2]: s3})
+        r = RULES[rule]
+        momentum = (r == SGD and h1 != 0) or (r == RMSPROP and h2 > 0)
+        need = _flags(r, momentum=momentum, centered=centered, amsgrad=amsgrad)
+        for name, needed, buf in zip(names, need, (s1, s2, s3), strict=True):
+            if needed and buf is None:
+                raise ValueError(f"{op}: this configuration needs the state buffer {name}. Received: {name}=None")
+        if clip is not None:
+            if clip.mode not in ("value", "norm", "global"):
+                raise ValueError(f"{op}: expected clip.mode 'value', 'norm' or 'global'. Received: {clip.mode!r}")
+            if clip.mode != "value" and (clip.segments is None or sum(clip.segments.sizes) != param.numel()):
+                raise ValueError(f"{op}: clipping by norm needs segments covering the {param.numel()} elements")
+        self.op, self.rule, self.device = op, rule, param.device
+        self.param, self.grad = param, grad
+        self.states = tuple(buf if needed else None for buf, needed in zip((s1, s2, s3), need, strict=True))
+        self.h1, self.h2, self.epsilon = float(h1), float(h2), float(epsilon)
+        self.weight_decay = float(weight_decay) if weight_decay else None
+        self.momentum = momentum
+        self.nesterov = bool(nesterov and momentum)
+        self.centered = bool(centered and r == RMSPROP)
+        self.amsgrad = bool(amsgrad and r == ADAM)
+        self.clip = clip
+        self.n = n = param.numel()
+        self.n_valid = n if n_valid is None else int(n_valid)
+        # The Triton launch, fixed: grid, alignment, the reduction buffer of clipping by norm, the constants.
+        mode = CLIP_MODES[None if clip is None else clip.mode]
+        segmented = mode == CLIP_NORM
+        used = [t for t in self.states if t is not None] + [param, grad]
+        aligned = not segmented and n % 16 == 0 and all(t.data_ptr() % 16 == 0 for t in used)
+        self._grid = (clip.segments.n_chunks,) if segmented else (triton.cdiv(n, _BLOCK),)
+        self._sqnorm = None
+        if mode in (CLIP_NORM, CLIP_GLOBAL):
+            self._sqnorm = torch.zeros(clip.segments.n_segments, dtype=torch.float32, device=self.device)
+        self._tables = (clip.segments.start, clip.segments.seg) if segmented else (param, param)
+        adam = r == ADAM
+        self._consts = (
+            float(weight_decay or 0.0), self.h1, self.h2, _log_beta(self.h1) if adam else 0.0,
+            _log_beta(self.h2) if adam else 0.0, self.epsilon, float(clip.value if clip is not None else 0.0),
+        )  # fmt: skip
+        self._meta = dict(
+            RULE=r, CLIP=mode, HAS_WD=bool(weight_decay), HAS_MOMENTUM=momentum, NESTEROV=self.nesterov,
+            CENTERED=self.centered, AMSGRAD=self.amsgrad, HAS_S1=need[0], HAS_S2=need[1], HAS_S3=need[2],
+            SEGMENTED=segmented, ALIGNED=aligned, BLOCK=_BLOCK, num_warps=_num_warps(aligned, segmented), num_stages=1,
+        )  # fmt: skip
+        # The torch path's fused CPU Adam: its rate's constants on the device, and the state step inf (see above).
+        self._fused = None
+        if adam and self.device.type == "cpu" and 0.0 <= h1 < 1.0 and 0.0 <= h2 < 1.0:
+            self._fused = _FUSED_ADAM
+        if self._fused is not None:
+            self._betas = torch.tensor([self.h1, self.h2], dtype=torch.float64)
+            self._bc_powers = torch.tensor([-1.0, 0.5], dtype=torch.float64)
+            self._inf_step = [torch.tensor(math.inf)]
+        # Only with epsilon 0 could the zero padding divide 0 by 0 in the fused Adam: it then updates the real
+        # elements only (otherwise the padding stays zero, and the views, ~2.5 us each, are skipped).
+        self._slice = self._fused is not None and self.epsilon == 0.0 and self.n_valid < n
+
+    def __call__(self, lr: torch.Tensor, step: torch.Tensor, found_inf: torch.Tensor | None = None) -> None:
+        _check_scalar(self.op, "lr", lr, torch.float32, self.device)
+        _check_scalar(self.op, "step", step, torch.int64, self.device)
+        if found_inf is not None:
+            _check_scalar(self.op, "found_inf", found_inf, torch.float32, self.device)
+        if self.n == 0:
+            return
+        if _backend.use_triton(self.param):
+            self._launch(lr, step, found_inf)
+        elif found_inf is None:
+            self._torch(self.param, self.states, lr, step)
+        else:
+            # Update copies, keep them where found_inf == 0: the buffers of a skipped step stay as they were.
+            bufs = (self.param, *self.states)
+            new = [None if b is None else b.clone() for b in bufs]
+            self._torch(new[0], tuple(new[1:]), lr, step)
+            keep = found_inf == 0
+            for b, c in zip(bufs, new, strict=True):
+                if b is not None:
+                    torch.where(keep, c, b, out=b)
+
+    def _launch(self, lr: torch.Tensor, step: torch.Tensor, found_inf: torch.Tensor | None) -> None:
+        p = self.param
+        sqnorm = p  # never read without clipping by norm
+        if self._sqnorm is not None:
+            sqnorm = grad_sqnorm(self.grad, self.clip.segments, out=self._sqnorm)
+        s1, s2, s3 = (p if t is None else t for t in self.states)
+        _optim_fwd_kernel[self._grid](
+            p, self.grad, s1, s2, s3, sqnorm, *self._tables, lr, step, p if found_inf is None else found_inf,
+            self.n, self.n_valid, *self._consts, HAS_FOUND_INF=found_inf is not None, **self._meta,
+        )  # fmt: skip
+
+    def _adam_rate(self, lr: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
+        """lr sqrt(1 - b2^t) / (1 - b1^t) as a 0-d float64 tensor: four small ops on the device."""
+        bc = torch.rsub(torch.pow(self._betas, step), 1.0)  # [1 - b1^t, 1 - b2^t]
+        return torch.pow(bc, self._bc_powers).prod() * lr  # [1 / bc1, sqrt(bc2)]
+
+    def _torch(self, p: torch.Tensor, states: tuple, lr: torch.Tensor, step: torch.Tensor) -> None:
+        """The torch path on ``p`` and ``states`` (the buffers, or copies of them): see the notes above."""
+        s1, s2, s3 = states
+        if self.rule == "rmsprop" or (self.rule == "adam" and self._fused is None):
+            optimizer_reference_(
+                self.rule, p, self.grad, s1, s2, s3, lr=lr, step=step, h1=self.h1, h2=self.h2,
+                epsilon=self.epsilon, weight_decay=self.weight_decay, nesterov=self.nesterov, centered=self.centered,
+                amsgrad=self.amsgrad, clip=self.clip, n_valid=self.n_valid,
+            )  # fmt: skip
+            return
+        g = _clip_reference(self.grad, self.clip)
+        if self.weight_decay:  # Keras' p -= p wd lr, with the plain rate
+            p.addcmul_(p, lr, value=-self.weight_decay)
+        if self.rule == "adam":
+            m, v, vh = s1, s2, s3
+            if self._slice:
+                k = self.n_valid
+                p, g, m, v, vh = (None if t is None else t[:k] for t in (p, g, m, v, vh))
+            self._fused(
+                [p], [g], [m], [v], [vh] if self.amsgrad else [], self._inf_step, lr=self._adam_rate(lr, step),
+                beta1=self.h1, beta2=self.h2, weight_decay=0.0, eps=self.epsilon, amsgrad=self.amsgrad,
+                maximize=False,
+            )  # fmt: skip
+        elif self.momentum:  # SGD: m = mu m - lr g; p += m (nesterov: p += mu m - lr g)
+            s1.mul_(self.h1).addcmul_(g, lr, value=-1.0)
+            if self.nesterov:
+                p.add_(s1, alpha=self.h1).addcmul_(g, lr, value=-1.0)
+            else:
+                p.add_(s1)
+        else:
+            p.addcmul_(g, lr, value=-1.0)
 
 
 def optimizer_update_(
@@ -609,8 +780,8 @@ def optimizer_update_(
     s2: torch.Tensor | None = None,
     s3: torch.Tensor | None = None,
     *,
-    lr: float,
-    step: int = 1,
+    lr: float | torch.Tensor,
+    step: int | torch.Tensor = 1,
     h1: float = 0.0,
     h2: float = 0.0,
     epsilon: float = 1e-7,
@@ -620,67 +791,35 @@ def optimizer_update_(
     amsgrad: bool = False,
     clip: GradClip | None = None,
     n_valid: int | None = None,
+    found_inf: torch.Tensor | None = None,
 ) -> None:
     """One Keras update of the flat buffers in place: one launch (plus one reduction pass when clipping by norm).
 
-    On the torch backend with CPU tensors, Adam/AdamW (amsgrad included) and SGD run torch's fused CPU kernels with
-    Keras' semantics mapped onto them, momentum SGD in-place ops, RMSprop the reference (see ``_torch_update_``).
+    On the torch backend with CPU tensors, Adam/AdamW (amsgrad included) runs torch's fused CPU Adam with Keras'
+    semantics mapped onto it, SGD in-place ops, RMSprop the reference (see the notes above :class:`FlatUpdate`).
 
-    Arguments as :func:`optimizer_reference_`; ``step`` is the 1-based step (Adam's bias correction). ``n_valid``:
-    the first ``n_valid`` elements are parameters, the rest zero padding (the optimizer pads its buffers to a
-    multiple of 16 elements so that the kernel's loads vectorise); default: all.
+    Arguments as :func:`optimizer_reference_`; ``step`` is the 1-based step (Adam's bias correction). ``lr`` and
+    ``step`` may be 0-d tensors on the buffers' device (float32 and int64): a host number is copied there for this
+    call. ``found_inf``: see :class:`FlatUpdate`. ``n_valid``: the first ``n_valid`` elements are parameters, the
+    rest zero padding (the optimizer pads its buffers to a multiple of 16 elements so that the kernel's loads
+    vectorise); default: all. A training loop prepares a :class:`FlatUpdate` once instead.
     """
     op = f"{rule}_"
     if rule not in RULES:
         raise ValueError(f"optimizer_update_: expected rule in {sorted(RULES)}. Received: rule={rule!r}")
-    if isinstance(step, bool) or not isinstance(step, int) or step < 1:
+    if not isinstance(step, torch.Tensor) and (isinstance(step, bool) or not isinstance(step, int) or step < 1):
         raise ValueError(f"{op}: expected the 1-based step count, an integer >= 1. Received: step={step!r}")
-    names = _STATE_NAMES[rule]
-    _check_flat(op, param=param, grad=grad, **{names[0]: s1, names[1]: s2, names[2]: s3})
-    r = RULES[rule]
-    momentum = (r == SGD and h1 != 0) or (r == RMSPROP and h2 > 0)
-    need = _flags(r, momentum=momentum, centered=centered, amsgrad=amsgrad)
-    for name, needed, buf in zip(names, need, (s1, s2, s3), strict=True):
-        if needed and buf is None:
-            raise ValueError(f"{op}: this configuration needs the state buffer {name}. Received: {name}=None")
-    if clip is not None:
-        if clip.mode not in ("value", "norm", "global"):
-            raise ValueError(f"{op}: expected clip.mode 'value', 'norm' or 'global'. Received: {clip.mode!r}")
-        if clip.mode != "value" and (clip.segments is None or sum(clip.segments.sizes) != param.numel()):
-            raise ValueError(f"{op}: clipping by norm needs segments covering the {param.numel()} elements")
-    if not _backend.use_triton(param):
-        return _torch_update_(
-            rule, param, grad, s1, s2, s3, lr=lr, step=step, h1=h1, h2=h2, epsilon=epsilon,
-            weight_decay=weight_decay, nesterov=nesterov, centered=centered, amsgrad=amsgrad, clip=clip,
-            n_valid=n_valid,
-        )  # fmt: skip
-    n = param.numel()
-    if n == 0:
-        return None
-    mode = CLIP_MODES[None if clip is None else clip.mode]
-    step_size = lr * math.sqrt(1.0 - h2**step) / (1.0 - h1**step) if r == ADAM else lr
-    if mode in (CLIP_NORM, CLIP_GLOBAL):
-        sqnorm = grad_sqnorm(grad, clip.segments)
-    else:
-        sqnorm = param  # never read
-    segmented = mode == CLIP_NORM
-    used = [t for t, needed in zip((s1, s2, s3), need, strict=True) if needed] + [param, grad]
-    aligned = not segmented and n % 16 == 0 and all(t.data_ptr() % 16 == 0 for t in used)
-    grid = (clip.segments.n_chunks,) if segmented else (triton.cdiv(n, _BLOCK),)
-    start, seg = (clip.segments.start, clip.segments.seg) if segmented else (param, param)
-    _optim_fwd_kernel[grid](
-        param, grad,
-        s1 if need[0] else param, s2 if need[1] else param, s3 if need[2] else param,
-        sqnorm, start, seg, n, n if n_valid is None else int(n_valid),
-        float(lr), float(step_size), float(weight_decay or 0.0), float(h1), float(h2), float(epsilon),
-        float(clip.value if clip is not None else 0.0),
-        RULE=r, CLIP=mode, HAS_WD=bool(weight_decay), HAS_MOMENTUM=momentum, NESTEROV=bool(nesterov and momentum),
-        CENTERED=bool(centered and r == RMSPROP), AMSGRAD=bool(amsgrad and r == ADAM),
-        HAS_S1=need[0], HAS_S2=need[1], HAS_S3=need[2], SEGMENTED=segmented, ALIGNED=aligned,
-        BLOCK=_BLOCK,
-        num_warps=_num_warps(aligned, segmented), num_stages=1,
+    update = FlatUpdate(
+        rule, param, grad, s1, s2, s3, h1=h1, h2=h2, epsilon=epsilon, weight_decay=weight_decay, nesterov=nesterov,
+        centered=centered, amsgrad=amsgrad, clip=clip, n_valid=n_valid, op=op,
     )  # fmt: skip
-    return None
+    if not isinstance(lr, torch.Tensor):
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)):
+            raise ValueError(f"{op}: expected lr a float or a 0-d float32 tensor. Received: lr={lr!r}")
+        lr = torch.tensor(float(lr), dtype=torch.float32, device=param.device)
+    if not isinstance(step, torch.Tensor):
+        step = torch.tensor(step, dtype=torch.int64, device=param.device)
+    update(lr, step, found_inf)
 
 
 def adam_(
@@ -689,8 +828,8 @@ def adam_(
     m: torch.Tensor,
     v: torch.Tensor,
     *,
-    step: int,
-    lr: float,
+    step: int | torch.Tensor,
+    lr: float | torch.Tensor,
     beta_1: float = 0.9,
     beta_2: float = 0.999,
     epsilon: float = 1e-7,
@@ -699,11 +838,12 @@ def adam_(
     weight_decay: float | None = None,
     clip: GradClip | None = None,
     n_valid: int | None = None,
+    found_inf: torch.Tensor | None = None,
 ) -> None:
     """Keras' Adam (AdamW with ``weight_decay``) over flat fp32 buffers, in place; ``step`` is 1-based."""
     optimizer_update_(
         "adam", param, grad, m, v, v_hat, lr=lr, step=step, h1=beta_1, h2=beta_2, epsilon=epsilon,
-        weight_decay=weight_decay, amsgrad=amsgrad, clip=clip, n_valid=n_valid,
+        weight_decay=weight_decay, amsgrad=amsgrad, clip=clip, n_valid=n_valid, found_inf=found_inf,
     )  # fmt: skip
 
 
@@ -712,17 +852,18 @@ def sgd_(
     grad: torch.Tensor,
     momentum_buffer: torch.Tensor | None = None,
     *,
-    lr: float,
+    lr: float | torch.Tensor,
     momentum: float = 0.0,
     nesterov: bool = False,
     weight_decay: float | None = None,
     clip: GradClip | None = None,
     n_valid: int | None = None,
+    found_inf: torch.Tensor | None = None,
 ) -> None:
     """Keras' SGD (momentum, nesterov) over flat fp32 buffers, in place."""
     optimizer_update_(
         "sgd", param, grad, momentum_buffer, lr=lr, h1=momentum, nesterov=nesterov, weight_decay=weight_decay,
-        clip=clip, n_valid=n_valid,
+        clip=clip, n_valid=n_valid, found_inf=found_inf,
     )  # fmt: skip
 
 
@@ -733,7 +874,7 @@ def rmsprop_(
     momentum_buffer: torch.Tensor | None = None,
     average_grad: torch.Tensor | None = None,
     *,
-    lr: float,
+    lr: float | torch.Tensor,
     rho: float = 0.9,
     momentum: float = 0.0,
     epsilon: float = 1e-7,
@@ -741,9 +882,11 @@ def rmsprop_(
     weight_decay: float | None = None,
     clip: GradClip | None = None,
     n_valid: int | None = None,
+    found_inf: torch.Tensor | None = None,
 ) -> None:
     """Keras' RMSprop (momentum, centered; epsilon inside the square root) over flat fp32 buffers, in place."""
     optimizer_update_(
         "rmsprop", param, grad, velocity, momentum_buffer, average_grad, lr=lr, h1=rho, h2=momentum,
         epsilon=epsilon, centered=centered, weight_decay=weight_decay, clip=clip, n_valid=n_valid,
+        found_inf=found_inf,
     )  # fmt: skip

@@ -206,26 +206,26 @@ def test_aligned_path_and_padding(backend, device, rule):
     assert_close_verbose(p[:n_valid], ref_p, atol=0, rtol=0, name="aligned vs unaligned")
 
 
-# The CPU torch path: torch's fused optimizer kernels where one is exact (kernels/optim.py), else the reference.
+# The CPU torch path: torch's fused CPU Adam where it is exact (kernels/optim.py), in-place ops for SGD.
 FUSED_CONFIGS = [
-    ("adam", {"h1": 0.9, "h2": 0.999}, "_fused_adam_"),
-    ("adam", {"h1": 0.8, "h2": 0.99, "amsgrad": True}, "_fused_adam_"),
-    ("adam", {"h1": 0.9, "h2": 0.999, "weight_decay": 0.05}, "_fused_adamw_"),
-    ("adam", {"h1": 0.9, "h2": 0.999, "amsgrad": True, "weight_decay": 0.05, "clip": "norm"}, "_fused_adamw_"),
-    ("adam", {"h1": 0.9, "h2": 0.999, "epsilon": 0.0, "clip": "global"}, "_fused_adam_"),
-    ("sgd", {}, "_fused_sgd_"),
-    ("sgd", {"weight_decay": 0.1, "clip": "value"}, "_fused_sgd_"),
-    ("sgd", {"h1": 0.9}, None),
-    ("sgd", {"h1": 0.9, "nesterov": True, "weight_decay": 0.1, "clip": "global"}, None),
+    ("adam", {"h1": 0.9, "h2": 0.999}, True),
+    ("adam", {"h1": 0.8, "h2": 0.99, "amsgrad": True}, True),
+    ("adam", {"h1": 0.9, "h2": 0.999, "weight_decay": 0.05}, True),
+    ("adam", {"h1": 0.9, "h2": 0.999, "amsgrad": True, "weight_decay": 0.05, "clip": "norm"}, True),
+    ("adam", {"h1": 0.9, "h2": 0.999, "epsilon": 0.0, "clip": "global"}, True),
+    ("sgd", {}, False),
+    ("sgd", {"weight_decay": 0.1, "clip": "value"}, False),
+    ("sgd", {"h1": 0.9}, False),
+    ("sgd", {"h1": 0.9, "nesterov": True, "weight_decay": 0.1, "clip": "global"}, False),
 ]
 
 
-@pytest.mark.parametrize("rule,cfg,op", FUSED_CONFIGS, ids=[f"{r}-{i}" for i, (r, _, _) in enumerate(FUSED_CONFIGS)])
-def test_cpu_torch_path_matches_the_reference_in_float64(monkeypatch, rule, cfg, op):
+@pytest.mark.parametrize("rule,cfg,fused", FUSED_CONFIGS, ids=[f"{r}-{i}" for i, (r, _, _) in enumerate(FUSED_CONFIGS)])
+def test_cpu_torch_path_matches_the_reference_in_float64(monkeypatch, rule, cfg, fused):
     """fp32 through the fused path, five steps with a changing rate, against optimizer_reference_ in float64; the
     reference is never called on this path (so the fused op is what is tested), and the gradient is not written."""
-    if op is not None and optim._FUSED[op] is None:
-        pytest.skip(f"torch.{op} is not available in this torch")
+    if fused and optim._FUSED_ADAM is None:
+        pytest.skip("torch._fused_adam_ (tensor lr) is not available in this torch")
     gen = torch.Generator().manual_seed(7)
     n_valid, n = sum(SIZES), sum(SIZES) + 7
     p0 = torch.zeros(n)
@@ -259,3 +259,100 @@ def test_cpu_torch_path_matches_the_reference_in_float64(monkeypatch, rule, cfg,
     for i, (a, b) in enumerate(zip(got[1:], ref[1:], strict=True)):
         assert_close_verbose(a, b, atol=1e-6 * max(1.0, float(b.abs().max())), rtol=1e-5, name=f"state {i}")
     assert (got[0][n_valid:] == 0).all() and all((t[n_valid:] == 0).all() for t in got[1:]), "padding untouched"
+
+
+# ---- the step's scalars on the device (a CUDA graph replays one call with this step's values) ----------------------
+def _prepared(rule, cfg, device, seed=11):
+    """A FlatUpdate over fresh buffers (params random, states zero), and the buffers."""
+    n = sum(SIZES)
+    gen = torch.Generator().manual_seed(seed)
+    bufs = [torch.randn(n, generator=gen).to(device)] + [torch.zeros(n, device=device) for _ in range(4)]
+    p, g, s1, s2, s3 = bufs
+    momentum = (rule == "sgd" and cfg.get("h1", 0)) or (rule == "rmsprop" and cfg.get("h2", 0) > 0)
+    need = optim._flags(optim.RULES[rule], momentum=bool(momentum), centered=cfg.get("centered", False),
+                        amsgrad=cfg.get("amsgrad", False))  # fmt: skip
+    states = [t if k else None for t, k in zip((s1, s2, s3), need, strict=True)]
+    return optim.FlatUpdate(rule, p, g, *states, **cfg), bufs
+
+
+SCALAR_CONFIGS = [
+    ("adam", {"h1": 0.9, "h2": 0.999, "weight_decay": 0.05}),
+    ("sgd", {"h1": 0.9, "nesterov": True}),
+    ("rmsprop", {"h1": 0.8, "h2": 0.5, "centered": True}),
+]
+
+
+@pytest.mark.parametrize("rule,cfg", SCALAR_CONFIGS, ids=[r for r, _ in SCALAR_CONFIGS])
+def test_lr_and_step_are_read_from_the_device_at_every_call(backend, device, rule, cfg):
+    """The same two tensors, refilled in place between calls (what a graph replay sees), give what fresh host
+    values give: the prepared update froze neither the rate nor the step."""
+    update, bufs = _prepared(rule, cfg, device)
+    ref_update, ref = _prepared(rule, cfg, device)
+    lr = torch.zeros((), device=device)
+    step = torch.zeros((), dtype=torch.int64, device=device)
+    gen = torch.Generator().manual_seed(12)
+    for t in range(1, 5):
+        g = torch.randn(sum(SIZES), generator=gen).to(device)
+        bufs[1].copy_(g)
+        ref[1].copy_(g)
+        lr.fill_(0.05 / t)
+        step.fill_(t)
+        update(lr, step)
+        kernels.optimizer_update_(rule, ref[0], ref[1], *ref_update.states, lr=0.05 / t, step=t, **cfg)
+    for name, a, b in zip(("param", "grad", "s1", "s2", "s3"), bufs, ref, strict=True):
+        assert torch.equal(a, b), name
+
+
+@pytest.mark.parametrize("rule,cfg", [*SCALAR_CONFIGS, ("adam", {"h1": 0.9, "h2": 0.999, "amsgrad": True})],
+                         ids=["adam", "sgd", "rmsprop", "adam-amsgrad"])  # fmt: skip
+def test_found_inf_skips_the_whole_update(backend, device, rule, cfg):
+    """found_inf = 1: parameters and states bit for bit as before (NaN gradients and a step of 0 included);
+    found_inf = 0: the same update as without the flag."""
+    update, bufs = _prepared(rule, cfg, device)
+    masked, mbufs = _prepared(rule, cfg, device)
+    gen = torch.Generator().manual_seed(13)
+    lr = torch.tensor(0.05, device=device)
+    for t in (1, 2):
+        g = torch.randn(sum(SIZES), generator=gen).to(device)
+        bufs[1].copy_(g)
+        mbufs[1].copy_(g)
+        step = torch.tensor(t, device=device)
+        update(lr, step)
+        masked(lr, step, torch.zeros((), device=device))
+    for a, b in zip(bufs, mbufs, strict=True):
+        assert torch.equal(a, b)
+    before = [t.clone() for t in mbufs]
+    mbufs[1][::7] = float("nan")
+    mbufs[1][1::7] = float("inf")
+    masked(lr, torch.tensor(0, device=device), torch.ones((), device=device))  # step 0: a skip before any step
+    masked(lr, torch.tensor(3, device=device), torch.ones((), device=device))
+    for name, a, b in zip(("param", "s1", "s2", "s3"), (mbufs[0], *mbufs[2:]), (before[0], *before[2:]), strict=True):
+        assert torch.equal(a, b), f"{name} changed on a skipped step"
+
+
+@pytest.mark.parametrize("t", [1, 2, 7, 100, 3000, 100000])
+def test_adam_bias_correction_is_accurate_at_every_step(backend, device, t):
+    """With m = v = 0, g = 1 and epsilon 0 the update is -lr_t (1 - b1) / sqrt(1 - b2): lr_t read back matches
+    float64 within fp32 rounding at small t too, where 1 - exp(t log b2) would lose digits (b2 = 0.999)."""
+    n = 64
+    p, g, m, v = (torch.zeros(n, device=device) for _ in range(4))
+    g.fill_(1.0)
+    b1, b2 = 0.9, 0.999
+    kernels.adam_(p, g, m, v, step=torch.tensor(t, device=device), lr=torch.tensor(1.0, device=device), beta_1=b1,
+                  beta_2=b2, epsilon=0.0)  # fmt: skip
+    got = -p.double().cpu() * math.sqrt(1 - b2) / (1 - b1)
+    want = optim.adam_rate(1.0, t, b1, b2)
+    assert_close_verbose(got, torch.full((n,), want, dtype=torch.float64), atol=0, rtol=2e-6, name=f"lr_t at t={t}")
+
+
+def test_device_scalars_are_checked(backend, device):
+    update, bufs = _prepared("sgd", {}, device)
+    step = torch.tensor(1, device=device)
+    with pytest.raises(ValueError, match=r"sgd_: expected lr a 0-d torch.float32 tensor.*float64"):
+        update(torch.tensor(0.1, dtype=torch.float64, device=device), step)
+    with pytest.raises(ValueError, match=r"expected step a 0-d torch.int64 tensor.*Received: step=torch.float32"):
+        update(torch.tensor(0.1, device=device), torch.tensor(1.0, device=device))
+    with pytest.raises(ValueError, match=r"expected found_inf a 0-d torch.float32 tensor.*\(1,\)"):
+        update(torch.tensor(0.1, device=device), step, torch.zeros(1, device=device))
+    with pytest.raises(ValueError, match="expected lr a float or a 0-d float32 tensor"):
+        kernels.sgd_(bufs[0], bufs[1], lr="fast")
