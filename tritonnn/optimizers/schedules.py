@@ -1,9 +1,12 @@
 """Keras 3 learning-rate schedules: ``ExponentialDecay``, ``CosineDecay``, ``PiecewiseConstantDecay``.
 
 A schedule maps the optimizer's step count (its ``iterations`` before the update, as in Keras) to a learning rate.
-The optimizer calls it with its host-side integer counter, so evaluating a schedule is a few float operations on
-the host and never waits for the device; called with a tensor step it computes on that tensor's device instead
-(for callers that keep the step on the GPU).
+Called with a host number it computes in Python floats. Called with a 0-d tensor step it computes on that tensor's
+device in float32, as Keras does (its device form): torch ops whose constants are Python scalars, so no host read
+and no host-to-device copy. The optimizer keeps its step count on the device and calls the built-in schedules so,
+inside every step: a CUDA graph holding the step replays each later step's rate. A user's subclass is evaluated
+on the host with the count as an int (``has_device_form`` tells which); its optimizer's step is then not
+capturable.
 """
 
 from __future__ import annotations
@@ -64,10 +67,10 @@ class ExponentialDecay(LearningRateSchedule):
 
     def __call__(self, step):
         if _is_tensor(step):
-            p = step.to(torch.float32) / self.decay_steps
+            p = step.to(torch.float32) / float(self.decay_steps)
             if self.staircase:
                 p = torch.floor(p)
-            return self.initial_learning_rate * torch.pow(torch.as_tensor(float(self.decay_rate), device=p.device), p)
+            return torch.pow(float(self.decay_rate), p) * float(self.initial_learning_rate)
         p = float(step) / self.decay_steps
         if self.staircase:
             p = math.floor(p)
@@ -108,19 +111,19 @@ class CosineDecay(LearningRateSchedule):
         self.warmup_target = warmup_target
         self.warmup_steps = warmup_steps
 
+    def _decayed(self, s: torch.Tensor, base: float) -> torch.Tensor:
+        cos = 0.5 * (1.0 + torch.cos(math.pi * (s / float(self.decay_steps))))
+        return ((1.0 - self.alpha) * cos + self.alpha) * float(base)
+
     def __call__(self, step):
         if _is_tensor(step):
             s = step.to(torch.float32)
             if self.warmup_target is None:
-                s = torch.clamp(s, max=float(self.decay_steps))
-                cos = 0.5 * (1.0 + torch.cos(math.pi * s / self.decay_steps))
-                return self.initial_learning_rate * ((1 - self.alpha) * cos + self.alpha)
+                return self._decayed(torch.clamp(s, max=float(self.decay_steps)), self.initial_learning_rate)
             s = torch.clamp(s, max=float(self.decay_steps + self.warmup_steps))
-            warm = (self.warmup_target - self.initial_learning_rate) * s / max(self.warmup_steps, 1)
-            warm = warm + self.initial_learning_rate
-            d = s - self.warmup_steps
-            cos = 0.5 * (1.0 + torch.cos(math.pi * d / self.decay_steps))
-            decayed = self.warmup_target * ((1 - self.alpha) * cos + self.alpha)
+            delta = float(self.warmup_target - self.initial_learning_rate)
+            warm = (s / float(max(self.warmup_steps, 1))) * delta + float(self.initial_learning_rate)
+            decayed = self._decayed(s - float(self.warmup_steps), self.warmup_target)
             return torch.where(s < self.warmup_steps, warm, decayed)
         s = float(step)
         if self.warmup_target is None:
@@ -171,9 +174,13 @@ class PiecewiseConstantDecay(LearningRateSchedule):
 
     def __call__(self, step):
         if _is_tensor(step):
-            b = torch.as_tensor(self.boundaries, dtype=step.dtype, device=step.device)
-            v = torch.as_tensor(self.values, dtype=torch.float32, device=step.device)
-            return v[torch.searchsorted(b, step.reshape(1), right=False)].reshape(step.shape)
+            # values[i] where boundaries[i-1] < step <= boundaries[i]: a chain of wheres on Python scalars.
+            if not self.boundaries:
+                return torch.full(step.shape, float(self.values[0]), dtype=torch.float32, device=step.device)
+            out = torch.where(step <= self.boundaries[-1], float(self.values[-2]), float(self.values[-1]))
+            for boundary, value in zip(self.boundaries[-2::-1], self.values[-3::-1], strict=True):
+                out = torch.where(step <= boundary, float(value), out)
+            return out.to(torch.float32)
         for boundary, value in zip(self.boundaries, self.values, strict=False):
             if step <= boundary:
                 return float(value)
@@ -184,6 +191,13 @@ class PiecewiseConstantDecay(LearningRateSchedule):
 
 
 ALL_SCHEDULES = {cls.__name__: cls for cls in (ExponentialDecay, CosineDecay, PiecewiseConstantDecay)}
+_DEVICE_CALLS = frozenset(cls.__call__ for cls in ALL_SCHEDULES.values())
+
+
+def has_device_form(schedule: LearningRateSchedule) -> bool:
+    """Whether ``schedule(step_tensor)`` computes the rate on the step's device with torch ops only: a built-in
+    schedule (or a subclass that keeps its ``__call__``). A subclass with its own ``__call__`` is host code."""
+    return type(schedule).__call__ in _DEVICE_CALLS
 
 
 def serialize(schedule: LearningRateSchedule) -> dict[str, Any]:
@@ -211,5 +225,6 @@ __all__ = [
     "LearningRateSchedule",
     "PiecewiseConstantDecay",
     "deserialize",
+    "has_device_form",
     "serialize",
 ]
