@@ -35,12 +35,11 @@ class Adam(Optimizer):
     def _state_names(self):
         return ("momentums", "velocities", "velocity_hats") if self.amsgrad else ("momentums", "velocities")
 
-    def _update(self, lr, step):
-        _optim.adam_(
-            self.flat_param, self.flat_grad, self._state["momentums"], self._state["velocities"], step=step, lr=lr,
-            beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.epsilon, amsgrad=self.amsgrad,
-            v_hat=self._state.get("velocity_hats"), weight_decay=self.weight_decay, clip=self._clip,
-            n_valid=self._n_valid,
+    def _prepare_update(self):
+        return _optim.FlatUpdate(
+            "adam", self.flat_param, self.flat_grad, self._state["momentums"], self._state["velocities"],
+            self._state.get("velocity_hats"), h1=self.beta_1, h2=self.beta_2, epsilon=self.epsilon,
+            amsgrad=self.amsgrad, weight_decay=self.weight_decay, clip=self._clip, n_valid=self._n_valid,
         )  # fmt: skip
 
     def get_config(self):

@@ -17,11 +17,17 @@ class LossScaleOptimizer(Optimizer):
 
     The loss is multiplied by ``loss_scale`` before the backward pass so that small float16 gradients do not
     flush to zero; ``step()`` divides the flat gradient by the scale, and applies the inner optimizer only when
-    every gradient is finite. A step whose gradients overflowed is skipped and the scale halved; after
-    ``dynamic_growth_steps`` good steps in a row the scale doubles. ``compile()`` wraps the optimizer in one
-    automatically under the ``"mixed_float16"`` policy, as Keras does.
+    every gradient is finite. A step whose gradients overflowed is skipped (parameters, states and the inner
+    ``iterations`` unchanged) and the scale halved; after ``dynamic_growth_steps`` good steps in a row the scale
+    doubles. ``compile()`` wraps the optimizer in one automatically under the ``"mixed_float16"`` policy, as Keras
+    does.
 
-    Deciding whether to skip reads one flag from the device per step (a host sync); bfloat16 needs no scaling.
+    All of it runs on the device, with no host sync: the scale (float32), the good-step counter and the found-inf
+    flag are device tensors; a step is one pass that checks the scaled gradients finite and unscales them
+    (``torch._amp_foreach_non_finite_check_and_unscale_``), the inner update masked by the flag (it loads and
+    stores nothing on a skipped step), and the scale update (``torch._amp_update_scale_``: Keras' rule, the
+    doubling kept only while the doubled scale is finite). So the step is capturable whenever the inner one is.
+    Reading ``loss_scale`` or ``skipped_steps`` syncs, once. bfloat16 needs no scaling.
     """
 
     def __init__(
@@ -40,7 +46,11 @@ class LossScaleOptimizer(Optimizer):
             raise ValueError(
                 f"Expected `initial_scale` a positive finite float. Received: initial_scale={initial_scale!r}"
             )
-        if not isinstance(dynamic_growth_steps, int) or dynamic_growth_steps < 1:
+        if (
+            isinstance(dynamic_growth_steps, bool)
+            or not isinstance(dynamic_growth_steps, int)
+            or dynamic_growth_steps < 1
+        ):
             raise ValueError(
                 "Expected `dynamic_growth_steps` a positive integer. "
                 f"Received: dynamic_growth_steps={dynamic_growth_steps!r}"
@@ -49,9 +59,15 @@ class LossScaleOptimizer(Optimizer):
         self.name = name or "loss_scale_optimizer"
         self.initial_scale = float(initial_scale)
         self.dynamic_growth_steps = dynamic_growth_steps
-        self.loss_scale = float(initial_scale)
-        self._good_steps = 0
-        self.skipped_steps = 0
+        # Keras' dynamic_scale and step_counter (int32: what _amp_update_scale_ keeps), on the host until built.
+        self._scale = torch.tensor(self.initial_scale, dtype=torch.float32)
+        self._good_steps = torch.zeros((), dtype=torch.int32)
+        self._skipped = torch.zeros((), dtype=torch.float64)
+        self._found_inf: torch.Tensor | None = None
+        self._inv_scale: torch.Tensor | None = None
+        # A power-of-two scale stays one (x2, x0.5), and multiplying by its reciprocal is then exactly Keras'
+        # division: the finite check and the unscaling are one pass. Any other scale is divided afterwards.
+        self._exact_reciprocal = math.frexp(self.initial_scale)[0] == 0.5
 
     # The flat buffers, the rate and the step count are the inner optimizer's.
     built = property(lambda self: self.inner_optimizer.built)
@@ -60,6 +76,7 @@ class LossScaleOptimizer(Optimizer):
     flat_grad = property(lambda self: self.inner_optimizer.flat_grad)
     iterations = property(lambda self: self.inner_optimizer.iterations)
     variables = property(lambda self: self.inner_optimizer.variables)
+    capture_blocker = property(lambda self: self.inner_optimizer.capture_blocker)
 
     @property
     def learning_rate(self) -> float:
@@ -69,33 +86,55 @@ class LossScaleOptimizer(Optimizer):
     def learning_rate(self, value: Any) -> None:
         self.inner_optimizer.learning_rate = value
 
+    @property
+    def loss_scale(self) -> float:
+        """The current scale (read from the device: one sync)."""
+        return float(self._scale)
+
+    @property
+    def skipped_steps(self) -> int:
+        """Steps skipped for non-finite gradients since this optimizer was built (read from the device)."""
+        return int(self._skipped)
+
     def build(self, params: list[torch.nn.Parameter]) -> None:
         self.inner_optimizer.build(params)
+        device = self.inner_optimizer.flat_param.device
+        self._scale = self._scale.to(device)  # a scale loaded before build is kept
+        self._good_steps = self._good_steps.to(device)
+        self._skipped = torch.zeros((), dtype=torch.float64, device=device)
+        self._found_inf = torch.zeros((), dtype=torch.float32, device=device)
+        self._inv_scale = torch.ones((), dtype=torch.float32, device=device)
 
     def zero_grad(self) -> None:
         self.inner_optimizer.zero_grad()
 
     def scale_loss(self, loss: torch.Tensor) -> torch.Tensor:
-        """The loss to differentiate: ``loss * loss_scale``."""
-        return loss * self.loss_scale
+        """The loss to differentiate: ``loss * loss_scale`` (the device scale: no host value enters the graph)."""
+        return loss * self._scale
 
     @torch.no_grad()
-    def step(self) -> None:
-        """Unscale the gradients; apply the inner step if all are finite, else skip it and halve the scale."""
+    def step(self, found_inf: torch.Tensor | None = None) -> None:
+        """Check the scaled gradients finite and unscale them; apply the inner step masked by the result; double
+        or halve the scale. Device ops only (see the class docstring). ``found_inf`` is computed here, not taken."""
         if not self.built:
             raise RuntimeError("Call optimizer.build(params) before optimizer.step()")
-        grad = self.inner_optimizer.flat_grad
-        grad.mul_(1.0 / self.loss_scale)
-        if bool(torch.isfinite(grad).all()):
-            self.inner_optimizer.step()
-            self._good_steps += 1
-            if self._good_steps >= self.dynamic_growth_steps:
-                self.loss_scale *= 2.0
-                self._good_steps = 0
+        if found_inf is not None:
+            raise ValueError("LossScaleOptimizer.step() finds non-finite gradients itself: call it without found_inf")
+        inner = self.inner_optimizer
+        inner._sync_views()  # a gradient replaced behind the optimizer's back is checked and unscaled too
+        grad = inner.flat_grad
+        found = self._found_inf
+        found.zero_()
+        if self._exact_reciprocal:
+            torch.reciprocal(self._scale, out=self._inv_scale)
+            torch._amp_foreach_non_finite_check_and_unscale_([grad], found, self._inv_scale)
         else:
-            self.loss_scale = max(self.loss_scale / 2.0, 1.0)
-            self._good_steps = 0
-            self.skipped_steps += 1
+            torch._amp_foreach_non_finite_check_and_unscale_([grad], found, self._inv_scale)  # checks only (x1)
+            grad.div_(self._scale)
+        inner.step(found_inf=found)
+        # Keras: finite -> step_counter == growth - 1 ? (counter 0, scale x2) : counter + 1; else counter 0, x0.5.
+        torch._amp_update_scale_(self._scale, self._good_steps, found, 2.0, 0.5, self.dynamic_growth_steps)
+        self._skipped.add_(found)
 
     def get_config(self) -> dict[str, Any]:
         return {
@@ -113,16 +152,16 @@ class LossScaleOptimizer(Optimizer):
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         state = self.inner_optimizer.state_dict()
-        state["loss_scale"] = torch.tensor(self.loss_scale, dtype=torch.float64)
-        state["loss_scale_good_steps"] = torch.tensor(self._good_steps, dtype=torch.int64)
+        state["loss_scale"] = torch.tensor(float(self._scale), dtype=torch.float64)
+        state["loss_scale_good_steps"] = torch.tensor(int(self._good_steps), dtype=torch.int64)
         return state
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         state = dict(state)
         if "loss_scale" in state:
-            self.loss_scale = float(state.pop("loss_scale"))
+            self._scale.fill_(float(state.pop("loss_scale")))
         if "loss_scale_good_steps" in state:
-            self._good_steps = int(state.pop("loss_scale_good_steps"))
+            self._good_steps.fill_(int(state.pop("loss_scale_good_steps")))
         self.inner_optimizer.load_state_dict(state)
 
     def __repr__(self) -> str:

@@ -3,6 +3,16 @@
 ``build(params)`` copies the parameters into one contiguous fp32 buffer and makes every parameter (and its
 ``.grad``) a view into it, marking each one for the dense backward (the flat-gradient contract,
 ``tritonnn.kernels.mark_flat_grad``); subclasses give the update rule and the names of their state buffers.
+
+The step is capturable: the step count (``iterations``) and the learning rate live on the parameters' device (0-d
+int64 and float32 tensors), the step updates the count with a device op and the update kernel reads both through
+pointers (Adam's bias corrections are computed from the count inside it), and a built-in schedule computes the
+rate from the device count with torch ops. So one ``step()`` neither syncs with the host nor reads a host value
+that changes between steps, and a CUDA graph holding it replays every later step exactly. The host side stays
+Keras': ``learning_rate`` and ``iterations`` read and write the device values (a sync only when read),
+``state_dict`` holds host tensors under the same keys as ever. A rate the host computes (a user's
+``LearningRateSchedule`` subclass, a callable) is written to the device tensor by each step: such a step is not
+capturable, and ``capture_blocker`` says why.
 """
 
 from __future__ import annotations
@@ -43,6 +53,17 @@ def check_unit(name: str, value: Any, *, closed: bool = False) -> None:
     if not ok:
         interval = "[0, 1]" if closed else "[0, 1)"
         raise ValueError(f"Expected `{name}` a float in {interval}. Received: {name}={value!r}")
+
+
+def _check_found_inf(found_inf: Any, device: torch.device) -> None:
+    ok = isinstance(found_inf, torch.Tensor) and found_inf.dtype == torch.float32 and found_inf.dim() == 0
+    if not (ok and found_inf.device == device):
+        got = (
+            f"{found_inf.dtype} {tuple(found_inf.shape)} on {found_inf.device}"
+            if isinstance(found_inf, torch.Tensor)
+            else repr(found_inf)
+        )
+        raise ValueError(f"Expected `found_inf` a 0-d float32 tensor on {device}. Received: found_inf={got}")
 
 
 class Optimizer:
@@ -96,9 +117,11 @@ class Optimizer:
         self.clipnorm = clipnorm
         self.clipvalue = clipvalue
         self.global_clipnorm = global_clipnorm
-        self._learning_rate: Any = None
+        self._learning_rate: Any = None  # a float (the value as set), a LearningRateSchedule or a callable
+        self._lr_tensor: torch.Tensor | None = None  # the rate on the device (float32, 0-d), made by build
         self._set_learning_rate(learning_rate, initial=True)
-        self._iterations = 0
+        self._iterations_tensor = torch.zeros((), dtype=torch.int64)  # on the parameters' device once built
+        self._host_iterations: int | None = 0  # the count as the host last knew it (None: read the device)
         self.params: list[torch.nn.Parameter] = []
         self.flat_param: torch.Tensor | None = None
         self.flat_grad: torch.Tensor | None = None
@@ -108,6 +131,7 @@ class Optimizer:
         self._clip: _optim.GradClip | None = None
         self._pending_state: dict[str, torch.Tensor] | None = None
         self._n_valid = 0
+        self._flat_update: _optim.FlatUpdate | None = None
         self._constraints: list[tuple[torch.Tensor, Any]] = []
 
     # ---- learning rate and iterations ----
@@ -130,19 +154,38 @@ class Optimizer:
                 "be settable, you should instantiate the optimizer with a float `learning_rate` argument."
             )
         self._learning_rate = float(value)
+        if self._lr_tensor is not None:  # the next step (eager or replayed) reads it: nothing to recapture
+            self._lr_tensor.fill_(self._learning_rate)
 
-    def _current_learning_rate(self) -> float:
+    def _host_step(self) -> int:
+        """``iterations`` for a rate the host computes: the host's count, read back only after a masked step."""
+        if self._host_iterations is None:
+            self._host_iterations = int(self._iterations_tensor)
+        return self._host_iterations
+
+    def _step_learning_rate(self) -> torch.Tensor:
+        """The rate of the step about to run, as a 0-d float32 tensor on the device (before the count moves)."""
         lr = self._learning_rate
-        if isinstance(lr, LearningRateSchedule):
-            return float(lr(self._iterations))
-        if callable(lr):
-            return float(lr())
-        return lr
+        if isinstance(lr, float):
+            return self._lr_tensor
+        if isinstance(lr, LearningRateSchedule) and schedules.has_device_form(lr):
+            return lr(self._iterations_tensor)
+        value = lr(self._host_step()) if isinstance(lr, LearningRateSchedule) else lr()
+        return self._lr_tensor.fill_(float(value))
 
     @property
     def learning_rate(self) -> float:
-        """The rate the next step uses (a schedule is evaluated at ``iterations``); settable as in Keras."""
-        return self._current_learning_rate()
+        """The rate the next step uses (a schedule is evaluated at ``iterations``); settable as in Keras.
+
+        A float rate reads back as the value set (the device holds it in float32; only this setter, ``build`` and
+        ``load_state_dict`` write it, so reading needs no sync). A schedule is evaluated in Python floats at the
+        device count (one sync, on reading); the step uses its float32 device form, equal within fp32 rounding."""
+        lr = self._learning_rate
+        if isinstance(lr, float):
+            return lr
+        if isinstance(lr, LearningRateSchedule):
+            return float(lr(self.iterations if schedules.has_device_form(lr) else self._host_step()))
+        return float(lr())
 
     @learning_rate.setter
     def learning_rate(self, value: Any) -> None:
@@ -150,12 +193,31 @@ class Optimizer:
 
     @property
     def iterations(self) -> int:
-        """Steps taken so far (a host-side count: reading it never syncs with the device)."""
-        return self._iterations
+        """Steps taken so far: the device counter, read back (one sync, on reading; never during a step)."""
+        return int(self._iterations_tensor)
 
     @iterations.setter
     def iterations(self, value: int) -> None:
-        self._iterations = int(value)
+        if isinstance(value, bool) or not isinstance(value, (int, torch.Tensor)) or int(value) < 0:
+            raise ValueError(f"Expected `iterations` an integer >= 0. Received: iterations={value!r}")
+        self._iterations_tensor.fill_(int(value))
+        self._host_iterations = int(value)
+
+    @property
+    def capture_blocker(self) -> str | None:
+        """Why ``step()`` cannot be captured in a CUDA graph (a host value that changes every step), or None."""
+        lr = self._learning_rate
+        if isinstance(lr, LearningRateSchedule):
+            return None if schedules.has_device_form(lr) else "a custom LearningRateSchedule is evaluated on the host"
+        if callable(lr):
+            return "a callable learning_rate is evaluated on the host"
+        return None
+
+    @property
+    def capturable(self) -> bool:
+        """Whether one ``step()`` reads no host value that changes between steps and never syncs: a CUDA graph
+        that captured it replays later steps exactly (``capture_blocker`` says why not)."""
+        return self.capture_blocker is None
 
     # ---- buffers ----
     @property
@@ -232,7 +294,10 @@ class Optimizer:
             if getattr(p, "constraint", None) is not None
         ]
         self._state = {name: torch.zeros_like(self.flat_param) for name in self._state_names()}
-        self._iterations = 0
+        self._iterations_tensor = torch.zeros((), dtype=torch.int64, device=device)
+        self._host_iterations = 0
+        lr = self._learning_rate
+        self._lr_tensor = torch.tensor(lr if isinstance(lr, float) else 0.0, dtype=torch.float32, device=device)
         seg_sizes = sizes + ([padded - total] if padded > total else [])
         if self.clipnorm is not None:
             self._clip = _optim.GradClip("norm", float(self.clipnorm), _optim.make_segments(seg_sizes, device))
@@ -243,6 +308,7 @@ class Optimizer:
             self._clip = _optim.GradClip("value", float(self.clipvalue))
         else:
             self._clip = None
+        self._flat_update = self._prepare_update()
         if self._pending_state is not None:
             pending, self._pending_state = self._pending_state, None
             self.load_state_dict(pending)
@@ -272,20 +338,38 @@ class Optimizer:
         self.flat_grad.zero_()
 
     @torch.no_grad()
-    def step(self) -> None:
-        """Apply one update to every parameter from the gradients accumulated in the flat gradient buffer."""
+    def step(self, found_inf: torch.Tensor | None = None) -> None:
+        """Apply one update to every parameter from the gradients accumulated in the flat gradient buffer.
+
+        Device ops only (see the module docstring): the rate of this step (a built-in schedule's, from the device
+        count), ``iterations += 1``, then one fused update launch (plus a reduction pass when clipping by norm),
+        then the weights' constraints. ``found_inf``: a 0-d float32 tensor on the device; where nonzero the step is
+        skipped entirely (parameters, states and ``iterations`` unchanged, no constraint applied), as dynamic loss
+        scaling does after an overflow.
+        """
         if not self.built:
             raise RuntimeError("Call optimizer.build(params) before optimizer.step()")
+        if found_inf is not None:
+            _check_found_inf(found_inf, self.flat_param.device)
         self._sync_views()
-        self._update(self._current_learning_rate(), self._iterations + 1)
-        self._iterations += 1
-        self._apply_constraints()
+        lr = self._step_learning_rate()
+        count = self._iterations_tensor
+        if found_inf is None:
+            count.add_(1)
+            if self._host_iterations is not None:
+                self._host_iterations += 1
+        else:
+            count.add_(found_inf == 0)
+            self._host_iterations = None  # only the device knows whether this step counted
+        self._flat_update(lr, count, found_inf)
+        self._apply_constraints(found_inf)
 
     @torch.no_grad()
-    def _apply_constraints(self) -> None:
+    def _apply_constraints(self, found_inf: torch.Tensor | None = None) -> None:
         """Project each constrained parameter after the update (Keras: ``variable.assign(constraint(variable))``
         for every trainable variable that has one, after the update step). The projection is computed from the
-        parameter's view and written back into it, so the parameter stays a view of the flat buffer."""
+        parameter's view and written back into it, so the parameter stays a view of the flat buffer. A step skipped
+        by ``found_inf`` keeps the parameter as it was (Keras applies nothing then)."""
         for pv, constraint in self._constraints:
             projected = constraint(pv)
             if tuple(projected.shape) != tuple(pv.shape):
@@ -293,7 +377,10 @@ class Optimizer:
                     f"The constraint {constraint!r} returned a tensor of shape {tuple(projected.shape)} for a weight "
                     f"of shape {tuple(pv.shape)}: a constraint must keep the weight's shape"
                 )
-            pv.copy_(projected)
+            if found_inf is None:
+                pv.copy_(projected)
+            else:
+                torch.where(found_inf == 0, projected, pv, out=pv)
 
     def apply(self, grads: list[torch.Tensor] | None = None) -> None:
         """Keras' ``apply(grads)``: copy ``grads`` into the flat gradient buffer (if given), then ``step()``."""
@@ -307,7 +394,8 @@ class Optimizer:
                     gv.copy_(g)
         self.step()
 
-    def _update(self, lr: float, step: int) -> None:
+    def _prepare_update(self) -> _optim.FlatUpdate:
+        """The subclass's rule over the built flat buffers (``tritonnn.kernels.optim.FlatUpdate``)."""
         raise NotImplementedError
 
     # ---- serialization ----
@@ -336,7 +424,7 @@ class Optimizer:
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """The optimizer's state: every flat state buffer, ``iterations`` and (when a float) ``learning_rate``."""
-        state: dict[str, torch.Tensor] = {"iterations": torch.tensor(self._iterations, dtype=torch.int64)}
+        state: dict[str, torch.Tensor] = {"iterations": torch.tensor(self.iterations, dtype=torch.int64)}
         if isinstance(self._learning_rate, float):
             state["learning_rate"] = torch.tensor(self._learning_rate, dtype=torch.float64)
         if self.built:
@@ -363,9 +451,10 @@ class Optimizer:
                     f"Received: {tuple(src.shape)}"
                 )
             self._state[name].copy_(src)
-        self._iterations = int(state.get("iterations", 0))
+        self.iterations = int(state.get("iterations", 0))
         if "learning_rate" in state and not isinstance(self._learning_rate, LearningRateSchedule):
             self._learning_rate = float(state["learning_rate"])
+            self._lr_tensor.fill_(self._learning_rate)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} name={self.name!r} learning_rate={self._learning_rate!r}>"

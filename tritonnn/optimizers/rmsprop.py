@@ -36,10 +36,10 @@ class RMSprop(Optimizer):
             names.append("average_gradients")
         return tuple(names)
 
-    def _update(self, lr, step):
-        _optim.rmsprop_(
-            self.flat_param, self.flat_grad, self._state["velocities"], self._state.get("momentums"),
-            self._state.get("average_gradients"), lr=lr, rho=self.rho, momentum=self.momentum, epsilon=self.epsilon,
+    def _prepare_update(self):
+        return _optim.FlatUpdate(
+            "rmsprop", self.flat_param, self.flat_grad, self._state["velocities"], self._state.get("momentums"),
+            self._state.get("average_gradients"), h1=self.rho, h2=self.momentum, epsilon=self.epsilon,
             centered=self.centered, weight_decay=self.weight_decay, clip=self._clip, n_valid=self._n_valid,
         )  # fmt: skip
 

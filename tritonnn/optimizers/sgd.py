@@ -28,9 +28,9 @@ class SGD(Optimizer):
     def _state_names(self):
         return ("momentum_buffer",) if self.momentum != 0 else ()
 
-    def _update(self, lr, step):
-        _optim.sgd_(
-            self.flat_param, self.flat_grad, self._state.get("momentum_buffer"), lr=lr, momentum=self.momentum,
+    def _prepare_update(self):
+        return _optim.FlatUpdate(
+            "sgd", self.flat_param, self.flat_grad, self._state.get("momentum_buffer"), h1=self.momentum,
             nesterov=self.nesterov, weight_decay=self.weight_decay, clip=self._clip, n_valid=self._n_valid,
         )  # fmt: skip
 
