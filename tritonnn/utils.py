@@ -108,37 +108,59 @@ def _format_bytes(n: float) -> str:
     return f"{n:.2f} GB"
 
 
+def _optimizer_variables(optimizer: Any) -> tuple[int, int]:
+    """The count and bytes of what Keras calls an optimizer's variables (``optimizer.variables`` in Keras).
+
+    Keras makes ``iterations`` (int32), the learning rate (a float32 variable, unless it is a schedule) and one
+    float32 slot per trainable weight element per state (SGD's momentums, Adam's momentums and velocities...);
+    tritonnn keeps the states in padded flat buffers, so they are counted from the parameters they shadow. A
+    ``LossScaleOptimizer`` adds its own four scalars (iterations, learning rate, step counter, dynamic scale).
+    """
+    inner = getattr(optimizer, "inner_optimizer", None)
+    if inner is not None:
+        count, size = _optimizer_variables(inner)
+        return count + 4, size + 16
+    per_state = sum(p.numel() for p in optimizer.params)
+    lr_is_variable = not isinstance(optimizer.get_config().get("learning_rate"), dict)  # a schedule serializes
+    count = 1 + int(lr_is_variable) + per_state * len(optimizer.variables)
+    return count, 4 * count
+
+
 def summary_text(model: Any, line_length: int | None = None) -> str:
-    """Keras' summary table of a built model, drawn with rich."""
+    """Keras 3's summary table of a model, drawn with rich.
+
+    As in Keras, a model not built yet lists its layers with ``?`` shapes and ``0 (unbuilt)`` parameters, and once
+    the optimizer is built (the first training step) its variables are counted in "Optimizer params" and in the
+    total.
+    """
     from rich import box
     from rich.console import Console
     from rich.table import Table
 
-    if not model.built:
-        raise ValueError(
-            "This model has not yet been built. Build the model first by calling `build()` or by calling the model "
-            "on a batch of data."
-        )
     table = Table(box=box.HEAVY_HEAD, show_lines=False)
     table.add_column("Layer (type)")
     table.add_column("Output Shape")
     table.add_column("Param #", justify="right")
     for layer in model.layers:
-        shape = getattr(layer, "_output_shape", None)
+        shape = getattr(layer, "_output_shape", None) if layer.built else None
         shape_text = "?" if shape is None else str(tuple(shape)).replace(",)", ")")
-        table.add_row(
-            f"{layer.name} ({type(layer).__name__})", shape_text, f"{sum(p.numel() for p in layer.weights):,}"
-        )
+        params = f"{sum(p.numel() for p in layer.weights):,}" if layer.built else "0 (unbuilt)"
+        table.add_row(f"{layer.name} ({type(layer).__name__})", shape_text, params)
     weights = model.weights
-    total = sum(p.numel() for p in weights)
-    trainable = sum(p.numel() for p in weights if p.requires_grad)
+    trainable_weights = [p for p in weights if p.requires_grad]
+    frozen = [p for p in weights if not p.requires_grad]
     size = lambda ps: sum(p.numel() * p.element_size() for p in ps)  # noqa: E731
+    trainable, non_trainable = sum(p.numel() for p in trainable_weights), sum(p.numel() for p in frozen)
+    optimizer = getattr(model, "optimizer", None) if getattr(model, "compiled", False) else None
+    opt_count, opt_size = _optimizer_variables(optimizer) if optimizer is not None and optimizer.built else (0, 0)
     buf = io.StringIO()
     console = Console(file=buf, width=line_length or 100, force_terminal=False, color_system=None)
     console.print(f'Model: "{model.name}"')
     console.print(table)
-    console.print(f" Total params: {total:,} ({_format_bytes(size(weights))})")
-    frozen = [p for p in weights if not p.requires_grad]
-    console.print(f" Trainable params: {trainable:,} ({_format_bytes(size([p for p in weights if p.requires_grad]))})")
-    console.print(f" Non-trainable params: {total - trainable:,} ({_format_bytes(size(frozen))})")
+    total, total_size = trainable + non_trainable + opt_count, size(weights) + opt_size
+    console.print(f" Total params: {total:,} ({_format_bytes(total_size)})")
+    console.print(f" Trainable params: {trainable:,} ({_format_bytes(size(trainable_weights))})")
+    console.print(f" Non-trainable params: {non_trainable:,} ({_format_bytes(size(frozen))})")
+    if optimizer is not None and optimizer.built:
+        console.print(f" Optimizer params: {opt_count:,} ({_format_bytes(opt_size)})")
     return buf.getvalue().rstrip("\n")
