@@ -33,6 +33,10 @@ exponential) the dropped output is 0 and so is its gradient; for the others (lin
 softsign) the backward prologue regenerates the mask with Philox from (seed, index). That last case costs about 80
 integer instructions per element per GEMM program, K / BLOCK_K times per element: correct and storage-free, but
 CUDA-core heavy; a 1-bit saved mask would be the alternative if a GPU profile shows it matters.
+
+The dropout seed is an int seed (a scalar kernel argument) or a device seed (a 0-dim int64 tensor that the forward
+epilogue and the regenerating backward load once per program: the constexpr DEVICE_SEED; kernels/dropout.py), so a
+step whose seed changes every call can be captured in a CUDA graph. Same mask for the same seed value either way.
 """
 
 from __future__ import annotations
@@ -51,7 +55,15 @@ from .activations import (
     activation_reference,
     canonical,
 )
-from .dropout import check_rate, check_seed, dropout_reference, keep_threshold, torch_dropout_mask
+from .dropout import (
+    check_rate,
+    check_seed,
+    dropout_reference,
+    is_device_seed,
+    keep_threshold,
+    seed_args,
+    torch_dropout_mask,
+)
 from .flat_grad import is_flat_grad_leaf
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -66,7 +78,7 @@ def dense_reference(
     activation: str | None = None,
     *,
     dropout_rate: float = 0.0,
-    dropout_seed: int = 0,
+    dropout_seed: int | torch.Tensor = 0,
 ) -> torch.Tensor:
     """Plain torch, differentiated by autograd: the written-down spec."""
     z = torch.matmul(x, kernel)
@@ -133,13 +145,15 @@ def _dense_fwd_kernel(
     stride_xk,
     stride_wk,
     stride_wn,
-    seed,  # Philox key of the fused dropout
+    seed,  # Philox key of the fused dropout (an int seed; unused with DEVICE_SEED)
+    seed_ptr,  # *i64 [] the Philox key in device memory (DEVICE_SEED; else a dummy pointer, never read)
     threshold,  # i32: keep an element when randint >> 1 >= threshold
     scale,  # fp32: 1 / (1 - rate)
     ACTIVATION: tl.constexpr,
     HAS_BIAS: tl.constexpr,
     SAVE_GRAD: tl.constexpr,
     HAS_DROPOUT: tl.constexpr,
+    DEVICE_SEED: tl.constexpr,  # HAS_DROPOUT's key is the int64 at seed_ptr (a device seed), not the scalar seed
     PRECISION: tl.constexpr,  # tl.dot input_precision: "ieee" or "tf32" (fp32 only)
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
@@ -196,6 +210,10 @@ def _dense_fwd_kernel(
     if EPILOGUE_SPLIT == 2:
         acc = tl.permute(tl.reshape(acc, (BLOCK_M, 2, BLOCK_N // 2)), (0, 2, 1))
         acc_0, acc_1 = tl.split(acc)
+    if DEVICE_SEED:  # the dropout's Philox key, loaded once per program (8 bytes, the same for every program)
+        key = tl.load(seed_ptr)
+    else:
+        key = seed
     for h in tl.static_range(EPILOGUE_SPLIT):
         if EPILOGUE_SPLIT == 1:
             z = acc
@@ -287,7 +305,7 @@ def _dense_fwd_kernel(
         else:
             offs_y = offs_m[:, None] * N + offs_n[None, :]  # int32 Philox counters: same bits, cheaper
         if HAS_DROPOUT:
-            keep = (tl.randint(seed, offs_y) >> 1).to(tl.int32) >= threshold
+            keep = (tl.randint(key, offs_y) >> 1).to(tl.int32) >= threshold
             y = tl.where(keep, y * scale, 0.0)
             if SAVE_GRAD:
                 g = tl.where(keep, g * scale, 0.0)
@@ -316,7 +334,8 @@ def _dense_bwd_kernel(
     stride_xk,
     stride_wk,
     stride_wn,
-    seed,  # Philox key of the fused dropout (DROPOUT_REGEN)
+    seed,  # Philox key of the fused dropout (DROPOUT_REGEN with an int seed)
+    seed_ptr,  # *i64 [] the Philox key in device memory (DEVICE_SEED; else a dummy pointer, never read)
     threshold,  # i32: kept when randint >> 1 >= threshold
     scale,  # fp32: 1 / (1 - rate), 1 without dropout
     unscale,  # fp32: 1 - rate: the saved output times this is act(z) for kept elements
@@ -324,6 +343,7 @@ def _dense_bwd_kernel(
     ACTIVATION: tl.constexpr,
     GRAD_FROM: tl.constexpr,  # 0: act' = 1, 1: act' from the saved output, 2: act' saved
     DROPOUT_REGEN: tl.constexpr,  # regenerate the dropout mask (output rows with act'(0) != 0)
+    DEVICE_SEED: tl.constexpr,  # DROPOUT_REGEN's key is the int64 at seed_ptr (a device seed), not the scalar seed
     HAS_BIAS: tl.constexpr,
     PART: tl.constexpr,  # 0: dx = dz @ kernel^T, 1: dkernel = x^T @ dz (and dbias)
     PRECISION: tl.constexpr,
@@ -391,6 +411,10 @@ def _dense_bwd_kernel(
         dy_step = BLOCK_K * stride_dym
         aux_step = BLOCK_K * N
 
+    if DEVICE_SEED:  # the regenerated mask's Philox key, loaded once per program, before the loop
+        key = tl.load(seed_ptr)
+    else:
+        key = seed
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     db = tl.zeros((BLOCK_N,), dtype=tl.float32)
     for r in range(0, tl.cdiv(R, BLOCK_K)):
@@ -437,7 +461,7 @@ def _dense_bwd_kernel(
                     idx = dm.to(tl.int64) * N + dn
                 else:
                     idx = dm * N + dn
-                keep = (tl.randint(seed, idx) >> 1).to(tl.int32) >= threshold
+                keep = (tl.randint(key, idx) >> 1).to(tl.int32) >= threshold
                 dact = tl.where(keep, dact, 0.0)
             dz = dz * dact
         if _UPCAST:
@@ -596,6 +620,11 @@ def _is_hopper(device: torch.device) -> bool:
 # no divisibility hints (the run-time specialisation of 16-aligned pointers and sizes), so its loads are scalar and
 # unpipelined: a pessimistic register count. `python bench/dense.py --aot` compiles the heavier variants (mish +
 # dropout, a regenerated mask) with those hints, as the GPU runs them. IEEE fp32 has no tensor-core path (FMA dot).
+# The fused dropout with a device seed (DEVICE_SEED: the Philox key loaded from memory, held in registers where an
+# int seed is a kernel parameter) is registered too, for the largest tile of each list and the ragged one, fp32 and
+# bf16: relu+dropout forward, tanh+dropout (regenerated mask) backward. Its aligned cases are compiled with the
+# divisibility hints of an aligned launch (``AotCase.divisible``), ragged ones without: without hints the dropout
+# variants sit at the register limit with int seeds already (the 16-bit dkernel GEMM spilled up to 212 bytes).
 # ---------------------------------------------------------------------------------------------------------------
 
 _AOT_DTYPES = [
@@ -607,6 +636,7 @@ _AOT_DTYPES = [
 _AOT_FWD_EPILOGUES = {
     "gelu": {"ACTIVATION": ACTIVATIONS["gelu"].id, "SAVE_GRAD": True, "HAS_DROPOUT": False},
     "mish+dropout": {"ACTIVATION": ACTIVATIONS["mish"].id, "SAVE_GRAD": True, "HAS_DROPOUT": True},
+    "relu+dropout": {"ACTIVATION": ACTIVATIONS["relu"].id, "SAVE_GRAD": False, "HAS_DROPOUT": True},
 }
 _AOT_BWD_PROLOGUES = {
     "tanh": {"ACTIVATION": ACTIVATIONS["tanh"].id, "GRAD_FROM": _FROM_OUTPUT, "DROPOUT_REGEN": False},
@@ -614,7 +644,7 @@ _AOT_BWD_PROLOGUES = {
 }
 
 
-def _aot_fwd_case(label, ptr, prec, epilogue, config, aligned) -> AotCase:
+def _aot_fwd_case(label, ptr, prec, epilogue, config, aligned, device_seed=False, divisible=()) -> AotCase:
     bm, bn, bk, warps, stages = config
     blocks = {"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": GROUP_M}
     flags = (
@@ -622,19 +652,22 @@ def _aot_fwd_case(label, ptr, prec, epilogue, config, aligned) -> AotCase:
         "HAS_BIAS",
         "SAVE_GRAD",
         "HAS_DROPOUT",
+        "DEVICE_SEED",
         "PRECISION",
         "EPILOGUE_SPLIT",
         "WIDE_INDEX",
         "ALIGNED",
     )
+    seed_tag = (",device-seed" if device_seed else "") + (",div16" if divisible else "")
     return AotCase(
-        name=f"dense_fwd[{label},{epilogue},{bm}x{bn}x{bk}w{warps}s{stages}{'' if aligned else ',ragged'}]",
+        name=f"dense_fwd[{label},{epilogue}{seed_tag},{bm}x{bn}x{bk}w{warps}s{stages}{'' if aligned else ',ragged'}]",
         kernel=_dense_fwd_kernel,
         signature={
             **dict.fromkeys(("x_ptr", "w_ptr", "b_ptr", "y_ptr", "g_ptr"), ptr),
             **dict.fromkeys(("M", "N", "K", "stride_xm", "stride_wk"), "i32"),
             **dict.fromkeys(("stride_xk", "stride_wn"), "constexpr"),  # unit strides are specialised at run time
             "seed": "i64",
+            "seed_ptr": "*i64" if device_seed else ptr,  # the launcher's dummy for an int seed is y
             "threshold": "i32",
             "scale": "fp32",
             **dict.fromkeys((*flags, *blocks), "constexpr"),
@@ -643,6 +676,7 @@ def _aot_fwd_case(label, ptr, prec, epilogue, config, aligned) -> AotCase:
             "stride_xk": 1,
             "stride_wn": 1,
             **_AOT_FWD_EPILOGUES[epilogue],
+            "DEVICE_SEED": device_seed,
             "HAS_BIAS": True,
             "PRECISION": prec,
             "EPILOGUE_SPLIT": 2,
@@ -653,19 +687,23 @@ def _aot_fwd_case(label, ptr, prec, epilogue, config, aligned) -> AotCase:
         num_warps=warps,
         num_stages=stages,
         tensor_cores=prec != "ieee",
+        divisible=tuple(divisible),
     )
 
 
-def _aot_bwd_case(label, ptr, prec, prologue, part, config, aligned, accumulate=False) -> AotCase:
+def _aot_bwd_case(
+    label, ptr, prec, prologue, part, config, aligned, accumulate=False, device_seed=False, divisible=()
+) -> AotCase:
     bm, bn, bk, warps, stages = config
     blocks = {"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": GROUP_M}
     flags = (
-        "ACTIVATION", "GRAD_FROM", "DROPOUT_REGEN", "HAS_BIAS", "PART", "PRECISION", "WIDE_INDEX", "ALIGNED",
-        "ACCUMULATE",
+        "ACTIVATION", "GRAD_FROM", "DROPOUT_REGEN", "DEVICE_SEED", "HAS_BIAS", "PART", "PRECISION", "WIDE_INDEX",
+        "ALIGNED", "ACCUMULATE",
     )  # fmt: skip
     tile = f"{bm}x{bn}x{bk}w{warps}s{stages}{'' if aligned else ',ragged'}{',acc' if accumulate else ''}"
+    seed_tag = (",device-seed" if device_seed else "") + (",div16" if divisible else "")
     return AotCase(
-        name=f"dense_bwd_{('dx', 'dw')[part]}[{label},{prologue},{tile}]",
+        name=f"dense_bwd_{('dx', 'dw')[part]}[{label},{prologue}{seed_tag},{tile}]",
         kernel=_dense_bwd_kernel,
         signature={
             **dict.fromkeys(("dy_ptr", "aux_ptr", "x_ptr", "w_ptr", "out_ptr"), ptr),
@@ -673,6 +711,7 @@ def _aot_bwd_case(label, ptr, prec, prologue, part, config, aligned, accumulate=
             **dict.fromkeys(("M", "N", "K", "stride_dym", "stride_xm", "stride_wk"), "i32"),
             **dict.fromkeys(("stride_dyn", "stride_xk", "stride_wn"), "constexpr"),
             "seed": "i64",
+            "seed_ptr": "*i64" if device_seed else ptr,  # the launcher's dummy for an int seed is dy
             "threshold": "i32",
             **dict.fromkeys(("scale", "unscale", "sat_hi"), "fp32"),
             **dict.fromkeys((*flags, *blocks), "constexpr"),
@@ -682,6 +721,7 @@ def _aot_bwd_case(label, ptr, prec, prologue, part, config, aligned, accumulate=
             "stride_xk": 1,
             "stride_wn": 1,
             **_AOT_BWD_PROLOGUES[prologue],
+            "DEVICE_SEED": device_seed,
             "HAS_BIAS": part == 1,
             "PART": part,
             "PRECISION": prec,
@@ -693,7 +733,16 @@ def _aot_bwd_case(label, ptr, prec, prologue, part, config, aligned, accumulate=
         num_warps=warps,
         num_stages=stages,
         tensor_cores=prec != "ieee",
+        divisible=tuple(divisible),
     )
+
+
+def _aot_divisible(part: str) -> tuple[str, ...]:
+    """What an aligned launch specialises as multiples of 16: every pointer, K, N and the row strides (not M)."""
+    if part == "fwd":
+        return ("x_ptr", "w_ptr", "b_ptr", "y_ptr", "g_ptr", "seed_ptr", "N", "K", "stride_xm", "stride_wk")
+    return ("dy_ptr", "aux_ptr", "x_ptr", "w_ptr", "out_ptr", "db_ptr", "seed_ptr", "N", "K", "stride_dym",
+            "stride_xm", "stride_wk")  # fmt: skip
 
 
 def _aot_cases() -> list[AotCase]:
@@ -703,16 +752,27 @@ def _aot_cases() -> list[AotCase]:
         for part in ("fwd", "bwd"):
             for path in ("hopper", "fallback", "ragged"):
                 aligned = path != "ragged"
-                for config in CONFIGS[(part, kind, path)]:
+                for i, config in enumerate(CONFIGS[(part, kind, path)]):
                     if path == "fallback" and config in CONFIGS[(part, kind, "hopper")]:
                         continue
+                    # The largest tile of each list once more, with a dropout keyed by a device seed (fp16 compiles
+                    # what bf16 does).
+                    device_seed = i == 0 and label != "fp16"
+                    div = _aot_divisible(part) if aligned else ()
                     if part == "fwd":
                         cases.append(_aot_fwd_case(label, ptr, prec, "gelu", config, aligned))
+                        if device_seed:
+                            cases.append(_aot_fwd_case(label, ptr, prec, "relu+dropout", config, aligned, True, div))
                     else:
                         cases += [_aot_bwd_case(label, ptr, prec, "tanh", p, config, aligned) for p in (0, 1)]
                         if ptr == "*fp32" and config in _configs(part, kind, path, accumulate=True):
                             # fp32 dkernel straight into the optimizer's flat gradient
                             cases.append(_aot_bwd_case(label, ptr, prec, "tanh", 1, config, aligned, True))
+                        if device_seed:
+                            cases += [
+                                _aot_bwd_case(label, ptr, prec, "tanh+dropout", p, config, aligned, False, True, div)
+                                for p in (0, 1)
+                            ]
     return cases
 
 
@@ -754,10 +814,11 @@ def dense_fwd(
     bias: torch.Tensor | None,
     act: Activation,
     rate: float,
-    seed: int,
+    seed: int | torch.Tensor,
     config: dict | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Launch the forward: ``y`` (M, N) and, for pre-activation rows, ``act'(z) * keep * scale`` (M, N)."""
+    """Launch the forward: ``y`` (M, N) and, for pre-activation rows, ``act'(z) * keep * scale`` (M, N). ``seed``:
+    an int, or a device seed (a 0-dim int64 tensor the kernel loads; kernels/dropout.py)."""
     m, k = x2.shape
     n = kernel.shape[1]
     y = torch.empty((m, n), dtype=x2.dtype, device=x2.device)
@@ -768,6 +829,8 @@ def dense_fwd(
     aligned = _aligned(k, n, x2, kernel)
     kern = _launcher("fwd", x2.dtype, x2.device, config, aligned)
 
+    key, key_ptr, device_seed = seed_args(seed if rate > 0.0 else 0, y)
+
     def grid(meta):
         return (triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(n, meta["BLOCK_N"]),)
 
@@ -775,11 +838,12 @@ def dense_fwd(
         x2, kernel, b, y, g if g is not None else y,
         m, n, k,
         x2.stride(0), x2.stride(1), kernel.stride(0), kernel.stride(1),
-        seed, keep_threshold(rate), 1.0 / (1.0 - rate),
+        key, key_ptr, keep_threshold(rate), 1.0 / (1.0 - rate),
         ACTIVATION=act.id,
         HAS_BIAS=bias is not None,
         SAVE_GRAD=g is not None,
         HAS_DROPOUT=rate > 0.0,
+        DEVICE_SEED=device_seed,
         PRECISION=_dot_precision(x2.dtype),
         EPILOGUE_SPLIT=split or _epilogue_split(act, rate),
         WIDE_INDEX=m * n >= 2**31,
@@ -795,7 +859,7 @@ def dense_bwd(
     kernel: torch.Tensor,
     act: Activation,
     rate: float,
-    seed: int,
+    seed: int | torch.Tensor,
     *,
     has_bias: bool,
     need_dx: bool = True,
@@ -814,16 +878,19 @@ def dense_bwd(
     source = _grad_source(act, rate)
     scale = 1.0 / (1.0 - rate)
     aux_t = aux if aux is not None else dy2  # a dummy pointer when nothing was saved
+    regen = source == _FROM_OUTPUT and rate > 0.0 and not act.zero_safe
+    key, key_ptr, device_seed = seed_args(seed if regen else 0, dy2)  # the seed is read only to regenerate
     common = dict(
         ACTIVATION=act.id,
         GRAD_FROM=source,
-        DROPOUT_REGEN=source == _FROM_OUTPUT and rate > 0.0 and not act.zero_safe,
+        DROPOUT_REGEN=regen,
+        DEVICE_SEED=device_seed,
         PRECISION=_dot_precision(x2.dtype),
         WIDE_INDEX=m * n >= 2**31,
         ALIGNED=_aligned(k, n, dy2, aux_t, x2, kernel),
     )
     sat = _saturated_output(act, scale, x2.dtype) if act.name in ("relu6", "hard_sigmoid") else 0.0
-    args_tail = (seed, keep_threshold(rate), scale, 1.0 - rate, sat)
+    args_tail = (key, key_ptr, keep_threshold(rate), scale, 1.0 - rate, sat)
     dx = dw = db = None
     if need_dx:
         dx = torch.empty((m, k), dtype=x2.dtype, device=x2.device)
@@ -877,13 +944,14 @@ def _torch_affine(x2: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | N
     return torch.addmm(_as(bias, ct), xc, wc) if bias is not None else torch.mm(xc, wc)
 
 
-def _torch_fwd(x2, kernel, bias, act: Activation, rate: float, seed: int):
+def _torch_fwd(x2, kernel, bias, act: Activation, rate: float, seed: int | torch.Tensor):
     """``(y, saved)``: the output and what :func:`_torch_bwd` needs. The bias is fused into the GEMM, the
     activation applied in place where the backward reads only its output, and the dropout mask applied in place."""
     z = _torch_affine(x2, kernel, bias)
     # What the backward needs: z for pre-activation rows, y (before dropout) otherwise; under dropout, the whole
     # factor act' * keep * scale, so that the backward neither regenerates the mask nor evaluates act' again:
-    # dz = dy * saved. The mask is the torch path's (PCG64 on a CPU, Philox on a GPU: kernels/dropout.py).
+    # dz = dy * saved. The mask is the torch path's (PCG64 on a CPU with an int seed, Philox on a GPU or with a
+    # device seed: kernels/dropout.py).
     # relu keeps nothing but its output, dropout included: the dropped output is 0, the kept one positive exactly
     # where relu' is 1, so dz = threshold_backward(dy, y, 0) * scale.
     if act.needs_preactivation:
@@ -914,7 +982,7 @@ def _mm(a: torch.Tensor, b: torch.Tensor, alpha: float) -> torch.Tensor:
     return torch.mm(a, b) if alpha == 1.0 else torch.addmm(a.new_zeros(()), a, b, beta=0.0, alpha=alpha)
 
 
-def _torch_bwd(dy2, saved, x2, kernel, act: Activation, rate: float, seed: int, need_dx, need_dw, has_bias,
+def _torch_bwd(dy2, saved, x2, kernel, act: Activation, rate: float, need_dx, need_dw, has_bias,
                dw_into=None, db_into=None):  # fmt: skip
     """``(dx, dkernel, dbias)``; with ``dw_into`` / ``db_into`` (a parameter's ``.grad``), dkernel / dbias are
     accumulated into that tensor in place instead (one addmm_ / add_) and returned as None."""
@@ -1008,7 +1076,8 @@ class DenseFunction(torch.autograd.Function):
 
     Save vs recompute: x and kernel are saved (they are alive anyway). Of the (M, N) tensors, the Triton path saves
     the output y when act' is a function of it (no extra memory: it is the returned tensor), ``act'(z) * keep *
-    scale`` when it is not, and nothing for linear; the dropout mask is never saved (see the module docstring).
+    scale`` when it is not, and nothing for linear; the dropout mask is never saved (see the module docstring). A
+    device seed is saved as a tensor (the backward regenerates the mask from it; never read on the host).
 
     The torch path (CPU, float64, empty shapes) is :func:`_torch_fwd` / :func:`_torch_bwd`: addmm with the bias,
     the activation in place, relu (dropout included) differentiated from its output alone, and, for a kernel or
@@ -1017,29 +1086,32 @@ class DenseFunction(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, kernel, bias, activation: str, rate: float, seed: int, on_triton: bool):
+    def forward(ctx, x, kernel, bias, activation: str, rate: float, seed: int | torch.Tensor, on_triton: bool):
         act = ACTIVATIONS[activation]
         lead, k, n = x.shape[:-1], x.shape[-1], kernel.shape[1]
         x2 = x if x.dim() == 2 else x.reshape(-1, k)
+        device_seed = seed if is_device_seed(seed) else None
         if on_triton:
             y2, g = dense_fwd(x2, kernel, bias, act, rate, seed)
             y = y2.view(*lead, n)
             source = _grad_source(act, rate)
-            ctx.save_for_backward(x2, kernel, g if source == _FROM_SAVED else y if source == _FROM_OUTPUT else None)
+            aux = g if source == _FROM_SAVED else y if source == _FROM_OUTPUT else None
+            ctx.save_for_backward(x2, kernel, aux, device_seed)
             ctx.flat_params = (_flat_grad_param(kernel, torch.float32), _flat_grad_param(bias, torch.float32))
         else:
             y2, saved = _torch_fwd(x2, kernel, bias, act, rate, seed)
             y = y2 if x.dim() == 2 else y2.view(*lead, n)
-            ctx.save_for_backward(x2, kernel, saved)
+            ctx.save_for_backward(x2, kernel, saved, None)  # the saved factor holds the mask: no seed needed
             ct = saved.dtype
             ctx.flat_params = (_flat_grad_param(kernel, ct), _flat_grad_param(bias, ct))
-        ctx.act, ctx.rate, ctx.seed, ctx.on_triton, ctx.has_bias = act, rate, seed, on_triton, bias is not None
+        ctx.act, ctx.rate, ctx.on_triton, ctx.has_bias = act, rate, on_triton, bias is not None
+        ctx.seed = None if device_seed is not None else seed
         ctx.x_shape = x.shape
         return y
 
     @staticmethod
     def backward(ctx, dy):
-        x2, kernel, saved = ctx.saved_tensors
+        x2, kernel, saved, device_seed = ctx.saved_tensors
         n = kernel.shape[1]
         dy2 = dy if dy.dim() == 2 else dy.reshape(-1, n)
         need_dx, need_dw, need_db = ctx.needs_input_grad[:3]
@@ -1048,13 +1120,14 @@ class DenseFunction(torch.autograd.Function):
         db_into = _grad_target(ctx, 2, bias_param) if need_db else None
         if ctx.on_triton:
             aux = saved.reshape(-1, n) if saved is not None else None
+            seed = device_seed if device_seed is not None else ctx.seed
             dx, dw, db = dense_bwd(
-                dy2, aux, x2, kernel, ctx.act, ctx.rate, ctx.seed, has_bias=ctx.has_bias, need_dx=need_dx,
+                dy2, aux, x2, kernel, ctx.act, ctx.rate, seed, has_bias=ctx.has_bias, need_dx=need_dx,
                 need_dw=need_dw, dw_into=dw_into, db_into=db_into,
             )  # fmt: skip
         else:
             dx, dw, db = _torch_bwd(
-                dy2, saved, x2, kernel, ctx.act, ctx.rate, ctx.seed, need_dx, need_dw and dw_into is None,
+                dy2, saved, x2, kernel, ctx.act, ctx.rate, need_dx, need_dw and dw_into is None,
                 ctx.has_bias and need_db, dw_into=dw_into, db_into=db_into,
             )  # fmt: skip
         dx = (dx if dx.dim() == len(ctx.x_shape) else dx.view(ctx.x_shape)) if need_dx else None
@@ -1099,7 +1172,7 @@ def dense(
     activation: str | None = None,
     *,
     dropout_rate: float = 0.0,
-    dropout_seed: int | None = None,
+    dropout_seed: int | torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``act(x @ kernel + bias)``, then (when ``dropout_rate > 0``) Keras' inverted dropout, fused.
 
@@ -1109,16 +1182,17 @@ def dense(
         bias: ``(out,)`` or None.
         activation: a name from ``ACTIVATIONS`` or an alias (``"swish"``, ...); None is linear.
         dropout_rate: drop probability of the Dropout layer that follows (training mode); 0 fuses nothing.
-        dropout_seed: the mask's seed (a Python int); the mask equals ``dropout(y, rate, seed)``'s bit for bit on
-            the same backend (Philox in the Triton kernels and on a GPU, PCG64 on the CPU torch path:
-            kernels/dropout.py).
+        dropout_seed: the mask's seed: a Python int (None draws one), or a device seed (a 0-dim int64 tensor on
+            x's device, never read on the host, so the call can be captured in a CUDA graph); the mask equals
+            ``dropout(y, rate, seed)``'s bit for bit on the same backend (Philox in the Triton kernels, on a GPU and
+            for a device seed; PCG64 on the CPU torch path with an int seed: kernels/dropout.py).
 
     Returns ``(..., out)`` in x's dtype. float64 (and any shape with a zero-sized dimension) takes the torch path.
     """
     activation = canonical(activation)
     _validate(x, kernel, bias)
     rate = check_rate(dropout_rate)
-    seed = check_seed(dropout_seed) if rate > 0.0 else 0
+    seed = check_seed(dropout_seed, x.device) if rate > 0.0 else 0
     on_triton = _backend.use_triton(x) and x.dtype in _TRITON_DTYPES and x.numel() > 0 and kernel.numel() > 0
     if not on_triton and rate == 0.0 and (x.numel() // max(1, x.shape[-1])) * kernel.numel() <= NATIVE_MAX_MACS:
         return _native_dense(x, kernel, bias, ACTIVATIONS[activation])

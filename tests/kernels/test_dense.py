@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from tests.helpers import TOLERANCES, assert_close_verbose
 from tritonnn import kernels
 from tritonnn.kernels import ACTIVATIONS, HAS_TRITON
-from tritonnn.kernels.dropout import backend_dropout_mask
+from tritonnn.kernels.dropout import backend_dropout_mask, dropout_mask
 
 DENSE = sys.modules["tritonnn.kernels.dense"]
 
@@ -156,6 +156,39 @@ def test_fused_and_unfused_dropout_are_bit_identical(backend, device, activation
     assert 0.3 < (fused == 0).double().mean().item() < 0.5
 
 
+@pytest.mark.parametrize("activation", ["linear", "tanh", "relu", "gelu"])  # regenerated mask, relu, saved act'
+def test_dense_with_a_device_seed_matches_float64(backend, device, activation):
+    """A device seed (a 0-dim int64 tensor) keys the fused dropout: forward and gradients against float64 with the
+    Philox mask of its value; on the Triton kernels bit for bit the int seed's output and gradients."""
+    x, w, b, dy = make((37, 45, 29), torch.float32, device, lead=(1,), seed=21)
+    seed = 2**62 + 9
+    seed_t = torch.tensor(seed, device=device)
+    y, grads = run_dense(x, w, b, activation, dy, dropout_rate=0.3, dropout_seed=seed_t)
+    assert_matches(y, grads, *reference(x, w, b, activation, dy, rate=0.3, seed=seed_t), torch.float32)
+    # what the reference applied: Philox of the seed's value, on every backend and device
+    assert torch.equal(
+        backend_dropout_mask(seed_t, 0.3, tuple(y.shape), device), dropout_mask(seed, 0.3, y.shape, device)
+    )
+    if backend == "triton":
+        y_int, grads_int = run_dense(x, w, b, activation, dy, dropout_rate=0.3, dropout_seed=seed)
+        assert torch.equal(y, y_int)
+        assert all(torch.equal(g, h) for g, h in zip(grads, grads_int, strict=True))
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "exponential"])
+def test_fused_dropout_with_a_device_seed_is_the_standalone_dropouts_and_philox(backend, device, activation):
+    """The same device seed in the dense epilogue and in kernels.dropout drops the same elements: Philox of its
+    value (these activations are never 0, so the zeros are exactly the drops)."""
+    x, w, b, _ = make((21, 30, 45), torch.float32, device, lead=(2,), seed=3)
+    seed_t = torch.tensor(5, device=device)
+    fused = kernels.dense(x, w, b, activation, dropout_rate=0.4, dropout_seed=seed_t)
+    unfused = kernels.dropout(kernels.dense(x, w, b, activation), 0.4, seed_t)
+    assert torch.equal(fused, unfused)
+    assert torch.equal(fused != 0, dropout_mask(5, 0.4, tuple(fused.shape), device))
+    if backend == "triton" or device != "cpu":
+        assert torch.equal(fused, kernels.dense(x, w, b, activation, dropout_rate=0.4, dropout_seed=5))
+
+
 def test_dropout_rate_zero_is_plain_dense(backend, device):
     x, w, b, _ = make((9, 20, 11), torch.float32, device)
     assert torch.equal(kernels.dense(x, w, b, "relu", dropout_rate=0.0, dropout_seed=3), kernels.dense(x, w, b, "relu"))
@@ -236,16 +269,19 @@ def test_gradcheck_float64_torch_backend():
 
 
 @pytest.mark.skipif(not HAS_TRITON, reason="Triton is not installed")
-@pytest.mark.parametrize("activation, rate", [("gelu", 0.2), ("tanh", 0.2)])
-def test_bigger_blocks_smoke(device, activation, rate):
+@pytest.mark.parametrize(
+    "activation, rate, device_seed", [("gelu", 0.2, False), ("tanh", 0.2, False), ("tanh", 0.2, True)]
+)
+def test_bigger_blocks_smoke(device, activation, rate, device_seed):
     """64x64x64 blocks, grouped ordering and the two-slice epilogue, which the interpreter's one config skips."""
     x, w, b, dy = make((257, 100, 40), torch.float32, device, seed=9)
     act = ACTIVATIONS[activation]
     fwd = dict(BLOCK_M=64, BLOCK_N=64, BLOCK_K=64, GROUP_M=2, num_warps=4, num_stages=2)
+    seed = torch.tensor(11, device=device) if device_seed else 11
     with kernels.backend_scope("triton"):
-        y, g = DENSE.dense_fwd(x, w, b, act, rate, 11, config={**fwd, "EPILOGUE_SPLIT": 2})
+        y, g = DENSE.dense_fwd(x, w, b, act, rate, seed, config={**fwd, "EPILOGUE_SPLIT": 2})
         saved = g if act.needs_preactivation else y
-        grads = DENSE.dense_bwd(dy, saved, x, w, act, rate, 11, has_bias=True, config=fwd)
+        grads = DENSE.dense_bwd(dy, saved, x, w, act, rate, seed, has_bias=True, config=fwd)
         expected = reference(x, w, b, activation, dy, rate=rate, seed=11)  # the Triton kernels' (Philox) mask
     assert_matches(y, grads, *expected, torch.float32)
 

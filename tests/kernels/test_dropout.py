@@ -117,3 +117,72 @@ def test_torch_philox_equals_tl_randint():
         _randint_kernel[(1,)](out, seed, base, BLOCK=256)
         expected = philox_randint(seed, torch.arange(base, base + 256, dtype=torch.int64))
         assert torch.equal(out & 0xFFFFFFFF, expected)
+
+
+# ---- device seeds: a 0-dim int64 tensor that nothing reads on the host -------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("shape, seed", [((1000,), 0), ((7, 129), 2**40 + 7), ((3, 5, 33), 2**63 - 1)])
+def test_a_device_seed_draws_the_philox_mask_of_its_value(backend, device, dtype, shape, seed):
+    """The Triton kernel loads the seed (the int seed's mask, bit for bit); the torch path computes Philox with ATen
+    ops on every device (the int seed's mask on CUDA; on a CPU an int seed takes PCG64 instead)."""
+    rate = 0.3
+    x = _x(shape, dtype, device).requires_grad_()
+    seed_t = torch.tensor(seed, dtype=torch.int64, device=device)
+    y = kernels.dropout(x, rate, seed_t)
+    keep = dropout_mask(seed, rate, shape, device)
+    assert torch.equal(backend_dropout_mask(seed_t, rate, shape, device, dtype), keep)
+    assert torch.equal(y != 0, keep & (x != 0)), "the dropped elements differ from Philox(seed value)"
+    expected = torch.where(keep, x.detach().double() / (1 - rate), 0.0)
+    rtol = {torch.float32: 1e-6, torch.bfloat16: 8e-3, torch.float16: 1e-3}[dtype]
+    assert_close_verbose(y, expected, atol=0, rtol=rtol, name="y")
+    if backend == "triton" or device != "cpu":
+        assert torch.equal(y, kernels.dropout(x, rate, seed)), "an int seed of the same value gives another mask"
+    (dx,) = torch.autograd.grad(y, x, torch.ones_like(y))
+    assert_close_verbose(dx, keep.double() / (1 - rate), atol=0, rtol=rtol, name="dx")
+
+
+def test_the_backward_keeps_the_forwards_device_seed(backend, device):
+    """The backward regenerates (Triton) or keeps (torch) the forward's mask: a seed tensor changed in place after
+    the forward either gives the forward's gradient or is refused, never a gradient of another mask."""
+    x = _x((5, 40), torch.float32, device).requires_grad_()
+    seed_t = torch.tensor(123, device=device)
+    y = kernels.dropout(x, 0.5, seed_t)
+    keep = dropout_mask(123, 0.5, (5, 40), device)
+    seed_t.add_(1)
+    if backend == "triton":  # saved for backward: autograd's version check catches the change
+        with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+            torch.autograd.grad(y, x, torch.ones_like(y))
+    else:  # the mask was computed (and saved by torch.where's backward) in the forward
+        (dx,) = torch.autograd.grad(y, x, torch.ones_like(y))
+        assert torch.equal(dx, keep.float() * 2.0)
+
+
+@pytest.mark.parametrize(
+    "make_seed, match",
+    [
+        (lambda d: torch.tensor(3, dtype=torch.int32, device=d), r"dtype=torch.int32"),
+        (lambda d: torch.tensor(3.0, device=d), r"dtype=torch.float32"),
+        (lambda d: torch.tensor([3], device=d), r"shape=\(1,\)"),
+        (lambda d: torch.tensor(3, device="meta"), r"Received: seed on device=meta"),
+    ],
+    ids=["int32", "float", "shape", "device"],
+)
+def test_a_bad_device_seed_is_a_value_error(backend, device, make_seed, match):
+    bad = make_seed(device)
+    with pytest.raises(ValueError, match=match):
+        kernels.dropout(torch.ones(3, device=device), 0.5, bad)
+    with pytest.raises(ValueError, match=match):
+        kernels.dense(torch.ones(2, 3, device=device), torch.ones(3, 4, device=device), dropout_rate=0.5,
+                      dropout_seed=bad)  # fmt: skip
+
+
+def test_the_torch_philox_of_a_device_seed_equals_the_int_seeds():
+    """philox_randint's tensor branch (ATen ops) against its numpy branch, for seeds that use both key words and the
+    sign bit, and counters past 2**32."""
+    offsets = torch.arange(2**33 - 300, 2**33 + 300, dtype=torch.int64)
+    for seed in (0, 1, 2**32 - 1, 2**32, 2**35 + 3, 2**63 - 1):
+        assert torch.equal(philox_randint(torch.tensor(seed), offsets), philox_randint(seed, offsets)), seed
+    # a negative tensor keys Philox with its two's-complement bits, as the kernels' cast to uint64 does
+    assert torch.equal(philox_randint(torch.tensor(-2), offsets[:50]), philox_randint(2**64 - 2, offsets[:50]))
