@@ -255,10 +255,12 @@ class Dense(Layer):
             return apply_activation(self.activation, kernels.dense(inputs, kernel, bias, None))
         return kernels.dense(inputs, kernel, bias, self.activation)
 
-    def call_with_dropout(self, inputs: torch.Tensor, rate: float, seed: int) -> torch.Tensor:
-        """This layer followed by a ``Dropout(rate)`` in training, as one fused kernel. The mask is a function of
-        (seed, element index), bit-identical to the standalone dropout's on the same backend: Philox in the Triton
-        kernels and on CUDA, numpy's PCG64 stream on the CPU torch path (docs/determinism.md)."""
+    def call_with_dropout(self, inputs: torch.Tensor, rate: float, seed: int | torch.Tensor) -> torch.Tensor:
+        """This layer followed by a ``Dropout(rate)`` in training, as one fused kernel. ``seed`` is an int or a
+        device seed (a 0-dim int64 tensor on the input's device: ``layers/fusion.py`` ``dropout_seed``). The mask
+        is a function of (seed, element index), bit-identical to the standalone dropout's on the same backend:
+        Philox in the Triton kernels, on CUDA and for a device seed, numpy's PCG64 stream on the CPU torch path with
+        an int seed (docs/determinism.md)."""
         unfused = not isinstance(self.activation, str) or self.activation in ROW_ACTIVATIONS
         if unfused or self.activity_regularizer is not None:
             return kernels.dropout(self(inputs, training=True), rate, seed, True)

@@ -6,6 +6,10 @@ plain ``Dropout`` with ``0 < rate < 1`` and no ``noise_shape``) runs as one fuse
 bit-identical to the standalone dropout's on the same backend. Both containers use it: ``Sequential`` for
 consecutive layers, ``Functional`` for a node whose only consumer is such a dropout. Outside training every layer
 runs on its own.
+
+Which seed a dropout draws, fused or not, is decided here too (:func:`dropout_seed`): the next int of its host
+stream, or, for a layer whose ``device_seeds`` is on, the next seed of its stream as a tensor on the input's device
+(graph-capturable: nothing is read on the host).
 """
 
 from __future__ import annotations
@@ -33,11 +37,21 @@ def fuses(layer: Layer, following: Layer | None) -> bool:
     return following is not None and takes_dropout(layer) and dropout_rate(following) is not None
 
 
+def dropout_seed(dropout: Layer, device: torch.device) -> int | torch.Tensor:
+    """The next mask seed of ``dropout``'s stream for a training call on ``device``: a device seed (a fresh 0-dim
+    int64 tensor there, ``next_seed_tensor``) when the layer's ``device_seeds`` is on, else the int ``next_seed()``.
+    The one rule for ``Dropout.call`` and the fused path alike."""
+    if getattr(dropout, "device_seeds", False):
+        return dropout.next_seed_tensor(device)
+    return dropout.next_seed()
+
+
 def call_fused(layer: Layer, following: Layer, inputs: Any) -> torch.Tensor:
-    """``following(layer(inputs), training=True)`` as one kernel; draws the dropout's next seed, as its own call
-    would."""
+    """``following(layer(inputs), training=True)`` as one kernel; draws the dropout's next seed
+    (:func:`dropout_seed`), as its own call would."""
     rate = dropout_rate(following)
-    return layer.call_with_dropout(layer._autocast(inputs), rate, following.next_seed())
+    inputs = layer._autocast(inputs)
+    return layer.call_with_dropout(inputs, rate, dropout_seed(following, inputs.device))
 
 
 def sequential_plan(layers: list[Layer], training: bool | None) -> list[tuple[Layer, Layer | None]]:
