@@ -161,6 +161,15 @@ def test_nested_models_and_node_keyword_arguments_round_trip():
     assert (dropped == 0).any() and np.allclose(dropped[dropped != 0], 2 * before[dropped != 0], rtol=1e-6)
 
 
+def test_a_frozen_inner_model_stays_frozen_over_a_round_trip():
+    base = keras.Sequential([keras.Input((4,), name="x"), L.Dense(5, name="h1")], name="base")
+    base.trainable = False
+    model = keras.Sequential([base, L.Dense(3, name="out")])
+    clone = keras.Sequential.from_config(model.get_config())
+    assert clone.get_config() == model.get_config() and not clone.get_layer("base").trainable
+    assert len(clone.trainable_weights) == len(model.trainable_weights) == 2
+
+
 def test_a_layer_shared_at_two_depths_is_replayed_in_order():
     x = keras.Input((4,), name="x")
     a, b = L.Dense(4, name="A"), L.Dense(4, name="B")

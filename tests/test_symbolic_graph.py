@@ -206,6 +206,17 @@ def test_sequential_without_an_input_shape_has_no_graph_until_built():
     np.testing.assert_array_equal(extractor.predict(X, verbose=0), model.predict(X, verbose=0))
 
 
+def test_a_stack_whose_first_layer_is_a_model_with_an_input_knows_its_input():
+    base = keras.Sequential([keras.Input((4,), name="x"), L.Dense(5, name="h1")])
+    model = keras.Sequential([base, L.Dense(3, name="out")])
+    assert model.built and model.input_shape == (None, 4) and len(model.weights) == 4  # as Keras builds it
+    ids = keras.Input((5,), dtype="int32")
+    embed = keras.Model(ids, L.Embedding(10, 3)(ids))
+    stack = keras.Sequential([embed, L.Flatten(), L.Dense(2)])
+    assert stack.input.dtype == "int32" and tuple(stack(np.ones((2, 5), "int64")).shape) == (2, 2)
+    assert not keras.Sequential([keras.Sequential([L.Dense(3)]), L.Dense(2)]).built  # the inner one has no input
+
+
 def test_functional_inputs_outputs_and_intermediate_extraction():
     keras.utils.set_random_seed(2)
     a, b = keras.Input((4,), name="a"), keras.Input((3,), name="b")

@@ -101,6 +101,8 @@ class Sequential(Model):
         self._layers.append(layer)
         if self._input_layer is None and len(self._layers) == 1 and layer._input_shape_arg is not None:
             self._input_layer = InputLayer(shape=layer._input_shape_arg)
+        if self._input_layer is None and len(self._layers) == 2:
+            self._input_layer = _input_layer_like(self._layers[0])
         self.built = False
         self._build_from_input()
 
@@ -195,3 +197,18 @@ class Sequential(Model):
         if not model.built and isinstance(build_shape, (list, tuple)) and build_shape and len(model._layers):
             model.build(tuple(build_shape))
         return model
+
+
+def _input_layer_like(first: Layer) -> InputLayer | None:
+    """An input layer for a stack whose first layer is a model with one defined input (a Sequential with an
+    ``Input``, a Functional model), as Keras builds such a stack once a second layer is added; None otherwise."""
+    if not isinstance(first, Model):
+        return None
+    try:
+        inputs = first.inputs
+    except AttributeError:  # a Sequential without an input shape yet, a subclassed model
+        return None
+    if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], KerasTensor):
+        return None
+    source = inputs[0].node.layer
+    return InputLayer(batch_shape=source.batch_shape, dtype=source.dtype)
