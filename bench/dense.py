@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     providers = args.providers.split(",")
     skipped = {}
     if args.dry_run and "torch.compile" in providers:
-        skipped["torch.compile"] = "skipped in a dry run (compiling for the CPU takes minutes)"
+        skipped["torch.compile"] = "not timed in a dry run (compiling for the CPU takes minutes)"
         providers.remove("torch.compile")
         print(f"torch.compile: {skipped['torch.compile']}")
     device = device_name(dev)
@@ -253,7 +253,11 @@ def main(argv: list[str] | None = None) -> int:
                 for provider in providers:
                     try:
                         run = setup(provider, shape, dtype_name, args.activation, mode, dev)
-                        times[provider] = measure(run, dev)
+                        times[provider] = p_ms, p_lo, p_hi = measure(run, dev)
+                        write_json(args.json, {
+                            **case, "provider": provider, "ms": p_ms, "p20": p_lo, "p80": p_hi,
+                            "tflops": flops / (p_ms * 1e-3) / 1e12, "roofline_pct": 100 * roofline_ms / p_ms,
+                        })  # fmt: skip
                     except Exception as exc:  # a peer that fails (e.g. out of memory) is reported, not fatal
                         error = f"{type(exc).__name__}: {str(exc)[:200]}"
                         print(f"  {provider} failed at {shape}: {error}")
@@ -262,12 +266,6 @@ def main(argv: list[str] | None = None) -> int:
                         torch.cuda.empty_cache()
                 for provider, reason in skipped.items():
                     write_json(args.json, {**case, "provider": provider, "skipped": reason})
-                for provider, (p_ms, p_lo, p_hi) in times.items():
-                    write_json(args.json, {
-                        **case, "provider": provider, "ms": p_ms, "p20": p_lo, "p80": p_hi,
-                        "tflops": flops / (p_ms * 1e-3) / 1e12, "roofline_pct": 100 * roofline_ms / p_ms,
-                        "vs_tritonnn": p_ms / times["tritonnn"][0] if "tritonnn" in times else None,
-                    })  # fmt: skip
                 if "tritonnn" not in times:
                     continue
                 ms, lo, hi = times["tritonnn"]

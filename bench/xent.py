@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     providers = [p for p in args.providers.split(",") if p]
     skipped = {}
     if args.dry_run and "torch.compile" in providers:
-        skipped["torch.compile"] = "skipped in a dry run (compiling for the CPU takes minutes)"
+        skipped["torch.compile"] = "not timed in a dry run (compiling for the CPU takes minutes)"
         providers.remove("torch.compile")
         print(f"torch.compile: {skipped['torch.compile']}")
     shapes = args.shapes or (DRY_RUN_SHAPES if args.dry_run else DEFAULT_SHAPES)
@@ -138,10 +138,19 @@ def main(argv: list[str] | None = None) -> int:
         results = {}
         for provider in providers:
             try:
-                results[provider] = measure(setup(provider, n, c, dtype, args.mode, dev), dev)
+                results[provider] = med, p20, p80 = measure(setup(provider, n, c, dtype, args.mode, dev), dev)
+                gbps = moved / (med * 1e-3) / 1e9
+                write_json(args.json, {
+                    **case, "provider": provider, "ms": med, "p20": p20, "p80": p80, "gbps": gbps,
+                    "copy_bw_pct": 100 * gbps * 1e9 / bw,
+                })  # fmt: skip
             except torch.cuda.OutOfMemoryError:
                 print(f"N={n} C={c} | {provider:<13} out of memory")
                 write_json(args.json, {**case, "provider": provider, "error": "out of memory"})
+            except Exception as exc:  # a peer that fails (torch.compile, say) is reported, not fatal
+                error = f"{type(exc).__name__}: {str(exc)[:200]}"
+                print(f"N={n} C={c} | {provider:<13} failed: {error}")
+                write_json(args.json, {**case, "provider": provider, "error": error})
             if dev == "cuda":
                 torch.cuda.empty_cache()
         for provider, reason in skipped.items():
@@ -154,11 +163,6 @@ def main(argv: list[str] | None = None) -> int:
                 f"{100 * gbps * 1e9 / bw:5.1f}% | {ratio} torch",
                 flush=True,
             )
-            write_json(args.json, {
-                **case, "provider": provider, "ms": med, "p20": p20, "p80": p80, "gbps": gbps,
-                "copy_bw_pct": 100 * gbps * 1e9 / bw,
-                "vs": {"torch": results["torch"][0] / med} if "torch" in results else {},
-            })  # fmt: skip
             rows.append(
                 f"| {now} | {device} | `{command}` | {n}x{c} {args.dtype} {args.mode} | {provider} | "
                 f"{med:.3f} | {p20:.3f} | {p80:.3f} | {gbps:.0f} | {100 * gbps * 1e9 / bw:.1f} | {ratio} |"
