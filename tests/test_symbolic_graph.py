@@ -319,6 +319,19 @@ class TwoShapes(L.Layer):
         return a @ self.w + b
 
 
+class Plus(L.Layer):
+    def call(self, a, b):
+        return a + b
+
+
+def test_an_array_beside_symbolic_tensors_is_a_constant_of_the_graph():
+    x = keras.Input((3,))
+    model = keras.Model(x, Plus()(x, np.arange(3.0)[None]))  # float64 constant: converted as in an eager call
+    np.testing.assert_allclose(model.predict(np.ones((2, 3)), verbose=0), [[1, 2, 3], [1, 2, 3]])
+    with pytest.raises(ValueError, match="cannot be serialized to JSON"):
+        model.to_json()  # a tensor constant has no config, as in Keras
+
+
 def test_build_gets_each_positional_tensors_shape_by_name():
     layer = TwoShapes()
     out = layer(np.ones((2, 3)), np.zeros((2, 5)))

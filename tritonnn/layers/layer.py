@@ -404,6 +404,11 @@ class Layer(torch.nn.Module):
             if symbolic.is_symbolic((inputs, args, kwargs)):
                 if training is not None and self._call_takes_training:
                     kwargs["training"] = training  # an explicit training= is part of the graph, as in Keras
+                # arrays beside the symbolic tensors are constants of the graph: tensors, as in an eager call
+                device = self._input_device()
+                inputs, args, kwargs = symbolic.map_structure(
+                    lambda v: array_to_tensor(v, device) if _is_array(v) else v, (inputs, args, kwargs)
+                )
                 return symbolic.symbolic_call(self, inputs, args, kwargs)
             inputs, args, kwargs = self._convert_arguments(inputs, args, kwargs)
         if self._call_takes_training:
