@@ -11,6 +11,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, TextIO
 
+import numpy as np
+
 from .callback import Callback
 
 
@@ -31,7 +33,7 @@ def _format_per_step(seconds: float, unit: str = "step") -> str:
 
 
 def _format_value(v: Any) -> str:
-    v = float(v)
+    v = float(np.mean(v))  # a metric with several thresholds logs an array: Keras' bar shows its mean
     return f"{v:.4f}" if 1e-3 <= abs(v) < 1e4 or v == 0 else f"{v:.4e}"
 
 

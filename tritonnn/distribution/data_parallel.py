@@ -358,16 +358,21 @@ class DataParallel:
         self._reduced = True
 
     def _reduce_metrics(self, model: Any) -> None:
-        """Sum every metric's state over the ranks (the states are sums: totals, counts, confusion counts)."""
-        metrics = model.metrics
+        """Combine every metric variable over the ranks by its ``aggregation``, in one all-reduce: ``"sum"`` (the
+        built-in states are sums: totals, counts, confusion counts) summed, ``"mean"`` averaged,
+        ``"only_first_replica"`` rank 0's value, ``"none"`` left as each rank has it."""
         device = model.device
-        tensors = []
-        for m in metrics:
+        scale_of = {"sum": 1.0, "mean": 1.0 / self.world_size, "only_first_replica": float(self.rank == 0)}
+        tensors, scales = [], []
+        for m in model.metrics:
             m._to(device)
-            tensors.extend(m._state.values())
+            for v in m.variables:
+                if v.aggregation != "none":
+                    tensors.append(v)
+                    scales.append(scale_of[v.aggregation])
         if not tensors:
             return
-        flat = torch.cat([t.reshape(-1).to(torch.float64) for t in tensors])
+        flat = torch.cat([t.reshape(-1).to(torch.float64) * s for t, s in zip(tensors, scales, strict=True)])
         self._all_reduce_(flat)
         offset = 0
         for t in tensors:

@@ -8,11 +8,13 @@ predictions' shapes, and write/read the specs to and from the JSON compile confi
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
+from .. import losses as losses_mod
 from .. import metrics as metrics_mod
 
 
@@ -61,6 +63,44 @@ def per_output(spec: Any, n: int, what: str, output_names: list[str] | None) -> 
     return [spec] * n
 
 
+def _object_name(obj: Any) -> str:
+    """Keras' ``get_object_name``: an object's ``name``, else its (class') name in snake case."""
+    if hasattr(obj, "name"):
+        return obj.name
+    return _snake(getattr(obj, "__name__", None) or type(obj).__name__)
+
+
+def _snake(name: str) -> str:
+    name = re.sub(r"\W+", "", name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def get_metric(identifier: Any, y_true: Any, y_pred: Any) -> metrics_mod.Metric:
+    """A compile() metric (Keras' ``get_metric``): ``"accuracy"``/``"acc"`` (any case) picked from the first batch's
+    shapes, any other identifier through ``metrics.get``; a function is wrapped in a ``MeanMetricWrapper``. A string
+    names the metric (its History key), as in Keras: ``metrics=["mse"]`` logs ``mse``."""
+    if identifier is None:
+        raise ValueError("Expected metric, received `None`")
+    if isinstance(identifier, str) and identifier.lower() in ("accuracy", "acc"):
+        metric = metrics_mod.resolve_accuracy(identifier, y_true, y_pred)
+    else:
+        metric = metrics_mod.get(identifier)
+    name = identifier if isinstance(identifier, str) else _object_name(metric)
+    if not isinstance(metric, metrics_mod.Metric):
+        metric = metrics_mod.MeanMetricWrapper(metric, name=name)
+    metric.name = name
+    return metric
+
+
+def get_loss(identifier: Any) -> Any:
+    """A compile() loss as a ``Loss``: a plain function ``fn(y_true, y_pred)`` is wrapped in a
+    ``LossFunctionWrapper``, so that its targets are rank-matched to the predictions as Keras does."""
+    if identifier is None or isinstance(identifier, losses_mod.Loss):
+        return identifier
+    return losses_mod.LossFunctionWrapper(identifier, name=_object_name(identifier))
+
+
 class CompiledOutputs:
     """The compile arguments resolved for ``n`` outputs: a loss and a weight per output, the metric objects of
     each output, and a loss tracker per output that has a loss (multi-output models only)."""
@@ -76,7 +116,7 @@ class CompiledOutputs:
         output_names: list[str] | None,
     ):
         n = len(preds)
-        self.losses = per_output(loss_spec, n, "loss", output_names)
+        self.losses = [get_loss(fn) for fn in per_output(loss_spec, n, "loss", output_names)]
         self.loss_weights = (
             [1.0] * n
             if loss_weights_spec is None
@@ -97,7 +137,7 @@ class CompiledOutputs:
             for weighted, spec in ((False, m_spec), (True, wm_spec)):
                 ids = [] if spec is None else (list(spec) if isinstance(spec, (list, tuple)) else [spec])
                 for ident in ids:
-                    metric = metrics_mod.get(ident, ys[i], preds[i])
+                    metric = get_metric(ident, ys[i], preds[i])
                     metric._tritonnn_weighted = weighted
                     if n > 1:
                         metric.name = f"{names[i]}_{metric.name}"

@@ -15,6 +15,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 
 from .. import config, optimizers
@@ -49,6 +50,13 @@ def _one_at_a_time(method: Callable[..., Any]) -> Callable[..., Any]:
             return method(self, *args, **kwargs)
 
     return locked
+
+
+def _log_value(value: Any) -> Any:
+    """A metric result for the logs, as Keras' ``pythonify_logs`` makes it: a float when it converts, else the
+    numpy array."""
+    array = np.asarray(value.detach().cpu() if isinstance(value, torch.Tensor) else value)
+    return float(array.reshape(-1)[0]) if array.size == 1 else array
 
 
 class Trainer:
@@ -120,7 +128,9 @@ class Trainer:
             if spec is not None and not isinstance(spec, (list, tuple, dict)):
                 raise ValueError(f"Expected `{name}` to be a list or a dict. Received: {name}={spec!r}")
             for m in flatten(spec) if spec is not None else []:  # unknown names fail now, not at the first batch
-                if not (isinstance(m, str) and m in ("accuracy", "acc")):
+                # A known name is not instantiated here (an automatic name like "auc_1" is drawn once, at the
+                # first batch, as in Keras); any other identifier is resolved now, so that a typo fails in compile.
+                if not (isinstance(m, str) and (m.lower() in ("accuracy", "acc") or m in metrics_mod.ALL_OBJECTS)):
                     metrics_mod.get(m)
         self._metrics_spec, self._weighted_metrics_spec = metrics, weighted_metrics
         self._output_losses = None
@@ -194,10 +204,7 @@ class Trainer:
         for loss_fn, weight, yt, yp in zip(self._output_losses, self._output_loss_weights, ys, preds, strict=True):
             if loss_fn is None or yt is None:
                 continue
-            if isinstance(loss_fn, losses_mod.Loss):
-                value = loss_fn(yt, yp, sample_weight)
-            else:
-                value = losses_mod.reduce_weighted(loss_fn(yt, yp), sample_weight, "sum_over_batch_size")
+            value = loss_fn(yt, yp, sample_weight)  # a Loss (compile_utils wraps plain functions)
             self._last_output_losses.append(value)
             total = value * weight if total is None else total + value * weight
         if total is None:
@@ -294,20 +301,22 @@ class Trainer:
         ys = self._targets_list(y, len(preds))
         for group, yt, yp in zip(self._output_metrics, ys, preds, strict=True):
             for m in group:
+                m._to(yp.device)  # a custom metric's variables follow the predictions (no copy when they are there)
                 m.update_state(yt, yp.detach(), sample_weight=sample_weight if m._tritonnn_weighted else None)
 
     def _reset_metrics(self) -> None:
         for m in self.metrics:
             m.reset_state()
 
-    def _logs(self, prefix: str = "") -> dict[str, float]:
-        """The current loss and metric values as Python floats (this reads from the device)."""
+    def _logs(self, prefix: str = "") -> dict[str, Any]:
+        """The current loss and metric values as Python floats (this reads from the device); a metric with several
+        values (``Precision(thresholds=[...])``) gives a numpy array, as in Keras' logs."""
         ordered = [
             *(m for group in self._output_metrics or [] for m in group),
             self._loss_tracker,
             *self._output_loss_trackers,
         ]
-        return {prefix + m.name: float(m.result()) for m in ordered}
+        return {prefix + m.name: _log_value(m.result()) for m in ordered}
 
     def _check_no_targets_needed(self, method: str, batches: bool = False) -> None:
         """Data without targets (``y=None``) trains and evaluates only a model compiled without losses or metrics
