@@ -113,6 +113,41 @@ def test_a_custom_train_step_is_not_captured(emulated):
     assert model._graph_blocker("train") == "a custom train_step"
 
 
+class _Hits(keras.metrics.Metric):
+    """A Keras-style custom metric: its variable is updated in place by assign_add, inside the captured step."""
+
+    def __init__(self, name="hits"):
+        super().__init__(name=name)
+        self.hits = self.add_variable(shape=(), initializer="zeros", name="hits")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        right = keras.ops.equal(keras.ops.argmax(y_pred, axis=-1), keras.ops.cast(y_true, "int64"))
+        self.hits.assign_add(keras.ops.sum(keras.ops.cast(right, self.dtype)))
+
+    def result(self):
+        return self.hits
+
+
+def test_float_labels_and_a_custom_metric_are_captured_like_integer_labels(emulated):
+    # Float labels holding whole numbers are checked once per fit (ArraySource.label_bounds): the captured step
+    # has no host sync for them (a capture would refuse it), converts them on the device, and trains exactly as
+    # integer labels do; a custom metric's variables update in the graph too.
+    runs = []
+    for labels in (Y, Y.astype("float32")):
+        model = _model()
+        model.compile(
+            optimizer="adam",
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=["accuracy", keras.metrics.SparseTopKCategoricalAccuracy(k=2), _Hits()],
+        )
+        history = model.fit(X, labels, batch_size=32, epochs=2, verbose=0)
+        run = model._last_step_runner
+        assert isinstance(run, _graphs.StepGraph) and run.disabled is None and run.replays == 2 * 6 - 3
+        runs.append((history.history, model.evaluate(X, labels, batch_size=32, verbose=0, return_dict=True)))
+    assert runs[0] == runs[1]
+    assert runs[0][0]["hits"][-1] == pytest.approx(runs[0][0]["accuracy"][-1] * len(X))
+
+
 def test_a_capture_that_fails_falls_back_to_eager_with_a_warning(emulated):
     class Syncing(keras.layers.Layer):
         def call(self, x):

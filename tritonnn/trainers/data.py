@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import config
+from .. import config, losses
 from ..layers.symbolic import flatten, map_structure
 
 
@@ -154,10 +154,6 @@ def is_dataset(x: Any) -> bool:
     return isinstance(x, (collections.abc.Iterator, collections.abc.Iterable))
 
 
-def is_label_tensor(t: torch.Tensor) -> bool:
-    return not (t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool)
-
-
 def split_batch(batch: Any) -> tuple[Any, Any, Any]:
     """``(x, y, sample_weight)`` from one batch: a tuple or list of 1 to 3 parts (Keras' rule; DataLoaders yield
     lists), otherwise ``x`` alone."""
@@ -185,12 +181,24 @@ class ArraySource:
         self.batch_size, self.shuffle = batch_size, shuffle
         self.steps = math.ceil(self.n / batch_size) if steps is None else int(steps)
 
-    def label_bounds(self) -> tuple[int, int] | None:
-        """(min, max) over the integer target arrays: read once per fit/evaluate (one sync), not once per step."""
-        ints = [t for t in flatten(self.y) if isinstance(t, torch.Tensor) and is_label_tensor(t)]
-        if not ints or not self.n:
-            return None
-        return min(int(t.min()) for t in ints), max(int(t.max()) for t in ints)
+    def label_bounds(self) -> list[tuple[int, int] | None] | None:
+        """Per target array (in ``flatten(y)`` order), ``(min, max)`` when it can hold class labels: an integer
+        array, or a float array of whole numbers (Keras' guides train on ``y.astype("float32")``); None for the
+        others, and None overall when no array qualifies. Read once per fit/evaluate (one sync per array), so
+        that no step needs a host sync to check its labels (``step_runner`` registers each batch's range)."""
+        leaves = [] if self.y is None or not self.n else flatten(self.y)
+        bounds: list[tuple[int, int] | None] = []
+        for t in leaves:
+            if not isinstance(t, torch.Tensor) or t.dtype == torch.bool or t.dtype.is_complex or not t.numel():
+                bounds.append(None)
+            elif t.dtype.is_floating_point:
+                whole = (torch.isfinite(t) & (t == torch.round(t))).all()
+                lo, hi, ok = torch.stack([t.min().double(), t.max().double(), whole.double()]).tolist()
+                bounds.append((int(lo), int(hi)) if ok else None)
+            else:
+                lo, hi = torch.stack([t.min(), t.max()]).tolist()
+                bounds.append((int(lo), int(hi)))
+        return bounds if any(b is not None for b in bounds) else None
 
     def epoch(self, generator: torch.Generator | None = None) -> Iterator[tuple[Any, Any, Any]]:
         device = first(self.x).device
@@ -249,18 +257,27 @@ class IterableSource:
 
 
 def apply_class_weight(class_weight: dict, y: Any, sample_weight: Any) -> torch.Tensor:
+    """Per-sample weights from ``class_weight`` as Keras makes them: the class of a sample is the arg-max of a
+    one-hot row, else its label rounded to the nearest integer (float labels included); classes not in the dict
+    weigh 1. Multiplied into ``sample_weight`` (ranks matched, so ``(n, 1)`` weights stay per sample)."""
     labels = first(y)
     n = labels.shape[0]
     if labels.dim() > 1 and labels.shape[-1] > 1:
         idx = labels.argmax(-1)
     else:
-        idx = labels.reshape(n).long()
-    size = max(int(idx.max()) + 1, max(int(k) for k in class_weight) + 1)
-    table = torch.ones(size, device=labels.device)
+        idx = torch.round(labels.reshape(n).double()).long() if labels.dtype.is_floating_point else labels.reshape(n)
+        idx = idx.long()
+    lo, hi = (int(v) for v in torch.stack([idx.min(), idx.max()]).tolist()) if n else (0, 0)
+    keys = [int(k) for k in class_weight]
+    offset = min(0, lo, *keys)
+    table = torch.ones(max(hi, *keys, 0) - offset + 1, device=labels.device)
     for k, w in class_weight.items():
-        table[int(k)] = float(w)
-    cw = table[idx]
-    return cw if sample_weight is None else sample_weight * cw
+        table[int(k) - offset] = float(w)
+    cw = table[idx - offset]
+    if sample_weight is None:
+        return cw
+    sample_weight, cw = losses.same_rank(sample_weight, cw)
+    return sample_weight * cw
 
 
 def to_numpy(t: torch.Tensor) -> np.ndarray:

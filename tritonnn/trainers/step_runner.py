@@ -30,7 +30,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from .. import kernels
 from ..layers.symbolic import flatten, map_structure
-from .data import ArraySource, is_label_tensor
+from .data import ArraySource
 
 WARMUP_STEPS = 2
 
@@ -256,14 +256,20 @@ def step_runner(
         body: what is captured, when that is not all of ``eager`` (train: all but the optimizer update).
         after: run after every step, outside the graph (train: the optimizer update).
     """
-    # Labels from an array source were range-checked once (min/max of the whole array): each step's batch is
-    # registered with that range, so cross-entropy skips its per-call check, a host sync.
+    # Labels from an array source were checked once (min/max of each target array, and for a float array that it
+    # holds whole numbers): each step's batch of such an array is registered with its range, so cross-entropy and
+    # the sparse metrics skip their per-call check, a host sync.
     bounds = source.label_bounds() if isinstance(source, ArraySource) and kind != "predict" else None
     labels = None
     if bounds is not None:
 
-        def labels(args: tuple) -> kernels.known_label_range:
-            return kernels.known_label_range([t for t in flatten(args[1]) if is_label_tensor(t)], *bounds)
+        @contextlib.contextmanager
+        def labels(args: tuple) -> Any:
+            with contextlib.ExitStack() as stack:
+                for t, b in zip(flatten(args[1]), bounds, strict=True):
+                    if b is not None:
+                        stack.enter_context(kernels.known_label_range([t], *b))
+                yield
 
     if blocker is None and not isinstance(source, ArraySource):
         blocker = "batches from a generator (labels not checked up front; shapes may vary)"
