@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import math
+import pickle
+import types
 
 import numpy as np
 import pytest
@@ -10,6 +13,8 @@ import torch
 
 import tritonnn as keras
 from tritonnn import losses, metrics
+from tritonnn.distribution import DataParallel
+from tritonnn.trainers import data
 
 
 def _f(x) -> float:
@@ -313,8 +318,10 @@ def test_crossentropy_metrics_keras_examples():
     ],
 )
 def test_metric_string_ids(name, cls):
+    keras.backend.clear_session()  # Keras' automatic names: "auc" first, then "auc_1"...
     m = metrics.get(name)
     assert isinstance(m, cls) and m.name == name
+    assert cls().name in (name, f"{name}_1")  # the classes with explicit default names keep them
 
 
 def test_metrics_in_compile_and_evaluate():
@@ -330,3 +337,144 @@ def test_metrics_in_compile_and_evaluate():
     assert logs["precision"] == pytest.approx(tp / (tp + fp) if tp + fp else 0.0, abs=1e-6)
     assert logs["recall"] == pytest.approx(tp / (tp + fn) if tp + fn else 0.0, abs=1e-6)
     assert logs["auc"] == pytest.approx(_auc_numpy(y.astype(bool), probs.astype(np.float64)), abs=1e-5)
+
+
+# ---- one rank rule, custom metric variables, their data-parallel reduction -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "want"),
+    [
+        ((5,), (5, 1), ((5, 1), (5, 1))),  # a rank-1 side is expanded
+        ((5, 1), (5,), ((5, 1), (5, 1))),
+        ((5, 3, 1), (5, 3), ((5, 3), (5, 3))),  # otherwise the trailing 1 is squeezed
+        ((5, 3), (5, 3, 1), ((5, 3), (5, 3))),
+        ((5,), (5, 3), ((5,), (5, 3))),  # no trailing 1: left as it is
+        ((5, 2), (5,), ((5, 2), (5,))),
+    ],
+)
+def test_same_rank_is_keras_squeeze_or_expand(a, b, want):
+    x, y = losses.same_rank(torch.zeros(a), torch.zeros(b))
+    assert (tuple(x.shape), tuple(y.shape)) == want
+    x, y = losses.same_rank(torch.zeros((5,)), torch.zeros((5, 1)), expand_rank_1=False)
+    assert (tuple(x.shape), tuple(y.shape)) == ((5,), (5,))
+
+
+def test_sample_weights_of_shape_n1_weigh_samples_everywhere():
+    y, p = np.array([0.0, 1.0, 2.0, 3.0]), torch.tensor([[0.5], [1.0], [1.0], [5.0]])
+    w = np.array([1.0, 0.0, 2.0, 0.5], "float32")
+    per = np.array([0.25, 0.0, 1.0, 4.0])
+    for weights in (w, w[:, None]):
+        assert _f(losses.MeanSquaredError()(y, p, sample_weight=weights)) == pytest.approx((per * w).sum() / 4)
+        loss = losses.MeanSquaredError(reduction="mean_with_sample_weight")
+        assert _f(loss(y, p, sample_weight=weights)) == pytest.approx((per * w).sum() / w.sum())
+        m = metrics.MeanSquaredError()
+        m.update_state(y, p, sample_weight=weights)
+        assert _f(m.result()) == pytest.approx((per * w).sum() / w.sum())
+    labels = torch.tensor([0.0, 1.0, 0.6, 1.0])  # Keras rounds float labels to find their class
+    cw = data.apply_class_weight({0: 1.0, 1: 3.0}, labels, torch.tensor(w[:, None]))
+    assert tuple(cw.shape) == (4, 1) and cw.reshape(-1).tolist() == [1.0, 0.0, 6.0, 1.5]
+
+
+class Counts(keras.metrics.Metric):
+    """A custom metric as Keras' guides write one (module level, so that it pickles)."""
+
+    def __init__(self, name="counts", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.total = self.add_variable(shape=(), initializer="zeros", name="total")
+        self.mean_of_ranks = self.add_variable((2,), "ones", aggregation="mean", name="mean_of_ranks")
+        self.first = self.add_weight(name="first")
+        self.mine = self.add_variable((), keras.initializers.Constant(7.0), aggregation="none", name="mine")
+        self.inner = keras.metrics.Mean()
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        self.total.assign_add(keras.ops.sum(keras.ops.cast(y_true, self.dtype)))
+        self.first.assign(self.first + 1.0)
+        self.mean_of_ranks.assign_sub(keras.ops.ones((2,)))
+        self.inner.update_state(y_pred)
+
+    def result(self):
+        return self.total + self.inner.result()
+
+
+def _counting_metric():
+    return Counts()
+
+
+def test_metric_variables_behave_as_keras_variables():
+    m = _counting_metric()
+    assert [v.name for v in m.variables] == ["total", "mean_of_ranks", "first", "mine", "total", "count"]
+    assert isinstance(m.total, torch.Tensor) and m.total.dtype == torch.float32 and m.mine.numpy() == 7.0
+    m.update_state(np.array([1, 2, 3]), np.array([2.0, 4.0]))
+    assert float(m.result()) == 9.0 and m.total.numpy() == 6.0 and float(m.first) == 1.0
+    snapshot = m.total.numpy()
+    m.total.assign_add(1)
+    assert snapshot == 6.0 and float(m.total.value) == 7.0  # numpy() is a copy, value the current tensor
+    assert float(m.total * 2 - 1) == 13.0 and type(m.total + 1) is torch.Tensor  # arithmetic gives plain tensors
+    with pytest.raises(ValueError, match=r"`variable.assign\(value\)` must match.*variable.shape=\(\).*\(2,\)"):
+        m.total.assign(np.zeros(2, "float32"))
+    with pytest.raises(ValueError, match=r"assign_add.*variable.shape=\(2,\).*\(3,\)"):
+        m.mean_of_ranks.assign_add(np.zeros(3, "float32"))
+    m.mean_of_ranks.assign_add(2.0)  # a scalar broadcasts over the variable, as Keras' self + value
+    assert m.mean_of_ranks.numpy().tolist() == [2.0, 2.0] and "Variable path=total" in repr(m.total)
+    copied = copy.deepcopy(m)
+    restored = pickle.loads(pickle.dumps(m))
+    for other in (copied, restored):
+        assert float(other.result()) == float(m.result()) and other.total is other._state["total"]
+        other.total.assign(0.0)
+        assert float(m.total) == 7.0  # a copy has its own state
+    m.reset_state()  # every variable to zero, the inner metric's too (Keras zeroes, whatever the initializer)
+    assert all(float(v.abs().sum()) == 0.0 for v in m.variables)
+
+
+def test_metric_variable_arguments_are_checked():
+    class Forgot(keras.metrics.Metric):
+        def __init__(self):
+            self.v = self.add_variable((), "zeros")
+
+    with pytest.raises(RuntimeError, match=r"forgot to call `super\(\).__init__\(\)`"):
+        Forgot()
+    m = keras.metrics.Metric(name="m")
+    with pytest.raises(ValueError, match="`aggregation`.*Received: aggregation='max'"):
+        m.add_variable((), "zeros", aggregation="max")
+    with pytest.raises(ValueError, match="Unknown initializer"):
+        m.add_variable((), "zeroes")
+    v = m.add_variable((2, 3), lambda shape, dtype: torch.full(shape, 2.0, dtype=dtype), dtype="float64", name="v")
+    assert v.dtype == torch.float64 and v.numpy().tolist() == [[2.0] * 3] * 2 and v.aggregation == "sum"
+
+
+def test_data_parallel_reduction_follows_each_variables_aggregation():
+    """DataParallel._reduce_metrics on two simulated ranks: sum, mean, rank 0's value, or the rank's own."""
+    ranks = []
+    for rank in (0, 1):
+        m = _counting_metric()
+        m.update_state(np.array([1.0 + rank, 2.0]), np.array([float(rank)]))
+        m.mine.assign(10.0 + rank)
+        m.first.assign(5.0 + rank)
+        ranks.append(types.SimpleNamespace(metrics=[m], device=torch.device("cpu")))
+    sent = []
+
+    def reducer(rank, all_reduce):
+        return types.SimpleNamespace(world_size=2, rank=rank, _all_reduce_=all_reduce)
+
+    DataParallel._reduce_metrics(reducer(1, lambda t: sent.append(t.clone())), ranks[1])
+    DataParallel._reduce_metrics(reducer(0, lambda t: t.add_(sent[0])), ranks[0])
+    m = ranks[0].metrics[0]
+    assert float(m.total) == (3.0 + 4.0)  # sum
+    assert m.mean_of_ranks.numpy().tolist() == [0.0, 0.0]  # mean of 0 and 0
+    assert float(m.mine) == 10.0  # "none": this rank's own
+    assert (float(m.inner.total), float(m.inner.count)) == (1.0, 2.0)  # a metric held by the metric: summed too
+
+    class Aggregated(keras.metrics.Metric):
+        def __init__(self):
+            super().__init__(name="a")
+            self.v = self.add_variable((), "zeros", aggregation="only_first_replica")
+
+    firsts = [Aggregated(), Aggregated()]
+    firsts[0].v.assign(3.0)
+    firsts[1].v.assign(8.0)
+    sent.clear()
+    ns = [types.SimpleNamespace(metrics=[f], device=torch.device("cpu")) for f in firsts]
+    DataParallel._reduce_metrics(reducer(1, lambda t: sent.append(t.clone())), ns[1])
+    DataParallel._reduce_metrics(reducer(0, lambda t: t.add_(sent[0])), ns[0])
+    assert float(firsts[0].v) == 3.0  # rank 0's value

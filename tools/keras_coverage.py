@@ -147,6 +147,8 @@ NOT_FOR_MLPS: dict[str, dict[str, str]] = {
         "dice": "image segmentation",
         "Tversky": "image segmentation",
         "tversky": "image segmentation",
+        "Circle": "similarity learning on embeddings (pairs within a batch), not classification or regression",
+        "circle": "similarity learning on embeddings (pairs within a batch), not classification or regression",
     },
     "metrics": {"*IoU": "image segmentation and detection"},
     "ops": {
