@@ -18,7 +18,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from . import config, kernels, ops
+from . import _registry, config, kernels, ops
 from .kernels.activations import LEAKY_RELU_SLOPE, activation_reference
 
 
@@ -258,7 +258,13 @@ def serialize(activation: Any) -> Any:
     if name in ALL_OBJECTS and ALL_OBJECTS[name] is activation:
         return name
     if isinstance(activation, types.FunctionType) and name and name != "<lambda>":
-        return {"module": activation.__module__, "class_name": "function", "config": name, "registered_name": name}
+        registered = _registry.get_registered_name(activation)  # "package>name" when registered
+        return {
+            "module": activation.__module__,
+            "class_name": "function",
+            "config": name,
+            "registered_name": registered,
+        }
     raise ValueError(
         f"Unknown activation function {activation!r} cannot be serialized: use a keras.activations function or a "
         "named function (pass it in `custom_objects` when loading)."
@@ -266,8 +272,9 @@ def serialize(activation: Any) -> Any:
 
 
 def deserialize(config: Any, custom_objects: dict[str, Any] | None = None) -> Callable[..., Any]:
-    """The function a name or :func:`serialize`'s dict stands for (``custom_objects`` first, then Keras' names)."""
-    custom = custom_objects or {}
+    """The function a name or :func:`serialize`'s dict stands for: ``custom_objects``, an active
+    ``custom_object_scope`` and the registry of ``register_keras_serializable`` first, then Keras' names."""
+    custom = _registry.known_objects(custom_objects)
     if isinstance(config, dict):
         if config.get("class_name") != "function" or not isinstance(config.get("config"), str):
             raise ValueError(

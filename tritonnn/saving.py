@@ -57,7 +57,7 @@ import math
 import os
 import secrets
 import struct
-from collections.abc import Callable
+import warnings
 from typing import Any
 
 import torch
@@ -65,8 +65,21 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
+from . import _registry, _serialization, constraints, initializers, losses, metrics, optimizers, regularizers
 from ._process import is_chief
+from ._registry import (
+    GLOBAL_CUSTOM_NAMES,
+    GLOBAL_CUSTOM_OBJECTS,
+    CustomObjectScope,
+    custom_object_scope,
+    get_custom_objects,
+    get_registered_name,
+    get_registered_object,
+    register_keras_serializable,
+)
+from ._serialization import serialize_keras_object
 from .layers.layer import Layer, weight_budget
+from .optimizers import schedules
 from .version import __version__
 
 FORMAT_NAME = "tritonnn"
@@ -96,52 +109,12 @@ _LOSSLESS_WIDENING = frozenset(
 # Keys of a config whose values are input shapes (the model is built on one sample of each).
 _SHAPE_KEYS = frozenset({"shape", "input_shape", "batch_shape", "batch_input_shape"})
 
-# Custom classes registered by `register_keras_serializable`, keyed by "package>name".
-_GLOBAL_CUSTOM_OBJECTS: dict[str, Any] = {}
-_GLOBAL_CUSTOM_NAMES: dict[Any, str] = {}
+# Custom classes registered by `register_keras_serializable` (keyed by "package>name"): tritonnn/_registry.py.
+_GLOBAL_CUSTOM_OBJECTS = GLOBAL_CUSTOM_OBJECTS
+_GLOBAL_CUSTOM_NAMES = GLOBAL_CUSTOM_NAMES
 
 
 # ---- registry --------------------------------------------------------------------------------------------------
-
-
-def register_keras_serializable(package: str = "Custom", name: str | None = None) -> Callable[[Any], Any]:
-    """Register a class so that saved models that use it can be loaded (Keras' decorator).
-
-    The class is known as ``"package>name"`` (``name`` defaults to the class name).
-
-    Example::
-
-        @tritonnn.saving.register_keras_serializable(package="my_package")
-        class Scale(tritonnn.layers.Layer):
-            ...
-    """
-    if not isinstance(package, str) or not package or ">" in package:
-        raise ValueError(f"Expected `package` to be a non-empty string without '>'. Received: package={package!r}")
-    if name is not None and (not isinstance(name, str) or not name):
-        raise ValueError(f"Expected `name` to be a non-empty string or None. Received: name={name!r}")
-
-    def decorator(obj: Any) -> Any:
-        class_name = name if name is not None else getattr(obj, "__name__", None)
-        if not class_name:
-            raise ValueError(f"Cannot register {obj!r}: it has no __name__; pass `name=`")
-        if inspect.isclass(obj) and not hasattr(obj, "get_config"):
-            raise ValueError(f"Cannot register {obj.__name__}: the class must implement get_config()")
-        registered_name = f"{package}>{class_name}"
-        _GLOBAL_CUSTOM_OBJECTS[registered_name] = obj
-        _GLOBAL_CUSTOM_NAMES[obj] = registered_name
-        return obj
-
-    return decorator
-
-
-def get_custom_objects() -> dict[str, Any]:
-    """The live registry of custom objects, keyed by registered name (``"package>name"``), as in Keras."""
-    return _GLOBAL_CUSTOM_OBJECTS
-
-
-def get_registered_name(obj: Any) -> str:
-    """The name ``obj`` is registered under, or its class name when it is not registered."""
-    return _GLOBAL_CUSTOM_NAMES.get(obj, getattr(obj, "__name__", type(obj).__name__))
 
 
 def _builtin_objects() -> dict[str, Any]:
@@ -164,7 +137,7 @@ def _builtin_objects() -> dict[str, Any]:
 
 
 def _resolve_class(class_name: str, registered_name: str | None, custom_objects: dict[str, Any] | None) -> Any:
-    custom = dict(custom_objects or {})
+    custom = {**(custom_objects or {}), **_registry.scope_objects()}  # an active custom_object_scope counts
     for key in (registered_name, class_name):
         if key is not None and key in custom:
             return custom[key]
@@ -251,6 +224,154 @@ def deserialize_layer(config: dict[str, Any], custom_objects: dict[str, Any] | N
         raise ValueError(f"Could not rebuild a {config['class_name']!r} from its config: {e}") from e
 
 
+# ---- Keras objects of every kind to and from configs -------------------------------------------------------------
+
+# The kinds of objects deserialize_keras_object rebuilds, by the module segment a config names ("keras.losses",
+# "keras.src.backend.torch.optimizers.torch_adam", "tritonnn.layers.core"...): the tritonnn module that holds them.
+_KIND_MODULES: dict[str, Any] = {
+    "losses": losses,
+    "metrics": metrics,
+    "schedules": schedules,
+    "optimizers": optimizers,
+    "initializers": initializers,
+    "regularizers": regularizers,
+    "constraints": constraints,
+}
+_SERIALIZABLE_BASES = (
+    Layer,
+    losses.Loss,
+    metrics.Metric,
+    optimizers.Optimizer,
+    initializers.Initializer,
+    regularizers.Regularizer,
+    constraints.Constraint,
+    schedules.LearningRateSchedule,
+)
+# Where a function saved under "builtins" is found beside keras.activations (Keras' built-in function modules).
+_FUNCTIONS = (losses, metrics)
+# Keras' top-level classes (module "keras") that configs name.
+_TOP_LEVEL = {
+    "Loss": losses.Loss,
+    "Metric": metrics.Metric,
+    "Optimizer": optimizers.Optimizer,
+    "Initializer": initializers.Initializer,
+    "Regularizer": regularizers.Regularizer,
+}
+
+
+def _kind(module: Any) -> str | None:
+    """Which kind of object a config's ``module`` names: "top" for ``keras``, a key of _KIND_MODULES, "layers"
+    (layers and models), or None for a module of neither Keras nor tritonnn (a user's, never imported)."""
+    if not isinstance(module, str):
+        return None
+    parts = module.split(".")
+    if parts[0] not in ("keras", "tritonnn"):
+        return None
+    if len(parts) == 1:
+        return "top"
+    if "schedules" in parts:
+        return "schedules"
+    for part in parts[1:]:
+        if part in _KIND_MODULES:
+            return part
+        if part in ("layers", "models"):
+            return "layers"
+    return None
+
+
+def _retrieve_class(config: dict[str, Any], custom_objects: dict[str, Any] | None) -> Any:
+    """The class a config names, found as Keras finds it: by its registered name in the active scope, the registry
+    and ``custom_objects``; else, for a Keras or tritonnn module, tritonnn's class of that name and kind. A module
+    is never imported."""
+    class_name = config["class_name"]
+    registered_name = config.get("registered_name", class_name)
+    if isinstance(registered_name, str):
+        found = get_registered_object(registered_name, custom_objects)
+        if found is not None:
+            return found
+    module = config.get("module")
+    kind = _kind(module)
+    found = None
+    if kind == "top":
+        found = _TOP_LEVEL.get(class_name) or _builtin_objects().get(class_name)
+    elif kind == "layers":
+        found = _builtin_objects().get(class_name)
+    elif kind is not None:
+        found = getattr(_KIND_MODULES[kind], class_name, None)
+    if inspect.isclass(found) and issubclass(found, _SERIALIZABLE_BASES):
+        return found
+    where = f" (module {module!r})" if module else ""
+    raise TypeError(
+        f"Could not locate class {class_name!r}{where}. Make sure custom classes are decorated with "
+        "`@tritonnn.saving.register_keras_serializable()` or passed in `custom_objects` (or a "
+        "`custom_object_scope`); a module named in a config is never imported."
+    )
+
+
+def _rebuild(config: dict[str, Any], custom_objects: dict[str, Any] | None, safe_mode: bool) -> Any:
+    """An object rebuilt from its ``{"module", "class_name", "config", "registered_name"}`` config."""
+    cls = _retrieve_class(config, custom_objects)
+    if not inspect.isclass(cls):
+        return cls  # a function registered under the class name
+    if not callable(getattr(cls, "from_config", None)):
+        raise TypeError(
+            f"Unable to reconstruct an instance of {config['class_name']!r} because the class is missing a "
+            f"`from_config()` method. Full object config: {config}"
+        )
+    inner = config["config"] if config["config"] is not None else {}
+    if not isinstance(inner, dict):
+        raise TypeError(f"Expected 'config' to be a dict for {config['class_name']}, instead got {type(inner)}")
+    known = {**(custom_objects or {}), **_registry.scope_objects()}
+    with CustomObjectScope(known):  # the nested configs' custom objects are found while from_config runs
+        try:
+            if "custom_objects" in inspect.signature(cls.from_config).parameters:
+                instance = cls.from_config(dict(inner), custom_objects=known)
+            else:
+                instance = cls.from_config(dict(inner))
+        except TypeError as e:
+            raise TypeError(f"{cls} could not be deserialized properly: {e}. Full object config: {config}") from e
+        build_config = config.get("build_config")
+        builder = getattr(instance, "build_from_config", None)
+        if build_config and not getattr(instance, "built", True) and callable(builder):
+            builder(build_config)
+        compile_config = config.get("compile_config")
+        if compile_config and callable(getattr(instance, "compile_from_config", None)):
+            instance.compile_from_config(compile_config)
+    return instance
+
+
+def deserialize_keras_object(
+    config: Any, custom_objects: dict[str, Any] | None = None, safe_mode: bool = True, **kwargs: Any
+) -> Any:
+    """The object a :func:`serialize_keras_object` config describes (Keras' ``deserialize_keras_object``).
+
+    Args:
+        config: what ``serialize_keras_object`` returned: a ``{"module", "class_name", "config",
+            "registered_name"}`` dict for a layer, model, loss, metric, optimizer, initializer, regularizer,
+            constraint or schedule (built-in, registered, or in ``custom_objects``), a function record, a
+            serialized array or tensor, or plain values, lists and dicts of them.
+        custom_objects: optional dict mapping names to custom classes and functions.
+        safe_mode: accepted as in Keras. Deserialization is always safe here: a Python lambda is refused whatever
+            its value, and no module a config names is imported.
+        module_objects: optional dict of more names (Keras' keyword for library authors).
+
+    Raises:
+        TypeError: a class or function the config names cannot be found (as in Keras).
+        ValueError: the config holds a Python lambda.
+    """
+    module_objects = kwargs.pop("module_objects", None)
+    if kwargs:
+        raise TypeError(f"deserialize_keras_object() got unexpected keyword arguments: {sorted(kwargs)}")
+    if custom_objects is not None and not isinstance(custom_objects, dict):
+        raise ValueError(f"Expected `custom_objects` to be a dict or None. Received: custom_objects={custom_objects!r}")
+    if not isinstance(safe_mode, bool):
+        raise ValueError(f"Expected `safe_mode` to be a bool. Received: safe_mode={safe_mode!r}")
+    custom = {**(module_objects or {}), **(custom_objects or {})}
+    return _serialization.deserialize_value(
+        config, custom, safe_mode, rebuild=lambda cfg: _rebuild(cfg, custom, safe_mode), function_modules=_FUNCTIONS
+    )
+
+
 # ---- build and compile configs ----------------------------------------------------------------------------------
 
 
@@ -302,7 +423,11 @@ def _compile_config(model: Any) -> dict[str, Any] | None:
 def _compile_from_config(model: Any, config: dict[str, Any], custom_objects: dict[str, Any] | None, path: str) -> None:
     """``model.compile_from_config``, with losses and metrics saved by name looked up in ``custom_objects`` and
     the registry first (a custom function is saved as its name, as in Keras)."""
-    known = {**{k.split(">", 1)[1]: v for k, v in _GLOBAL_CUSTOM_OBJECTS.items()}, **(custom_objects or {})}
+    known = {
+        **{k.split(">", 1)[1]: v for k, v in _GLOBAL_CUSTOM_OBJECTS.items()},
+        **_registry.scope_objects(),
+        **(custom_objects or {}),
+    }
 
     def resolve(value: Any) -> Any:
         if isinstance(value, str):
@@ -395,7 +520,9 @@ def _tensors_of(model: Any, include_optimizer: bool) -> dict[str, torch.Tensor]:
     return tensors
 
 
-def _write(model: Any, path: str, kind: str, overwrite: bool, extra: dict[str, Any] | None) -> None:
+def _write(
+    model: Any, path: str, kind: str, overwrite: bool, extra: dict[str, Any] | None, include_optimizer: bool = True
+) -> None:
     if not isinstance(overwrite, bool):
         raise ValueError(f"Expected `overwrite` to be a bool. Received: overwrite={overwrite!r}")
     if not overwrite and os.path.exists(path):
@@ -411,22 +538,49 @@ def _write(model: Any, path: str, kind: str, overwrite: bool, extra: dict[str, A
     }
     if kind == "model":
         metadata["model_config"] = json.dumps(serialize_layer(model))
-    tensors = _tensors_of(model, include_optimizer=True) if model.built else {}
+    tensors = _tensors_of(model, include_optimizer=include_optimizer) if model.built else {}
     _atomic_write(path, st_save(tensors, metadata=metadata))
 
 
-def save_model(model: Any, filepath: str | os.PathLike, overwrite: bool = True) -> None:
-    """Save a model (config, compile config, weights and optimizer state) to one ``.keras`` file.
+def save_model(
+    model: Any, filepath: str | os.PathLike, overwrite: bool = True, zipped: bool | None = None, **kwargs: Any
+) -> None:
+    """Save a model (config, compile config, weights and optimizer state) to one ``.keras`` file (Keras'
+    ``keras.saving.save_model`` / ``keras.models.save_model``).
 
     Args:
         model: a tritonnn ``Model``.
         filepath: where to write; must end in ``.keras``.
         overwrite: whether to replace an existing file (otherwise ``FileExistsError``).
+        zipped: Keras' choice between a zip archive (None or True, the default) and a directory (False). tritonnn
+            writes one safetensors file either way, so ``zipped=False`` is refused with a ``ValueError``.
+        include_optimizer: keyword; False leaves the optimizer's state out of the file (the compile config stays).
+        save_format: Keras' deprecated keyword, accepted only as ``"keras"`` (or False), like the file's suffix.
 
     A model that was never built is saved as its config only (it has no weights yet). In a data-parallel run
     (``tritonnn.distribution``) rank 0 alone writes the file; on the other ranks the call checks its arguments and
     returns without waiting (call ``tritonnn.distribution.barrier()`` before reading the file from them).
     """
+    include_optimizer = kwargs.pop("include_optimizer", True)
+    save_format = kwargs.pop("save_format", False)
+    if kwargs:
+        raise ValueError(f"The following argument(s) are not supported: {list(kwargs.keys())}")
+    if not isinstance(include_optimizer, bool):
+        raise ValueError(
+            f"Expected `include_optimizer` to be a bool. Received: include_optimizer={include_optimizer!r}"
+        )
+    if save_format not in (False, None, "keras"):
+        raise ValueError(
+            "The `save_format` argument is deprecated in Keras 3 and tritonnn writes only `.keras` files. Remove it "
+            f"and pass a file path ending in `.keras`. Received: save_format={save_format!r}"
+        )
+    if zipped is not None and not isinstance(zipped, bool):
+        raise ValueError(f"Expected `zipped` to be a bool or None. Received: zipped={zipped!r}")
+    if zipped is False:
+        raise ValueError(
+            "zipped=False (Keras' unzipped directory layout) is not supported: tritonnn saves a model as one "
+            "safetensors file. Leave `zipped` at None."
+        )
     # A Model is a Layer that compiles (the models import this module, so it does not import them).
     if not (isinstance(model, Layer) and callable(getattr(model, "get_compile_config", None))):
         raise ValueError(f"Expected `model` to be a tritonnn Model. Received: model={model!r}")
@@ -437,19 +591,29 @@ def save_model(model: Any, filepath: str | os.PathLike, overwrite: bool = True) 
             "recorded, so it could not be rebuilt when loaded. Start the model with `tritonnn.Input(shape=...)`."
         )
     if is_chief():  # one writer in a data-parallel run
-        _write(model, path, "model", overwrite, None)
+        _write(model, path, "model", overwrite, None, include_optimizer=include_optimizer)
 
 
-def save_weights(model: Any, filepath: str | os.PathLike, overwrite: bool = True) -> None:
+def save_weights(
+    model: Any, filepath: str | os.PathLike, overwrite: bool = True, max_shard_size: Any = None, **kwargs: Any
+) -> None:
     """Save a built model's weights (and its optimizer's state, when compiled and built), Keras' ``save_weights``.
 
     Args:
         model: a built tritonnn ``Model`` or ``Layer``.
         filepath: must end in ``.weights.h5`` or ``.weights.safetensors`` (both hold the format of this module).
         overwrite: whether to replace an existing file (otherwise ``FileExistsError``).
+        max_shard_size: Keras' sharded weights (several files); not supported: must be None (``ValueError``).
 
     In a data-parallel run rank 0 alone writes the file, as for :func:`save_model`.
     """
+    if kwargs:
+        raise ValueError(f"The following argument(s) are not supported: {list(kwargs.keys())}")
+    if max_shard_size is not None:
+        raise ValueError(
+            "max_shard_size (Keras' weights sharded over several files) is not supported: tritonnn writes the "
+            f"weights as one file. Leave it at None. Received: max_shard_size={max_shard_size!r}"
+        )
     if not isinstance(model, Layer):
         raise ValueError(f"Expected `model` to be a tritonnn Model or Layer. Received: model={model!r}")
     path = _check_path(filepath, WEIGHTS_SUFFIXES, "saved weights")
@@ -537,13 +701,33 @@ def _check_dtype(what: str, key: str, stored: torch.dtype, expected: torch.dtype
     )
 
 
-def _load_state(model: Any, contents: _Contents, path: str, load_optimizer: bool) -> None:
-    """Copy the file's tensors into ``model`` (and its optimizer), checking keys, shapes and dtypes first."""
+def _load_state(model: Any, contents: _Contents, path: str, load_optimizer: bool, skip_mismatch: bool = False) -> None:
+    """Copy the file's tensors into ``model`` (and its optimizer), checking keys, shapes and dtypes first.
+
+    With ``skip_mismatch`` (Keras' ``load_weights(skip_mismatch=True)``), a layer with a weight the file lacks or
+    holds with another shape is skipped whole (all its weights keep their values), and a tensor the model lacks is
+    ignored, with a warning instead of an error; the optimizer state is then not restored (it would not fit).
+    """
     weights = {k: v for k, v in contents.tensors.items() if not k.startswith(OPTIMIZER_PREFIX)}
     own = model.state_dict()
     unknown = sorted(set(weights) - set(own))
     missing = sorted(set(own) - set(weights))
-    if unknown or missing:
+    if skip_mismatch:
+        reshaped = [k for k in own if k in weights and tuple(weights[k].shape) != tuple(own[k].shape)]
+        # As Keras, a layer with any missing or mismatched weight is skipped whole ("_layers.0.kernel" -> "_layers.0").
+        bad_layers = {k.rsplit(".", 1)[0] for k in (*missing, *reshaped)}
+        skipped = sorted(k for k in own if k.rsplit(".", 1)[0] in bad_layers)
+        if unknown or skipped:
+            warnings.warn(
+                f"Skipping weights of {model.name!r} that do not match {path} (skip_mismatch=True): missing from the "
+                f"file: {missing}; in the file but not in the model: {unknown}; of another shape: "
+                + ", ".join(f"{k} {tuple(weights[k].shape)} vs {tuple(own[k].shape)}" for k in reshaped)
+                + f"; not loaded (their layers are skipped whole): {skipped}. The optimizer state is not restored.",
+                stacklevel=3,
+            )
+            own = {k: v for k, v in own.items() if k not in skipped}
+            load_optimizer = False
+    if (unknown or missing) and not skip_mismatch:
         raise ValueError(
             f"The weights in {path} do not match the model {model.name!r}: "
             f"missing from the file: {missing}; in the file but not in the model: {unknown}"
@@ -569,7 +753,7 @@ def _load_state(model: Any, contents: _Contents, path: str, load_optimizer: bool
         for key, value in opt_state.items():
             if key in expected:  # a key the optimizer does not hold is not loaded (as load_state_dict does)
                 _check_dtype("optimizer's state", OPTIMIZER_PREFIX + key, value.dtype, expected[key], path)
-        own = model.state_dict()  # building moved the parameters into the optimizer's flat buffer
+        own = {k: v for k, v in model.state_dict().items() if k in own}  # building moved the parameters
     with torch.no_grad():
         for key, target in own.items():
             target.copy_(weights[key].to(target.device, target.dtype))
@@ -629,7 +813,8 @@ def load_model(
         custom_objects: optional dict mapping class names (or registered names) to classes.
         compile: whether to compile the model from the saved compile config (and restore the optimizer state).
         safe_mode: accepted for Keras compatibility. Loading is always safe: the format holds no code and no
-            pickles, and classes come only from the registry.
+            pickles, classes come only from the registry, and a ``Lambda`` layer's Python lambda is refused
+            whatever ``safe_mode`` is (Keras runs it with ``safe_mode=False``).
     """
     if not isinstance(compile, bool):
         raise ValueError(f"Expected `compile` to be a bool. Received: compile={compile!r}")
@@ -647,7 +832,9 @@ def load_model(
     _check_input_shapes(build_config, "build_config", path)
     weights = [k for k in contents.tensors if not k.startswith(OPTIMIZER_PREFIX)]
     # Rebuilding creates no more weight elements than the file stores for the model (see the module docstring).
-    with weight_budget(_model_elements(contents), source=f"the file {path}"):
+    # The custom objects are known to every nested from_config (a custom activation of a Dense...), as in Keras.
+    scope = CustomObjectScope({**_registry.scope_objects(), **(custom_objects or {})})
+    with weight_budget(_model_elements(contents), source=f"the file {path}"), scope:
         model = deserialize_layer(model_config, custom_objects)
         if weights and not model.built:
             if build_config is None:
@@ -661,12 +848,26 @@ def load_model(
     return model
 
 
-def load_weights(model: Any, filepath: str | os.PathLike) -> None:
+def load_weights(model: Any, filepath: str | os.PathLike, skip_mismatch: bool = False, **kwargs: Any) -> None:
     """Load weights (and optimizer state, when the model is compiled) saved by :func:`save_weights` or
-    :func:`save_model` into ``model``, which must have the same architecture.
+    :func:`save_model` into ``model``, which must have the same architecture (Keras' ``load_weights``).
 
-    An unbuilt model is first built with the input shape recorded in the file.
+    Args:
+        model: a tritonnn ``Model`` or ``Layer``; an unbuilt one is first built with the input shape the file
+            records.
+        filepath: a file written by :func:`save_weights` or :func:`save_model`.
+        skip_mismatch: skip (with a warning) each layer whose weights the file lacks or holds with another shape,
+            instead of refusing the file, as Keras; the optimizer state is then not restored.
+
+    Keras' legacy keywords ``by_name`` (HDF5 files only) and ``objects_to_skip`` are refused with a ``ValueError``.
     """
+    for legacy in ("by_name", "objects_to_skip"):
+        if kwargs.pop(legacy, None) is not None:
+            raise ValueError(f"`{legacy}` is not supported: it applies to Keras' HDF5 weight files, not tritonnn's.")
+    if kwargs:
+        raise ValueError(f"Invalid keyword arguments: {kwargs}")
+    if not isinstance(skip_mismatch, bool):
+        raise ValueError(f"Expected `skip_mismatch` to be a bool. Received: skip_mismatch={skip_mismatch!r}")
     if not isinstance(model, Layer):
         raise ValueError(f"Expected `model` to be a tritonnn Model or Layer. Received: model={model!r}")
     path = os.fspath(filepath) if isinstance(filepath, (str, os.PathLike)) else filepath
@@ -681,7 +882,7 @@ def load_weights(model: Any, filepath: str | os.PathLike) -> None:
         _check_input_shapes(build_config, "build_config", path)
         with weight_budget(_model_elements(contents), source=f"the file {path}"):
             _build_from_config(model, build_config)
-    _load_state(model, contents, path, load_optimizer=getattr(model, "compiled", False))
+    _load_state(model, contents, path, load_optimizer=getattr(model, "compiled", False), skip_mismatch=skip_mismatch)
 
 
 def save_checkpoint(model: Any, filepath: str | os.PathLike, extra: dict[str, Any]) -> None:
@@ -703,9 +904,13 @@ def restore_checkpoint(model: Any, filepath: str | os.PathLike) -> dict[str, Any
 
 
 __all__ = [
+    "CustomObjectScope",
+    "custom_object_scope",
+    "deserialize_keras_object",
     "deserialize_layer",
     "get_custom_objects",
     "get_registered_name",
+    "get_registered_object",
     "load_model",
     "load_weights",
     "register_keras_serializable",
@@ -713,5 +918,6 @@ __all__ = [
     "save_checkpoint",
     "save_model",
     "save_weights",
+    "serialize_keras_object",
     "serialize_layer",
 ]

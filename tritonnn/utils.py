@@ -12,18 +12,32 @@ import torch
 from . import config, ops
 from .backend import clear_session, is_keras_tensor, standardize_dtype
 from .plotting import plot_history, plot_model
-from .saving import get_custom_objects, get_registered_name, register_keras_serializable
+from .saving import (
+    CustomObjectScope,
+    custom_object_scope,
+    deserialize_keras_object,
+    get_custom_objects,
+    get_registered_name,
+    get_registered_object,
+    register_keras_serializable,
+    serialize_keras_object,
+)
 
 __all__ = [
+    "CustomObjectScope",
     "clear_session",
+    "custom_object_scope",
+    "deserialize_keras_object",
     "get_custom_objects",
     "get_registered_name",
+    "get_registered_object",
     "is_keras_tensor",
     "normalize",
     "pack_x_y_sample_weight",
     "plot_history",
     "plot_model",
     "register_keras_serializable",
+    "serialize_keras_object",
     "set_random_seed",
     "standardize_dtype",
     "summary_text",

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import saving
+from ..saving import save_model  # Keras' keras.models.save_model is keras.saving.save_model
 from .cloning import clone_model
 from .functional import Functional
 from .model import Model, model_from_json
@@ -19,4 +20,4 @@ def load_model(
     return saving.load_model(filepath, custom_objects=custom_objects, compile=compile, safe_mode=safe_mode)
 
 
-__all__ = ["Functional", "Model", "Sequential", "clone_model", "load_model", "model_from_json"]
+__all__ = ["Functional", "Model", "Sequential", "clone_model", "load_model", "model_from_json", "save_model"]
