@@ -12,6 +12,7 @@ import torch
 from . import config, ops
 from .backend import clear_session, is_keras_tensor, standardize_dtype
 from .plotting import plot_history, plot_model
+from .random import reset_global_seed_generator
 from .saving import (
     CustomObjectScope,
     custom_object_scope,
@@ -47,9 +48,11 @@ __all__ = [
 
 
 def set_random_seed(seed: int) -> None:
-    """Seed Python's, numpy's and torch's generators (Keras' ``keras.utils.set_random_seed``)."""
+    """Seed Python's, numpy's and torch's generators, and start ``tritonnn.random``'s global ``SeedGenerator`` over
+    (Keras' ``keras.utils.set_random_seed``)."""
     if not isinstance(seed, int):
         raise ValueError(f"Expected `seed` argument to be an integer. Received: seed={seed!r}")
+    reset_global_seed_generator()
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
