@@ -37,12 +37,14 @@ scalar: no host sync, no rescaled copy of the gradient. ``clipnorm`` (per variab
 a chunk table whose chunks never cross a variable boundary, one accumulator per variable.
 
 Every step-dependent scalar lives on the device, so that one step reads no host value that changes between steps
-and a CUDA graph replay of it is exact: the learning rate (a 0-d fp32 tensor, ``lr``) and the 1-based step count
-(a 0-d int64 tensor, ``step``) are read by the kernel through pointers, and Adam's bias corrections
-``1 - beta^t`` are computed from ``step`` inside it (from ``log(beta)``, given once: the only scalars passed by
-value are constants of the configuration). A third pointer, ``found_inf`` (0-d fp32, optional), masks the whole
-update when nonzero (dynamic loss scaling's skipped step: parameters and states untouched). :class:`FlatUpdate`
-is such a configuration prepared once (buffers checked, launch parameters chosen) and called every step.
+and a CUDA graph replay of it is exact. :class:`FlatUpdate` (one configuration over fixed buffers, checked and
+prepared once) owns them, in one float64 vector on the buffers' device: the learning rate and the step count
+(``FlatUpdate.lr`` and ``FlatUpdate.step``, 0-d views that the optimizer reads and writes). Each call adds 1 to the
+count with a device op and launches the kernel, which reads the rate and the count through a pointer
+(``scalars_ptr``) and computes Adam's bias corrections ``1 - beta^t`` from the count itself (from ``log(beta)``,
+given once: the only scalars passed by value are constants of the configuration). A second pointer,
+``found_inf`` (0-d fp32, optional), masks the whole update when nonzero (dynamic loss scaling's skipped step:
+parameters, states and the count untouched).
 
 Traffic per parameter (fp32): Adam reads p, g, m, v and writes p, m, v: 28 bytes (amsgrad +8); SGD with momentum
 20, without 12; RMSprop 20 (+8 momentum, +8 centered). Clipping by norm adds one read of g: +4.
@@ -307,8 +309,7 @@ def _optim_fwd_kernel(
     start_ptr,  # *i64 [n_chunks + 1] (SEGMENTED)
     seg_ptr,  # *i32 [n_chunks] (SEGMENTED)
     # the step's scalars, on the device (so that a CUDA graph replay reads this step's values)
-    lr_ptr,  # *fp32 [] the learning rate (weight decay uses it as is)
-    step_ptr,  # *i64 [] the 1-based step count t (Adam's bias corrections)
+    scalars_ptr,  # *fp64 [6] FlatUpdate's: beta_1, beta_2, lr (weight decay uses it as is), t (1-based), t, 1
     found_inf_ptr,  # *fp32 [] nonzero: skip the whole update (HAS_FOUND_INF)
     n,  # elements updated (the optimizer pads its buffers to a multiple of 16: see ALIGNED)
     n_valid,  # elements that are real parameters; the padding beyond never divides 0 by 0
@@ -337,13 +338,13 @@ def _optim_fwd_kernel(
     BLOCK: tl.constexpr,
 ):
     pid = tl.program_id(0)
-    lr = tl.load(lr_ptr)
+    lr = tl.load(scalars_ptr + 2).to(tl.float32)
     if RULE == 1:
         # Adam: step_size = lr sqrt(1 - b2^t) / (1 - b1^t), with 1 - b^t = 1 - exp(y), y = t log(b) <= 0. Near
         # y = 0 the difference 1 - exp(y) would lose the digits (t = 1, b2 = 0.999: 6e-5 relative in fp32), so
         # there it is the series -y (1 + y/2 (1 + y/3 (...))) to y^6 (relative error < 2e-9 for |y| < 1/4);
         # beyond, 1 - exp(y) >= 0.22 is accurate to 3e-7. t >= 1 (a skipped step at t = 0 computes, unused).
-        t = tl.maximum(tl.load(step_ptr).to(tl.float32), 1.0)
+        t = tl.maximum(tl.load(scalars_ptr + 3).to(tl.float32), 1.0)
         y1 = t * log_h1
         y2 = t * log_h2
         z1 = tl.maximum(y1, -0.25)
@@ -479,8 +480,7 @@ _OPTIM_SIG = {
     "sqnorm_ptr": "*fp32",
     "start_ptr": "*i64",
     "seg_ptr": "*i32",
-    "lr_ptr": "*fp32",
-    "step_ptr": "*i64",
+    "scalars_ptr": "*fp64",
     "found_inf_ptr": "*fp32",
     "n": "i64",
     "n_valid": "i64",
@@ -603,23 +603,31 @@ def _log_beta(beta: float) -> float:
     return math.log(beta) if beta > 0 else -math.inf
 
 
-def _check_scalar(op: str, name: str, t, dtype: torch.dtype, device: torch.device) -> None:
-    if not (isinstance(t, torch.Tensor) and t.dtype == dtype and t.dim() == 0 and t.device == device):
+def _check_scalar(op: str, name: str, t, device: torch.device, dtype: torch.dtype | None = None) -> None:
+    ok = isinstance(t, torch.Tensor) and t.dim() == 0 and t.device == device
+    ok = ok and (t.dtype == dtype if dtype is not None else not (t.is_complex() or t.dtype == torch.bool))
+    if not ok:
+        want = f"a 0-d {dtype} tensor" if dtype is not None else "a 0-d real tensor"
         got = f"{t.dtype} {tuple(t.shape)} on {t.device}" if isinstance(t, torch.Tensor) else repr(t)
-        raise ValueError(f"{op}: expected {name} a 0-d {dtype} tensor on {device}. Received: {name}={got}")
+        raise ValueError(f"{op}: expected {name} {want} on {device}. Received: {name}={got}")
 
 
 class FlatUpdate:
     """One Keras update rule over fixed flat fp32 buffers, checked and prepared once; each call is one step.
 
-    ``update(lr, step, found_inf=None)`` updates the buffers in place: one launch (plus one reduction pass when
-    clipping by norm). ``lr`` is a 0-d float32 tensor and ``step`` (the 1-based step count) a 0-d int64 tensor,
-    both on the buffers' device; ``found_inf`` (0-d float32, optional) skips the step when nonzero, leaving every
-    buffer as it was. The call reads nothing else that could change between steps (the constants of the rule are
-    fixed here), does not sync with the host and copies nothing to the device, so a CUDA graph that captured one
-    call replays every later step exactly. The optimizer (``tritonnn/optimizers``) makes one at ``build``.
+    The step's scalars live on the buffers' device, in one float64 vector: ``update.lr`` (the rate of the next
+    step, to be written in place: ``fill_`` from the host between steps, ``copy_`` from device ops such as a
+    schedule's) and ``update.step`` (steps taken so far: Keras' ``iterations``; set with :meth:`set_step`) are 0-d
+    views of it. A call
+    ``update(found_inf=None)`` adds 1 to ``step`` and updates the buffers at ``t = step`` with the rate ``lr``: one
+    kernel launch (plus one reduction pass when clipping by norm) and one small device op for the count.
+    ``found_inf`` (0-d float32 on the device, optional) skips the step when nonzero: the buffers and ``step`` stay
+    as they were. A call reads nothing else that could change between steps (the constants of the rule are fixed
+    here), does not sync with the host and copies nothing to the device, so a CUDA graph that captured one call
+    replays every later step exactly. The optimizer (``tritonnn/optimizers``) makes one at ``build``.
 
-    Arguments as :func:`optimizer_reference_`; ``op`` names the operation in error messages.
+    Arguments as :func:`optimizer_reference_`; ``lr`` and ``iterations`` start the scalars; ``op`` names the
+    operation in error messages.
     """
 
     def __init__(
@@ -640,6 +648,8 @@ class FlatUpdate:
         amsgrad: bool = False,
         clip: GradClip | None = None,
         n_valid: int | None = None,
+        lr: float = 0.0,
+        iterations: int = 0,
         op: str | None = None,
     ):
         if rule not in RULES:
@@ -670,6 +680,16 @@ class FlatUpdate:
         self.clip = clip
         self.n = n = param.numel()
         self.n_valid = n if n_valid is None else int(n_valid)
+        adam = r == ADAM
+        # The scalars, lanes [beta_1, beta_2, lr | t, t, 1]: the torch path's Adam rate is computed from the two
+        # halves lane by lane (_adam_rate); each call adds _count = [0, 0, 0 | 1, 1, 0].
+        b1, b2 = (self.h1, self.h2) if adam else (0.0, 0.0)
+        f64 = dict(dtype=torch.float64, device=self.device)
+        self.scalars = torch.tensor([b1, b2, float(lr), float(iterations), float(iterations), 1.0], **f64)
+        self.lr, self.step = self.scalars[2], self.scalars[3]
+        self._steps = self.scalars[3:5]  # t in both exponent lanes
+        self._bases, self._exponents = self.scalars[:3], self.scalars[3:]  # views made once (~1 us each)
+        self._count = torch.tensor([0.0, 0.0, 0.0, 1.0, 1.0, 0.0], **f64)
         # The Triton launch, fixed: grid, alignment, the reduction buffer of clipping by norm, the constants.
         mode = CLIP_MODES[None if clip is None else clip.mode]
         segmented = mode == CLIP_NORM
@@ -680,7 +700,6 @@ class FlatUpdate:
         if mode in (CLIP_NORM, CLIP_GLOBAL):
             self._sqnorm = torch.zeros(clip.segments.n_segments, dtype=torch.float32, device=self.device)
         self._tables = (clip.segments.start, clip.segments.seg) if segmented else (param, param)
-        adam = r == ADAM
         self._consts = (
             float(weight_decay or 0.0), self.h1, self.h2, _log_beta(self.h1) if adam else 0.0,
             _log_beta(self.h2) if adam else 0.0, self.epsilon, float(clip.value if clip is not None else 0.0),
@@ -690,78 +709,103 @@ class FlatUpdate:
             CENTERED=self.centered, AMSGRAD=self.amsgrad, HAS_S1=need[0], HAS_S2=need[1], HAS_S3=need[2],
             SEGMENTED=segmented, ALIGNED=aligned, BLOCK=_BLOCK, num_warps=_num_warps(aligned, segmented), num_stages=1,
         )  # fmt: skip
-        # The torch path's fused CPU Adam: its rate's constants on the device, and the state step inf (see above).
+        # The torch path's fused CPU Adam: the constants and buffers of its rate, and the state step inf (see above).
         self._fused = None
         if adam and self.device.type == "cpu" and 0.0 <= h1 < 1.0 and 0.0 <= h2 < 1.0:
             self._fused = _FUSED_ADAM
         if self._fused is not None:
-            self._betas = torch.tensor([self.h1, self.h2], dtype=torch.float64)
-            self._bc_powers = torch.tensor([-1.0, 0.5], dtype=torch.float64)
+            self._rate_consts = (
+                torch.tensor([1.0, 1.0, 0.0], **f64),  # 1 - x, 1 - x, x
+                torch.tensor([-1.0, -1.0, 1.0], **f64),
+                torch.tensor([-1.0, 0.5, 1.0], **f64),  # the powers of [bc1, bc2, lr] in the rate
+            )
+            self._rate_work = (torch.empty(3, **f64), torch.empty(3, **f64), torch.empty((), **f64))
             self._inf_step = [torch.tensor(math.inf)]
         # Only with epsilon 0 could the zero padding divide 0 by 0 in the fused Adam: it then updates the real
         # elements only (otherwise the padding stays zero, and the views, ~2.5 us each, are skipped).
         self._slice = self._fused is not None and self.epsilon == 0.0 and self.n_valid < n
+        # The fused call's arguments, made once where they are the buffers themselves (no clipping, no slicing):
+        # a step then costs the op, not the building of its lists (a few us on a small model's CPU step).
+        self._fused_kw = dict(beta1=self.h1, beta2=self.h2, weight_decay=0.0, eps=self.epsilon, amsgrad=self.amsgrad,
+                              maximize=False)  # fmt: skip
+        self._fused_lists = None
+        if self._fused is not None and clip is None and not self._slice:
+            self._fused_lists = self._adam_lists(param, grad, self.states)
 
-    def __call__(self, lr: torch.Tensor, step: torch.Tensor, found_inf: torch.Tensor | None = None) -> None:
-        _check_scalar(self.op, "lr", lr, torch.float32, self.device)
-        _check_scalar(self.op, "step", step, torch.int64, self.device)
-        if found_inf is not None:
-            _check_scalar(self.op, "found_inf", found_inf, torch.float32, self.device)
+    def _adam_lists(self, p, g, states):
+        m, v, vh = states
+        if self._slice:
+            k = self.n_valid
+            p, g, m, v, vh = (None if t is None else t[:k] for t in (p, g, m, v, vh))
+        return [p], [g], [m], [v], [vh] if self.amsgrad else [], self._inf_step
+
+    def set_step(self, value: int | torch.Tensor) -> None:
+        """Set the count of steps taken (an int from the host, or a 0-d tensor on the device, copied there)."""
+        if isinstance(value, torch.Tensor):
+            self._steps.copy_(value)
+        else:
+            self._steps.fill_(float(value))
+
+    def __call__(self, found_inf: torch.Tensor | None = None) -> None:
+        if found_inf is None:
+            self.scalars.add_(self._count)
+        else:
+            _check_scalar(self.op, "found_inf", found_inf, self.device, torch.float32)
+            self.scalars.add_(self._count * (found_inf == 0))
         if self.n == 0:
             return
         if _backend.use_triton(self.param):
-            self._launch(lr, step, found_inf)
+            self._launch(found_inf)
         elif found_inf is None:
-            self._torch(self.param, self.states, lr, step)
+            self._torch(self.param, self.states)
         else:
             # Update copies, keep them where found_inf == 0: the buffers of a skipped step stay as they were.
             bufs = (self.param, *self.states)
             new = [None if b is None else b.clone() for b in bufs]
-            self._torch(new[0], tuple(new[1:]), lr, step)
+            self._torch(new[0], tuple(new[1:]))
             keep = found_inf == 0
             for b, c in zip(bufs, new, strict=True):
                 if b is not None:
                     torch.where(keep, c, b, out=b)
 
-    def _launch(self, lr: torch.Tensor, step: torch.Tensor, found_inf: torch.Tensor | None) -> None:
+    def _launch(self, found_inf: torch.Tensor | None) -> None:
         p = self.param
         sqnorm = p  # never read without clipping by norm
         if self._sqnorm is not None:
             sqnorm = grad_sqnorm(self.grad, self.clip.segments, out=self._sqnorm)
         s1, s2, s3 = (p if t is None else t for t in self.states)
         _optim_fwd_kernel[self._grid](
-            p, self.grad, s1, s2, s3, sqnorm, *self._tables, lr, step, p if found_inf is None else found_inf,
+            p, self.grad, s1, s2, s3, sqnorm, *self._tables, self.scalars, p if found_inf is None else found_inf,
             self.n, self.n_valid, *self._consts, HAS_FOUND_INF=found_inf is not None, **self._meta,
         )  # fmt: skip
 
-    def _adam_rate(self, lr: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
-        """lr sqrt(1 - b2^t) / (1 - b1^t) as a 0-d float64 tensor: four small ops on the device."""
-        bc = torch.rsub(torch.pow(self._betas, step), 1.0)  # [1 - b1^t, 1 - b2^t]
-        return torch.pow(bc, self._bc_powers).prod() * lr  # [1 / bc1, sqrt(bc2)]
+    def _adam_rate(self) -> torch.Tensor:
+        """lr sqrt(1 - b2^t) / (1 - b1^t) as a 0-d float64 tensor: four small same-dtype ops into fixed buffers."""
+        offsets, signs, powers = self._rate_consts
+        a, b, rate = self._rate_work
+        torch.pow(self._bases, self._exponents, out=a)  # [b1^t, b2^t, lr]
+        torch.addcmul(offsets, a, signs, out=b)  # [1 - b1^t, 1 - b2^t, lr]
+        torch.pow(b, powers, out=a)  # [1 / bc1, sqrt(bc2), lr]
+        return torch.prod(a, 0, out=rate)
 
-    def _torch(self, p: torch.Tensor, states: tuple, lr: torch.Tensor, step: torch.Tensor) -> None:
+    def _torch(self, p: torch.Tensor, states: tuple) -> None:
         """The torch path on ``p`` and ``states`` (the buffers, or copies of them): see the notes above."""
         s1, s2, s3 = states
+        lr = self.lr
         if self.rule == "rmsprop" or (self.rule == "adam" and self._fused is None):
             optimizer_reference_(
-                self.rule, p, self.grad, s1, s2, s3, lr=lr, step=step, h1=self.h1, h2=self.h2,
+                self.rule, p, self.grad, s1, s2, s3, lr=lr, step=self.step, h1=self.h1, h2=self.h2,
                 epsilon=self.epsilon, weight_decay=self.weight_decay, nesterov=self.nesterov, centered=self.centered,
                 amsgrad=self.amsgrad, clip=self.clip, n_valid=self.n_valid,
             )  # fmt: skip
             return
-        g = _clip_reference(self.grad, self.clip)
+        g = self.grad if self.clip is None else _clip_reference(self.grad, self.clip)
         if self.weight_decay:  # Keras' p -= p wd lr, with the plain rate
             p.addcmul_(p, lr, value=-self.weight_decay)
         if self.rule == "adam":
-            m, v, vh = s1, s2, s3
-            if self._slice:
-                k = self.n_valid
-                p, g, m, v, vh = (None if t is None else t[:k] for t in (p, g, m, v, vh))
-            self._fused(
-                [p], [g], [m], [v], [vh] if self.amsgrad else [], self._inf_step, lr=self._adam_rate(lr, step),
-                beta1=self.h1, beta2=self.h2, weight_decay=0.0, eps=self.epsilon, amsgrad=self.amsgrad,
-                maximize=False,
-            )  # fmt: skip
+            fast = self._fused_lists is not None and p is self.param
+            lists = self._fused_lists if fast else self._adam_lists(p, g, states)
+            self._fused(*lists, lr=self._adam_rate(), **self._fused_kw)
         elif self.momentum:  # SGD: m = mu m - lr g; p += m (nesterov: p += mu m - lr g)
             s1.mul_(self.h1).addcmul_(g, lr, value=-1.0)
             if self.nesterov:
@@ -799,27 +843,33 @@ def optimizer_update_(
     semantics mapped onto it, SGD in-place ops, RMSprop the reference (see the notes above :class:`FlatUpdate`).
 
     Arguments as :func:`optimizer_reference_`; ``step`` is the 1-based step (Adam's bias correction). ``lr`` and
-    ``step`` may be 0-d tensors on the buffers' device (float32 and int64): a host number is copied there for this
-    call. ``found_inf``: see :class:`FlatUpdate`. ``n_valid``: the first ``n_valid`` elements are parameters, the
-    rest zero padding (the optimizer pads its buffers to a multiple of 16 elements so that the kernel's loads
-    vectorise); default: all. A training loop prepares a :class:`FlatUpdate` once instead.
+    ``step`` may be 0-d tensors on the buffers' device. ``found_inf``: see :class:`FlatUpdate`. ``n_valid``: the
+    first ``n_valid`` elements are parameters, the rest zero padding (the optimizer pads its buffers to a multiple
+    of 16 elements so that the kernel's loads vectorise); default: all. This prepares a :class:`FlatUpdate` for one
+    call; a training loop keeps one instead.
     """
     op = f"{rule}_"
     if rule not in RULES:
         raise ValueError(f"optimizer_update_: expected rule in {sorted(RULES)}. Received: rule={rule!r}")
-    if not isinstance(step, torch.Tensor) and (isinstance(step, bool) or not isinstance(step, int) or step < 1):
+    if isinstance(step, torch.Tensor):
+        _check_scalar(op, "step", step, param.device)
+    elif isinstance(step, bool) or not isinstance(step, int) or step < 1:
         raise ValueError(f"{op}: expected the 1-based step count, an integer >= 1. Received: step={step!r}")
+    if isinstance(lr, torch.Tensor):
+        _check_scalar(op, "lr", lr, param.device)
+    elif isinstance(lr, bool) or not isinstance(lr, (int, float)):
+        raise ValueError(f"{op}: expected lr a float or a 0-d tensor. Received: lr={lr!r}")
+    host_lr = 0.0 if isinstance(lr, torch.Tensor) else float(lr)
+    host_done = 0 if isinstance(step, torch.Tensor) else step - 1
     update = FlatUpdate(
         rule, param, grad, s1, s2, s3, h1=h1, h2=h2, epsilon=epsilon, weight_decay=weight_decay, nesterov=nesterov,
-        centered=centered, amsgrad=amsgrad, clip=clip, n_valid=n_valid, op=op,
+        centered=centered, amsgrad=amsgrad, clip=clip, n_valid=n_valid, lr=host_lr, iterations=host_done, op=op,
     )  # fmt: skip
-    if not isinstance(lr, torch.Tensor):
-        if isinstance(lr, bool) or not isinstance(lr, (int, float)):
-            raise ValueError(f"{op}: expected lr a float or a 0-d float32 tensor. Received: lr={lr!r}")
-        lr = torch.tensor(float(lr), dtype=torch.float32, device=param.device)
-    if not isinstance(step, torch.Tensor):
-        step = torch.tensor(step, dtype=torch.int64, device=param.device)
-    update(lr, step, found_inf)
+    if isinstance(lr, torch.Tensor):
+        update.lr.copy_(lr)
+    if isinstance(step, torch.Tensor):
+        update.set_step(step - 1)
+    update(found_inf)
 
 
 def adam_(

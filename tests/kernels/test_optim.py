@@ -284,48 +284,59 @@ SCALAR_CONFIGS = [
 
 @pytest.mark.parametrize("rule,cfg", SCALAR_CONFIGS, ids=[r for r, _ in SCALAR_CONFIGS])
 def test_lr_and_step_are_read_from_the_device_at_every_call(backend, device, rule, cfg):
-    """The same two tensors, refilled in place between calls (what a graph replay sees), give what fresh host
-    values give: the prepared update froze neither the rate nor the step."""
+    """The prepared update's rate, written in place between calls (what a graph replay sees), and its count, moved
+    by each call on the device, give what fresh host values give: nothing was frozen at preparation."""
     update, bufs = _prepared(rule, cfg, device)
     ref_update, ref = _prepared(rule, cfg, device)
-    lr = torch.zeros((), device=device)
-    step = torch.zeros((), dtype=torch.int64, device=device)
+    assert update.step.device == update.lr.device == torch.device(device) and int(update.step) == 0
     gen = torch.Generator().manual_seed(12)
     for t in range(1, 5):
         g = torch.randn(sum(SIZES), generator=gen).to(device)
         bufs[1].copy_(g)
         ref[1].copy_(g)
-        lr.fill_(0.05 / t)
-        step.fill_(t)
-        update(lr, step)
+        update.lr.fill_(0.05 / t)
+        update()
+        assert int(update.step) == t
         kernels.optimizer_update_(rule, ref[0], ref[1], *ref_update.states, lr=0.05 / t, step=t, **cfg)
     for name, a, b in zip(("param", "grad", "s1", "s2", "s3"), bufs, ref, strict=True):
         assert torch.equal(a, b), name
+    update.set_step(torch.tensor(9, device=device))  # a count restored on the device (state loading uses an int)
+    update.set_step(int(update.step) + 1)
+    assert float(update.step) == 10.0 and torch.equal(update.scalars[3:5], torch.full((2,), 10.0).double().to(device))
 
 
 @pytest.mark.parametrize("rule,cfg", [*SCALAR_CONFIGS, ("adam", {"h1": 0.9, "h2": 0.999, "amsgrad": True})],
                          ids=["adam", "sgd", "rmsprop", "adam-amsgrad"])  # fmt: skip
 def test_found_inf_skips_the_whole_update(backend, device, rule, cfg):
-    """found_inf = 1: parameters and states bit for bit as before (NaN gradients and a step of 0 included);
-    found_inf = 0: the same update as without the flag."""
+    """found_inf = 1: parameters, states and the count bit for bit as before (NaN gradients and a skip before any
+    step included); found_inf = 0: the same update as without the flag."""
     update, bufs = _prepared(rule, cfg, device)
     masked, mbufs = _prepared(rule, cfg, device)
-    gen = torch.Generator().manual_seed(13)
-    lr = torch.tensor(0.05, device=device)
+    zero, one = torch.zeros((), device=device), torch.ones((), device=device)
+    g = torch.randn(sum(SIZES), generator=torch.Generator().manual_seed(13)).to(device)
+    mbufs[1].copy_(g)
+    mbufs[1][::7] = float("nan")
+    mbufs[1][1::7] = float("inf")
+    before = [t.clone() for t in mbufs]
+    masked.lr.fill_(0.05)
+    masked(one)  # step 0: a skip before any step
+    assert int(masked.step) == 0
+    for name, a, b in zip(("param", "s1", "s2", "s3"), (mbufs[0], *mbufs[2:]), (before[0], *before[2:]), strict=True):
+        assert torch.equal(a, b), f"{name} changed on a skipped step"
+    for u in (update, masked):
+        u.lr.fill_(0.05)
     for t in (1, 2):
-        g = torch.randn(sum(SIZES), generator=gen).to(device)
+        g = torch.randn(sum(SIZES), generator=torch.Generator().manual_seed(t)).to(device)
         bufs[1].copy_(g)
         mbufs[1].copy_(g)
-        step = torch.tensor(t, device=device)
-        update(lr, step)
-        masked(lr, step, torch.zeros((), device=device))
+        update()
+        masked(zero)
     for a, b in zip(bufs, mbufs, strict=True):
         assert torch.equal(a, b)
     before = [t.clone() for t in mbufs]
-    mbufs[1][::7] = float("nan")
-    mbufs[1][1::7] = float("inf")
-    masked(lr, torch.tensor(0, device=device), torch.ones((), device=device))  # step 0: a skip before any step
-    masked(lr, torch.tensor(3, device=device), torch.ones((), device=device))
+    mbufs[1][::5] = float("inf")
+    masked(one)
+    assert int(masked.step) == 2
     for name, a, b in zip(("param", "s1", "s2", "s3"), (mbufs[0], *mbufs[2:]), (before[0], *before[2:]), strict=True):
         assert torch.equal(a, b), f"{name} changed on a skipped step"
 
@@ -347,12 +358,14 @@ def test_adam_bias_correction_is_accurate_at_every_step(backend, device, t):
 
 def test_device_scalars_are_checked(backend, device):
     update, bufs = _prepared("sgd", {}, device)
-    step = torch.tensor(1, device=device)
-    with pytest.raises(ValueError, match=r"sgd_: expected lr a 0-d torch.float32 tensor.*float64"):
-        update(torch.tensor(0.1, dtype=torch.float64, device=device), step)
-    with pytest.raises(ValueError, match=r"expected step a 0-d torch.int64 tensor.*Received: step=torch.float32"):
-        update(torch.tensor(0.1, device=device), torch.tensor(1.0, device=device))
-    with pytest.raises(ValueError, match=r"expected found_inf a 0-d torch.float32 tensor.*\(1,\)"):
-        update(torch.tensor(0.1, device=device), step, torch.zeros(1, device=device))
-    with pytest.raises(ValueError, match="expected lr a float or a 0-d float32 tensor"):
+    with pytest.raises(ValueError, match=r"sgd_: expected found_inf a 0-d torch.float32 tensor.*\(1,\)"):
+        update(torch.zeros(1, device=device))
+    with pytest.raises(ValueError, match=r"found_inf a 0-d torch.float32 tensor.*torch.float64"):
+        update(torch.zeros((), dtype=torch.float64, device=device))
+    assert int(update.step) == 0, "a refused call counts no step"
+    with pytest.raises(ValueError, match="expected lr a float or a 0-d tensor"):
         kernels.sgd_(bufs[0], bufs[1], lr="fast")
+    with pytest.raises(ValueError, match=r"expected lr a 0-d real tensor.*\(2,\)"):
+        kernels.sgd_(bufs[0], bufs[1], lr=torch.zeros(2, device=device))
+    with pytest.raises(ValueError, match=r"expected step a 0-d real tensor.*torch.bool"):
+        kernels.adam_(*bufs[:4], lr=0.1, step=torch.tensor(True, device=device))

@@ -4,15 +4,15 @@
 ``.grad``) a view into it, marking each one for the dense backward (the flat-gradient contract,
 ``tritonnn.kernels.mark_flat_grad``); subclasses give the update rule and the names of their state buffers.
 
-The step is capturable: the step count (``iterations``) and the learning rate live on the parameters' device (0-d
-int64 and float32 tensors), the step updates the count with a device op and the update kernel reads both through
-pointers (Adam's bias corrections are computed from the count inside it), and a built-in schedule computes the
-rate from the device count with torch ops. So one ``step()`` neither syncs with the host nor reads a host value
-that changes between steps, and a CUDA graph holding it replays every later step exactly. The host side stays
-Keras': ``learning_rate`` and ``iterations`` read and write the device values (a sync only when read),
-``state_dict`` holds host tensors under the same keys as ever. A rate the host computes (a user's
-``LearningRateSchedule`` subclass, a callable) is written to the device tensor by each step: such a step is not
-capturable, and ``capture_blocker`` says why.
+The step is capturable: the step count (``iterations``) and the learning rate live on the parameters' device (in
+the float64 scalars of the prepared update, ``tritonnn.kernels.optim.FlatUpdate``), the step updates the count with
+a device op and the update kernel reads both through a pointer (Adam's bias corrections are computed from the
+count inside it), and a built-in schedule computes the rate from the device count with torch ops. So one
+``step()`` neither syncs with the host nor reads a host value that changes between steps, and a CUDA graph holding
+it replays every later step exactly. The host side stays Keras': ``learning_rate`` and ``iterations`` read and
+write the device values (a sync only when read), ``state_dict`` holds host tensors under the same keys as ever. A
+rate the host computes (a user's ``LearningRateSchedule`` subclass, a callable) is written to the device by each
+step: such a step is not capturable, and ``capture_blocker`` says why.
 """
 
 from __future__ import annotations
@@ -118,9 +118,9 @@ class Optimizer:
         self.clipvalue = clipvalue
         self.global_clipnorm = global_clipnorm
         self._learning_rate: Any = None  # a float (the value as set), a LearningRateSchedule or a callable
-        self._lr_tensor: torch.Tensor | None = None  # the rate on the device (float32, 0-d), made by build
+        # The prepared update, made by build: it holds the rate and the count on the device (.lr, .step).
+        self._flat_update: _optim.FlatUpdate | None = None
         self._set_learning_rate(learning_rate, initial=True)
-        self._iterations_tensor = torch.zeros((), dtype=torch.int64)  # on the parameters' device once built
         self._host_iterations: int | None = 0  # the count as the host last knew it (None: read the device)
         self.params: list[torch.nn.Parameter] = []
         self.flat_param: torch.Tensor | None = None
@@ -128,10 +128,10 @@ class Optimizer:
         self._state: dict[str, torch.Tensor] = {}
         self._param_views: list[torch.Tensor] = []
         self._grad_views: list[torch.Tensor] = []
+        self._view_ptrs: list[int] = []
         self._clip: _optim.GradClip | None = None
         self._pending_state: dict[str, torch.Tensor] | None = None
         self._n_valid = 0
-        self._flat_update: _optim.FlatUpdate | None = None
         self._constraints: list[tuple[torch.Tensor, Any]] = []
 
     # ---- learning rate and iterations ----
@@ -154,24 +154,25 @@ class Optimizer:
                 "be settable, you should instantiate the optimizer with a float `learning_rate` argument."
             )
         self._learning_rate = float(value)
-        if self._lr_tensor is not None:  # the next step (eager or replayed) reads it: nothing to recapture
-            self._lr_tensor.fill_(self._learning_rate)
+        if self._flat_update is not None:  # the next step (eager or replayed) reads it: nothing to recapture
+            self._flat_update.lr.fill_(self._learning_rate)
 
     def _host_step(self) -> int:
         """``iterations`` for a rate the host computes: the host's count, read back only after a masked step."""
         if self._host_iterations is None:
-            self._host_iterations = int(self._iterations_tensor)
+            self._host_iterations = int(self._flat_update.step)
         return self._host_iterations
 
-    def _step_learning_rate(self) -> torch.Tensor:
-        """The rate of the step about to run, as a 0-d float32 tensor on the device (before the count moves)."""
+    def _write_step_rate(self) -> None:
+        """Put the rate of the step about to run on the device (before the count moves); a float is there already."""
         lr = self._learning_rate
         if isinstance(lr, float):
-            return self._lr_tensor
+            return
+        update = self._flat_update
         if isinstance(lr, LearningRateSchedule) and schedules.has_device_form(lr):
-            return lr(self._iterations_tensor)
-        value = lr(self._host_step()) if isinstance(lr, LearningRateSchedule) else lr()
-        return self._lr_tensor.fill_(float(value))
+            update.lr.copy_(lr(update.step))
+        else:
+            update.lr.fill_(float(lr(self._host_step()) if isinstance(lr, LearningRateSchedule) else lr()))
 
     @property
     def learning_rate(self) -> float:
@@ -194,13 +195,16 @@ class Optimizer:
     @property
     def iterations(self) -> int:
         """Steps taken so far: the device counter, read back (one sync, on reading; never during a step)."""
-        return int(self._iterations_tensor)
+        if self._flat_update is None:
+            return self._host_iterations
+        return int(self._flat_update.step)
 
     @iterations.setter
     def iterations(self, value: int) -> None:
         if isinstance(value, bool) or not isinstance(value, (int, torch.Tensor)) or int(value) < 0:
             raise ValueError(f"Expected `iterations` an integer >= 0. Received: iterations={value!r}")
-        self._iterations_tensor.fill_(int(value))
+        if self._flat_update is not None:
+            self._flat_update.set_step(int(value))
         self._host_iterations = int(value)
 
     @property
@@ -287,6 +291,7 @@ class Optimizer:
             self._grad_views.append(gv)
             offset += n
         self.params = params
+        self._view_ptrs = [pv.data_ptr() for pv in self._param_views]  # fixed: the flat buffer stays where it is
         # Keras' ``variable.constraint`` (set by ``Layer.add_weight``): projected after every update, in `step`.
         self._constraints = [
             (pv, p.constraint)
@@ -294,10 +299,7 @@ class Optimizer:
             if getattr(p, "constraint", None) is not None
         ]
         self._state = {name: torch.zeros_like(self.flat_param) for name in self._state_names()}
-        self._iterations_tensor = torch.zeros((), dtype=torch.int64, device=device)
         self._host_iterations = 0
-        lr = self._learning_rate
-        self._lr_tensor = torch.tensor(lr if isinstance(lr, float) else 0.0, dtype=torch.float32, device=device)
         seg_sizes = sizes + ([padded - total] if padded > total else [])
         if self.clipnorm is not None:
             self._clip = _optim.GradClip("norm", float(self.clipnorm), _optim.make_segments(seg_sizes, device))
@@ -308,7 +310,9 @@ class Optimizer:
             self._clip = _optim.GradClip("value", float(self.clipvalue))
         else:
             self._clip = None
-        self._flat_update = self._prepare_update()
+        self._flat_update = self._prepare_update()  # the count starts at 0
+        if isinstance(self._learning_rate, float):
+            self._flat_update.lr.fill_(self._learning_rate)
         if self._pending_state is not None:
             pending, self._pending_state = self._pending_state, None
             self.load_state_dict(pending)
@@ -320,8 +324,8 @@ class Optimizer:
         ``module.zero_grad()`` (set_to_none) or ``p.data = ...`` elsewhere would detach a parameter from the flat
         buffers; this restores the view, keeping the values. A cheap host-side identity check per parameter.
         """
-        for p, pv, gv in zip(self.params, self._param_views, self._grad_views, strict=True):
-            if p.data_ptr() != pv.data_ptr():
+        for p, pv, gv, ptr in zip(self.params, self._param_views, self._grad_views, self._view_ptrs, strict=True):
+            if p.data_ptr() != ptr:
                 pv.copy_(p.detach())
                 p.data = pv
             if p.grad is not gv:
@@ -352,17 +356,15 @@ class Optimizer:
         if found_inf is not None:
             _check_found_inf(found_inf, self.flat_param.device)
         self._sync_views()
-        lr = self._step_learning_rate()
-        count = self._iterations_tensor
+        self._write_step_rate()
+        self._flat_update(found_inf)  # iterations += 1 (unless found_inf), then the update
         if found_inf is None:
-            count.add_(1)
             if self._host_iterations is not None:
                 self._host_iterations += 1
         else:
-            count.add_(found_inf == 0)
             self._host_iterations = None  # only the device knows whether this step counted
-        self._flat_update(lr, count, found_inf)
-        self._apply_constraints(found_inf)
+        if self._constraints:
+            self._apply_constraints(found_inf)
 
     @torch.no_grad()
     def _apply_constraints(self, found_inf: torch.Tensor | None = None) -> None:
@@ -454,7 +456,7 @@ class Optimizer:
         self.iterations = int(state.get("iterations", 0))
         if "learning_rate" in state and not isinstance(self._learning_rate, LearningRateSchedule):
             self._learning_rate = float(state["learning_rate"])
-            self._lr_tensor.fill_(self._learning_rate)
+            self._flat_update.lr.fill_(self._learning_rate)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} name={self.name!r} learning_rate={self._learning_rate!r}>"
