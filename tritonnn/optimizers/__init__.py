@@ -9,8 +9,11 @@ The update rules, argument names and defaults are Keras 3's, which differ from P
 placement and default, where lr enters momentum, decoupled weight decay for every optimizer): see
 ``tritonnn/kernels/optim.py`` for the rules and the list of differences.
 
-The step counter is kept on the host (``iterations``, an int), so the learning rate (a float or a schedule) and
-Adam's bias corrections are computed on the host each step without ever reading the device: no host sync.
+The step counter (``iterations``) and the learning rate live on the device, and a step only runs device ops (a
+built-in schedule's rate is computed from the device counter, Adam's bias corrections inside the update kernel,
+dynamic loss scaling's check, skip and scale update in ``LossScaleOptimizer``): no host sync, and nothing that a
+CUDA graph would freeze, so ``step()`` can be captured and replayed (``Optimizer.capturable``; a user's
+``LearningRateSchedule`` subclass or a callable rate is computed on the host and is the exception).
 
 The package is laid out like Keras 3's: ``optimizer.py`` (the ``Optimizer`` base and the shared argument checks),
 ``sgd.py``, ``adam.py``, ``adamw.py``, ``rmsprop.py``, ``loss_scale_optimizer.py``, ``schedules.py``, and
