@@ -13,13 +13,22 @@ import pytest
 import tritonnn
 
 from .compare import assert_same
+from .differences import deliberate
 from .guides import PROGRAMS
 
 RTOL, ATOL = 1e-3, 1e-4
+
+# Keras' History shows the validation state under the training key of a metric whose result() is its own variable
+# (the guide's CategoricalTruePositives-style counter, and the confusion counts summed in the imbalanced guide).
+ALIASED = deliberate("metrics.history-train-entry-aliases-validation")
+SKIPPED = {
+    "training_and_evaluation": {"metric_subclass.history.correct_count": ALIASED},
+    "imbalanced_classification": {"train.train_counts_total": ALIASED},
+}
 
 
 @pytest.mark.parametrize("program", list(PROGRAMS))
 def test_guide(keras_ref, program):
     ref = PROGRAMS[program](keras_ref)
     got = PROGRAMS[program](tritonnn)
-    assert_same(ref, got, rtol=RTOL, atol=ATOL, what=program)
+    assert_same(ref, got, rtol=RTOL, atol=ATOL, what=program, deliberate=SKIPPED.get(program))
