@@ -31,7 +31,8 @@ def test_binary_crossentropy_probabilities_by_hand():
     expected = [-(math.log(0.4) + math.log(0.4)) / 2, -(math.log(0.6) + math.log(0.4)) / 2]
     np.testing.assert_allclose(per_sample.numpy(), expected, rtol=1e-6)
     assert _f(losses.BinaryCrossentropy()(y_true, y_pred)) == pytest.approx(sum(expected) / 2, rel=1e-6)
-    assert _f(losses.get("binary_crossentropy")(y_true, y_pred)) == pytest.approx(sum(expected) / 2, rel=1e-6)
+    assert losses.get("binary_crossentropy") is losses.binary_crossentropy  # a function name: the function (Keras)
+    assert _f(losses.get("BinaryCrossentropy")(y_true, y_pred)) == pytest.approx(sum(expected) / 2, rel=1e-6)
 
 
 def test_binary_crossentropy_clips_probabilities_like_keras():
@@ -79,7 +80,8 @@ def test_huber_by_hand():
     assert _f(losses.Huber(delta=2.5)(y_true, y_pred)) == pytest.approx((0.125 + 2.0 + 0 + 4.375) / 4, rel=1e-6)
     assert _f(losses.huber(y_true, y_pred)[0]) == pytest.approx(4.125 / 4, rel=1e-6)
     for name in ("huber", "huber_loss"):
-        assert isinstance(losses.get(name), losses.Huber)
+        assert isinstance(losses.get({"huber": "Huber", "huber_loss": "huber_loss"}[name]), losses.Huber)
+    assert losses.get("huber") is losses.huber
     assert losses.Huber().name == "huber_loss"
     with pytest.raises(ValueError, match="Received: delta=-1"):
         losses.Huber(delta=-1)

@@ -798,41 +798,46 @@ _CLASSES: tuple[type[Loss], ...] = (
     KLDivergence,
     Poisson,
 )
-# What a string in compile(loss=...) or losses.get() names. Keras maps function names to its functions (compile wraps
-# them); here every name gives the loss object, the class whose defaults the function has (the same values).
+# The built-in per-sample functions and the class that computes each with its defaults (compile() uses the class:
+# the same values as Keras' LossFunctionWrapper of the function, through the fused kernels' paths).
+FUNCTION_CLASSES: dict[Callable[..., torch.Tensor], type[Loss]] = {
+    binary_crossentropy: BinaryCrossentropy,
+    binary_focal_crossentropy: BinaryFocalCrossentropy,
+    categorical_crossentropy: CategoricalCrossentropy,
+    categorical_focal_crossentropy: CategoricalFocalCrossentropy,
+    sparse_categorical_crossentropy: SparseCategoricalCrossentropy,
+    mean_squared_error: MeanSquaredError,
+    mean_absolute_error: MeanAbsoluteError,
+    mean_absolute_percentage_error: MeanAbsolutePercentageError,
+    mean_squared_logarithmic_error: MeanSquaredLogarithmicError,
+    cosine_similarity: CosineSimilarity,
+    log_cosh: LogCosh,
+    huber: Huber,
+    hinge: Hinge,
+    squared_hinge: SquaredHinge,
+    categorical_hinge: CategoricalHinge,
+    kl_divergence: KLDivergence,
+    poisson: Poisson,
+}
+# What a string in compile(loss=...) or losses.get() names, as Keras' table: a class by its name, a function by its
+# name or Keras' short aliases (get() returns the function itself, as Keras does); "huber_loss" (Huber's name) too.
 ALL_OBJECTS: dict[str, Any] = {
-    "binary_crossentropy": BinaryCrossentropy,
-    "binary_focal_crossentropy": BinaryFocalCrossentropy,
-    "categorical_crossentropy": CategoricalCrossentropy,
-    "categorical_focal_crossentropy": CategoricalFocalCrossentropy,
-    "categorical_generalized_cross_entropy": CategoricalGeneralizedCrossEntropy,
-    "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
-    "mean_squared_error": MeanSquaredError,
-    "mean_absolute_error": MeanAbsoluteError,
-    "mean_absolute_percentage_error": MeanAbsolutePercentageError,
-    "mean_squared_logarithmic_error": MeanSquaredLogarithmicError,
-    "cosine_similarity": CosineSimilarity,
-    "log_cosh": LogCosh,
-    "huber": Huber,
+    **{cls.__name__: cls for cls in _CLASSES},
+    **{fn.__name__: fn for fn in FUNCTION_CLASSES},
+    "categorical_generalized_cross_entropy": categorical_generalized_cross_entropy,
     "huber_loss": Huber,
-    "hinge": Hinge,
-    "squared_hinge": SquaredHinge,
-    "categorical_hinge": CategoricalHinge,
-    "kl_divergence": KLDivergence,
-    "poisson": Poisson,
-    # Keras' aliases
-    "bce": BinaryCrossentropy,
-    "BCE": BinaryCrossentropy,
-    "kld": KLDivergence,
-    "KLD": KLDivergence,
-    "mae": MeanAbsoluteError,
-    "MAE": MeanAbsoluteError,
-    "mse": MeanSquaredError,
-    "MSE": MeanSquaredError,
-    "mape": MeanAbsolutePercentageError,
-    "MAPE": MeanAbsolutePercentageError,
-    "msle": MeanSquaredLogarithmicError,
-    "MSLE": MeanSquaredLogarithmicError,
+    "bce": binary_crossentropy,
+    "BCE": binary_crossentropy,
+    "kld": kl_divergence,
+    "KLD": kl_divergence,
+    "mae": mean_absolute_error,
+    "MAE": mean_absolute_error,
+    "mse": mean_squared_error,
+    "MSE": mean_squared_error,
+    "mape": mean_absolute_percentage_error,
+    "MAPE": mean_absolute_percentage_error,
+    "msle": mean_squared_logarithmic_error,
+    "MSLE": mean_squared_logarithmic_error,
 }
 _BY_CLASS_NAME: dict[str, type[Loss]] = {cls.__name__: cls for cls in _CLASSES}
 
@@ -857,28 +862,26 @@ def deserialize(config: Any, custom_objects: dict[str, Any] | None = None) -> An
             raise ValueError(f"Unknown loss class: {name!r}. Valid names: {sorted(_BY_CLASS_NAME)}")
         return cls.from_config(config.get("config", {}))
     if isinstance(config, str):
-        if config in custom:
-            return custom[config]
-        fn = globals().get(config) if config in ALL_OBJECTS else None
-        return fn if callable(fn) else get(config)
+        return custom[config] if config in custom else get(config)
     raise ValueError(f"Could not interpret serialized loss: {config!r}")
 
 
 def get(identifier: Any) -> Any:
-    """A loss from a Keras string, a class name, a config dict, a ``Loss`` instance or class, or a callable
-    ``fn(y_true, y_pred)`` (returned as it is)."""
+    """A loss as Keras' ``losses.get`` gives it: a class name gives an instance (``"MeanSquaredError"``), a function
+    name or alias the function (``"mse"`` is ``mean_squared_error``); a config dict, a ``Loss`` instance or class,
+    or a callable ``fn(y_true, y_pred)`` (returned as it is) are accepted too."""
     if identifier is None or isinstance(identifier, Loss):
         return identifier
     if isinstance(identifier, dict):
         return deserialize(identifier)
     if isinstance(identifier, str):
-        cls = ALL_OBJECTS.get(identifier) or _BY_CLASS_NAME.get(identifier)
-        if cls is None:
+        obj = ALL_OBJECTS.get(identifier)
+        if obj is None:
             names = sorted(ALL_OBJECTS)
             close = difflib.get_close_matches(identifier, names, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise ValueError(f"Unknown loss: {identifier!r}.{hint} Valid names: {names}")
-        return cls()
+        return obj() if isinstance(obj, type) else obj
     if isinstance(identifier, type) and issubclass(identifier, Loss):
         return identifier()
     if callable(identifier):

@@ -94,10 +94,13 @@ def get_metric(identifier: Any, y_true: Any, y_pred: Any) -> metrics_mod.Metric:
 
 
 def get_loss(identifier: Any) -> Any:
-    """A compile() loss as a ``Loss``: a plain function ``fn(y_true, y_pred)`` is wrapped in a
-    ``LossFunctionWrapper``, so that its targets are rank-matched to the predictions as Keras does."""
+    """A compile() loss as a ``Loss``: a function ``fn(y_true, y_pred)`` is wrapped in a ``LossFunctionWrapper``,
+    so that its targets are rank-matched to the predictions as Keras does; a built-in function (``loss="mse"`` is
+    ``mean_squared_error``) becomes its class, which computes the same values on the fused kernels' paths."""
     if identifier is None or isinstance(identifier, losses_mod.Loss):
         return identifier
+    if identifier in losses_mod.FUNCTION_CLASSES:
+        return losses_mod.FUNCTION_CLASSES[identifier]()
     return losses_mod.LossFunctionWrapper(identifier, name=_object_name(identifier))
 
 
