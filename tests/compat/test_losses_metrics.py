@@ -20,6 +20,8 @@ import torch
 
 import tritonnn as tk
 
+from .differences import deliberate
+
 RTOL, ATOL = 1e-5, 1e-6
 N, C = 10, 4
 
@@ -145,6 +147,7 @@ def test_loss_classes_match_keras(keras_ref, name, kwargs, kind):
         ref_y = y
         if name == "CategoricalGeneralizedCrossEntropy" and form == "n1":
             # Keras' function one-hot encodes (n, 1) labels to (n, 1, C): its losses broadcast to (n, n) there.
+            deliberate("metrics.rank-matched-targets")
             ref_y = y[:, 0]
             bad = keras_ref.losses.CategoricalGeneralizedCrossEntropy(reduction=None, **kwargs)(y, p)
             assert tuple(bad.shape) == (N, N), "Keras fixed its (n, 1) labels: compare with them directly"
@@ -209,6 +212,7 @@ def test_loss_functions_match_keras(keras_ref, name, kwargs, kind):
         assert getattr(tk.metrics, name) is getattr(tk.losses, name)
     if kind in VECTOR_KINDS:
         # tritonnn's functions match ranks as its classes do: (n,) targets give the (n, 1) targets' values.
+        deliberate("metrics.rank-matched-targets")
         assert not _close(name, _np(ref), _np(getattr(tk.losses, name)(y[:, 0], p, **kwargs)))
 
 
@@ -350,6 +354,7 @@ def test_metric_classes_match_keras(keras_ref, name, kwargs, kind):
         for weighted in (False, True):
             ref_form = form
             if form == "n" and name in KERAS_RANK_QUIRKS:
+                deliberate("metrics.rank-matched-targets")
                 quirk, ref_n1 = (_run_metric(keras_ref, name, kwargs, kind, f, weighted) for f in ("n", "n1"))
                 assert isinstance(quirk, Exception) or not all(
                     np.allclose(a, b) for a, b in zip(quirk, ref_n1, strict=True)
@@ -416,7 +421,7 @@ def test_metric_functions_match_keras(keras_ref, name, kwargs, kind):
     assert not failures, "\n".join(failures)
 
 
-def test_sparse_metrics_take_float_labels_and_refuse_fractions():
+def test_sparse_labels_as_floats_and_fractional_ones(keras_ref):
     y, p = _targets("sparse", "n", BATCHES[0])
     for name in ("SparseCategoricalAccuracy", "SparseTopKCategoricalAccuracy", "SparseCategoricalCrossentropy"):
         ints, floats = getattr(tk.metrics, name)(), getattr(tk.metrics, name)()
@@ -427,8 +432,42 @@ def test_sparse_metrics_take_float_labels_and_refuse_fractions():
         bad[3] = 1.7
         with pytest.raises(ValueError, match=r"integer class labels.*e\.g\. 1\.7"):
             getattr(tk.metrics, name)().update_state(bad, p)
+    # Keras on torch truncates a label of 1.7 to class 1 in its cross-entropy (and counts it as a miss in its
+    # accuracy); tritonnn refuses it, naming the value.
+    deliberate("labels.fractional-sparse-label")
+    loss = keras_ref.losses.SparseCategoricalCrossentropy()
+    assert float(loss(np.array([0.0, 1.7], "float32"), p[:2])) == float(loss(np.array([0, 1]), p[:2]))
+    with pytest.raises(ValueError, match=r"integer class labels.*e\.g\. 1\.7"):
+        tk.losses.SparseCategoricalCrossentropy()(np.array([0.0, 1.7], "float32"), p[:2])
     with pytest.raises(ValueError, match=r"integer class labels.*e\.g\. 2\.5"):
         tk.losses.sparse_categorical_crossentropy(np.array([0.0, 2.5]), torch.tensor(p[:2]))
+
+
+def test_top_k_ties_go_to_the_lower_index(keras_ref):
+    deliberate("metrics.top-k-ties")
+    got = tk.metrics.Precision(top_k=2)
+    got.update_state(np.array([0, 0, 1, 1]), np.array([1.0, 1.0, 1.0, 1.0], "float32"))
+    assert float(got.result()) == 0.0  # Keras' documented example: the first two of four equal scores are kept
+    scores = np.array([[0.1, 0.7, 0.3, 0.9], [0.8, 0.2, 0.6, 0.4]], "float32")  # no ties: the same as Keras
+    labels = np.array([[0, 1, 1, 0], [1, 0, 0, 1]])
+    for K in (keras_ref, tk):
+        m = K.metrics.Recall(top_k=2)
+        m.update_state(labels, scores)
+        assert float(m.result()) == 0.5
+
+
+def test_built_in_metric_states_are_float64(keras_ref):
+    deliberate("metrics.float64-state")
+    for name, args in (("Mean", ()), ("AUC", ()), ("Precision", ()), ("TruePositives", ()), ("R2Score", ())):
+        ref, got = getattr(keras_ref.metrics, name)(*args), getattr(tk.metrics, name)(*args)
+        y, p = _targets("binary", "n1", BATCHES[0])
+        for m in (ref, got):
+            m.update_state(y) if name == "Mean" else m.update_state(y, p)
+        assert [v.name for v in got.variables] == [v.name for v in ref.variables]
+        assert {str(v.dtype) for v in ref.variables} == {"float32"}
+        assert {v.dtype for v in got.variables} == {torch.float64}
+        assert _np(got.result()).dtype == np.float32 == _np(ref.result()).dtype
+        assert not _close(name, _np(ref.result()), _np(got.result()))
 
 
 # ---- through compile / fit / evaluate / train_on_batch -----------------------------------------------------------
