@@ -79,8 +79,8 @@ def test_captured_fit_evaluate_predict_equal_eager_bit_for_bit(emulated):
 
 
 def test_the_learning_rate_schedule_is_not_frozen_in_the_graph(emulated):
-    # The optimizer runs after the replay, eagerly: the decayed rate of each step is used (checked against eager
-    # above bit for bit; here: the rate did change during the captured steps).
+    # The optimizer's update is in the graph and reads the decayed rate from the device step count (checked
+    # against eager above bit for bit; here: the rate did change during the captured steps).
     model = _model()
     model.fit(X, Y, batch_size=32, epochs=2, verbose=0)
     assert model.optimizer.iterations == 14
@@ -91,7 +91,6 @@ def test_the_learning_rate_schedule_is_not_frozen_in_the_graph(emulated):
     "setup, reason",
     [
         (lambda: _model(jit_compile=False), "jit_compile=False"),
-        (lambda: _model(dropout=0.25), "dropout"),
     ],
 )
 def test_steps_that_cannot_be_captured_run_eagerly(emulated, setup, reason):
@@ -100,6 +99,109 @@ def test_steps_that_cannot_be_captured_run_eagerly(emulated, setup, reason):
     model.fit(X, Y, batch_size=32, epochs=1, verbose=0)
     assert not isinstance(model._last_step_runner, _graphs.StepGraph)
     assert emulated == []
+
+
+def _fit_pair(build, **fit_kw):
+    """The same model fitted eagerly (jit_compile=False) and with capture: (eager, graphed, histories)."""
+    eager = build(False)  # each built right before its fit: both draw the same shuffle seed after set_random_seed
+    h_eager = eager.fit(X, Y, batch_size=32, epochs=2, verbose=0, **fit_kw)
+    graphed = build("auto")
+    h_graphed = graphed.fit(X, Y, batch_size=32, epochs=2, verbose=0, **fit_kw)
+    return eager, graphed, h_eager.history, h_graphed.history
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_float16"])
+def test_dropout_and_loss_scaling_steps_are_one_replay_and_equal_eager(emulated, policy):
+    """Training-mode dropout draws its seed on the device and float16 loss scaling decides on the device, so the
+    whole step, optimizer update included, is one replay: no eager work after it, and each replay draws a new
+    mask (the results equal an eager run bit for bit, which draws a new mask per step)."""
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+
+        def build(jit):
+            keras.utils.set_random_seed(3)
+            model = keras.Sequential(
+                [
+                    keras.Input(shape=(12,)),
+                    keras.layers.Dense(16, activation="relu"),
+                    keras.layers.Dropout(0.25),
+                    keras.layers.Dense(16, activation="relu"),
+                    keras.layers.Dropout(0.1, seed=7),
+                    keras.layers.Dense(4),
+                ]
+            )
+            model.compile(
+                optimizer="adam",
+                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                metrics=["accuracy"],
+                jit_compile=jit,
+            )
+            return model
+
+        eager, graphed, h_eager, h_graphed = _fit_pair(build)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert graphed._graph_blocker("train") is None and graphed._optimizer_in_graph()
+    run = graphed._last_step_runner
+    assert isinstance(run, _graphs.StepGraph) and run.disabled is None and run.after is None
+    assert run.replays == 2 * 6 - 3  # 7 batches an epoch: 6 full (2 warm-up + 1 captured first), 1 partial
+    for a, b in zip(_weights(eager), _weights(graphed), strict=True):
+        assert torch.equal(a, b)
+    assert h_eager == h_graphed
+    if policy == "mixed_float16":
+        assert isinstance(graphed.optimizer, keras.optimizers.LossScaleOptimizer)
+        assert int(graphed.optimizer.iterations) == int(eager.optimizer.iterations) == 14
+
+
+def test_a_learning_rate_set_between_replays_takes_effect_without_recapture(emulated):
+    """ReduceLROnPlateau-style writes go to the device tensor the captured update reads."""
+
+    class Halve(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            self.model.optimizer.learning_rate = self.model.optimizer.learning_rate * 0.5
+
+    def build(jit):
+        keras.utils.set_random_seed(3)
+        model = keras.Sequential([keras.Input(shape=(12,)), keras.layers.Dense(8), keras.layers.Dense(4)])
+        model.compile(
+            optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            jit_compile=jit,
+        )
+        return model
+
+    eager, graphed, h_eager, h_graphed = _fit_pair(build, callbacks=[Halve()])
+    assert isinstance(graphed._last_step_runner, _graphs.StepGraph) and graphed._last_step_runner.after is None
+    assert len(emulated) == 1  # one capture for the whole fit
+    assert graphed.optimizer.learning_rate == pytest.approx(0.025)
+    for a, b in zip(_weights(eager), _weights(graphed), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_a_host_computed_learning_rate_keeps_the_update_after_the_replay(emulated):
+    class Stepwise(keras.optimizers.schedules.LearningRateSchedule):
+        def __call__(self, step):
+            return 0.01 if int(step) < 5 else 0.001
+
+        def get_config(self):
+            return {}
+
+    def build(jit):
+        keras.utils.set_random_seed(3)
+        model = keras.Sequential([keras.Input(shape=(12,)), keras.layers.Dense(4)])
+        model.compile(
+            optimizer=keras.optimizers.Adam(Stepwise()),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            jit_compile=jit,
+        )
+        return model
+
+    eager, graphed, h_eager, h_graphed = _fit_pair(build)
+    assert not graphed._optimizer_in_graph()
+    run = graphed._last_step_runner
+    assert isinstance(run, _graphs.StepGraph) and run.after is not None and run.replays > 0
+    for a, b in zip(_weights(eager), _weights(graphed), strict=True):
+        assert torch.equal(a, b)
 
 
 def test_a_custom_train_step_is_not_captured(emulated):

@@ -8,11 +8,13 @@ captures it once on static input tensors and from then on copies each batch into
 
 Only one batch signature (shapes, dtypes, structure) is captured: the first, i.e. the full batch. Any other batch
 (the last, partial one) runs eagerly, and so does everything after a capture that failed: the failure is reported
-once with a warning and the step goes on eagerly, with the same result. What a graph cannot hold is kept out of it
-by the caller: the optimizer's update runs after the replay, eagerly (its learning rate and step count are host
-scalars that change every step: one fused launch), and a step that draws host-side random seeds (training-mode
-dropout) or needs host syncs is never captured (the trainer's ``_graph_blocker`` names the reason).
-``step_runner`` picks, per fit/evaluate/predict, between a ``StepGraph`` and the eager step.
+once with a warning and the step goes on eagerly, with the same result. A train step is captured whole, the
+optimizer's update included (its learning rate, step count and loss scale are device tensors: one replay per
+step); dropout draws its seeds on the device (``Dropout.device_seeds``), so each replay draws new masks. What a
+graph cannot hold is kept out of it by the caller: an update whose learning rate the host computes runs after the
+replay, eagerly (``after``), and a step that needs host syncs or host-drawn seeds is never captured (the trainer's
+``_graph_blocker`` names the reason). ``step_runner`` picks, per fit/evaluate/predict, between a ``StepGraph`` and
+the eager step.
 
 The graph factory is injectable (``make_graph``) so that the bookkeeping here (warm-up, static buffers, fallback)
 is tested on machines without a GPU; ``cuda_graph_factory`` is the real one.
@@ -253,8 +255,9 @@ def step_runner(
         source: the data source; labels of an array source were range-checked once, up front.
         blocker: why the step cannot be captured (None: it can, if the source allows).
         device: the model's device (the graph factory is chosen for it).
-        body: what is captured, when that is not all of ``eager`` (train: all but the optimizer update).
-        after: run after every step, outside the graph (train: the optimizer update).
+        body: what is captured, when that is not all of ``eager`` (train with a host-computed learning rate: all
+            but the optimizer update).
+        after: run after every step, outside the graph (then: the optimizer update).
     """
     # Labels from an array source were checked once (min/max of each target array, and for a float array that it
     # holds whole numbers): each step's batch of such an array is registered with its range, so cross-entropy and

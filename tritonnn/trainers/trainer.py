@@ -256,29 +256,49 @@ class Trainer:
         if config.check_numerics():
             return "check_numerics is on (it reads values on the host)"
         if self._distribution is not None:
-            return "data-parallel training (not captured yet)"
+            return "data-parallel training (the all-reduce inside the graph is not yet proven on GPUs)"
         if kind == "train":
             if type(self).train_step is not Trainer.train_step:
                 return "a custom train_step"
-            if isinstance(self.optimizer, optimizers.LossScaleOptimizer):
-                return "dynamic loss scaling decides on the host"
-            if any(getattr(layer, "rate", 0) and hasattr(layer, "next_seed") for layer in self._flatten_layers()):
-                return "training-mode dropout draws a new seed on the host every step"
+            host_seeded = [
+                layer.name
+                for layer in self._flatten_layers()
+                if getattr(layer, "rate", 0) and hasattr(layer, "next_seed") and not hasattr(layer, "device_seeds")
+            ]
+            if host_seeded:
+                return f"training-mode dropout in {host_seeded} draws a new seed on the host every step"
         if kind == "test" and type(self).test_step is not Trainer.test_step:
             return "a custom test_step"
         return None
 
+    def _optimizer_in_graph(self) -> bool:
+        """Whether the captured train step holds the optimizer's update too (one replay per step), or the update
+        runs after each replay, eagerly (a learning rate computed on the host: ``capture_blocker`` names it)."""
+        return getattr(self.optimizer, "capture_blocker", "unknown optimizer") is None
+
+    def _use_device_seeds(self) -> None:
+        """Dropout layers draw their seeds on the device wherever the step may be captured (a graph factory
+        exists for the model's device), eager steps included, so that eager and captured runs draw the same
+        masks: on CUDA the mask is Philox either way; under the CPU emulator both take the Philox torch path."""
+        on = step_runner.factory_for(self.device) is not None
+        for layer in self._flatten_layers():
+            if hasattr(layer, "device_seeds"):
+                layer.device_seeds = on
+
     def _step_runner(self, kind: str, source: Any) -> Callable[..., Any]:
         """The per-batch callable of fit/evaluate/predict: a StepGraph where capture is possible, else eager."""
         eager = {"train": self.train_step, "test": self.test_step, "predict": self._predict_body}[kind]
+        split = kind == "train" and not self._optimizer_in_graph()  # the update after the replay, eagerly
+        if kind == "train":
+            self._use_device_seeds()
         return step_runner.step_runner(
             kind,
             eager,
             source,
             blocker=self._graph_blocker(kind),
             device=self.device,
-            body=self._train_body if kind == "train" else None,
-            after=self.optimizer.step if kind == "train" else None,
+            body=self._train_body if split else None,
+            after=self.optimizer.step if split else None,
         )
 
     def _predict_body(self, x: Any) -> Any:
