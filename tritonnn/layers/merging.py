@@ -1,4 +1,4 @@
-"""Merge layers: Add, Subtract, Multiply, Average, Maximum, Minimum, Concatenate, and their functional forms.
+"""Merge layers: Add, Subtract, Multiply, Average, Maximum, Minimum, Concatenate, Dot, and their functional forms.
 
 Each takes a list of tensors. ``compute_output_shape`` takes the list of their shapes (batch dimension first,
 ``None`` where unknown) and raises Keras' errors for shapes that cannot merge, so the Functional API can check a
@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from .. import ops
+from .. import config, ops
 from .layer import Layer
 
 Shape = tuple[int | None, ...]
@@ -220,6 +220,113 @@ class Concatenate(Layer):
         return {**super().get_config(), "axis": self.axis}
 
 
+def _dot_axes(axes: Any, rank1: int, rank2: int) -> tuple[int, int]:
+    """Dot's axes as non-negative indices of each input (an int is the same axis of both; negative counts back)."""
+    if isinstance(axes, int):
+        return (axes % rank1, axes % rank2) if axes < 0 else (axes, axes)
+    return (axes[0] % rank1 if axes[0] < 0 else axes[0], axes[1] % rank2 if axes[1] < 0 else axes[1])
+
+
+def batch_dot(x: torch.Tensor, y: torch.Tensor, axes: tuple[int, int]) -> torch.Tensor:
+    """The dot product of each sample of ``x`` with the same sample of ``y`` over ``x``'s axis ``axes[0]`` and
+    ``y``'s ``axes[1]``: shape ``x.shape`` without that axis, then ``y.shape`` without the batch axis and that
+    axis; a result with no axis beside the batch gets one of size 1 (Keras' ``batch_dot``)."""
+    a0, a1 = axes
+    if x.dim() < 2 or y.dim() < 2:
+        raise ValueError(
+            f"Cannot do batch_dot on inputs with rank < 2. Received inputs with shapes {tuple(x.shape)} and "
+            f"{tuple(y.shape)}."
+        )
+    if 0 in (a0, a1):
+        raise ValueError("Cannot perform batch_dot over axis 0 (the batch axis).")
+    if x.shape[0] != y.shape[0] or x.shape[a0] != y.shape[a1]:
+        raise ValueError(
+            f"Cannot do batch_dot on inputs with shapes {tuple(x.shape)} and {tuple(y.shape)} with axes={list(axes)}. "
+            f"x.shape[{a0}] != y.shape[{a1}] ({x.shape[a0]} != {y.shape[a1]}), or the batch sizes differ."
+        )
+    xm, ym = x.movedim(a0, -1), y.movedim(a1, 1)
+    batch, k = x.shape[0], x.shape[a0]
+    out = torch.matmul(xm.reshape(batch, -1, k), ym.reshape(batch, k, -1))
+    out = out.reshape(batch, *xm.shape[1:-1], *ym.shape[2:])
+    return out[:, None] if out.dim() == 1 else out
+
+
+def _l2_normalize(x: torch.Tensor, axis: int) -> torch.Tensor:
+    """``x`` over its L2 norm along ``axis``, the norm floored at ``config.epsilon()`` (Keras' normalize)."""
+    inv = torch.rsqrt(torch.sum(torch.square(x), dim=axis, keepdim=True))
+    return x * torch.clamp(inv, max=1.0 / config.epsilon())
+
+
+class Dot(Merge):
+    """The dot product of two inputs' samples along ``axes``: for ``(batch, n)`` inputs, ``(batch, 1)`` holding
+    ``sum(x1 * x2, axis=1)``; in general, see :func:`batch_dot`.
+
+    Args:
+        axes: an int (the same axis of both inputs) or a pair of ints; counted with the batch axis (0), which
+            cannot be reduced.
+        normalize: L2-normalize both inputs along ``axes`` first, giving the cosine similarity.
+    """
+
+    def __init__(self, axes: int | tuple[int, int] | list[int], normalize: bool = False, **kwargs: Any):
+        super().__init__(**kwargs)
+        if not isinstance(axes, int) or isinstance(axes, bool):
+            if not isinstance(axes, (list, tuple)):
+                raise TypeError(
+                    f"Invalid type for argument `axes`: it should be a list or an int. Received: axes={axes}"
+                )
+            if len(axes) != 2:
+                raise ValueError(
+                    f"Invalid format for argument `axes`: it should contain two elements. Received: axes={axes}"
+                )
+            if not all(isinstance(a, int) and not isinstance(a, bool) for a in axes):
+                raise ValueError(
+                    f"Invalid format for argument `axes`: list elements should be integers. Received: axes={axes}"
+                )
+        self.axes = axes
+        self.normalize = bool(normalize)
+
+    def _check_shapes(self, input_shape: Any) -> list[Shape]:
+        if not _is_shape_list(input_shape) or len(input_shape) != 2:
+            raise ValueError(
+                f"A `Dot` layer should be called on a list of 2 inputs. Received: input_shape={input_shape}"
+            )
+        shape1, shape2 = (tuple(s) for s in input_shape)
+        a0, a1 = _dot_axes(self.axes, len(shape1), len(shape2))
+        if not (0 < a0 < len(shape1) and 0 < a1 < len(shape2)):
+            raise ValueError(
+                f"Invalid `axes` {self.axes} for a `Dot` of inputs of shapes {shape1} and {shape2}: an axis must be "
+                "within the inputs' rank and not the batch axis 0"
+            )
+        if shape1[a0] is not None and shape2[a1] is not None and shape1[a0] != shape2[a1]:
+            raise ValueError(
+                f"Incompatible input shapes: axis values {shape1[a0]} (at axis {a0}) != {shape2[a1]} (at axis {a1}). "
+                f"Full input shapes: {shape1}, {shape2}"
+            )
+        return [shape1, shape2]
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        shape1, shape2 = (list(s) for s in self._check_shapes(input_shape))
+        a0, a1 = _dot_axes(self.axes, len(shape1), len(shape2))
+        shape1.pop(a0)
+        shape2.pop(a1)
+        shape2.pop(0)
+        out = shape1 + shape2
+        return tuple(out + [1] if len(out) == 1 else out)
+
+    def call(self, inputs: list[torch.Tensor]) -> torch.Tensor:
+        if not isinstance(inputs, (list, tuple)) or len(inputs) != 2:
+            raise ValueError(f"A `Dot` layer should be called on exactly 2 inputs. Received: inputs={inputs}")
+        x1, x2 = inputs
+        self._check_shapes([(None, *x1.shape[1:]), (None, *x2.shape[1:])])
+        axes = _dot_axes(self.axes, x1.dim(), x2.dim())
+        if self.normalize:
+            x1, x2 = _l2_normalize(x1, axes[0]), _l2_normalize(x2, axes[1])
+        return batch_dot(x1, x2, axes)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "axes": self.axes, "normalize": self.normalize}
+
+
 def add(inputs: list[Any], **kwargs: Any) -> torch.Tensor:
     """Functional interface to :class:`Add`."""
     return Add(**kwargs)(inputs)
@@ -253,3 +360,8 @@ def minimum(inputs: list[Any], **kwargs: Any) -> torch.Tensor:
 def concatenate(inputs: list[Any], axis: int = -1, **kwargs: Any) -> torch.Tensor:
     """Functional interface to :class:`Concatenate`."""
     return Concatenate(axis=axis, **kwargs)(inputs)
+
+
+def dot(inputs: list[Any], axes: int | tuple[int, int] | list[int] = -1, **kwargs: Any) -> torch.Tensor:
+    """Functional interface to :class:`Dot`."""
+    return Dot(axes=axes, **kwargs)(inputs)

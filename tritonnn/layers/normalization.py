@@ -1,4 +1,4 @@
-"""Normalization layers: LayerNormalization, BatchNormalization."""
+"""Normalization layers: LayerNormalization, BatchNormalization, UnitNormalization."""
 
 from __future__ import annotations
 
@@ -280,3 +280,45 @@ class BatchNormalization(Layer):
             "gamma_constraint": constraints.serialize(self.gamma_constraint),
             "synchronized": self.synchronized,
         }
+
+
+class UnitNormalization(Layer):
+    """Scales each sample to unit L2 norm over ``axis``: ``x / sqrt(sum(x**2))`` (the inverse norm capped at
+    ``1e12``, so that a zero vector stays zero), as Keras.
+
+    Args:
+        axis: the axis, or list of axes, the norm is taken over (default -1).
+    """
+
+    def __init__(self, axis: int | list[int] | tuple[int, ...] = -1, **kwargs: Any):
+        super().__init__(**kwargs)
+        if isinstance(axis, (list, tuple)) and all(
+            isinstance(a, numbers.Integral) and not isinstance(a, bool) for a in axis
+        ):
+            self.axis: int | list[int] = [int(a) for a in axis]
+        elif isinstance(axis, numbers.Integral) and not isinstance(axis, bool):
+            self.axis = int(axis)
+        else:
+            raise TypeError(
+                f"Invalid value for `axis` argument: expected an int or a list/tuple of ints. Received: axis={axis}"
+            )
+        self.built = True
+
+    def _dims(self, rank: int, shape: Any) -> tuple[int, ...]:
+        axes = self.axis if isinstance(self.axis, list) else [self.axis]
+        for a in axes:
+            if not -rank <= a < rank:
+                raise ValueError(f"Axis {self.axis} is out of bounds for input shape {tuple(shape)}.")
+        return tuple(a % rank for a in axes)
+
+    def call(self, inputs: torch.Tensor) -> torch.Tensor:
+        dims = self._dims(inputs.dim(), inputs.shape)
+        inv = torch.rsqrt(torch.sum(torch.square(inputs), dim=dims, keepdim=True))
+        return inputs * torch.clamp(inv, max=1e12)
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        self._dims(len(input_shape), input_shape)
+        return input_shape
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "axis": self.axis}
