@@ -36,14 +36,22 @@ def _to_snake_case(name: str) -> str:
     return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
+def _detached(x: Any) -> torch.Tensor:
+    """A tensor outside autograd: a tensor as it is when it needs no gradient (fit hands over detached ones; no
+    extra op per step), else detached; anything else converted."""
+    if isinstance(x, torch.Tensor):
+        return x.detach() if x.requires_grad else x
+    return torch.as_tensor(np.asarray(x))
+
+
 def _as_tensor(x: Any, device: torch.device) -> torch.Tensor:
-    x = x.detach() if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
+    x = _detached(x)
     return x if x.device == device else x.to(device)
 
 
 def _prediction(y_pred: Any) -> torch.Tensor:
     """Predictions as a detached floating tensor (float32 unless already floating)."""
-    y_pred = y_pred.detach() if isinstance(y_pred, torch.Tensor) else torch.as_tensor(np.asarray(y_pred))
+    y_pred = _detached(y_pred)
     return y_pred if y_pred.dtype.is_floating_point else y_pred.to(torch.float32)
 
 
@@ -328,7 +336,7 @@ class Mean(Metric):
         self.count = self.add_variable((), "zeros", dtype="float64", name="count")
 
     def update_state(self, values: Any, sample_weight: Any = None) -> None:
-        values = values.detach() if isinstance(values, torch.Tensor) else torch.as_tensor(np.asarray(values))
+        values = _detached(values)
         self._to(values.device)
         if values.dim() == 0 and type(sample_weight) in (int, float):
             # fit()'s loss trackers: a scalar weighted by the batch size, two in-place launches and no host tensor.
@@ -464,7 +472,7 @@ def sparse_top_k_categorical_accuracy(
 ) -> torch.Tensor:
     """1.0 where the class label is among the ``k`` highest scores of its row (ties with the k-th count); with
     ``from_sorted_ids``, ``y_pred`` holds class ids sorted by score and the first ``k`` are looked at."""
-    y_pred = y_pred.detach() if isinstance(y_pred, torch.Tensor) else torch.as_tensor(np.asarray(y_pred))
+    y_pred = _detached(y_pred)
     if not (from_sorted_ids or y_pred.dtype.is_floating_point):
         y_pred = y_pred.to(torch.float32)
     labels = kernels.sparse_labels(_as_tensor(y_true, y_pred.device), op="sparse_top_k_categorical_accuracy")
