@@ -17,6 +17,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from triton.runtime.interpreter import InterpretedFunction
 
+import tritonnn as keras
 from tests.helpers import assert_close_verbose
 from tests.test_optimizers import SCHEDULES, SHAPES, KerasF64
 from tritonnn import optimizers
@@ -357,3 +358,51 @@ def test_loss_scale_state_and_arguments(device):
     with pytest.raises(ValueError, match="dynamic_growth_steps"):
         optimizers.LossScaleOptimizer("sgd", dynamic_growth_steps=True)
     assert math.isclose(float(opt.scale_loss(torch.tensor(0.5, device=device))), 32.0)
+
+
+# ---- what the trainer will capture: the whole train step, the optimizer included -------------------------------
+@pytest.mark.parametrize("policy", ["float32", "mixed_float16"])
+def test_a_whole_train_step_records_once_and_replays_like_eager(policy):
+    """Forward, loss, backward, metrics and the optimizer step (under mixed_float16: loss scaling, a skipped step
+    after an overflow, the scale's growth), recorded once and replayed: bit for bit what eager steps give."""
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(10, 32, 12, generator=gen)
+    y = torch.randint(0, 4, (10, 32), generator=gen)
+    x[6, 0, 0] = 3e38 if policy == "mixed_float16" else 0.0  # float16 overflows at this batch: a skipped step
+
+    def build():
+        keras.utils.set_random_seed(3)
+        keras.mixed_precision.set_global_policy(policy)
+        model = keras.Sequential([keras.Input(shape=(12,)), keras.layers.Dense(16, activation="relu"),
+                                  keras.layers.Dense(4)])  # fmt: skip
+        sched = schedules.ExponentialDecay(0.01, 3, 0.5)
+        inner = optimizers.Adam(learning_rate=sched)
+        opt = optimizers.LossScaleOptimizer(inner, 2.0**4, 2) if policy == "mixed_float16" else inner
+        model.compile(optimizer=opt, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                      metrics=["accuracy"])  # fmt: skip
+        model.fit(x[0].numpy(), y[0].numpy(), batch_size=32, epochs=1, verbose=0)  # builds everything: 1 step
+        return model
+
+    try:
+        eager, graphed = build(), build()
+        assert graphed.optimizer.capturable
+        static = (x[1].clone(), y[1].clone())
+        graph = None
+        with keras.kernels.known_label_range([y[1:].flatten(), static[1]], 0, 3):
+            for b in range(1, 10):
+                eager.train_step(x[b], y[b])
+                static[0].copy_(x[b])
+                static[1].copy_(y[b])
+                if graph is None:
+                    graph = EmulatedGraph(graphed.train_step, static)
+                else:
+                    graph.replay()
+        for a, b in zip(eager.weights, graphed.weights, strict=True):
+            assert torch.equal(a.detach(), b.detach())
+        assert graphed.optimizer.iterations == eager.optimizer.iterations
+        if policy == "mixed_float16":
+            assert graphed.optimizer.skipped_steps == eager.optimizer.skipped_steps == 1
+            assert graphed.optimizer.iterations == 9  # 10 steps, one skipped
+            assert graphed.optimizer.loss_scale == eager.optimizer.loss_scale
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
