@@ -54,6 +54,7 @@ from models import MODELS, Spec, build_torch, build_tritonnn, parse_layers  # no
 
 PEAK_TBPS = 3.0
 PEAK_TFLOPS = {"bf16": 800.0, "tf32": 400.0, "fp32": 60.0}
+POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
 NO_LAUNCH = {"detach", "alias", "lift_fresh", "_record_function_enter_new", "_record_function_exit"}
 SYNCS = {"_local_scalar_dense", "nonzero", "equal", "is_nonzero"}
 WRITE_ONLY = {"fill_", "zero_", "copy_", "normal_", "uniform_", "random_", "bernoulli_", "exponential_"}
@@ -235,7 +236,7 @@ def count_tritonnn(spec: Spec, batch: int, dtype: str) -> Recorder:
     import tritonnn as keras
 
     keras.utils.set_random_seed(0)
-    keras.mixed_precision.set_global_policy("mixed_bfloat16" if dtype == "bf16" else "float32")
+    keras.mixed_precision.set_global_policy(POLICIES[dtype])
     try:
         model = build_tritonnn(keras, spec)
         x, y = _data(spec, batch)
@@ -243,8 +244,12 @@ def count_tritonnn(spec: Spec, batch: int, dtype: str) -> Recorder:
         x, y = x.to(model.device), y.to(model.device)
         recorder = Recorder()
         _install(recorder)
-        # As fit() runs it: the labels were range-checked once for the whole array (no per-step check), and the
-        # optimizer update is recorded apart: a CUDA graph replaces the rest of the step (see graph_note).
+        # As fit() runs it: the labels were range-checked once for the whole array (no per-step check), dropout
+        # draws device seeds (as wherever a step may be captured), and the optimizer update is recorded apart: a
+        # CUDA graph holds the rest of the step, and the update too when its learning rate is on the device.
+        for layer in model._flatten_layers():
+            if hasattr(layer, "device_seeds"):
+                layer.device_seeds = True
         with recorder, keras.kernels.xent.known_label_range([y], 0, spec.layers[-1] - 1):
             recorder.on = True
             model._train_body(x, y)
@@ -252,6 +257,10 @@ def count_tritonnn(spec: Spec, batch: int, dtype: str) -> Recorder:
             model.optimizer.step()
             recorder.on = False
         recorder.graph_blocker = model._graph_blocker("train", torch.device("cuda"))  # as fit() on a GPU
+        recorder.optimizer_in_graph = model._optimizer_in_graph()
+        model._distribution = "a data-parallel fit"  # what the trainer says of a data-parallel fit's step
+        recorder.dp_blocker = model._graph_blocker("train", torch.device("cuda"))
+        model._distribution = None
     finally:
         keras.mixed_precision.set_global_policy("float32")
     return recorder
@@ -283,7 +292,9 @@ def _eager_step(spec: Spec, batch: int, dtype: str):
 
     def step():
         opt.zero_grad(set_to_none=True)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bf16"):
+        # fp16: autocast only (a GradScaler's unscale and inf check would add launches the count leaves out)
+        half = torch.float16 if dtype == "fp16" else torch.bfloat16
+        with torch.autocast("cpu", dtype=half, enabled=dtype != "fp32"):
             loss = F.cross_entropy(model(x), y)
         loss.backward()
         opt.step()
@@ -348,6 +359,12 @@ def graph_note(rec: Any, launches: list[Launch], launch_us: float, tf32: bool) -
         return f"CUDA graph: not captured ({blocker}): every launch above is paid on a GPU"
     body, rest = launches[: rec.body_launches], launches[rec.body_launches :]
     work = sum(implied_us(x, 0.0, tf32) for x in launches)
+    if getattr(rec, "optimizer_in_graph", False):
+        return (
+            f"CUDA graph: captured on a GPU: all {len(launches)} launches (forward, loss, backward, metrics and the "
+            f"optimizer's {len(rest)}) are one replay: 1 host launch per step, implied "
+            f"{work + launch_us:.1f} us if the graph's kernels ran back to back"
+        )
     return (
         f"CUDA graph: captured on a GPU: the {len(body)} launches of forward, loss, backward and metrics are one "
         f"replay, the optimizer's {len(rest)} stay eager: {1 + len(rest)} host launches per step, implied "
@@ -384,7 +401,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--layers", default=None, help="widths input,hidden...,classes (overrides --model)")
     parser.add_argument("--batch", type=int, default=None, help="batch size (default: the model's)")
     parser.add_argument("--dropout", type=float, default=None, help="Dropout rate after each hidden Dense")
-    parser.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32", help="bf16: mixed_bfloat16 / autocast")
+    parser.add_argument(
+        "--dtype", choices=sorted(POLICIES), default="fp32", help="bf16/fp16: mixed_bfloat16/mixed_float16, autocast"
+    )
     parser.add_argument("--tf32", action="store_true", help="fp32 GEMMs at the tf32 peak (both sides)")
     parser.add_argument("--launch-us", type=float, default=3.0, help="assumed cost of one launch, microseconds")
     parser.add_argument("--count-batch", type=int, default=128, help="largest batch run under the interpreter")
@@ -432,6 +451,7 @@ def main(argv: list[str] | None = None) -> int:
         if host:
             print(f"{name}: host-side scalar ops, not counted as launches: {host}")
     print(graph_note(our_rec, ours, args.launch_us, args.tf32))
+    print(f"data-parallel (any number of ranks): {our_rec.dp_blocker}: every launch above and the all-reduce are paid")
     print(
         f"eager / tritonnn: {t_eager['launches'] / t_ours['launches']:.2f}x launches, "
         f"{t_eager['bytes'] / max(1, t_ours['bytes']):.2f}x bytes, {t_eager['us'] / t_ours['us']:.2f}x implied time"

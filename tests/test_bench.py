@@ -98,11 +98,12 @@ def test_plan_bytes_follow_the_kernels_formulas(seed_plan):
     assert int(first_fwd[4].replace(",", "")) == 4 * (m * k + k * n + n)
     assert int(first_fwd[5].replace(",", "")) == 4 * m * n
     assert int(first_fwd[6].replace(",", "")) == 2 * m * n * k
-    # Adam over the flat fp32 buffers, padded to 64 elements: read param, grad, m, v; write param, m, v (28 B).
+    # Adam over the flat fp32 buffers, padded to 64 elements: read param, grad, m, v; write param, m, v (28 B),
+    # plus the step's device scalars (learning rate, step count, found-inf flag) read through pointers.
     params = sum(a * b + b for a, b in zip(layers[:-1], layers[1:], strict=True))
     padded = math.ceil(params / 64) * 64
     optim_row = rows[-1]
-    assert int(optim_row[4].replace(",", "")) == 16 * padded
+    assert 16 * padded < int(optim_row[4].replace(",", "")) <= 16 * padded + 64
     assert int(optim_row[5].replace(",", "")) == 12 * padded
 
 
@@ -121,9 +122,9 @@ def test_plan_prints_totals_for_both_sides(seed_plan):
     assert "implied" in seed_plan and "launch cost 3.0 us" in seed_plan
     # The step as fit() runs it: labels checked once per fit, so no host sync per step (the last column).
     assert totals["tritonnn"][8] == "0"
-    # The seed model has no dropout: fit() captures all but the optimizer in a CUDA graph on a GPU.
-    graph = re.search(r"CUDA graph: captured on a GPU: the (\d+) launches .* the optimizer's (\d+) stay", seed_plan)
-    assert graph and int(graph[1]) + int(graph[2]) == len(_table(seed_plan, "tritonnn")) and int(graph[2]) == 1
+    # On a GPU fit() captures the whole step, the optimizer's update included, in one CUDA graph: one replay.
+    graph = re.search(r"CUDA graph: captured on a GPU: all (\d+) launches .* are one replay: 1 host launch", seed_plan)
+    assert graph and int(graph[1]) == len(_table(seed_plan, "tritonnn"))
 
 
 def test_train_help_and_a_tiny_cpu_run(capsys, monkeypatch):
