@@ -4,8 +4,9 @@ on the device, so one recorded step, replayed, updates correctly every time.
 The torch path is recorded with ``EmulatedGraph`` (tritonnn/trainers/step_runner.py: the ATen ops of one call, host
 syncs refused, replayed with every Python scalar frozen, as a CUDA graph freezes them). The Triton path under the
 interpreter launches kernels that no dispatch mode sees, so ``LaunchGraph`` below records both: the ATen ops and
-each Triton launch with its arguments, replayed in order with the same tensors and scalars. In both, N replays of
-one recorded step must equal N eager steps bit for bit, and the float64 Keras reference within fp32 rounding.
+each Triton launch with its arguments, replayed in order with the same tensors and scalars. On a GPU both are
+captured in a real ``torch.cuda.CUDAGraph`` instead. In all, N replays of one recorded step must equal N eager
+steps bit for bit, and the float64 Keras reference within fp32 rounding.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import math
 import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
-from triton.runtime.interpreter import InterpretedFunction
 
 import tritonnn as keras
 from tests.helpers import assert_close_verbose
@@ -23,6 +23,11 @@ from tests.test_optimizers import SCHEDULES, SHAPES, KerasF64
 from tritonnn import optimizers
 from tritonnn.optimizers import schedules
 from tritonnn.trainers.step_runner import EmulatedGraph
+
+try:
+    from triton.runtime.interpreter import InterpretedFunction
+except ImportError:  # no Triton: the triton backend's cases are skipped (tests/conftest.py)
+    InterpretedFunction = None
 
 CLASSES = {"adam": optimizers.Adam, "adamw": optimizers.AdamW, "sgd": optimizers.SGD, "rmsprop": optimizers.RMSprop}
 
@@ -101,6 +106,17 @@ class LaunchGraph(TorchDispatchMode):
 
 
 def _record(opt, backend, monkeypatch):
+    """Record ``opt.step()``, running it once (this step); the result's ``replay()`` runs the later ones."""
+    if opt.flat_param.is_cuda:  # a real CUDA graph, after this step ran eagerly on a side stream (compiles kernels)
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            opt.step()
+        torch.cuda.current_stream().wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            opt.step()
+        return graph
     if backend == "triton":
         graph = LaunchGraph(opt.step, monkeypatch)
         assert graph.launches >= 1
@@ -361,6 +377,8 @@ def test_loss_scale_state_and_arguments(device):
 
 
 # ---- what the trainer will capture: the whole train step, the optimizer included -------------------------------
+@pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU the Triton launches need a real CUDA graph: "
+                    "tests/test_cuda_graphs.py captures fit's steps there")  # fmt: skip
 @pytest.mark.parametrize("policy", ["float32", "mixed_float16"])
 def test_a_whole_train_step_records_once_and_replays_like_eager(policy):
     """Forward, loss, backward, metrics and the optimizer step (under mixed_float16: loss scaling, a skipped step
