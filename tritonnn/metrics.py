@@ -104,33 +104,42 @@ class Variable(torch.Tensor):
         value = self.detach()
         return np.array((value.float() if value.dtype == torch.bfloat16 else value).cpu().numpy())
 
-    def _coerce(self, value: Any) -> torch.Tensor:
+    def _coerce(self, value: Any) -> torch.Tensor | float:
+        """A tensor in this variable's dtype on its device, or a Python number (used as a scalar operand: no host
+        tensor, nothing copied to the device, so a captured step stays free of transfers)."""
+        if isinstance(value, (bool, int, float, np.number)) and not isinstance(value, np.ndarray):
+            return value.item() if isinstance(value, np.number) else value
         if isinstance(value, torch.Tensor):
-            value = value.detach()
+            value = value.detach() if value.requires_grad else value
             if value.device != self.device:
                 if self.device.type == "cpu":
                     self.data = self.data.to(value.device)
                 else:
                     value = value.to(self.device)
-            return value.to(self.dtype)
+            return value if value.dtype == self.dtype else value.to(self.dtype)
         return torch.as_tensor(np.asarray(value), device=self.device).to(self.dtype)
 
-    def _check(self, what: str, value: torch.Tensor, exact: bool) -> None:
-        ok = tuple(value.shape) == tuple(self.shape)
+    def _check(self, what: str, value: torch.Tensor | float, exact: bool) -> None:
+        shape = () if not isinstance(value, torch.Tensor) else tuple(value.shape)
+        ok = shape == tuple(self.shape) or (not exact and not shape)
         if not ok and not exact:
             try:
-                ok = tuple(torch.broadcast_shapes(self.shape, value.shape)) == tuple(self.shape)
+                ok = tuple(torch.broadcast_shapes(self.shape, shape)) == tuple(self.shape)
             except RuntimeError:
                 ok = False
         if not ok:
             raise ValueError(
                 f"The shape of the target variable and the shape of the target value in `variable.{what}(value)` "
-                f"must match. variable.shape={tuple(self.shape)}, Received: value.shape={tuple(value.shape)}. "
+                f"must match. variable.shape={tuple(self.shape)}, Received: value.shape={shape}. "
                 f"Target variable: {self.name}"
             )
 
     def assign(self, value: Any) -> torch.Tensor:
         value = self._coerce(value)
+        if not isinstance(value, torch.Tensor) and self.dim() == 0:
+            with torch.no_grad():
+                self.fill_(value)
+            return self.value
         self._check("assign", value, exact=True)
         with torch.no_grad():
             self.copy_(value)
