@@ -20,7 +20,7 @@ import torch
 import tritonnn as tk
 from tritonnn import saving
 
-from .compare import assert_same, observe, to_numpy
+from .compare import assert_same, observe, summary_counts, to_numpy
 from .differences import deliberate
 
 RNG = np.random.default_rng(0)
@@ -402,3 +402,17 @@ def test_bad_arguments_raise_keras_exception_classes(keras_ref, make):
     ref, got = observe(lambda: make(keras_ref)), observe(lambda: make(tk))
     assert ref.__class__.__name__ == "Raised", "Keras accepted it: the case is wrong"
     assert got == ref, f"tritonnn: {got!r}; Keras: {ref!r}"
+
+
+def test_a_model_of_the_new_layers_counts_parameters_as_keras(keras_ref):
+    models = {}
+    for K in (keras_ref, tk):
+        norm = K.layers.Normalization()
+        norm.adapt(X2)
+        models[K] = K.Sequential(
+            [K.Input((5,)), norm, K.layers.PReLU(), K.layers.GaussianNoise(0.1), K.layers.Dense(3), K.layers.Softmax()]
+        )
+    assert summary_counts(models[tk]) == summary_counts(models[keras_ref])
+    assert [tuple(w.shape) for w in models[tk].non_trainable_weights] == [
+        tuple(w.shape) for w in models[keras_ref].non_trainable_weights
+    ]

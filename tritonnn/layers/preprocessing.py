@@ -202,9 +202,10 @@ class Normalization(Layer):
         self._broadcast_shape = tuple(input_shape[d] if d in self._keep_axis else 1 for d in range(ndim))
         self._mean_and_var_shape = tuple(input_shape[d] for d in self._keep_axis)
         if self.input_mean is None:
-            self.adapt_mean = self.add_weight(self._mean_and_var_shape, "zeros", trainable=False, name="mean")
-            self.adapt_variance = self.add_weight(self._mean_and_var_shape, "ones", trainable=False, name="variance")
-            self.count = self.add_weight((), "zeros", dtype="int32", trainable=False, name="count")
+            # Registered as the layer's parameters "mean", "variance" and "count" (Keras' weight names).
+            self.add_weight(self._mean_and_var_shape, "zeros", trainable=False, name="mean")
+            self.add_weight(self._mean_and_var_shape, "ones", trainable=False, name="variance")
+            self.add_weight((), "zeros", dtype="int32", trainable=False, name="count")
         else:
             mean = torch.as_tensor(np.asarray(self.input_mean, dtype="float32"))
             variance = torch.as_tensor(np.asarray(self.input_variance, dtype="float32"))
@@ -219,6 +220,16 @@ class Normalization(Layer):
                 torch.broadcast_to(variance, self._broadcast_shape).to(device),
             )
         self.built = True
+
+    @property
+    def adapt_mean(self) -> torch.nn.Parameter:
+        """The adapted mean (Keras' ``adapt_mean``), of the kept axes' shape; a weight of the layer."""
+        return self._parameters["mean"]
+
+    @property
+    def adapt_variance(self) -> torch.nn.Parameter:
+        """The adapted variance (Keras' ``adapt_variance``), of the kept axes' shape; a weight of the layer."""
+        return self._parameters["variance"]
 
     def adapt(self, data: Any) -> None:
         """Compute the mean and variance of ``data`` over the reduced axes: a NumPy array, a tensor, or an iterable
