@@ -105,7 +105,7 @@ def training_and_evaluation(K: Any) -> dict[str, Any]:
             metrics=[K.metrics.SparseCategoricalAccuracy()],
         )
         history = model.fit(
-            x_train, y_train, batch_size=64, epochs=2, validation_data=(x_val, y_val), shuffle=False, verbose=0
+            x_train, y_train, batch_size=128, epochs=2, validation_data=(x_val, y_val), shuffle=False, verbose=0
         )
         results = model.evaluate(x_test, y_test, batch_size=128, verbose=0)
         predictions = model.predict(x_test[:3], verbose=0)
@@ -121,7 +121,7 @@ def training_and_evaluation(K: Any) -> dict[str, Any]:
         model.compile(
             optimizer="rmsprop", loss="sparse_categorical_crossentropy", metrics=["sparse_categorical_accuracy"]
         )
-        return _floats(model.fit(x_train, y_train, batch_size=64, validation_split=0.2, shuffle=False, verbose=0))
+        return _floats(model.fit(x_train, y_train, batch_size=128, validation_split=0.2, shuffle=False, verbose=0))
 
     @section("loss_function")
     def _():  # a loss function of one's own, on one-hot targets made with ops.one_hot
@@ -131,7 +131,7 @@ def training_and_evaluation(K: Any) -> dict[str, Any]:
         model = make_model()
         model.compile(optimizer="adam", loss=mean_squared_of_onehot)
         targets = K.ops.one_hot(K.ops.convert_to_tensor(y_train), 10)
-        return _floats(model.fit(x_train, targets, batch_size=64, shuffle=False, verbose=0))
+        return _floats(model.fit(x_train, targets, batch_size=128, shuffle=False, verbose=0))
 
     @section("loss_subclass")
     def _():  # a Loss subclass with a parameter: the MSE plus a pull of the predictions towards 0.5
@@ -146,7 +146,7 @@ def training_and_evaluation(K: Any) -> dict[str, Any]:
 
         model = make_model()
         model.compile(optimizer="adam", loss=MSEWithPull(pull=0.2))
-        return _floats(model.fit(x_train, y_train_onehot, batch_size=64, shuffle=False, verbose=0))
+        return _floats(model.fit(x_train, y_train_onehot, batch_size=128, shuffle=False, verbose=0))
 
     @section("metric_subclass")
     def _():  # a Metric subclass with a state variable: how many samples were classified right (a sum)
@@ -176,7 +176,7 @@ def training_and_evaluation(K: Any) -> dict[str, Any]:
             metrics=[CorrectCount()],
         )
         history = model.fit(
-            x_train, y_train, batch_size=64, epochs=2, validation_data=(x_val, y_val), shuffle=False, verbose=0
+            x_train, y_train, batch_size=128, epochs=2, validation_data=(x_val, y_val), shuffle=False, verbose=0
         )
         results = model.evaluate(x_test, y_test, verbose=0, return_dict=True)
         return {"history": _floats(history), "evaluate": {k: float(v) for k, v in results.items()}}
@@ -193,7 +193,7 @@ def training_and_evaluation(K: Any) -> dict[str, Any]:
         model = K.Model(inputs, K.layers.Dense(10, activation="softmax")(h))
         _seed(model, 2)
         model.compile(optimizer="rmsprop", loss="sparse_categorical_crossentropy")
-        return _floats(model.fit(x_train, y_train, batch_size=64, shuffle=False, verbose=0))
+        return _floats(model.fit(x_train, y_train, batch_size=128, shuffle=False, verbose=0))
 
     @section("class_weight")
     def _():
@@ -203,7 +203,7 @@ def training_and_evaluation(K: Any) -> dict[str, Any]:
         model.compile(
             optimizer="rmsprop", loss="sparse_categorical_crossentropy", metrics=["sparse_categorical_accuracy"]
         )
-        return _floats(model.fit(x_train, y_train, class_weight=class_weight, batch_size=64, shuffle=False, verbose=0))
+        return _floats(model.fit(x_train, y_train, class_weight=class_weight, batch_size=128, shuffle=False, verbose=0))
 
     @section("sample_weight")
     def _():  # the same emphasis as class_weight, given per sample
@@ -214,7 +214,7 @@ def training_and_evaluation(K: Any) -> dict[str, Any]:
             optimizer="rmsprop", loss="sparse_categorical_crossentropy", metrics=["sparse_categorical_accuracy"]
         )
         return _floats(
-            model.fit(x_train, y_train, sample_weight=sample_weight, batch_size=64, shuffle=False, verbose=0)
+            model.fit(x_train, y_train, sample_weight=sample_weight, batch_size=128, shuffle=False, verbose=0)
         )
 
     @section("multi_input_multi_output")
@@ -246,7 +246,7 @@ def training_and_evaluation(K: Any) -> dict[str, Any]:
         history = model.fit(
             {"features": x_train, "meta": meta_train},
             {"score_output": score_train, "class_output": y_train_onehot},
-            batch_size=64,
+            batch_size=128,
             epochs=2,
             shuffle=False,
             verbose=0,
@@ -265,7 +265,7 @@ def training_and_evaluation(K: Any) -> dict[str, Any]:
             loss_weights=[2.0, 1.0],
         )
         history = model.fit(
-            [x_train, meta_train], [score_train, y_train_onehot], batch_size=64, shuffle=False, verbose=0
+            [x_train, meta_train], [score_train, y_train_onehot], batch_size=128, shuffle=False, verbose=0
         )
         seen_here["as_lists.history"] = _floats(history)
         return seen_here
@@ -293,7 +293,7 @@ def training_and_evaluation(K: Any) -> dict[str, Any]:
                 x_train,
                 y_train,
                 epochs=12,
-                batch_size=64,
+                batch_size=128,
                 validation_data=(x_val, y_val),
                 callbacks=callbacks,
                 shuffle=False,
@@ -677,7 +677,7 @@ def sequential_model(K: Any) -> dict[str, Any]:
             metrics=["accuracy"],
         )
         before = model.get_weights()
-        history = model.fit(x_train, y_train, batch_size=64, epochs=2, shuffle=False, verbose=0)
+        history = model.fit(x_train, y_train, batch_size=128, epochs=2, shuffle=False, verbose=0)
         return {
             "trainable_weights": len(model.trainable_weights),
             "non_trainable_weights": len(model.non_trainable_weights),
@@ -694,7 +694,7 @@ def sequential_model(K: Any) -> dict[str, Any]:
         _seed(model, 9)
         model.compile(optimizer="adam", loss=K.losses.SparseCategoricalCrossentropy(from_logits=True))
         before = model.get_weights()
-        history = model.fit(x_train, y_train, batch_size=64, epochs=1, shuffle=False, verbose=0)
+        history = model.fit(x_train, y_train, batch_size=128, epochs=1, shuffle=False, verbose=0)
         return {
             "summary": _counts(model),
             "trainable_weights": len(model.trainable_weights),
