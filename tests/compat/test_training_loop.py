@@ -22,8 +22,8 @@ import pytest
 
 import tritonnn
 
+from . import differences
 from .compare import Raised, assert_same, observe, to_numpy
-from .differences import deliberate as listed
 
 RTOL, ATOL = 1e-4, 1e-5  # after several steps
 RNG = np.random.default_rng(1234)
@@ -259,7 +259,9 @@ def test_compile_metric_string(keras_ref, metric, loss, units, activation, y):
         lambda K: mlp(K, units, activation),
         lambda K: {"optimizer": _sgd(K), "loss": loss, "metrics": [metric]},
         {"x": X, "y": y, "epochs": 1, "validation_data": (X[:16], y[:16])},
-        deliberate={f"history.{metric}": listed("metrics.history-train-entry-aliases-validation")} if aliased else None,
+        deliberate={f"history.{metric}": differences.deliberate("metrics.history-train-entry-aliases-validation")}
+        if aliased
+        else None,
     )
 
 
@@ -469,7 +471,9 @@ def test_cross_entropy_of_a_saturated_softmax(keras_ref, loss):
         }
 
     ref, got = program(keras_ref), program(tritonnn)
-    assert_same(ref, got, deliberate={"evaluate.loss": listed("loss.softmax-cross-entropy-from-logits")})
+    assert_same(
+        ref, got, deliberate={"evaluate.loss": differences.deliberate("loss.softmax-cross-entropy-from-logits")}
+    )
     # The documented difference, from a float64 forward pass of the same weights:
     h = np.tanh(X.astype("float64") @ weights[0] + weights[1])
     z = h @ weights[2] + weights[3]
