@@ -747,6 +747,7 @@ class FlatUpdate:
             self._steps.fill_(float(value))
 
     def __call__(self, found_inf: torch.Tensor | None = None) -> None:
+        triton_path = _backend.use_triton(self.param)  # (raises, naming the cause, before anything changed)
         if found_inf is None:
             self.scalars.add_(self._count)
         else:
@@ -754,7 +755,7 @@ class FlatUpdate:
             self.scalars.add_(self._count * (found_inf == 0))
         if self.n == 0:
             return
-        if _backend.use_triton(self.param):
+        if triton_path:
             self._launch(found_inf)
         elif found_inf is None:
             self._torch(self.param, self.states)
