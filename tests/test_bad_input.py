@@ -129,7 +129,7 @@ def test_validation_split_outside_0_1(split):
 
 @pytest.mark.parametrize("entry", sorted(ENTRY_POINTS))
 def test_training_or_evaluating_before_compile(entry):
-    with _raises(RuntimeError, "compile()"):
+    with _raises(ValueError, "compile()"):
         ENTRY_POINTS[entry](_model(compile=False), X, Y)
 
 

@@ -149,7 +149,7 @@ def test_progbar_draws_at_bounded_rate():
 def test_fit_before_compile_and_bad_arguments(digits):
     x, y = digits[0][:10], digits[1][:10]
     model = seed_model()
-    with pytest.raises(RuntimeError, match="compile"):
+    with pytest.raises(ValueError, match="compile"):
         model.fit(x, y)
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     with pytest.raises(ValueError, match="batch_size"):

@@ -368,6 +368,10 @@ def test_sample_weight_in_fit_and_evaluate(keras_ref):
             "validation_data": (X[:16], Y_SPARSE[:16], SAMPLE_WEIGHT[:16]),
         },
         {"sample_weight": SAMPLE_WEIGHT},
+        deliberate={
+            key: differences.deliberate("evaluate.plain-and-weighted-metric-list")
+            for key in ("evaluate_before", "evaluate")
+        },
     )
 
 

@@ -195,7 +195,7 @@ class Layer(torch.nn.Module):
     ):
         super().__init__()
         if kwargs:
-            raise TypeError(f"Unrecognized keyword arguments passed to {type(self).__name__}: {kwargs}")
+            raise ValueError(f"Unrecognized keyword arguments passed to {type(self).__name__}: {kwargs}")
         self.name = name or unique_name(_snake(type(self).__name__))
         self.built = False
         self._trainable = bool(trainable)

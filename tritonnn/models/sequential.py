@@ -109,7 +109,7 @@ class Sequential(Model):
     def pop(self) -> Layer:
         """Remove and return the last layer."""
         if not len(self._layers):
-            raise ValueError("There are no layers in the model.")
+            raise IndexError("There are no layers in the model to pop.")  # Keras' class: its list's pop()
         layer = self._layers[-1]
         del self._layers[-1]
         if self._graph_output is not None:  # the graph ends at the layer before now

@@ -399,7 +399,7 @@ class Trainer:
         ``x`` alone a generator or ``torch.utils.data.DataLoader`` yielding ``(x, y)`` or ``(x, y, sample_weight)``.
         """
         if not self.compiled:
-            raise RuntimeError("You must call `compile()` before using the model.")
+            raise ValueError("You must call `compile()` before using the model.")
         batch_size = data.check_batch_size(batch_size)
         steps_per_epoch = data.check_steps("steps_per_epoch", steps_per_epoch)
         validation_steps = data.check_steps("validation_steps", validation_steps)
@@ -564,7 +564,7 @@ class Trainer:
     ) -> Any:
         """Loss and metrics on the data: a scalar, the list ``[loss, *metrics]``, or a dict with ``return_dict``."""
         if not self.compiled:
-            raise RuntimeError("You must call `compile()` before using the model.")
+            raise ValueError("You must call `compile()` before using the model.")
         batch_size = data.check_batch_size(batch_size)
         steps = data.check_steps("steps", steps)
         verbose = 1 if verbose == "auto" else int(verbose)
@@ -626,7 +626,7 @@ class Trainer:
     ) -> Any:
         """One update on one batch; returns the loss and metrics of that batch (metrics reset first)."""
         if not self.compiled:
-            raise RuntimeError("You must call `compile()` before using the model.")
+            raise ValueError("You must call `compile()` before using the model.")
         x, y, sample_weight, _ = self._prepare(x, y, sample_weight, class_weight)
         self._ensure_built(x)
         self._ensure_optimizer()
@@ -639,7 +639,7 @@ class Trainer:
     @_one_at_a_time
     def test_on_batch(self, x: Any, y: Any = None, sample_weight: Any = None, return_dict: bool = False) -> Any:
         if not self.compiled:
-            raise RuntimeError("You must call `compile()` before using the model.")
+            raise ValueError("You must call `compile()` before using the model.")
         x, y, sample_weight, _ = self._prepare(x, y, sample_weight)
         self._ensure_built(x)
         self.eval()
