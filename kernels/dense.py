@@ -537,6 +537,14 @@ for _part in ("fwd", "bwd"):
 # The ragged IEEE dkernel GEMM sat at 255 registers with 4 warps and spilled 64-80 bytes under triton 3.6 (the GPU
 # image's version; 3.9 fit it without a spill): 8 warps halve each thread's share of the tile.
 CONFIGS[("bwd", "ieee", "ragged")] = [(64, 64, 16, 8, 3)]
+# Launches whose dropout reads a device seed (DEVICE_SEED), where they differ. The loaded Philox key lives in
+# registers where an int seed is a kernel parameter: the ragged 16-bit dkernel GEMM regenerating the mask, at 255
+# registers with 4 warps for both seed forms, spilled 40 bytes on sm_90 under triton 3.6 with a device seed. 8 warps
+# hold it in 140-176 registers, dx and dkernel, int and device seeds alike (triton 3.6 and 3.9, sm_90 and sm_80);
+# the int-seed lists stay as they are.
+DEVICE_SEED_CONFIGS: dict[tuple[str, str, str], list[tuple[int, int, int, int, int]]] = {
+    ("bwd", "16", "ragged"): [(64, 64, 32, 8, 3)],
+}
 # The interpreter cannot benchmark (no GPU): one small config keeps tests fast (TRITON_NOTES.md).
 INTERPRETER_CONFIG = (32, 32, 32, 4, 1)
 GROUP_M = 8
@@ -553,12 +561,12 @@ def _path(hopper: bool, aligned: bool) -> str:
     return "ragged" if not aligned else "hopper" if hopper else "fallback"
 
 
-_TUNED: dict[tuple[str, str, bool, bool], object] = {}
+_TUNED: dict[tuple[str, str, bool, bool, bool], object] = {}
 
 
-def _tuned(name: str, kind: str, hopper: bool, aligned: bool):
+def _tuned(name: str, kind: str, hopper: bool, aligned: bool, device_seed: bool = False):
     """The autotuned launcher of one kernel for one config set, keyed on the problem shape."""
-    key = (name, kind, hopper, aligned)
+    key = (name, kind, hopper, aligned, device_seed)
     if key not in _TUNED:
         kernel = _dense_fwd_kernel if name == "fwd" else _dense_bwd_kernel
         part = "fwd" if name == "fwd" else "bwd"
@@ -566,7 +574,9 @@ def _tuned(name: str, kind: str, hopper: bool, aligned: bool):
         configs = [
             _config(c)
             for c in (
-                [INTERPRETER_CONFIG] if INTERPRETING else _configs(part, kind, _path(hopper, aligned), accumulate)
+                [INTERPRETER_CONFIG]
+                if INTERPRETING
+                else _configs(part, kind, _path(hopper, aligned), accumulate, device_seed)
             )
         ]
         # The accumulating dkernel launch adds into its outputs: benchmarking must restore them.
@@ -575,11 +585,14 @@ def _tuned(name: str, kind: str, hopper: bool, aligned: bool):
     return _TUNED[key]
 
 
-def _configs(part: str, kind: str, path: str, accumulate: bool = False) -> list[tuple[int, int, int, int, int]]:
-    """The autotune list. The dkernel launch that accumulates into the optimizer's flat fp32 gradient holds the old
-    tile beside the accumulator in its epilogue: with 128x128 tf32 tiles that spilled (255 registers, sm_90 80 B,
-    sm_80 320 B stored), so accumulating launches keep to the tiles under 128x128."""
-    configs = CONFIGS[(part, kind, path)]
+def _configs(
+    part: str, kind: str, path: str, accumulate: bool = False, device_seed: bool = False
+) -> list[tuple[int, int, int, int, int]]:
+    """The autotune list (``DEVICE_SEED_CONFIGS`` first for a device seed). The dkernel launch that accumulates into
+    the optimizer's flat fp32 gradient holds the old tile beside the accumulator in its epilogue: with 128x128 tf32
+    tiles that spilled (255 registers, sm_90 80 B, sm_80 320 B stored), so accumulating launches keep to the tiles
+    under 128x128."""
+    configs = (DEVICE_SEED_CONFIGS.get((part, kind, path)) if device_seed else None) or CONFIGS[(part, kind, path)]
     if accumulate:
         configs = [c for c in configs if c[0] * c[1] < 128 * 128] or [(64, 64, 32, 4, 4)]
     return configs
@@ -591,12 +604,14 @@ def _kind(dtype: torch.dtype) -> str:
     return "tf32" if precision.dot_precision() == "tf32" else "ieee"
 
 
-def _launcher(name: str, dtype: torch.dtype, device: torch.device, config: dict | None, aligned: bool):
+def _launcher(
+    name: str, dtype: torch.dtype, device: torch.device, config: dict | None, aligned: bool, device_seed: bool = False
+):
     """The autotuned kernel, or, with ``config`` (BLOCK_*, GROUP_M, num_warps, num_stages), the bare kernel with
     those meta-parameters: how tests cover block sizes the interpreter's single config does not, and how the
     benchmark pins a config."""
     if config is None:
-        return lambda grid: _tuned(name, _kind(dtype), _is_hopper(device), aligned)[grid]
+        return lambda grid: _tuned(name, _kind(dtype), _is_hopper(device), aligned, device_seed)[grid]
     kernel = _dense_fwd_kernel if name == "fwd" else _dense_bwd_kernel
     return lambda grid: lambda *args, **kwargs: kernel[grid](*args, **kwargs, **config)
 
@@ -621,8 +636,9 @@ def _is_hopper(device: torch.device) -> bool:
 # unpipelined: a pessimistic register count. `python bench/dense.py --aot` compiles the heavier variants (mish +
 # dropout, a regenerated mask) with those hints, as the GPU runs them. IEEE fp32 has no tensor-core path (FMA dot).
 # The fused dropout with a device seed (DEVICE_SEED: the Philox key loaded from memory, held in registers where an
-# int seed is a kernel parameter) is registered too, for the largest tile of each list and the ragged one, fp32 and
-# bf16: relu+dropout forward, tanh+dropout (regenerated mask) backward. Its aligned cases are compiled with the
+# int seed is a kernel parameter) is registered too, for the largest tile of each list a device-seed launch gets
+# (DEVICE_SEED_CONFIGS first), fp32 and bf16: relu+dropout forward, tanh+dropout (regenerated mask) backward,
+# compiled for both archs like every case. Its aligned cases are compiled with the
 # divisibility hints of an aligned launch (``AotCase.divisible``), ragged ones without: without hints the dropout
 # variants sit at the register limit with int seeds already (the 16-bit dkernel GEMM spilled up to 212 bytes).
 # ---------------------------------------------------------------------------------------------------------------
@@ -752,27 +768,29 @@ def _aot_cases() -> list[AotCase]:
         for part in ("fwd", "bwd"):
             for path in ("hopper", "fallback", "ragged"):
                 aligned = path != "ragged"
-                for i, config in enumerate(CONFIGS[(part, kind, path)]):
+                for config in CONFIGS[(part, kind, path)]:
                     if path == "fallback" and config in CONFIGS[(part, kind, "hopper")]:
                         continue
-                    # The largest tile of each list once more, with a dropout keyed by a device seed (fp16 compiles
-                    # what bf16 does).
-                    device_seed = i == 0 and label != "fp16"
-                    div = _aot_divisible(part) if aligned else ()
                     if part == "fwd":
                         cases.append(_aot_fwd_case(label, ptr, prec, "gelu", config, aligned))
-                        if device_seed:
-                            cases.append(_aot_fwd_case(label, ptr, prec, "relu+dropout", config, aligned, True, div))
                     else:
                         cases += [_aot_bwd_case(label, ptr, prec, "tanh", p, config, aligned) for p in (0, 1)]
                         if ptr == "*fp32" and config in _configs(part, kind, path, accumulate=True):
                             # fp32 dkernel straight into the optimizer's flat gradient
                             cases.append(_aot_bwd_case(label, ptr, prec, "tanh", 1, config, aligned, True))
-                        if device_seed:
-                            cases += [
-                                _aot_bwd_case(label, ptr, prec, "tanh+dropout", p, config, aligned, False, True, div)
-                                for p in (0, 1)
-                            ]
+                # The largest tile of the list a device seed gets, with a dropout keyed by it (fp16 compiles what
+                # bf16 does).
+                config = _configs(part, kind, path, device_seed=True)[0]
+                if label == "fp16" or (path == "fallback" and config in CONFIGS[(part, kind, "hopper")]):
+                    continue
+                div = _aot_divisible(part) if aligned else ()
+                if part == "fwd":
+                    cases.append(_aot_fwd_case(label, ptr, prec, "relu+dropout", config, aligned, True, div))
+                else:
+                    cases += [
+                        _aot_bwd_case(label, ptr, prec, "tanh+dropout", p, config, aligned, False, True, div)
+                        for p in (0, 1)
+                    ]
     return cases
 
 
@@ -827,9 +845,8 @@ def dense_fwd(
     config = dict(config) if config is not None else None
     split = config.pop("EPILOGUE_SPLIT", None) if config is not None else None
     aligned = _aligned(k, n, x2, kernel)
-    kern = _launcher("fwd", x2.dtype, x2.device, config, aligned)
-
     key, key_ptr, device_seed = seed_args(seed if rate > 0.0 else 0, y)
+    kern = _launcher("fwd", x2.dtype, x2.device, config, aligned, device_seed)
 
     def grid(meta):
         return (triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(n, meta["BLOCK_N"]),)
@@ -895,7 +912,7 @@ def dense_bwd(
     if need_dx:
         dx = torch.empty((m, k), dtype=x2.dtype, device=x2.device)
         grid = lambda meta: (triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(k, meta["BLOCK_N"]),)  # noqa: E731
-        _launcher("bwd_dx", x2.dtype, x2.device, config, common["ALIGNED"])(grid)(
+        _launcher("bwd_dx", x2.dtype, x2.device, config, common["ALIGNED"], device_seed)(grid)(
             dy2, aux_t, x2, kernel, dx, dx,
             m, n, k,
             dy2.stride(0), dy2.stride(1), x2.stride(0), x2.stride(1), kernel.stride(0), kernel.stride(1),
@@ -910,7 +927,8 @@ def dense_bwd(
             dw = torch.empty((k, n), dtype=kernel.dtype, device=x2.device)
             db = torch.empty((n,), dtype=torch.float32, device=x2.device) if has_bias else dw
         grid = lambda meta: (triton.cdiv(k, meta["BLOCK_M"]) * triton.cdiv(n, meta["BLOCK_N"]),)  # noqa: E731
-        _launcher("bwd_dw_acc" if into else "bwd_dw", x2.dtype, x2.device, config, common["ALIGNED"])(grid)(
+        name = "bwd_dw_acc" if into else "bwd_dw"
+        _launcher(name, x2.dtype, x2.device, config, common["ALIGNED"], device_seed)(grid)(
             dy2, aux_t, x2, kernel, dw, db,
             m, n, k,
             dy2.stride(0), dy2.stride(1), x2.stride(0), x2.stride(1), kernel.stride(0), kernel.stride(1),
