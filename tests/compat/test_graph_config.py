@@ -8,11 +8,12 @@ same outputs), the feature-extraction idiom, the errors where the graph is not d
 example (a layer taking two positional tensors and adding its own loss, trained with ``compile`` without a loss on a
 dict of inputs without ``y``) from the same initial weights.
 
-Where tritonnn differs on purpose it is said at the comparison: Keras' layer entries also carry ``module``,
-``registered_name`` and ``build_config``, and its dtypes are ``DTypePolicy`` dicts (tritonnn writes the dtype's
-name); a Sequential model's ``model.input``/``model.output`` raise ``AttributeError`` in Keras 3.15 and are the
-model's input and last output in tritonnn (the Keras 2 idiom ``Model(model.input, [l.output for l in
-model.layers])`` works).
+Where tritonnn differs on purpose, the comparison names the difference's id in ``docs/keras_differences.md``:
+Keras' layer entries also carry ``module``, ``registered_name``, ``build_config`` and ``compile_config``
+(``config.layer-entry-keys``), its dtypes are ``DTypePolicy`` dicts (``config.dtype-name``), a Sequential model's
+``model.input``/``model.output`` raise ``AttributeError`` in Keras 3.15 (``graph.sequential-input``), Keras refuses
+lists of numbers as inputs (``call.number-lists``) and loses a nested model's ``trainable=False`` on a round trip
+(``config.nested-trainable``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ import pytest
 
 import tritonnn
 
-KERAS_ONLY_ENTRY_KEYS = {"module", "registered_name", "build_config", "compile_config"}  # the docstring
+from .differences import deliberate
+
+KERAS_ONLY_ENTRY_KEYS = {"module", "registered_name", "build_config", "compile_config"}
 RNG = np.random.default_rng(7)
 X = RNG.normal(size=(6, 4))  # float64, as a user's NumPy data
 
@@ -138,6 +141,7 @@ def both(keras_ref: Any, build: Callable[[Any], Any]) -> tuple[Any, Any]:
 
 
 def check_entry(ref: dict, got: dict, functional: bool) -> None:
+    deliberate("config.layer-entry-keys")  # the keys tritonnn does not write
     assert set(got) == set(ref) - KERAS_ONLY_ENTRY_KEYS, (sorted(ref), sorted(got))
     assert got["class_name"] == ref["class_name"]
     if functional:
@@ -147,7 +151,8 @@ def check_entry(ref: dict, got: dict, functional: bool) -> None:
         assert got["config"] == ref["config"]
     else:
         assert got["config"]["name"] == ref["config"]["name"]
-        assert got["config"]["dtype"] == ref["config"]["dtype"]["config"]["name"]  # a DTypePolicy dict in Keras
+        deliberate("config.dtype-name")  # Keras: a DTypePolicy dict; tritonnn: the policy's name
+        assert got["config"]["dtype"] == ref["config"]["dtype"]["config"]["name"]
 
 
 @pytest.mark.parametrize("build", SEQUENTIAL, ids=lambda f: f.__name__)
@@ -156,6 +161,7 @@ def test_sequential_config_layout_matches_keras(keras_ref, build):
     ref, got = as_json(ref_model.get_config()), as_json(got_model.get_config())
     assert list(got) == list(ref)
     assert got["name"] == ref["name"] and got["trainable"] == ref["trainable"]
+    deliberate("config.dtype-name")
     assert got["dtype"] == ref["dtype"]["config"]["name"]
     assert got.get("build_input_shape") == ref.get("build_input_shape")
     assert got_model.built == ref_model.built and len(got_model.weights) == len(ref_model.weights)
@@ -180,9 +186,7 @@ def test_functional_config_layout_and_layer_order_match_keras(keras_ref, build):
         check_entry(r, g, functional=True)
 
 
-# Not seq_of_model: Keras 3.15's Sequential.from_config drops the frozen inner model's trainable=False (its config
-# differs after the round trip); tritonnn keeps it (tests/test_model_config.py).
-@pytest.mark.parametrize("build", [*SEQUENTIAL[:-1], *FUNCTIONAL], ids=lambda f: f.__name__)
+@pytest.mark.parametrize("build", SEQUENTIAL + FUNCTIONAL, ids=lambda f: f.__name__)
 def test_from_config_clone_model_and_json_rebuild_as_in_keras(keras_ref, build):
     custom = {"LogisticEndpoint": None}
     for K, model in zip((keras_ref, tritonnn), both(keras_ref, build), strict=True):
@@ -200,7 +204,12 @@ def test_from_config_clone_model_and_json_rebuild_as_in_keras(keras_ref, build):
             clone = K.models.clone_model(model)
         for other in (rebuilt, from_json, clone):
             assert type(other).__name__ == type(model).__name__
-            assert as_json(other.get_config()) == cfg, K.__name__
+            other_cfg = as_json(other.get_config())
+            if build is seq_of_model and K is keras_ref:  # Keras unfreezes the inner model
+                deliberate("config.nested-trainable")
+                assert other_cfg["layers"][1]["config"]["trainable"]
+                other_cfg["layers"][1]["config"]["trainable"] = False
+            assert other_cfg == cfg, K.__name__
             assert other.built == model.built
             if model.built:
                 assert other.count_params() == model.count_params()
@@ -254,6 +263,15 @@ def test_merging_embedding_and_models_on_arrays_match_keras(keras_ref):
             np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)
 
 
+def test_lists_of_numbers_are_arrays_in_tritonnn(keras_ref):
+    rows = X.tolist()
+    with pytest.raises(ValueError, match="Only input tensors may be passed as positional arguments"):
+        keras_ref.layers.Dense(2)(rows)
+    deliberate("call.number-lists")
+    dense = tritonnn.layers.Dense(2)
+    np.testing.assert_array_equal(numpy_of(tritonnn, dense(rows)), numpy_of(tritonnn, dense(X)))
+
+
 def test_what_keras_cannot_convert_is_an_error_in_both(keras_ref):
     for value in ("abc", object(), 3.0):
         for K in (keras_ref, tritonnn):
@@ -285,8 +303,9 @@ def test_feature_extraction_matches_keras_and_shares_the_weights(keras_ref):
     ref_x, got_x = extract(keras_ref, ref_model), extract(tritonnn, got_model)
     np.testing.assert_allclose(got_x.predict(X, verbose=0), ref_x.predict(X, verbose=0), rtol=1e-5, atol=1e-6)
     every = tritonnn.Model(inputs=got_model.input, outputs=[layer.output for layer in got_model.layers])
-    with pytest.raises(AttributeError):  # Keras 3.15's Sequential has no `input` (the docstring's difference)
+    with pytest.raises(AttributeError):  # deliberate: Keras 3.15's Sequential has no `input`
         keras_ref.Model(inputs=ref_model.input, outputs=[layer.output for layer in ref_model.layers])
+    deliberate("graph.sequential-input")
     ref_every = keras_ref.Model(inputs=ref_model.inputs, outputs=[layer.output for layer in ref_model.layers])
     for got, ref in zip(every.predict(X, verbose=0), ref_every.predict(X, verbose=0), strict=True):
         np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)
