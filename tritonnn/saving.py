@@ -220,7 +220,11 @@ def deserialize_layer(config: dict[str, Any], custom_objects: dict[str, Any] | N
         if "custom_objects" in inspect.signature(cls.from_config).parameters:
             return cls.from_config(inner, custom_objects=custom_objects)
         return cls.from_config(inner)
-    except TypeError as e:  # e.g. an argument the class does not take
+    except TypeError as e:  # e.g. an argument the class's from_config does not take
+        raise ValueError(f"Could not rebuild a {config['class_name']!r} from its config: {e}") from e
+    except ValueError as e:
+        if "Unrecognized keyword arguments" not in str(e):  # the class's own checks say what is wrong
+            raise
         raise ValueError(f"Could not rebuild a {config['class_name']!r} from its config: {e}") from e
 
 
