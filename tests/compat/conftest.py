@@ -17,10 +17,13 @@ import os
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
 import random  # noqa: E402
+import sys  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
+
+import tritonnn  # noqa: E402
 
 
 def torch_global_state() -> dict[str, object]:
@@ -117,3 +120,16 @@ def _torch_state_unchanged():
     yield
     restore_torch_global_state(before)
     restore_rng_state(rngs)
+
+
+@pytest.fixture(autouse=True)
+def _automatic_names_from_zero():
+    """Before each compat test: Keras' and tritonnn's automatic names (``dense``, ``auc``, then ``auc_1``...) count
+    from zero, as in a fresh process. Both frameworks run in this one process, and each would otherwise count the
+    objects that the earlier tests made of it, a different number on each side (Keras' reference programs and
+    tritonnn's are not made the same number of times)."""
+    keras = sys.modules.get("keras")
+    if keras is not None:
+        keras.backend.clear_session(free_memory=False)
+    tritonnn.backend.clear_session(free_memory=False)
+    yield

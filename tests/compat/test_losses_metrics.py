@@ -375,8 +375,6 @@ def test_metric_classes_match_keras(keras_ref, name, kwargs, kind):
     ("name", "kwargs", "kind"), METRICS, ids=[f"{n}-{k}-{i}" for i, (n, _, k) in enumerate(METRICS)]
 )
 def test_metric_defaults_and_config_match_keras(keras_ref, name, kwargs, kind):
-    keras_ref.backend.clear_session()  # automatic names ("auc", "auc_1"...) count from here in both
-    tk.backend.clear_session()
     ref, got = getattr(keras_ref.metrics, name)(**kwargs), getattr(tk.metrics, name)(**kwargs)
     assert (got.name, got.dtype, getattr(got, "_direction", None)) == (
         ref.name,
