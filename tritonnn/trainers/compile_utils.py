@@ -8,6 +8,7 @@ predictions' shapes, and write/read the specs to and from the JSON compile confi
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Callable
 from typing import Any
@@ -99,7 +100,7 @@ def get_loss(identifier: Any) -> Any:
     ``mean_squared_error``) becomes its class, which computes the same values on the fused kernels' paths."""
     if identifier is None or isinstance(identifier, losses_mod.Loss):
         return identifier
-    if identifier in losses_mod.FUNCTION_CLASSES:
+    if inspect.isfunction(identifier) and identifier in losses_mod.FUNCTION_CLASSES:
         return losses_mod.FUNCTION_CLASSES[identifier]()
     return losses_mod.LossFunctionWrapper(identifier, name=_object_name(identifier))
 
