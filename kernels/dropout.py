@@ -61,6 +61,7 @@ _M32 = 0xFFFFFFFF
 _PHILOX_ROUNDS = 10
 _TRITON_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
+
 def is_device_seed(seed: object) -> bool:
     """Whether ``seed`` is a device seed (a tensor) rather than an int seed."""
     return isinstance(seed, torch.Tensor)
