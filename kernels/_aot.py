@@ -14,6 +14,7 @@ The compile needs real ``JITFunction`` objects, so it must run in a process star
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import importlib
 import json
@@ -23,6 +24,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import textwrap
 from typing import Any
 
 from ._triton import HAS_TRITON, triton
@@ -92,15 +94,23 @@ def kernel_modules() -> list[str]:
     return names
 
 
+def is_device_function(fn: Any) -> bool:
+    """Whether a @triton.jit function returns a value: a device function (an activation epilogue, say), compiled
+    into the kernels that call it and never launched, so it needs no compile case of its own."""
+    tree = ast.parse(textwrap.dedent(fn.src))
+    return any(isinstance(node, ast.Return) and node.value is not None for node in ast.walk(tree))
+
+
 def all_kernels() -> dict[str, Any]:
-    """Every @triton.jit function defined in tritonnn.kernels, by qualified name."""
+    """Every @triton.jit kernel (not device function) defined in tritonnn.kernels, by qualified name."""
     found = {}
     for mod_name in kernel_modules():
         mod = sys.modules[mod_name]
         for attr, value in vars(mod).items():
             fn = jit_function(value) if HAS_TRITON else None
             if fn is not None and isinstance(fn, triton.runtime.JITFunction) and fn.fn.__module__ == mod_name:
-                found[f"{mod_name}.{attr}"] = fn
+                if not is_device_function(fn):
+                    found[f"{mod_name}.{attr}"] = fn
     return found
 
 
