@@ -18,6 +18,7 @@ from .activations import ACTIVATIONS
 from .dense import dense
 from .dropout import dropout
 from .flat_grad import FLAT_GRAD_ATTR, is_flat_grad_leaf, mark_flat_grad
+from .fused_mlp import fused_mlp, fused_mlp_supported
 from .norm import batch_norm, layer_norm, moments
 from .optim import adam_, optimizer_update_, rmsprop_, sgd_
 from .precision import get_float32_matmul_precision, set_float32_matmul_precision
@@ -39,6 +40,8 @@ __all__ = [
     "binary_cross_entropy",
     "dense",
     "dropout",
+    "fused_mlp",
+    "fused_mlp_supported",
     "batch_norm",
     "layer_norm",
     "moments",
