@@ -163,3 +163,18 @@ def test_autotune_lists_configs_without_a_gpu():
     want = [f"{bm}x{bn}x{bk}w{w}s{s}" for bm, bn, bk, w, s in dense.CONFIGS[("fwd", "16", "hopper")]]
     want += [f"{bm}x{bn}x{bk}w{w}s{s}" for bm, bn, bk, w, s in dense.CONFIGS[("fwd", "16", "fallback")]]
     assert listed == want
+
+
+def test_fused_mlp_bench_without_a_gpu_and_its_dry_run():
+    """bench/fused_mlp.py says it needs a GPU and exits 0; --dry-run runs its providers on the CPU (the fused kernels
+    under the interpreter) and prints a row per provider after the network's fused_mlp_supported reason."""
+    pytest.importorskip("triton")
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("with a GPU the script times the providers; this test covers the CPU paths")
+    assert "needs a CUDA GPU" in run("fused_mlp.py")
+    out = run("fused_mlp.py", "--dry-run", "--seed-model", "--providers", "fused,torch", "--dtype", "fp32")
+    assert "64-32-10: fused: 64-32-10 in 1 forward launch" in out
+    rows = re.findall(r"^64-32-10\s+M=37\s+train \| (\S+)", out, re.M)
+    assert rows == ["fused", "torch"]
