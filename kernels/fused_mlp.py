@@ -689,7 +689,7 @@ def _fused_mlp_reduce_kernel(
 ):  # fmt: skip
     # One program per BLOCK columns of the partials: the column-parallel form of the backward's own reduction.
     _reduce_columns(
-        part_ptr, n_slots, tl.program_id(0) * BLOCK,
+        part_ptr, n_slots, tl.program_id(0).to(tl.int64) * BLOCK,
         gw0_ptr, gb0_ptr, gw1_ptr, gb1_ptr, gw2_ptr, gb2_ptr, gw3_ptr, gb3_ptr,
         P, K, N0, N1, N2, N3, NUM_LAYERS, BIAS0, BIAS1, BIAS2, BIAS3, ACCUMULATE, BLOCK,
     )  # fmt: skip
