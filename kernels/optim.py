@@ -4,7 +4,7 @@ The optimizer (``tritonnn/optimizers``) keeps all trainable parameters in one co
 gradients in another, and each state (moments, velocities) in one more, so a step is one kernel over ``n``
 elements, whatever the number of variables. One kernel serves every rule; the rule and its options are constexprs
 (``RULE``, ``CLIP``, ``HAS_WD``, ``HAS_MOMENTUM``, ``NESTEROV``, ``CENTERED``, ``AMSGRAD``), so each configuration
-compiles to straight-line code with no dead loads.
+compiles to straight-line code with no dead loads (``POW_HALF``: Ftrl's default power, square roots).
 
 Update rules: Keras 3's, in the order Keras applies them (``BaseOptimizer._backend_apply_gradients``):
   1. clip the gradient: ``clipvalue`` (element-wise clamp), ``clipnorm`` (each variable's gradient scaled by
@@ -18,6 +18,17 @@ Update rules: Keras 3's, in the order Keras applies them (``BaseOptimizer._backe
      RMSprop  v = rho v + (1 - rho) g^2;  [centered: a = rho a + (1 - rho) g, denom = v - a^2 + eps]
               else denom = v + eps;  inc = lr g / sqrt(denom);  momentum > 0: mo = momentum mo + inc, p -= mo
               else p -= inc
+     Adagrad  a += g^2 (a starts at initial_accumulator_value);  p -= lr g / sqrt(a + eps)
+     Adamax   m += (g - m)(1 - b1);  u = max(b2 u, |g|);  p -= lr m / ((1 - b1^t)(u + eps))
+     Nadam    m += (g - m)(1 - b1);  v += (g^2 - v)(1 - b2);  u_i = b1 (1 - 0.5 * 0.96^i),  P_t = u_1 ... u_t
+              m_hat = u_{t+1} m / (1 - P_t u_{t+1}) + (1 - u_t) g / (1 - P_t);  v_hat = v / (1 - b2^t)
+              p -= lr m_hat / (sqrt(v_hat) + eps);  P_t (Keras' u_product) is a device scalar, advanced each step
+     Lion     p -= lr sign(b1 m + (1 - b1) g);  m = b2 m + (1 - b2) g
+     Adadelta a = rho a + (1 - rho) g^2;  d = -sqrt(s + eps) g / sqrt(a + eps);  s = rho s + (1 - rho) d^2;
+              p += lr d
+     Ftrl     n' = n + g^2 (n starts at initial_accumulator_value), c = -learning_rate_power;
+              z += g + 2 l2_shrinkage p - (n'^c - n^c) / lr p;  q = n'^c / lr + 2 (l2 + beta / (2 lr));
+              p = (clip(z, -l1, l1) - z) / q;  n = n'
 Keras vs PyTorch (both written down because the defaults look alike and are not):
   - Adam: Keras adds epsilon to sqrt(v) *after* folding the bias corrections into the rate (``eps_hat`` of Kingma &
     Ba), PyTorch adds it to sqrt(v_hat) = sqrt(v / (1 - b2^t)); the two agree when eps is 0. Keras' default epsilon
@@ -41,13 +52,16 @@ and a CUDA graph replay of it is exact. :class:`FlatUpdate` (one configuration o
 prepared once) owns them, in one float64 vector on the buffers' device: the learning rate and the step count
 (``FlatUpdate.lr`` and ``FlatUpdate.step``, 0-d views that the optimizer reads and writes). Each call adds 1 to the
 count with a device op and launches the kernel, which reads the rate and the count through a pointer
-(``scalars_ptr``) and computes Adam's bias corrections ``1 - beta^t`` from the count itself (from ``log(beta)``,
-given once: the only scalars passed by value are constants of the configuration). A second pointer,
-``found_inf`` (0-d fp32, optional), masks the whole update when nonzero (dynamic loss scaling's skipped step:
-parameters, states and the count untouched).
+(``scalars_ptr``) and computes the bias corrections ``1 - beta^t`` (Adam, Adamax, Nadam) and Nadam's
+``0.96^t`` from the count itself (from ``log(beta)``, given once: the only scalars passed by value are constants of
+the configuration). Nadam's running product ``u_product`` has no closed form in t: it is a third device scalar
+(``FlatUpdate.u_product``), multiplied by ``u_t`` with device ops before the launch, masked like the count.
+A second pointer, ``found_inf`` (0-d fp32, optional), masks the whole update when nonzero (dynamic loss scaling's
+skipped step: parameters, states, the count and ``u_product`` untouched).
 
 Traffic per parameter (fp32): Adam reads p, g, m, v and writes p, m, v: 28 bytes (amsgrad +8); SGD with momentum
-20, without 12; RMSprop 20 (+8 momentum, +8 centered). Clipping by norm adds one read of g: +4.
+20, without 12; RMSprop 20 (+8 momentum, +8 centered); Adagrad and Lion (p, g, one state) 20; Adamax, Nadam,
+Adadelta and Ftrl (p, g, two states) 28. Clipping by norm adds one read of g: +4.
 """
 
 from __future__ import annotations
@@ -61,8 +75,22 @@ from . import _backend
 from ._aot import AotCase, register_aot
 from ._triton import tl, triton
 
-SGD, ADAM, RMSPROP = 0, 1, 2
-RULES = {"sgd": SGD, "adam": ADAM, "rmsprop": RMSPROP}
+SGD, ADAM, RMSPROP, ADAGRAD, ADAMAX, NADAM, LION, ADADELTA, FTRL = range(9)
+RULES = {
+    "sgd": SGD,
+    "adam": ADAM,
+    "rmsprop": RMSPROP,
+    "adagrad": ADAGRAD,
+    "adamax": ADAMAX,
+    "nadam": NADAM,
+    "lion": LION,
+    "adadelta": ADADELTA,
+    "ftrl": FTRL,
+}
+# Nadam's momentum schedule: u_t = beta_1 (1 - 0.5 * 0.96^t) (Keras' constant decay 0.96).
+NADAM_DECAY = 0.96
+_NADAM_DECAY = tl.constexpr(NADAM_DECAY)  # the kernel's copies
+_LOG_NADAM_DECAY = tl.constexpr(math.log(NADAM_DECAY))
 CLIP_NONE, CLIP_VALUE, CLIP_NORM, CLIP_GLOBAL = 0, 1, 2, 3
 CLIP_MODES = {None: CLIP_NONE, "value": CLIP_VALUE, "norm": CLIP_NORM, "global": CLIP_GLOBAL}
 
@@ -126,7 +154,8 @@ class GradClip:
 
 # ----------------------------------------------------------------------------------------------------------------
 # Reference: Keras' rules over flat buffers in plain torch. The written-down spec, and the torch path wherever
-# no fused torch kernel is exact (RMSprop; any rule on a non-CPU tensor): see FlatUpdate's torch path below.
+# no fused torch kernel is exact (RMSprop, Adagrad, Adamax, Nadam, Lion, Adadelta, Ftrl; any rule on a non-CPU
+# tensor): see FlatUpdate's torch path below.
 # The learning rate and the step may be host numbers or 0-d device tensors; with tensors every op stays on the
 # device (no host read, no host-to-device copy), so that the torch path is capturable too.
 # ----------------------------------------------------------------------------------------------------------------
@@ -154,6 +183,22 @@ def adam_rate(lr, step, beta_1: float, beta_2: float):
     return lr * math.sqrt(1.0 - beta_2**step) / (1.0 - beta_1**step)
 
 
+def _power(base: float, step):
+    """``base ** step`` for an int step (a float) or a 0-d step tensor (float64, on its device, no host read)."""
+    if isinstance(step, torch.Tensor):
+        return torch.pow(base, step.to(torch.float64))
+    return base**step
+
+
+def nadam_u_product(beta_1: float, step: int) -> float:
+    """Keras' Nadam ``u_product`` after ``step`` steps: the product of ``beta_1 (1 - 0.5 * 0.96^i)``, i = 1..step
+    (1 before the first step), in float64 on the host."""
+    out = 1.0
+    for i in range(1, step + 1):
+        out *= beta_1 * (1.0 - 0.5 * NADAM_DECAY**i)
+    return out
+
+
 @torch.no_grad()
 def optimizer_reference_(
     rule: str,
@@ -167,6 +212,9 @@ def optimizer_reference_(
     step: int | torch.Tensor = 1,
     h1: float = 0.0,
     h2: float = 0.0,
+    h3: float = 0.0,
+    h4: float = 0.0,
+    h5: float = 0.0,
     epsilon: float = 1e-7,
     weight_decay: float | None = None,
     nesterov: bool = False,
@@ -174,11 +222,27 @@ def optimizer_reference_(
     amsgrad: bool = False,
     clip: GradClip | None = None,
     n_valid: int | None = None,
+    u_product: float | torch.Tensor | None = None,
 ) -> None:
-    """One Keras update of ``param`` in place. ``h1, h2``: SGD (momentum, -); Adam (beta_1, beta_2);
-    RMSprop (rho, momentum). States: SGD s1 = momentum; Adam s1 = m, s2 = v, s3 = v_hat;
-    RMSprop s1 = velocity, s2 = momentum, s3 = average gradient. ``lr`` (float or 0-d tensor) and ``step`` (the
-    1-based step, int or 0-d tensor) may live on the device."""
+    """One Keras update of ``param`` in place. The hyperparameters ``h1 ... h5`` and the states by rule:
+
+    ========  =====================================================  ===========================================
+    rule      h1, h2 (h3, h4, h5)                                    s1, s2, s3
+    ========  =====================================================  ===========================================
+    sgd       momentum                                               momentum
+    adam      beta_1, beta_2                                         m, v, v_hat (amsgrad)
+    rmsprop   rho, momentum                                          velocity, momentum, average gradient
+    adagrad   -                                                      accumulator
+    adamax    beta_1, beta_2                                         m, u (the infinity norm)
+    nadam     beta_1, beta_2                                         m, v
+    lion      beta_1, beta_2                                         m
+    adadelta  rho                                                    accumulated grad, accumulated delta
+    ftrl      learning_rate_power, l1, l2, l2_shrinkage, beta        accumulator, linear
+    ========  =====================================================  ===========================================
+
+    ``lr`` (float or 0-d tensor) and ``step`` (the 1-based step, int or 0-d tensor) may live on the device.
+    ``u_product`` (Nadam): Keras' ``u_product`` at this step, the product of ``u_i = beta_1 (1 - 0.5 * 0.96^i)``
+    for i = 1 ... step (a float or a 0-d tensor); default: computed on the host from an int ``step``."""
     g = _clip_reference(grad, clip)
 
     def guard(den: torch.Tensor) -> torch.Tensor:  # padding past n_valid never divides 0 by 0
@@ -216,6 +280,39 @@ def optimizer_reference_(
             param.sub_(s2)
         else:
             param.sub_(inc)
+    elif rule == "adagrad":
+        s1.add_(g * g)
+        param.sub_(lr * g / guard((s1 + epsilon).sqrt()))
+    elif rule == "adamax":
+        s1.add_((g - s1) * (1.0 - h1))
+        torch.maximum(s2 * h2, g.abs(), out=s2)
+        param.sub_(lr * s1 / guard((s2 + epsilon) * (1.0 - _power(h1, step))))
+    elif rule == "nadam":
+        u_t = h1 * (1.0 - 0.5 * _power(NADAM_DECAY, step))
+        u_next = h1 * (1.0 - 0.5 * _power(NADAM_DECAY, step + 1))
+        if u_product is None:
+            u_product = nadam_u_product(h1, step)
+        s1.add_((g - s1) * (1.0 - h1))
+        s2.add_((g * g - s2) * (1.0 - h2))
+        m_hat = s1 * (u_next / (1.0 - u_product * u_next)) + g * ((1.0 - u_t) / (1.0 - u_product))
+        v_hat = s2 / (1.0 - _power(h2, step))
+        param.sub_(m_hat * lr / guard(v_hat.sqrt() + epsilon))
+    elif rule == "lion":
+        param.sub_(lr * torch.sign(s1 * h1 + g * (1.0 - h1)))
+        s1.mul_(h2).add_(g * (1.0 - h2))
+    elif rule == "adadelta":
+        s1.mul_(h1).add_(g * g * (1.0 - h1))
+        delta = -((s2 + epsilon).sqrt() * g) / guard((s1 + epsilon).sqrt())
+        s2.mul_(h1).add_(delta * delta * (1.0 - h1))
+        param.add_(lr * delta)
+    elif rule == "ftrl":
+        power, l1, l2, l2_shrinkage, beta = -h1, h2, h3, h4, h5
+        grad_to_use = g + 2.0 * l2_shrinkage * param
+        new_accum = s1 + g * g
+        s2.add_(grad_to_use - (new_accum.pow(power) - s1.pow(power)) / lr * param)
+        quadratic = new_accum.pow(power) / lr + 2.0 * (l2 + beta / (2.0 * lr))
+        param.copy_((s2.clamp(-l1, l1) - s2) / guard(quadratic))
+        s1.copy_(new_accum)
     else:
         raise ValueError(f"Unknown rule {rule!r}; expected one of {sorted(RULES)}")
 
@@ -240,6 +337,7 @@ def optimizer_reference_(
 #   clipping: the clipped gradient is computed by _clip_reference (a temporary; the gradient buffer is never
 #            written) and fed to the update.
 #   RMSprop  torch puts epsilon outside the square root, Keras inside: no exact fused equivalent, the reference runs.
+#   the rest Adagrad, Adamax, Nadam, Lion, Adadelta, Ftrl: torch has no fused CPU op for them; the reference runs.
 # The fused op is probed at import against the reference on a few elements; a torch without it (or whose op
 # disagrees) keeps the reference path. The zero padding past n_valid stays zero (a zero gradient and zero states
 # give a zero update), as under the reference; with epsilon = 0 the update runs on the first n_valid elements only,
@@ -297,38 +395,61 @@ def _optim_sqnorm_kernel(
 
 
 @triton.jit
+def _one_minus_exp(y):
+    """1 - exp(y) for y = t log(beta) <= 0 (a bias correction 1 - beta^t), accurate near y = 0: there 1 - exp(y)
+    would lose the digits (t = 1, beta = 0.999: 6e-5 relative in fp32), so it is the series
+    -y (1 + y/2 (1 + y/3 (...))) to y^6 (relative error < 2e-9 for |y| < 1/4); beyond, 1 - exp(y) >= 0.22 is
+    accurate to 3e-7. y = -inf (beta = 0) gives 1."""
+    z = tl.maximum(y, -0.25)
+    e = -z * (1.0 + z / 2 * (1.0 + z / 3 * (1.0 + z / 4 * (1.0 + z / 5 * (1.0 + z / 6 * (1.0 + z / 7))))))
+    return tl.where(y > -0.25, e, 1.0 - tl.exp(y))
+
+
+@triton.jit
+def _pow_nonneg(x, a):
+    """x^a for x >= 0 and a >= 0 (Ftrl's accumulator powers), as torch.pow: 0^0 = 1, 0^a = 0 for a > 0."""
+    return tl.where(x > 0, tl.exp(a * tl.log(tl.maximum(x, 1e-30))), tl.where(a > 0, 0.0, 1.0))
+
+
+@triton.jit
 def _optim_fwd_kernel(
     # buffers, all fp32 [n], updated in place
     param_ptr,
     grad_ptr,  # read only: clipping never writes the gradient back
-    s1_ptr,  # SGD momentum | Adam m | RMSprop velocity
-    s2_ptr,  # Adam v | RMSprop momentum
+    s1_ptr,  # SGD momentum | Adam, Adamax, Nadam, Lion m | RMSprop velocity | Adagrad, Ftrl accumulator |
+    # Adadelta accumulated grad
+    s2_ptr,  # Adam, Nadam v | RMSprop momentum | Adamax u | Adadelta accumulated delta | Ftrl linear
     s3_ptr,  # Adam v_hat (amsgrad) | RMSprop average gradient (centered)
     # clipping by norm: sums of squares on the device, and the chunk table for per-variable norms
     sqnorm_ptr,  # *fp32 [n_segments]
     start_ptr,  # *i64 [n_chunks + 1] (SEGMENTED)
     seg_ptr,  # *i32 [n_chunks] (SEGMENTED)
     # the step's scalars, on the device (so that a CUDA graph replay reads this step's values)
-    scalars_ptr,  # *fp64 [6] FlatUpdate's: beta_1, beta_2, lr (weight decay uses it as is), t (1-based), t, 1
+    scalars_ptr,  # *fp64 [7] FlatUpdate's: beta_1, beta_2, lr (weight decay uses it as is), t (1-based), t, 1,
+    # Nadam's u_product through step t
     found_inf_ptr,  # *fp32 [] nonzero: skip the whole update (HAS_FOUND_INF)
     n,  # elements updated (the optimizer pads its buffers to a multiple of 16: see ALIGNED)
     n_valid,  # elements that are real parameters; the padding beyond never divides 0 by 0
     # constants of the configuration
     wd,
-    h1,  # SGD momentum | Adam beta_1 | RMSprop rho
-    h2,  # Adam beta_2 | RMSprop momentum
-    log_h1,  # Adam: log(beta_1) (-inf for 0), from the host in float64
-    log_h2,  # Adam: log(beta_2)
+    h1,  # SGD momentum | Adam, Adamax, Nadam, Lion beta_1 | RMSprop, Adadelta rho | Ftrl -learning_rate_power
+    h2,  # Adam, Adamax, Nadam, Lion beta_2 | RMSprop momentum | Ftrl l1
+    log_h1,  # Adam, Adamax: log(beta_1) (-inf for 0), from the host in float64
+    log_h2,  # Adam, Nadam: log(beta_2)
+    h3,  # Ftrl: 2 l2
+    h4,  # Ftrl: beta
+    h5,  # Ftrl: 2 l2_shrinkage
     epsilon,
     clip,
     # block information
-    RULE: tl.constexpr,  # 0 SGD, 1 Adam, 2 RMSprop
+    RULE: tl.constexpr,  # 0 SGD, 1 Adam, 2 RMSprop, 3 Adagrad, 4 Adamax, 5 Nadam, 6 Lion, 7 Adadelta, 8 Ftrl
     CLIP: tl.constexpr,  # 0 none, 1 clipvalue, 2 clipnorm (per variable), 3 global_clipnorm
     HAS_WD: tl.constexpr,
     HAS_MOMENTUM: tl.constexpr,
     NESTEROV: tl.constexpr,
     CENTERED: tl.constexpr,
     AMSGRAD: tl.constexpr,
+    POW_HALF: tl.constexpr,  # Ftrl with learning_rate_power -0.5: the powers are square roots
     HAS_S1: tl.constexpr,
     HAS_S2: tl.constexpr,
     HAS_S3: tl.constexpr,
@@ -339,23 +460,30 @@ def _optim_fwd_kernel(
 ):
     pid = tl.program_id(0)
     lr = tl.load(scalars_ptr + 2).to(tl.float32)
-    if RULE == 1:
-        # Adam: step_size = lr sqrt(1 - b2^t) / (1 - b1^t), with 1 - b^t = 1 - exp(y), y = t log(b) <= 0. Near
-        # y = 0 the difference 1 - exp(y) would lose the digits (t = 1, b2 = 0.999: 6e-5 relative in fp32), so
-        # there it is the series -y (1 + y/2 (1 + y/3 (...))) to y^6 (relative error < 2e-9 for |y| < 1/4);
-        # beyond, 1 - exp(y) >= 0.22 is accurate to 3e-7. t >= 1 (a skipped step at t = 0 computes, unused).
+    # The step's scalars, once per program. The bias corrections 1 - b^t come from t and log(b) (_one_minus_exp);
+    # t >= 1 (a skipped step at t = 0 computes, unused).
+    step_size = lr
+    c_m = 0.0
+    c_g = 0.0
+    inv_bc2 = 1.0
+    if RULE == 1:  # Adam: step_size = lr sqrt(1 - b2^t) / (1 - b1^t)
         t = tl.maximum(tl.load(scalars_ptr + 3).to(tl.float32), 1.0)
-        y1 = t * log_h1
-        y2 = t * log_h2
-        z1 = tl.maximum(y1, -0.25)
-        z2 = tl.maximum(y2, -0.25)
-        e1 = -z1 * (1.0 + z1 / 2 * (1.0 + z1 / 3 * (1.0 + z1 / 4 * (1.0 + z1 / 5 * (1.0 + z1 / 6 * (1.0 + z1 / 7))))))
-        e2 = -z2 * (1.0 + z2 / 2 * (1.0 + z2 / 3 * (1.0 + z2 / 4 * (1.0 + z2 / 5 * (1.0 + z2 / 6 * (1.0 + z2 / 7))))))
-        bc1 = tl.where(y1 > -0.25, e1, 1.0 - tl.exp(y1))
-        bc2 = tl.where(y2 > -0.25, e2, 1.0 - tl.exp(y2))
-        step_size = lr * tl.sqrt(bc2) / bc1
-    else:
-        step_size = lr
+        step_size = lr * tl.sqrt(_one_minus_exp(t * log_h2)) / _one_minus_exp(t * log_h1)
+    if RULE == 4:  # Adamax: step_size = lr / (1 - b1^t)
+        t = tl.maximum(tl.load(scalars_ptr + 3).to(tl.float32), 1.0)
+        step_size = lr / _one_minus_exp(t * log_h1)
+    if RULE == 5:
+        # Nadam: m_hat = c_m m + c_g g, c_m = u_{t+1} / (1 - u_prod_t u_{t+1}), c_g = (1 - u_t) / (1 - u_prod_t),
+        # u_t = b1 (1 - 0.5 * 0.96^t); u_prod_t (through this step) is on the device, advanced by FlatUpdate.
+        t = tl.maximum(tl.load(scalars_ptr + 3).to(tl.float32), 1.0)
+        decay_t = tl.exp(t * _LOG_NADAM_DECAY)
+        u_t = h1 * (1.0 - 0.5 * decay_t)
+        u_next = h1 * (1.0 - 0.5 * (decay_t * _NADAM_DECAY))
+        u_prod = tl.load(scalars_ptr + 6).to(tl.float32)
+        c_m = u_next / (1.0 - u_prod * u_next)
+        den_g = 1.0 - u_prod  # 0 only on a skip before the first step (u_prod = 1), whose result is unused
+        c_g = (1.0 - u_t) / tl.where(den_g > 0, den_g, 1.0)
+        inv_bc2 = 1.0 / _one_minus_exp(t * log_h2)
     if SEGMENTED:
         # Per-variable clipnorm: this chunk lies inside one variable, whose sum of squares is sqnorm_ptr[seg].
         start = tl.load(start_ptr + pid)
@@ -440,7 +568,7 @@ def _optim_fwd_kernel(
             else:
                 den = tl.sqrt(s2) + epsilon
             p = p - step_size * s1 / tl.where(real, den, 1.0)
-        else:  # RMSprop: epsilon inside the square root
+        elif RULE == 2:  # RMSprop: epsilon inside the square root
             s1 = h1 * s1 + (1.0 - h1) * g * g
             if CENTERED:
                 s3 = h1 * s3 + (1.0 - h1) * g
@@ -453,6 +581,39 @@ def _optim_fwd_kernel(
                 p = p - s2
             else:
                 p = p - inc
+        elif RULE == 3:  # Adagrad: epsilon inside the square root
+            s1 = s1 + g * g
+            p = p - step_size * g / tl.where(real, tl.sqrt(s1 + epsilon), 1.0)
+        elif RULE == 4:  # Adamax: u = max(b2 u, |g|), epsilon added to u
+            s1 = s1 + (g - s1) * (1.0 - h1)
+            s2 = tl.maximum(h2 * s2, tl.abs(g))
+            p = p - step_size * s1 / tl.where(real, s2 + epsilon, 1.0)
+        elif RULE == 5:  # Nadam: epsilon added to sqrt(v / (1 - b2^t))
+            s1 = s1 + (g - s1) * (1.0 - h1)
+            s2 = s2 + (g * g - s2) * (1.0 - h2)
+            den = tl.sqrt(s2 * inv_bc2) + epsilon
+            p = p - step_size * (c_m * s1 + c_g * g) / tl.where(real, den, 1.0)
+        elif RULE == 6:  # Lion: the sign of the interpolation (sign(0) = 0, a NaN stays NaN), then m
+            c = h1 * s1 + (1.0 - h1) * g
+            p = p - step_size * tl.where(c > 0, 1.0, tl.where(c < 0, -1.0, c))
+            s1 = h2 * s1 + (1.0 - h2) * g
+        elif RULE == 7:  # Adadelta: delta = -sqrt(s2 + eps) g / sqrt(s1 + eps); p += lr delta
+            s1 = h1 * s1 + (1.0 - h1) * g * g
+            delta = -(tl.sqrt(s2 + epsilon) * g) / tl.where(real, tl.sqrt(s1 + epsilon), 1.0)
+            s2 = h1 * s2 + (1.0 - h1) * delta * delta
+            p = p + step_size * delta
+        else:  # Ftrl: h1 = -learning_rate_power, h2 = l1, h3 = 2 l2, h4 = beta, h5 = 2 l2_shrinkage
+            new_accum = s1 + g * g
+            if POW_HALF:
+                pow_new = tl.sqrt(new_accum)
+                pow_old = tl.sqrt(s1)
+            else:
+                pow_new = _pow_nonneg(new_accum, h1)
+                pow_old = _pow_nonneg(s1, h1)
+            s2 = s2 + (g + h5 * p) - (pow_new - pow_old) / step_size * p
+            quadratic = pow_new / step_size + (h3 + h4 / step_size)
+            p = (tl.minimum(tl.maximum(s2, -h2), h2) - s2) / tl.where(real, quadratic, 1.0)
+            s1 = new_accum
         tl.store(p_ptrs, p, mask=mask)
         if HAS_S1:
             tl.store(a_ptrs, s1, mask=mask)
@@ -468,7 +629,11 @@ def _flags(rule: int, *, momentum: bool = False, centered: bool = False, amsgrad
         return momentum, False, False
     if rule == ADAM:
         return True, True, amsgrad
-    return True, momentum, centered
+    if rule == RMSPROP:
+        return True, momentum, centered
+    if rule in (ADAGRAD, LION):
+        return True, False, False
+    return True, True, False  # Adamax, Nadam, Adadelta, Ftrl
 
 
 _OPTIM_SIG = {
@@ -484,12 +649,12 @@ _OPTIM_SIG = {
     "found_inf_ptr": "*fp32",
     "n": "i64",
     "n_valid": "i64",
-    **{k: "fp32" for k in ("wd", "h1", "h2", "log_h1", "log_h2", "epsilon", "clip")},
+    **{k: "fp32" for k in ("wd", "h1", "h2", "log_h1", "log_h2", "h3", "h4", "h5", "epsilon", "clip")},
     **{
         k: "constexpr"
         for k in (
-            "RULE CLIP HAS_WD HAS_MOMENTUM NESTEROV CENTERED AMSGRAD HAS_S1 HAS_S2 HAS_S3 HAS_FOUND_INF SEGMENTED "
-            "ALIGNED BLOCK"
+            "RULE CLIP HAS_WD HAS_MOMENTUM NESTEROV CENTERED AMSGRAD POW_HALF HAS_S1 HAS_S2 HAS_S3 HAS_FOUND_INF "
+            "SEGMENTED ALIGNED BLOCK"
         ).split()
     },
 }
@@ -510,6 +675,7 @@ def _optim_case(name: str, rule: int, clip: int = 0, **kw) -> AotCase:
             "NESTEROV": kw.get("nesterov", False),
             "CENTERED": centered,
             "AMSGRAD": amsgrad,
+            "POW_HALF": kw.get("pow_half", False),
             "HAS_S1": s1,
             "HAS_S2": s2,
             "HAS_S3": s3,
@@ -543,6 +709,21 @@ register_aot(
     _optim_case("adamw,unaligned,found_inf", ADAM, wd=True, aligned=False, found_inf=True),
     _optim_case("sgd,momentum,clipnorm,found_inf", SGD, CLIP_NORM, momentum=True, found_inf=True),
     _optim_case("rmsprop,momentum,found_inf", RMSPROP, momentum=True, found_inf=True),
+    _optim_case("adagrad", ADAGRAD),
+    _optim_case("adagrad,unaligned,clipvalue,found_inf", ADAGRAD, CLIP_VALUE, aligned=False, found_inf=True),
+    _optim_case("adamax", ADAMAX),
+    _optim_case("adamax,clipnorm,wd", ADAMAX, CLIP_NORM, wd=True),
+    _optim_case("nadam", NADAM),
+    _optim_case(
+        "nadam,unaligned,global_clipnorm,wd,found_inf", NADAM, CLIP_GLOBAL, wd=True, aligned=False, found_inf=True
+    ),  # fmt: skip
+    _optim_case("lion", LION),
+    _optim_case("lion,clipnorm,wd,found_inf", LION, CLIP_NORM, wd=True, found_inf=True),
+    _optim_case("adadelta", ADADELTA),
+    _optim_case("adadelta,unaligned,global_clipnorm,found_inf", ADADELTA, CLIP_GLOBAL, aligned=False, found_inf=True),
+    _optim_case("ftrl", FTRL, pow_half=True),
+    _optim_case("ftrl,power,unaligned,wd,found_inf", FTRL, wd=True, aligned=False, found_inf=True),
+    _optim_case("ftrl,clipnorm", FTRL, CLIP_NORM, pow_half=True),
     AotCase(
         name="optim_sqnorm[fp32]",
         kernel=_optim_sqnorm_kernel,
@@ -567,6 +748,12 @@ _STATE_NAMES = {
     "sgd": ("momentum_buffer", "unused_s2", "unused_s3"),
     "adam": ("m", "v", "v_hat"),
     "rmsprop": ("velocity", "momentum_buffer", "average_grad"),
+    "adagrad": ("accumulator", "unused_s2", "unused_s3"),
+    "adamax": ("m", "u", "unused_s3"),
+    "nadam": ("m", "v", "unused_s3"),
+    "lion": ("m", "unused_s2", "unused_s3"),
+    "adadelta": ("accumulated_grad", "accumulated_delta_var", "unused_s3"),
+    "ftrl": ("accumulator", "linear", "unused_s3"),
 }
 
 
@@ -618,13 +805,15 @@ class FlatUpdate:
     The step's scalars live on the buffers' device, in one float64 vector: ``update.lr`` (the rate of the next
     step, to be written in place: ``fill_`` from the host between steps, ``copy_`` from device ops such as a
     schedule's) and ``update.step`` (steps taken so far: Keras' ``iterations``; set with :meth:`set_step`) are 0-d
-    views of it. A call
+    views of it, and so is ``update.u_product`` (Nadam's running product of ``u_i = beta_1 (1 - 0.5 * 0.96^i)``
+    over the steps taken: Keras' ``u_product`` variable; 1 for the other rules). A call
     ``update(found_inf=None)`` adds 1 to ``step`` and updates the buffers at ``t = step`` with the rate ``lr``: one
-    kernel launch (plus one reduction pass when clipping by norm) and one small device op for the count.
-    ``found_inf`` (0-d float32 on the device, optional) skips the step when nonzero: the buffers and ``step`` stay
-    as they were. A call reads nothing else that could change between steps (the constants of the rule are fixed
-    here), does not sync with the host and copies nothing to the device, so a CUDA graph that captured one call
-    replays every later step exactly. The optimizer (``tritonnn/optimizers``) makes one at ``build``.
+    kernel launch (plus one reduction pass when clipping by norm) and one small device op for the count (Nadam:
+    a few more, multiplying ``u_product`` by ``u_t`` on the device).
+    ``found_inf`` (0-d float32 on the device, optional) skips the step when nonzero: the buffers, ``step`` and
+    ``u_product`` stay as they were. A call reads nothing else that could change between steps (the constants of
+    the rule are fixed here), does not sync with the host and copies nothing to the device, so a CUDA graph that
+    captured one call replays every later step exactly. The optimizer (``tritonnn/optimizers``) makes one at ``build``.
 
     Arguments as :func:`optimizer_reference_`; ``lr`` and ``iterations`` start the scalars; ``op`` names the
     operation in error messages.
@@ -641,6 +830,9 @@ class FlatUpdate:
         *,
         h1: float = 0.0,
         h2: float = 0.0,
+        h3: float = 0.0,
+        h4: float = 0.0,
+        h5: float = 0.0,
         epsilon: float = 1e-7,
         weight_decay: float | None = None,
         nesterov: bool = False,
@@ -650,6 +842,7 @@ class FlatUpdate:
         n_valid: int | None = None,
         lr: float = 0.0,
         iterations: int = 0,
+        u_product: float = 1.0,
         op: str | None = None,
     ):
         if rule not in RULES:
@@ -672,6 +865,7 @@ class FlatUpdate:
         self.param, self.grad = param, grad
         self.states = tuple(buf if needed else None for buf, needed in zip((s1, s2, s3), need, strict=True))
         self.h1, self.h2, self.epsilon = float(h1), float(h2), float(epsilon)
+        self.h3, self.h4, self.h5 = float(h3), float(h4), float(h5)
         self.weight_decay = float(weight_decay) if weight_decay else None
         self.momentum = momentum
         self.nesterov = bool(nesterov and momentum)
@@ -681,15 +875,18 @@ class FlatUpdate:
         self.n = n = param.numel()
         self.n_valid = n if n_valid is None else int(n_valid)
         adam = r == ADAM
-        # The scalars, lanes [beta_1, beta_2, lr | t, t, 1]: the torch path's Adam rate is computed from the two
-        # halves lane by lane (_adam_rate); each call adds _count = [0, 0, 0 | 1, 1, 0].
+        # The scalars, lanes [beta_1, beta_2, lr | t, t, 1 | u_product]: the torch path's Adam rate is computed from
+        # the first two triples lane by lane (_adam_rate); each call adds _count = [0, 0, 0 | 1, 1, 0 | 0].
         b1, b2 = (self.h1, self.h2) if adam else (0.0, 0.0)
         f64 = dict(dtype=torch.float64, device=self.device)
-        self.scalars = torch.tensor([b1, b2, float(lr), float(iterations), float(iterations), 1.0], **f64)
-        self.lr, self.step = self.scalars[2], self.scalars[3]
+        self.scalars = torch.tensor(
+            [b1, b2, float(lr), float(iterations), float(iterations), 1.0, float(u_product)], **f64
+        )
+        self.lr, self.step, self.u_product = self.scalars[2], self.scalars[3], self.scalars[6]
         self._steps = self.scalars[3:5]  # t in both exponent lanes
-        self._bases, self._exponents = self.scalars[:3], self.scalars[3:]  # views made once (~1 us each)
-        self._count = torch.tensor([0.0, 0.0, 0.0, 1.0, 1.0, 0.0], **f64)
+        self._bases, self._exponents = self.scalars[:3], self.scalars[3:6]  # views made once (~1 us each)
+        self._count = torch.tensor([0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0], **f64)
+        self._nadam = r == NADAM
         # The Triton launch, fixed: grid, alignment, the reduction buffer of clipping by norm, the constants.
         mode = CLIP_MODES[None if clip is None else clip.mode]
         segmented = mode == CLIP_NORM
@@ -700,14 +897,19 @@ class FlatUpdate:
         if mode in (CLIP_NORM, CLIP_GLOBAL):
             self._sqnorm = torch.zeros(clip.segments.n_segments, dtype=torch.float32, device=self.device)
         self._tables = (clip.segments.start, clip.segments.seg) if segmented else (param, param)
+        k1, k2, k3, k4, k5 = self.h1, self.h2, 0.0, 0.0, 0.0
+        if r == FTRL:  # the kernel's constants: -learning_rate_power, l1, 2 l2, beta, 2 l2_shrinkage
+            k1, k2, k3, k4, k5 = -self.h1, self.h2, 2.0 * self.h3, self.h5, 2.0 * self.h4
         self._consts = (
-            float(weight_decay or 0.0), self.h1, self.h2, _log_beta(self.h1) if adam else 0.0,
-            _log_beta(self.h2) if adam else 0.0, self.epsilon, float(clip.value if clip is not None else 0.0),
+            float(weight_decay or 0.0), k1, k2, _log_beta(self.h1) if r in (ADAM, ADAMAX) else 0.0,
+            _log_beta(self.h2) if r in (ADAM, NADAM) else 0.0, k3, k4, k5, self.epsilon,
+            float(clip.value if clip is not None else 0.0),
         )  # fmt: skip
         self._meta = dict(
             RULE=r, CLIP=mode, HAS_WD=bool(weight_decay), HAS_MOMENTUM=momentum, NESTEROV=self.nesterov,
-            CENTERED=self.centered, AMSGRAD=self.amsgrad, HAS_S1=need[0], HAS_S2=need[1], HAS_S3=need[2],
-            SEGMENTED=segmented, ALIGNED=aligned, BLOCK=_BLOCK, num_warps=_num_warps(aligned, segmented), num_stages=1,
+            CENTERED=self.centered, AMSGRAD=self.amsgrad, POW_HALF=r == FTRL and self.h1 == -0.5, HAS_S1=need[0],
+            HAS_S2=need[1], HAS_S3=need[2], SEGMENTED=segmented, ALIGNED=aligned, BLOCK=_BLOCK,
+            num_warps=_num_warps(aligned, segmented), num_stages=1,
         )  # fmt: skip
         # The torch path's fused CPU Adam: the constants and buffers of its rate, and the state step inf (see above).
         self._fused = None
@@ -753,6 +955,11 @@ class FlatUpdate:
         else:
             _check_scalar(self.op, "found_inf", found_inf, self.device, torch.float32)
             self.scalars.add_(self._count * (found_inf == 0))
+        if self._nadam:  # u_product *= u_t = beta_1 (1 - 0.5 * 0.96^t), at the new t, on the device
+            u_t = torch.pow(NADAM_DECAY, self.step).mul_(-0.5).add_(1.0).mul_(self.h1)
+            if found_inf is not None:
+                u_t = torch.where(found_inf == 0, u_t, 1.0)
+            self.u_product.mul_(u_t)
         if self.n == 0:
             return
         if triton_path:
@@ -793,11 +1000,12 @@ class FlatUpdate:
         """The torch path on ``p`` and ``states`` (the buffers, or copies of them): see the notes above."""
         s1, s2, s3 = states
         lr = self.lr
-        if self.rule == "rmsprop" or (self.rule == "adam" and self._fused is None):
+        if self.rule not in ("sgd", "adam") or (self.rule == "adam" and self._fused is None):
             optimizer_reference_(
-                self.rule, p, self.grad, s1, s2, s3, lr=lr, step=self.step, h1=self.h1, h2=self.h2,
-                epsilon=self.epsilon, weight_decay=self.weight_decay, nesterov=self.nesterov, centered=self.centered,
-                amsgrad=self.amsgrad, clip=self.clip, n_valid=self.n_valid,
+                self.rule, p, self.grad, s1, s2, s3, lr=lr, step=self.step, h1=self.h1, h2=self.h2, h3=self.h3,
+                h4=self.h4, h5=self.h5, epsilon=self.epsilon, weight_decay=self.weight_decay, nesterov=self.nesterov,
+                centered=self.centered, amsgrad=self.amsgrad, clip=self.clip, n_valid=self.n_valid,
+                u_product=self.u_product,
             )  # fmt: skip
             return
         g = self.grad if self.clip is None else _clip_reference(self.grad, self.clip)
@@ -829,6 +1037,9 @@ def optimizer_update_(
     step: int | torch.Tensor = 1,
     h1: float = 0.0,
     h2: float = 0.0,
+    h3: float = 0.0,
+    h4: float = 0.0,
+    h5: float = 0.0,
     epsilon: float = 1e-7,
     weight_decay: float | None = None,
     nesterov: bool = False,
@@ -837,17 +1048,21 @@ def optimizer_update_(
     clip: GradClip | None = None,
     n_valid: int | None = None,
     found_inf: torch.Tensor | None = None,
+    u_product: float | torch.Tensor | None = None,
 ) -> None:
     """One Keras update of the flat buffers in place: one launch (plus one reduction pass when clipping by norm).
 
     On the torch backend with CPU tensors, Adam/AdamW (amsgrad included) runs torch's fused CPU Adam with Keras'
-    semantics mapped onto it, SGD in-place ops, RMSprop the reference (see the notes above :class:`FlatUpdate`).
+    semantics mapped onto it, SGD in-place ops, the other rules the reference (see the notes above
+    :class:`FlatUpdate`).
 
     Arguments as :func:`optimizer_reference_`; ``step`` is the 1-based step (Adam's bias correction). ``lr`` and
     ``step`` may be 0-d tensors on the buffers' device. ``found_inf``: see :class:`FlatUpdate`. ``n_valid``: the
     first ``n_valid`` elements are parameters, the rest zero padding (the optimizer pads its buffers to a multiple
-    of 16 elements so that the kernel's loads vectorise); default: all. This prepares a :class:`FlatUpdate` for one
-    call; a training loop keeps one instead.
+    of 16 elements so that the kernel's loads vectorise); default: all. ``u_product`` (Nadam): Keras' ``u_product``
+    *before* this step (the product through step - 1; a float or a 0-d tensor on the device); default: computed
+    on the host from an int ``step``. This prepares a :class:`FlatUpdate` for one call; a training loop keeps one
+    instead.
     """
     op = f"{rule}_"
     if rule not in RULES:
@@ -862,14 +1077,24 @@ def optimizer_update_(
         raise ValueError(f"{op}: expected lr a float or a 0-d tensor. Received: lr={lr!r}")
     host_lr = 0.0 if isinstance(lr, torch.Tensor) else float(lr)
     host_done = 0 if isinstance(step, torch.Tensor) else step - 1
+    if rule == "nadam" and u_product is None:
+        if isinstance(step, torch.Tensor):
+            raise ValueError(f"{op}: a step tensor needs u_product (the product before this step) on the device")
+        u_product = nadam_u_product(float(h1), host_done)
+    if isinstance(u_product, torch.Tensor):
+        _check_scalar(op, "u_product", u_product, param.device)
     update = FlatUpdate(
-        rule, param, grad, s1, s2, s3, h1=h1, h2=h2, epsilon=epsilon, weight_decay=weight_decay, nesterov=nesterov,
-        centered=centered, amsgrad=amsgrad, clip=clip, n_valid=n_valid, lr=host_lr, iterations=host_done, op=op,
+        rule, param, grad, s1, s2, s3, h1=h1, h2=h2, h3=h3, h4=h4, h5=h5, epsilon=epsilon, weight_decay=weight_decay,
+        nesterov=nesterov, centered=centered, amsgrad=amsgrad, clip=clip, n_valid=n_valid, lr=host_lr,
+        iterations=host_done, op=op,
+        u_product=1.0 if u_product is None or isinstance(u_product, torch.Tensor) else float(u_product),
     )  # fmt: skip
     if isinstance(lr, torch.Tensor):
         update.lr.copy_(lr)
     if isinstance(step, torch.Tensor):
         update.set_step(step - 1)
+    if isinstance(u_product, torch.Tensor):
+        update.u_product.copy_(u_product)
     update(found_inf)
 
 

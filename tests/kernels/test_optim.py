@@ -33,6 +33,8 @@ def keras_step_f64(rule, params, grads, state, *, lr, step, cfg):
             norm = math.sqrt(sum(float((g * g).sum()) for g in grads))
             grads = [g * (c * min(1.0 / norm, 1.0 / c)) for g in grads]
     wd = cfg.get("weight_decay")
+    if rule == "nadam":  # Keras' u_product: advanced once per step, before the variables are updated
+        state["u_product"] = state.get("u_product", 1.0) * cfg["beta_1"] * (1.0 - 0.5 * 0.96**step)
     for i, (p, g) in enumerate(zip(params, grads, strict=True)):
         if wd:
             p -= p * wd * lr
@@ -57,6 +59,54 @@ def keras_step_f64(rule, params, grads, state, *, lr, step, cfg):
                 p -= m * alpha / (vh.sqrt() + eps)
             else:
                 p -= m * alpha / (v.sqrt() + eps)
+        elif rule == "adagrad":
+            eps = cfg["epsilon"]
+            acc = state.setdefault(("acc", i), torch.full_like(p, cfg["initial_accumulator_value"]))
+            acc += g * g
+            p -= lr * g / (acc + eps).sqrt()
+        elif rule == "adamax":
+            b1, b2, eps = cfg["beta_1"], cfg["beta_2"], cfg["epsilon"]
+            m = state.setdefault(("m", i), torch.zeros_like(p))
+            u = state.setdefault(("u", i), torch.zeros_like(p))
+            m += (g - m) * (1 - b1)
+            u.copy_(torch.maximum(b2 * u, g.abs()))
+            p -= lr * m / ((1 - b1**step) * (u + eps))
+        elif rule == "nadam":
+            b1, b2, eps = cfg["beta_1"], cfg["beta_2"], cfg["epsilon"]
+            m = state.setdefault(("m", i), torch.zeros_like(p))
+            v = state.setdefault(("v", i), torch.zeros_like(p))
+            u_t, u_t_1 = b1 * (1 - 0.5 * 0.96**step), b1 * (1 - 0.5 * 0.96 ** (step + 1))
+            u_product_t = state["u_product"]
+            u_product_t_1 = u_product_t * u_t_1
+            m += (g - m) * (1 - b1)
+            v += (g * g - v) * (1 - b2)
+            m_hat = u_t_1 * m / (1 - u_product_t_1) + (1 - u_t) * g / (1 - u_product_t)
+            v_hat = v / (1 - b2**step)
+            p -= m_hat * lr / (v_hat.sqrt() + eps)
+        elif rule == "lion":
+            b1, b2 = cfg["beta_1"], cfg["beta_2"]
+            m = state.setdefault(("m", i), torch.zeros_like(p))
+            p -= lr * torch.sign(m * b1 + g * (1 - b1))
+            m.copy_(m * b2 + g * (1 - b2))
+        elif rule == "adadelta":
+            rho, eps = cfg["rho"], cfg["epsilon"]
+            ag = state.setdefault(("ag", i), torch.zeros_like(p))
+            ad = state.setdefault(("ad", i), torch.zeros_like(p))
+            ag.copy_(rho * ag + (1 - rho) * g * g)
+            delta = -((ad + eps).sqrt() * g / (ag + eps).sqrt())
+            ad.copy_(rho * ad + (1 - rho) * delta * delta)
+            p += lr * delta
+        elif rule == "ftrl":
+            power = cfg["learning_rate_power"]
+            acc = state.setdefault(("acc", i), torch.full_like(p, cfg["initial_accumulator_value"]))
+            lin = state.setdefault(("lin", i), torch.zeros_like(p))
+            l1, l2 = cfg.get("l1", 0.0), cfg.get("l2", 0.0) + cfg.get("beta", 0.0) / (2 * lr)
+            grad_to_use = g + 2 * cfg.get("l2_shrinkage", 0.0) * p
+            new_acc = acc + g * g
+            lin += grad_to_use - (new_acc ** (-power) - acc ** (-power)) / lr * p
+            quadratic = new_acc ** (-power) / lr + 2 * l2
+            p.copy_((lin.clamp(-l1, l1) - lin) / quadratic)
+            acc.copy_(new_acc)
         else:
             rho, mu, eps = cfg["rho"], cfg.get("momentum", 0.0), cfg["epsilon"]
             v = state.setdefault(("v", i), torch.zeros_like(p))
@@ -76,6 +126,7 @@ def keras_step_f64(rule, params, grads, state, *, lr, step, cfg):
                 p -= inc
 
 
+_FTRL_REG = {"l1": 0.01, "l2": 0.02, "l2_shrinkage": 0.03, "beta": 0.1}
 CONFIGS = [
     ("sgd", {}),
     ("sgd", {"momentum": 0.9, "clip": ("value", 0.5)}),
@@ -85,7 +136,36 @@ CONFIGS = [
     ("adam", {"beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7, "weight_decay": 0.05, "clip": ("global", 5.0)}),
     ("rmsprop", {"rho": 0.9, "epsilon": 1e-7}),
     ("rmsprop", {"rho": 0.8, "momentum": 0.5, "centered": True, "epsilon": 1e-7, "clip": ("global", 5.0)}),
+    ("adagrad", {"initial_accumulator_value": 0.1, "epsilon": 1e-7}),
+    ("adagrad", {"initial_accumulator_value": 0.0, "epsilon": 1e-7, "weight_decay": 0.05, "clip": ("value", 0.5)}),
+    ("adamax", {"beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7}),
+    ("adamax", {"beta_1": 0.8, "beta_2": 0.99, "epsilon": 1e-7, "weight_decay": 0.05, "clip": ("norm", 3.0)}),
+    ("nadam", {"beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7}),
+    ("nadam", {"beta_1": 0.8, "beta_2": 0.99, "epsilon": 1e-7, "weight_decay": 0.05, "clip": ("global", 5.0)}),
+    ("lion", {"beta_1": 0.9, "beta_2": 0.99}),
+    ("lion", {"beta_1": 0.8, "beta_2": 0.95, "weight_decay": 0.1, "clip": ("norm", 2.0)}),
+    ("adadelta", {"rho": 0.95, "epsilon": 1e-7}),
+    ("adadelta", {"rho": 0.8, "epsilon": 1e-6, "weight_decay": 0.05, "clip": ("global", 5.0)}),
+    ("ftrl", {"learning_rate_power": -0.5, "initial_accumulator_value": 0.1}),
+    ("ftrl", {**_FTRL_REG, "learning_rate_power": -0.5, "initial_accumulator_value": 0.5, "clip": ("value", 0.5)}),
+    ("ftrl", {**_FTRL_REG, "learning_rate_power": -0.3, "initial_accumulator_value": 0.2, "weight_decay": 0.05}),
+    ("ftrl", {"learning_rate_power": 0.0, "initial_accumulator_value": 0.0, "l2": 0.5, "clip": ("norm", 2.0)}),
 ]
+
+
+def _hyper(rule, cfg):
+    """optimizer_update_'s h1 ... h5 for a test configuration (kernels/optim.py's table)."""
+    if rule == "ftrl":
+        keys = ("learning_rate_power", "l1", "l2", "l2_shrinkage", "beta")
+    else:
+        keys = {
+            "sgd": ("momentum",), "rmsprop": ("rho", "momentum"), "adagrad": (), "adadelta": ("rho",),
+        }.get(rule, ("beta_1", "beta_2"))  # fmt: skip
+    return {f"h{i}": cfg.get(k, 0.0) for i, k in enumerate(keys, start=1)}
+
+
+def _initial_accumulator(rule, cfg):
+    return cfg.get("initial_accumulator_value", 0.0) if rule in ("adagrad", "ftrl") else 0.0
 
 
 def _guarded(n, device, fill=float("nan")):
@@ -109,27 +189,37 @@ def test_update_matches_float64_keras_rule(backend, device, rule, cfg):
     need = optim._flags(optim.RULES[rule], momentum=bool(momentum), centered=cfg.get("centered", False),
                         amsgrad=cfg.get("amsgrad", False))  # fmt: skip
     s = [st if needed else None for st, needed in zip(states, need, strict=True)]
+    states[0].fill_(_initial_accumulator(rule, cfg))
     clip = None
     if "clip" in cfg:
         mode, value = cfg["clip"]
         segs = optim.make_segments(SIZES, device, by_variable=mode == "norm", chunk=700) if mode != "value" else None
         clip = optim.GradClip(mode, value, segs)
-    h1 = {"sgd": cfg.get("momentum", 0.0), "adam": cfg.get("beta_1"), "rmsprop": cfg.get("rho")}[rule]
-    h2 = {"sgd": 0.0, "adam": cfg.get("beta_2"), "rmsprop": cfg.get("momentum", 0.0)}[rule]
+    hyper = _hyper(rule, cfg)
     ref_params = [t.double() for t in p0.split(SIZES)]
     ref_state: dict = {}
     for step, gr in enumerate(grads, start=1):
         lr = 0.05 / step
         g.copy_(gr)
         kernels.optimizer_update_(
-            rule, p, g, *s, lr=lr, step=step, h1=h1, h2=h2, epsilon=cfg.get("epsilon", 1e-7),
+            rule, p, g, *s, lr=lr, step=step, **hyper, epsilon=cfg.get("epsilon", 1e-7),
             weight_decay=cfg.get("weight_decay"), nesterov=cfg.get("nesterov", False),
             centered=cfg.get("centered", False), amsgrad=cfg.get("amsgrad", False), clip=clip,
         )  # fmt: skip
         keras_step_f64(rule, ref_params, [t.double() for t in gr.split(SIZES)], ref_state, lr=lr, step=step, cfg=cfg)
     assert_close_verbose(p, torch.cat(ref_params), atol=1e-6, rtol=1e-5, name=f"{rule} params")
-    if rule == "adam":
-        assert_close_verbose(s[0], torch.cat([ref_state[("m", i)] for i in range(3)]), atol=1e-6, rtol=1e-5, name="m")
+    first_state = {"adam": "m", "adamax": "m", "nadam": "m", "lion": "m", "adagrad": "acc", "ftrl": "acc",
+                   "adadelta": "ag"}.get(rule)  # fmt: skip
+    if first_state is not None:
+        want = torch.cat([ref_state[(first_state, i)] for i in range(3)])
+        assert_close_verbose(s[0], want, atol=1e-6, rtol=1e-5, name=first_state)
+    second_state = {"adamax": "u", "nadam": "v", "adadelta": "ad", "ftrl": "lin"}.get(rule)
+    if second_state is not None:
+        want = torch.cat([ref_state[(second_state, i)] for i in range(3)])
+        # Ftrl's linear adds (new^a - old^a) / lr * p each step: two nearby fp32 powers of the accumulator, their
+        # rounding (~1e-7 of acc^a) divided by lr = 0.05 / step, so fp32 itself (Keras' too) is ~1e-4 off there.
+        tol = dict(atol=3e-4, rtol=1e-4) if rule == "ftrl" else dict(atol=1e-6, rtol=1e-5)
+        assert_close_verbose(s[1], want, **tol, name=second_state)
     # Nothing outside the n elements was read into the result (NaN guards) or written (guards still NaN).
     for big in (big_p, big_g, *bigs):
         assert big[:GUARD].isnan().all() and big[GUARD + n :].isnan().all()
@@ -179,10 +269,22 @@ def test_rejects_bad_buffers(backend, device):
     with pytest.raises(ValueError, match="segments covering"):
         kernels.sgd_(q, q, lr=0.1, clip=optim.GradClip("norm", 1.0, None))
     with pytest.raises(ValueError, match="rule"):
-        kernels.optimizer_update_("adagrad", q, q, lr=0.1)
+        kernels.optimizer_update_("adafactor", q, q, lr=0.1)
 
 
-@pytest.mark.parametrize("rule", ["adam", "rmsprop"])
+PADDING_HYPER = {
+    "adam": {"h1": 0.9, "h2": 0.999, "centered": False},
+    "rmsprop": {"h1": 0.9, "h2": 0.5, "centered": True},
+    "adagrad": {},
+    "adamax": {"h1": 0.9, "h2": 0.999},
+    "nadam": {"h1": 0.9, "h2": 0.999},
+    "lion": {"h1": 0.9, "h2": 0.99},
+    "adadelta": {"h1": 0.9},
+    "ftrl": {"h1": -0.5},  # initial accumulator 0 and no l2: the padding's quadratic is 0
+}
+
+
+@pytest.mark.parametrize("rule", sorted(PADDING_HYPER))
 def test_aligned_path_and_padding(backend, device, rule):
     """n a multiple of 16 in 16-byte-aligned buffers takes the vectorised path; the zero padding past n_valid
     stays zero even with epsilon = 0 (no 0/0), and the real elements match the unpadded update."""
@@ -197,7 +299,7 @@ def test_aligned_path_and_padding(backend, device, rule):
     g[:n_valid] = g0.to(device)
     ref_p = p0.clone().to(device)
     ref_s = [torch.zeros(n_valid, device=device) for _ in range(3)]
-    kw = {"lr": 0.1, "h1": 0.9, "h2": 0.999 if rule == "adam" else 0.5, "epsilon": 0.0, "centered": rule == "rmsprop"}
+    kw = {"lr": 0.1, "epsilon": 0.0, **PADDING_HYPER[rule]}
     for step in (1, 2):
         kw["step"] = step
         kernels.optimizer_update_(rule, p, g, s1, s2, s3, n_valid=n_valid, **kw)
@@ -279,6 +381,12 @@ SCALAR_CONFIGS = [
     ("adam", {"h1": 0.9, "h2": 0.999, "weight_decay": 0.05}),
     ("sgd", {"h1": 0.9, "nesterov": True}),
     ("rmsprop", {"h1": 0.8, "h2": 0.5, "centered": True}),
+    ("adagrad", {"weight_decay": 0.05}),
+    ("adamax", {"h1": 0.8, "h2": 0.99}),
+    ("nadam", {"h1": 0.9, "h2": 0.999, "weight_decay": 0.05}),
+    ("lion", {"h1": 0.9, "h2": 0.99}),
+    ("adadelta", {"h1": 0.9}),
+    ("ftrl", {"h1": -0.5, "h2": 0.01, "h3": 0.02, "h4": 0.01, "h5": 0.1}),
 ]
 
 
@@ -300,13 +408,15 @@ def test_lr_and_step_are_read_from_the_device_at_every_call(backend, device, rul
         kernels.optimizer_update_(rule, ref[0], ref[1], *ref_update.states, lr=0.05 / t, step=t, **cfg)
     for name, a, b in zip(("param", "grad", "s1", "s2", "s3"), bufs, ref, strict=True):
         assert torch.equal(a, b), name
+    if rule == "nadam":  # Keras' u_product, advanced on the device by each call
+        assert float(update.u_product) == pytest.approx(optim.nadam_u_product(cfg["h1"], 4), rel=1e-15)
     update.set_step(torch.tensor(9, device=device))  # a count restored on the device (state loading uses an int)
     update.set_step(int(update.step) + 1)
     assert float(update.step) == 10.0 and torch.equal(update.scalars[3:5], torch.full((2,), 10.0).double().to(device))
 
 
 @pytest.mark.parametrize("rule,cfg", [*SCALAR_CONFIGS, ("adam", {"h1": 0.9, "h2": 0.999, "amsgrad": True})],
-                         ids=["adam", "sgd", "rmsprop", "adam-amsgrad"])  # fmt: skip
+                         ids=[r for r, _ in SCALAR_CONFIGS] + ["adam-amsgrad"])  # fmt: skip
 def test_found_inf_skips_the_whole_update(backend, device, rule, cfg):
     """found_inf = 1: parameters, states and the count bit for bit as before (NaN gradients and a skip before any
     step included); found_inf = 0: the same update as without the flag."""
@@ -320,7 +430,7 @@ def test_found_inf_skips_the_whole_update(backend, device, rule, cfg):
     before = [t.clone() for t in mbufs]
     masked.lr.fill_(0.05)
     masked(one)  # step 0: a skip before any step
-    assert int(masked.step) == 0
+    assert int(masked.step) == 0 and float(masked.u_product) == 1.0
     for name, a, b in zip(("param", "s1", "s2", "s3"), (mbufs[0], *mbufs[2:]), (before[0], *before[2:]), strict=True):
         assert torch.equal(a, b), f"{name} changed on a skipped step"
     for u in (update, masked):
@@ -333,10 +443,12 @@ def test_found_inf_skips_the_whole_update(backend, device, rule, cfg):
         masked(zero)
     for a, b in zip(bufs, mbufs, strict=True):
         assert torch.equal(a, b)
+    assert torch.equal(update.scalars, masked.scalars), "the count and Nadam's u_product"
     before = [t.clone() for t in mbufs]
+    scalars_before = masked.scalars.clone()
     mbufs[1][::5] = float("inf")
     masked(one)
-    assert int(masked.step) == 2
+    assert int(masked.step) == 2 and torch.equal(masked.scalars, scalars_before)
     for name, a, b in zip(("param", "s1", "s2", "s3"), (mbufs[0], *mbufs[2:]), (before[0], *before[2:]), strict=True):
         assert torch.equal(a, b), f"{name} changed on a skipped step"
 
@@ -371,3 +483,20 @@ def test_device_scalars_are_checked(backend, device):
         kernels.sgd_(bufs[0], bufs[1], lr=torch.zeros(2, device=device))
     with pytest.raises(ValueError, match=r"expected step a 0-d real tensor.*torch.bool"):
         kernels.adam_(*bufs[:4], lr=0.1, step=torch.tensor(True, device=device))
+    with pytest.raises(ValueError, match="needs u_product"):
+        kernels.optimizer_update_("nadam", *bufs[:4], lr=0.1, h1=0.9, h2=0.999, step=torch.tensor(2, device=device))
+
+
+def test_nadam_u_product_and_step_tensors(backend, device):
+    """Nadam's one-shot update with the step and u_product as device tensors equals the host-int form."""
+    n = sum(SIZES)
+    gen = torch.Generator().manual_seed(21)
+    p0, g0 = torch.randn(n, generator=gen), torch.randn(n, generator=gen)
+    a = [p0.clone().to(device), g0.to(device), torch.zeros(n, device=device), torch.zeros(n, device=device)]
+    b = [t.clone() for t in a]
+    kw = dict(h1=0.9, h2=0.999, lr=0.01)
+    kernels.optimizer_update_("nadam", *a, step=7, **kw)
+    u_before = torch.tensor(optim.nadam_u_product(0.9, 6), dtype=torch.float64, device=device)
+    kernels.optimizer_update_("nadam", *b, step=torch.tensor(7, device=device), u_product=u_before, **kw)
+    for x, y in zip(a, b, strict=True):
+        assert torch.equal(x, y)
