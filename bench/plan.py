@@ -4,6 +4,7 @@ that implies: tritonnn next to PyTorch eager. Runs anywhere (no GPU).
     python bench/plan.py                                   # the seed model (64-32-10, batch 32), fp32
     python bench/plan.py --model classic --dtype bf16      # 784-512-512-10, 2 x Dropout(0.2), batch 128
     python bench/plan.py --layers 784,512,512,10 --batch 128 --dropout 0.2 --launch-us 3
+    python bench/plan.py --model classic --ranks 2         # one rank's step of a 2-process data-parallel fit
 
 How the launches are counted (nothing is guessed from the code):
 - tritonnn: one real train step (``Model.train_step``: forward, loss, backward, optimizer, metric update) with
@@ -34,6 +35,11 @@ does not read x; dkernel = x^T @ dz does not read kernel). FLOPs: 2MNK for each 
 peaks bf16 800, tf32 400, fp32 (IEEE, no tensor cores) 60 TFLOP/s; ``--tf32`` lets fp32 GEMMs use tf32 on both sides.
 Large batches are counted at two small batches and the bytes and FLOPs extrapolated (both are affine in the batch
 for an MLP; the launch sequence must be identical at both, which is checked).
+
+Data parallel (``--ranks N``): the script runs itself under torchrun, N CPU processes over gloo, and each counts
+one step of its own share of the global batch (``--batch``) as a data-parallel fit runs it: the body, then the
+optimizer's ``step``, which ``DataParallel`` routes through the gradient all-reduce (``c10d.allreduce_``, one
+launch: NCCL's kernel on a GPU). Rank 0 prints the table (no eager peer: PyTorch's would be DDP).
 """
 
 from __future__ import annotations
@@ -232,15 +238,30 @@ def _data(spec: Spec, batch: int, seed: int = 0):
     return x, y
 
 
+def _world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def count_tritonnn(spec: Spec, batch: int, dtype: str) -> Recorder:
     import tritonnn as keras
 
     keras.utils.set_random_seed(0)
     keras.mixed_precision.set_global_policy(POLICIES[dtype])
+    dp = None
     try:
         model = build_tritonnn(keras, spec)
         x, y = _data(spec, batch)
-        model.fit(x, y, batch_size=batch, epochs=1, verbose=0, shuffle=False)  # builds; warms up one step
+        # builds; warms up one step (under torchrun: data-parallel, automatically, with WORLD_SIZE > 1)
+        model.fit(x, y, batch_size=batch, epochs=1, verbose=0, shuffle=False)
+        if _world_size() > 1:
+            dp = keras.distribution.distribution()
+            base, extra = divmod(batch, dp.world_size)  # this rank's contiguous share, as fit splits a batch
+            lo = dp.rank * base + min(dp.rank, extra)
+            hi = lo + base + (dp.rank < extra)
+            x, y = x[lo:hi], y[lo:hi]
+            dp._install(model)  # the optimizer's step() is now the all-reduce, then the update, as in fit
+            dp.batch_weight = (hi - lo) / batch
+            model._distribution = dp
         x, y = x.to(model.device), y.to(model.device)
         recorder = Recorder()
         _install(recorder)
@@ -258,10 +279,10 @@ def count_tritonnn(spec: Spec, batch: int, dtype: str) -> Recorder:
             recorder.on = False
         recorder.graph_blocker = model._graph_blocker("train", torch.device("cuda"))  # as fit() on a GPU
         recorder.optimizer_in_graph = model._optimizer_in_graph()
-        model._distribution = "a data-parallel fit"  # what the trainer says of a data-parallel fit's step
-        recorder.dp_blocker = model._graph_blocker("train", torch.device("cuda"))
-        model._distribution = None
+        recorder.ranks = 1 if dp is None else dp.world_size
     finally:
+        if dp is not None:
+            dp._end_fit(model)
         keras.mixed_precision.set_global_policy("float32")
     return recorder
 
@@ -359,15 +380,16 @@ def graph_note(rec: Any, launches: list[Launch], launch_us: float, tf32: bool) -
         return f"CUDA graph: not captured ({blocker}): every launch above is paid on a GPU"
     body, rest = launches[: rec.body_launches], launches[rec.body_launches :]
     work = sum(implied_us(x, 0.0, tf32) for x in launches)
+    update = "optimizer's" if getattr(rec, "ranks", 1) == 1 else "all-reduce's and optimizer's"
     if getattr(rec, "optimizer_in_graph", False):
         return (
             f"CUDA graph: captured on a GPU: all {len(launches)} launches (forward, loss, backward, metrics and the "
-            f"optimizer's {len(rest)}) are one replay: 1 host launch per step, implied "
+            f"{update} {len(rest)}) are one replay: 1 host launch per step, implied "
             f"{work + launch_us:.1f} us if the graph's kernels ran back to back"
         )
     return (
         f"CUDA graph: captured on a GPU: the {len(body)} launches of forward, loss, backward and metrics are one "
-        f"replay, the optimizer's {len(rest)} stay eager: {1 + len(rest)} host launches per step, implied "
+        f"replay, the {update} {len(rest)} stay eager: {1 + len(rest)} host launches per step, implied "
         f"{work + (1 + len(rest)) * launch_us:.1f} us if the graph's kernels ran back to back"
     )
 
@@ -408,7 +430,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--launch-us", type=float, default=3.0, help="assumed cost of one launch, microseconds")
     parser.add_argument("--count-batch", type=int, default=128, help="largest batch run under the interpreter")
     parser.add_argument("--summary", action="store_true", help="totals only, no per-launch tables")
+    parser.add_argument("--ranks", type=int, default=1, help="count one rank of an N-process data-parallel fit")
     args = parser.parse_args(argv)
+    if args.ranks < 1:
+        parser.error(f"--ranks takes a number of processes >= 1. Received: {args.ranks}")
+    if args.ranks > 1 and _world_size() == 1:
+        return _launch_ranks(args.ranks, sys.argv[1:] if argv is None else argv)
+    if _world_size() > 1 and int(os.environ.get("RANK", "0")) != 0:
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - rank 0 prints the table
 
     base = MODELS[args.model]
     spec = Spec(
@@ -433,6 +462,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"counted at batch {args.count_batch // 2} and {args.count_batch}, bytes and FLOPs extrapolated to "
               f"{spec.batch}")  # fmt: skip
     ours, our_syncs, our_host, our_rec = plan(spec, spec.batch, args.dtype, args.count_batch, "tritonnn")
+    if _world_size() > 1:
+        return _print_rank(args, spec, ours, our_syncs, our_rec)
     eager, eager_syncs, eager_host, _ = plan(spec, spec.batch, args.dtype, args.count_batch, "eager")
     if not args.summary:
         print_table("tritonnn (TRITONNN_BACKEND=triton, one fit() train step)", ours, args.launch_us, args.tf32)
@@ -451,11 +482,36 @@ def main(argv: list[str] | None = None) -> int:
         if host:
             print(f"{name}: host-side scalar ops, not counted as launches: {host}")
     print(graph_note(our_rec, ours, args.launch_us, args.tf32))
-    print(f"data-parallel (any number of ranks): {our_rec.dp_blocker}: every launch above and the all-reduce are paid")
+    print("data-parallel: `--ranks N` counts one rank's step of an N-process fit (the all-reduce included)")
     print(
         f"eager / tritonnn: {t_eager['launches'] / t_ours['launches']:.2f}x launches, "
         f"{t_eager['bytes'] / max(1, t_ours['bytes']):.2f}x bytes, {t_eager['us'] / t_ours['us']:.2f}x implied time"
     )
+    return 0
+
+
+def _launch_ranks(ranks: int, argv: list[str]) -> int:
+    """Run this script under torchrun on ``ranks`` CPU processes (gloo); rank 0's output is the table."""
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env.update(CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS=env.get("OMP_NUM_THREADS", "1"))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}", __file__]
+    return subprocess.run([*cmd, *argv], env=env).returncode
+
+
+def _print_rank(args: Any, spec: Spec, ours: list[Launch], syncs: dict, rec: Any) -> int:
+    share = "-".join(str(spec.batch // rec.ranks + (r < spec.batch % rec.ranks)) for r in range(rec.ranks))
+    if not args.summary:
+        title = f"tritonnn, rank 0 of {rec.ranks} (data-parallel fit, global batch {spec.batch} split {share})"
+        print_table(title, ours, args.launch_us, args.tf32)
+    t = totals(ours, args.launch_us, args.tf32)
+    collectives = [x.name for x in ours if x.name.startswith("allreduce")]
+    print(
+        f"\nrank 0: {t['launches']} launches ({t['triton']} triton, {t['aten']} aten, collectives {collectives}), "
+        f"{t['bytes'] / 1e6:.3f} MB moved, implied {t['us']:.1f} us, syncs {sum(syncs.values())} {syncs or ''}"
+    )
+    print(graph_note(rec, ours, args.launch_us, args.tf32))
     return 0
 
 

@@ -2,8 +2,9 @@
 tests/dist_worker.py SCENARIO OUTDIR``. Each rank writes what it saw to OUTDIR; the test compares the ranks with each
 other and with a single-process run made by :func:`train` in the test's own process.
 
-Scenarios: ``main`` (everything that should work, and the errors every rank raises alike) and ``raise`` (rank 1
-raises mid-fit while rank 0 keeps training: the whole run must fail with rank 1's message).
+Scenarios: ``main`` (everything that should work, and the errors every rank raises alike), ``raise`` (rank 1
+raises mid-fit while rank 0 keeps training: the whole run must fail with rank 1's message), ``one`` (a world of one
+without a launcher) and ``graphs`` (the captured step against the eager one).
 """
 
 from __future__ import annotations
@@ -313,6 +314,73 @@ def world_of_one(address: str) -> None:
     print(json.dumps({"world_size": dp.world_size, "rank": dp.rank, "diff": diff}))
 
 
+def graphs(out: str) -> None:
+    """The data-parallel train step captured (CUDA graph semantics from ``EmulatedGraph``: ops recorded once with
+    the all-reduce among them, replayed, host syncs refused) against the same run stepped eagerly, with one
+    all-reduce and with buckets; dropout, sample weights, a learning-rate schedule and validation included."""
+    from tritonnn.trainers import step_runner
+
+    rank = int(os.environ["RANK"])
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(31, 6)).astype("float32")  # batch 5: four full batches split 3 + 2, then 4 split 2 + 2
+    y = (x[:, 0] > 0).astype("int64") + (x[:, 1] > 0.5).astype("int64")
+    sw = rng.uniform(0.5, 2.0, size=24).astype("float32")
+
+    def run(jit: bool, bucket_bytes: int) -> dict[str, Any]:
+        keras.utils.set_random_seed(SEED if rank == 0 else SEED + 1)  # rank 0's weights must reach rank 1
+        inputs = keras.Input(shape=(6,))
+        h = keras.layers.Dense(16, activation="relu")(inputs)
+        h = keras.layers.Dropout(0.3, seed=5)(h)
+        outputs = keras.layers.Dense(3, activation="softmax")(h)
+        m = keras.Model(inputs, outputs)
+        schedule = keras.optimizers.schedules.ExponentialDecay(0.05, decay_steps=3, decay_rate=0.5)
+        m.compile(
+            optimizer=keras.optimizers.Adam(schedule),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+            jit_compile=jit,
+        )
+        keras.distribution.buckets.BUCKET_BYTES = bucket_bytes
+        try:
+            history = m.fit(
+                x[:24],
+                y[:24],
+                sample_weight=sw,
+                batch_size=5,
+                epochs=3,
+                shuffle=False,
+                validation_data=(x[24:], y[24:]),  # batches of 3 split 2 + 1, the last (1) on rank 0 alone
+                validation_batch_size=3,
+                verbose=0,
+            ).history
+            buckets = keras.distribution.distribution()._buckets
+        finally:
+            keras.distribution.buckets.BUCKET_BYTES = 25 * 2**20
+        runner = m._last_step_runner
+        return {
+            "weights": [w.tolist() for w in m.get_weights()],
+            "history": history,
+            "replays": getattr(runner, "replays", 0),
+            "eager_calls": getattr(runner, "eager_calls", None),
+            "disabled": getattr(runner, "disabled", None),
+            "blocker": m._graph_blocker("train"),
+            "buckets": 0 if buckets is None else len(buckets.ranges),
+        }
+
+    original = step_runner.factory_for
+    step_runner.factory_for = lambda device: step_runner.EmulatedGraph
+    try:
+        report = {
+            f"{'graph' if jit else 'eager'}_{name}": run(jit, size)
+            for name, size in (("one", 25 * 2**20), ("bucketed", 64))
+            for jit in (False, True)
+        }
+    finally:
+        step_runner.factory_for = original
+    with open(os.path.join(out, f"graphs{rank}.json"), "w") as f:
+        json.dump(report, f)
+
+
 if __name__ == "__main__":
     scenario, arg = sys.argv[1], sys.argv[2]
-    {"main": main, "raise": fail, "one": world_of_one}[scenario](arg)
+    {"main": main, "raise": fail, "one": world_of_one, "graphs": graphs}[scenario](arg)

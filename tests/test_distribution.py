@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -237,6 +238,48 @@ def test_backup_and_restore_resumes_from_rank_zeros_backup(run):
     assert r0["resumed_equal"] and r1["resumed_equal"]
     assert r0["resumed_moved"]
     assert not r0["backup_left"]  # deleted by rank 0 when the resumed run ended
+
+
+@pytest.fixture(scope="module")
+def graphs(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
+    out = str(tmp_path_factory.mktemp("dp_graphs"))
+    proc = _torchrun("graphs", out)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    return [json.load(open(os.path.join(out, f"graphs{r}.json"))) for r in (0, 1)]
+
+
+@pytest.mark.parametrize("reduce", ["one", "bucketed"])
+def test_the_captured_data_parallel_step_equals_the_eager_one(graphs, reduce):
+    # Each rank's train step recorded once with its all-reduce (one, or four buckets launched from the backward's
+    # hooks) and replayed (CUDA graph semantics: EmulatedGraph), against jit_compile=False: the same bits on both
+    # ranks, dropout (device seeds, a stream per rank), sample weights, a decaying learning rate and the
+    # validation (its captured test step, metrics summed over the ranks at the end) included.
+    for report in graphs:
+        eager, graph = report[f"eager_{reduce}"], report[f"graph_{reduce}"]
+        assert graph["blocker"] is None and graph["disabled"] is None
+        assert graph["weights"] == eager["weights"] and graph["history"] == eager["history"]
+        assert set(graph["history"]) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+        # 3 epochs of 5 steps: 2 warm-up steps, the capture (which ran the step), 9 replays, and each epoch's last
+        # step eagerly (its batch of 4 splits 2 + 2: another share of the batch than the captured 3 + 2)
+        assert (graph["replays"], graph["eager_calls"]) == (9, 5)
+        assert graph["buckets"] == eager["buckets"] == (4 if reduce == "bucketed" else 0)
+    assert graphs[0][f"graph_{reduce}"]["weights"] == graphs[1][f"graph_{reduce}"]["weights"]
+    first = np.array(graphs[0][f"graph_{reduce}"]["weights"][0])
+    assert np.abs(first).max() > 0  # trained weights, compared between two runs that both moved them
+
+
+def test_plan_counts_one_ranks_data_parallel_step():
+    # bench/plan.py --ranks 2: each rank counts its share's step as fit runs it; on a GPU one replay holds it all,
+    # the all-reduce included.
+    env = {k: v for k, v in os.environ.items() if k not in ("TRITON_INTERPRET", "TRITONNN_BACKEND")}
+    env.update(OMP_NUM_THREADS="1")
+    cmd = [sys.executable, os.path.join(ROOT, "bench", "plan.py"), "--ranks", "2", "--dropout", "0.2", "--summary"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "collectives ['allreduce_']" in proc.stdout, proc.stdout
+    assert "syncs 0" in proc.stdout
+    graph = r"all (\d+) launches \(.*all-reduce's and optimizer's .*\) are one replay: 1 host launch"
+    assert re.search(graph, proc.stdout), proc.stdout
 
 
 def test_data_parallel_outside_a_launcher_is_refused(monkeypatch):

@@ -313,6 +313,27 @@ def test_the_emulated_graph_freezes_what_a_cuda_graph_freezes():
         _graphs.EmulatedGraph(lambda t: t * float(t.sum()), (x,))
 
 
+def test_a_host_key_is_part_of_the_captured_signature():
+    # A data-parallel rank's share of the global batch is read from the host and frozen at capture: a step with
+    # another value (same batch shape: the last global batch split 2 + 2 where full ones split 3 + 2) runs eagerly.
+    weight = {"v": 0.25}
+    seen = []
+
+    def step(t):
+        seen.append(weight["v"])
+        return t * weight["v"]
+
+    graph = _graphs.StepGraph(step, _graphs.EmulatedGraph, warmup=1, key=lambda: weight["v"])
+    x = torch.ones(2)
+    for _ in range(3):
+        assert graph(x).tolist() == [0.25, 0.25]
+    weight["v"] = 0.5
+    assert graph(x).tolist() == [0.5, 0.5]  # eager: the graph's 0.25 would have been wrong
+    weight["v"] = 0.25
+    assert graph(2 * x).tolist() == [0.5, 0.5]  # the graph again
+    assert (graph.replays, graph.eager_calls, seen) == (2, 2, [0.25, 0.25, 0.5])  # warm-up, capture, eager
+
+
 def test_data_stays_on_the_host_when_it_would_crowd_the_gpu(monkeypatch):
     cuda = torch.device("cuda")
     arrays = [np.zeros((1000, 100), "float32"), np.zeros(1000, "int64")]  # 408 KB

@@ -341,6 +341,12 @@ class DataParallel:
         sharded_train_step._tritonnn_dp = True  # type: ignore[attr-defined]
         model.train_step = sharded_train_step
 
+    def step_key(self) -> float:
+        """What a captured train step reads from the host besides its batch: this rank's share of the global batch
+        (the gradient's weight before the all-reduce, frozen into a CUDA graph at capture). A step with another
+        share runs eagerly (``StepGraph``'s ``key``)."""
+        return self.batch_weight
+
     def _reduce_gradients(self, model: Any) -> None:
         """Sum ``weight * gradient`` over the ranks in the flat gradient buffer: the global-batch gradient."""
         if self._buckets is not None:

@@ -16,16 +16,24 @@ class ShardedArraySource:
     """This rank's contiguous slice of each global batch of an array source (the same order on every rank).
 
     Training yields ``(None, None, None)`` for an empty slice (the rank still joins the step's all-reduce);
-    evaluation skips it. Deliberately not an ``ArraySource``: fit's per-array shortcuts (CUDA-graph capture of
-    the step) assume every batch holds samples.
+    evaluation skips it. Not an ``ArraySource`` (whose batches all hold samples), but like one its labels are
+    range-checked once (``label_bounds``: the whole arrays' ranges, which bound every slice) and its steps may be
+    captured (``slices_arrays``): a rank's full-batch share is the same every step, and a step with another share
+    or an empty slice differs in its signature (``DataParallel.step_key``) and runs eagerly.
     """
+
+    slices_arrays = True
 
     def __init__(self, source: ArraySource, dp: Any, training: bool):
         self.x, self.y, self.sw, self.n = source.x, source.y, source.sw, source.n
         self.batch_size, self.shuffle, self.steps = source.batch_size, source.shuffle, source.steps
         self.target = getattr(source, "target", None)  # the model's device when the arrays stay on the host
         self.dp, self.training = dp, training
+        self._source = source
         self.global_steps = self.steps  # global batches in an epoch, whether or not this rank's slice is empty
+
+    def label_bounds(self) -> list[tuple[int, int] | None] | None:
+        return self._source.label_bounds()
 
     def _slice(self, count: int) -> tuple[int, int]:
         base, extra = divmod(count, self.dp.world_size)

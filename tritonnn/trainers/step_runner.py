@@ -30,6 +30,11 @@ from typing import Any
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+try:
+    from torch._C._distributed_c10d import Work
+except ImportError:  # a torch built without torch.distributed: no collective is ever recorded
+    Work = None  # type: ignore[assignment,misc]
+
 from .. import kernels
 from ..layers.symbolic import flatten, map_structure
 from .data import ArraySource
@@ -96,7 +101,8 @@ class _Recorder(TorchDispatchMode):
                 "(cudaErrorStreamCaptureUnsupported)"
             )
         out = func(*args, **kwargs)
-        self.ops.append((func, args, kwargs, out))
+        # A collective's Work handle is the caller's to wait for; the record keeps its tensors only.
+        self.ops.append((func, args, kwargs, _split_work(out)[0] if func.namespace == "c10d" else out))
         return out
 
 
@@ -128,8 +134,33 @@ class EmulatedGraph:
     def replay(self) -> Any:
         with torch.no_grad():
             for func, args, kwargs, out in self.ops:
-                _assign(out, func(*args, **kwargs))
+                result = func(*args, **kwargs)
+                if func.namespace == "c10d":
+                    result = _wait_collective(result)
+                _assign(out, result)
         return self.outputs
+
+
+def _wait_collective(result: Any) -> Any:
+    """Wait for a replayed collective (``c10d.allreduce_`` and friends return their tensors and a ``Work``).
+
+    Captured on CUDA, a collective is a node of the graph, ordered on its stream; the emulator calls it again at
+    its place in the recorded order and waits for it there, so every rank replays its collectives in the order it
+    recorded them (the order the eager step issues them in). Returns the collective's tensors."""
+    tensors, work = _split_work(result)
+    if work is not None:
+        Work.unbox(work).wait()
+    return tensors
+
+
+def _split_work(result: Any) -> tuple[Any, Any]:
+    """A c10d op's result as (its tensors, its Work handle or None): ``allreduce_`` and the other collectives
+    return both, ``barrier`` only the handle."""
+    if isinstance(result, torch.ScriptObject):
+        return None, result
+    if isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], torch.ScriptObject):
+        return result
+    return result, None
 
 
 def factory_for(device: torch.device) -> Callable[[Callable[..., Any], tuple], Any] | None:
@@ -161,6 +192,8 @@ class StepGraph:
         clone_outputs: return copies of the graph's outputs (which the next replay overwrites), e.g. for predict.
         after: called after every step, eager or replayed (the optimizer update), outside the graph.
         context: ``context(args)``, a context manager around every Python run of ``fn`` (eager or capture).
+        key: ``key()``, a host value the step reads besides its arguments (a data-parallel rank's share of the
+            global batch); part of the signature, so a step with another value runs eagerly.
         name: for the fallback warning.
     """
 
@@ -173,11 +206,13 @@ class StepGraph:
         clone_outputs: bool = False,
         after: Callable[[], Any] | None = None,
         context: Callable[[tuple], Any] | None = None,
+        key: Callable[[], Any] | None = None,
         name: str = "step",
     ):
         self.fn, self.make_graph, self.warmup = fn, make_graph, int(warmup)
         self.clone_outputs, self.after, self.name = clone_outputs, after, name
         self.context = context or (lambda args: contextlib.nullcontext())
+        self.key = key
         self.signature: tuple | None = None  # the one signature this captures
         self.seen = 0
         self.graph: Any = None
@@ -197,7 +232,7 @@ class StepGraph:
     def __call__(self, *args: Any) -> Any:
         if self.disabled is not None:
             return self._eager(args)
-        sig = _signature(args)
+        sig = _signature(args) if self.key is None else (*_signature(args), ("key", self.key()))
         if self.signature is None:
             self.signature = sig
         if sig != self.signature:  # another shape (the last, partial batch): eager
@@ -246,6 +281,7 @@ def step_runner(
     device: torch.device,
     body: Callable[..., Any] | None = None,
     after: Callable[[], Any] | None = None,
+    key: Callable[[], Any] | None = None,
 ) -> Callable[..., Any]:
     """The per-batch callable of fit/evaluate/predict: a StepGraph where capture is possible, else ``eager``.
 
@@ -258,23 +294,25 @@ def step_runner(
         body: what is captured, when that is not all of ``eager`` (train with a host-computed learning rate: all
             but the optimizer update).
         after: run after every step, outside the graph (then: the optimizer update).
+        key: a host value the step depends on besides its arguments (``StepGraph``'s ``key``).
     """
     # Labels from an array source were checked once (min/max of each target array, and for a float array that it
     # holds whole numbers): each step's batch of such an array is registered with its range, so cross-entropy and
     # the sparse metrics skip their per-call check, a host sync.
-    bounds = source.label_bounds() if isinstance(source, ArraySource) and kind != "predict" else None
+    arrays = isinstance(source, ArraySource) or getattr(source, "slices_arrays", False)
+    bounds = source.label_bounds() if arrays and kind != "predict" else None
     labels = None
     if bounds is not None:
 
         @contextlib.contextmanager
         def labels(args: tuple) -> Any:
             with contextlib.ExitStack() as stack:
-                for t, b in zip(flatten(args[1]), bounds, strict=True):
+                for t, b in zip(flatten(args[1]), bounds, strict=True) if args[1] is not None else ():
                     if b is not None:
                         stack.enter_context(kernels.known_label_range([t], *b))
                 yield
 
-    if blocker is None and not isinstance(source, ArraySource):
+    if blocker is None and not arrays:
         blocker = "batches from a generator (labels not checked up front; shapes may vary)"
     if blocker is None:
         return StepGraph(
@@ -283,6 +321,7 @@ def step_runner(
             after=after,
             clone_outputs=kind == "predict",
             context=labels,
+            key=key,
             name=f"{kind} step",
         )
     if labels is None:

@@ -255,8 +255,6 @@ class Trainer:
             return f"the model is on {device.type}, not CUDA"
         if config.check_numerics():
             return "check_numerics is on (it reads values on the host)"
-        if self._distribution is not None:
-            return "data-parallel training (the all-reduce inside the graph is not yet proven on GPUs)"
         if kind == "train":
             if type(self).train_step is not Trainer.train_step:
                 return "a custom train_step"
@@ -299,6 +297,7 @@ class Trainer:
             device=self.device,
             body=self._train_body if split else None,
             after=self.optimizer.step if split else None,
+            key=self._distribution.step_key if kind == "train" and self._distribution is not None else None,
         )
 
     def _predict_body(self, x: Any) -> Any:
