@@ -29,7 +29,7 @@ try:
 except ImportError:  # no Triton: the triton backend's cases are skipped (tests/conftest.py)
     InterpretedFunction = None
 
-CLASSES = {"adam": optimizers.Adam, "adamw": optimizers.AdamW, "sgd": optimizers.SGD, "rmsprop": optimizers.RMSprop}
+CLASSES = {name.lower(): cls for name, cls in optimizers.ALL_OBJECTS.items() if name != "LossScaleOptimizer"}
 
 
 def _params(device, seed=0):
@@ -166,6 +166,13 @@ CONFIGS = [
     ("rmsprop", {"learning_rate": 0.01}),
     ("rmsprop", {"learning_rate": 0.01, "momentum": 0.5, "centered": True, "rho": 0.8, "clipvalue": 0.7}),
     ("rmsprop", {"learning_rate": 0.01, "momentum": 0.9, "weight_decay": 0.02, "global_clipnorm": 1.5}),
+    ("adagrad", {"learning_rate": 0.05, "clipvalue": 0.5}),
+    ("adamax", {"learning_rate": 0.01, "weight_decay": 0.02, "clipnorm": 1.0}),
+    ("nadam", {"learning_rate": 0.01}),  # u_product advanced on the device by each replay
+    ("nadam", {"learning_rate": 0.01, "beta_1": 0.8, "weight_decay": 0.02, "global_clipnorm": 2.0}),
+    ("lion", {"learning_rate": 0.001, "clipnorm": 1.0}),
+    ("adadelta", {"learning_rate": 1.0, "global_clipnorm": 1.5}),
+    ("ftrl", {"learning_rate": 0.05, "l1_regularization_strength": 0.01, "beta": 0.1}),
 ]
 SCHEDULED = [(kind, name) for name in sorted(SCHEDULES) for kind in ("adam", "sgd", "rmsprop")]
 
@@ -309,8 +316,9 @@ def _keras_loss_scale(finite, initial, growth):
 
 @pytest.mark.parametrize("initial", [2.0**4, 1000.0], ids=["power-of-two", "other"])
 @pytest.mark.parametrize("kind,cfg", [("adam", {"learning_rate": 0.01}), ("sgd", {"momentum": 0.9}),
-                                      ("rmsprop", {"centered": True, "clipnorm": 1.0})],
-                         ids=["adam", "sgd", "rmsprop"])  # fmt: skip
+                                      ("rmsprop", {"centered": True, "clipnorm": 1.0}),
+                                      ("nadam", {"learning_rate": 0.01}), ("ftrl", {"learning_rate": 0.05})],
+                         ids=["adam", "sgd", "rmsprop", "nadam", "ftrl"])  # fmt: skip
 def test_loss_scaling_replays_like_eager_and_keras(backend, device, monkeypatch, kind, cfg, initial):
     """Recorded once, replayed over gradients with infs and NaNs at chosen steps: bit for bit the eager steps;
     the scale history and the skipped steps follow Keras' rule; the parameters are those of the inner optimizer

@@ -57,6 +57,9 @@ class KerasF64:
             grads = [g.clamp(-c["clipvalue"], c["clipvalue"]) for g in grads]
         wd = c.get("weight_decay", 0.004 if self.kind == "adamw" else None)
         t = self.iterations + 1
+        if self.kind == "nadam":  # Keras' u_product, once per step before the variables
+            b1 = c.get("beta_1", 0.9)
+            self.state["u_product"] = self.state.get("u_product", 1.0) * b1 * (1 - 0.5 * 0.96**t)
         for i, (p, g) in enumerate(zip(self.p, grads, strict=True)):
             if wd:
                 p -= p * wd * lr
@@ -79,6 +82,52 @@ class KerasF64:
                     vh.copy_(torch.maximum(vh, v))
                     v = vh
                 p -= m * (lr * math.sqrt(1 - b2**t) / (1 - b1**t)) / (v.sqrt() + eps)
+            elif self.kind == "adagrad":
+                eps = c.get("epsilon", 1e-7)
+                acc = self.state.setdefault(("acc", i), torch.full_like(p, c.get("initial_accumulator_value", 0.1)))
+                acc += g * g
+                p -= lr * g / (acc + eps).sqrt()
+            elif self.kind == "adamax":
+                b1, b2, eps = c.get("beta_1", 0.9), c.get("beta_2", 0.999), c.get("epsilon", 1e-7)
+                m = self.state.setdefault(("m", i), torch.zeros_like(p))
+                u = self.state.setdefault(("u", i), torch.zeros_like(p))
+                m += (g - m) * (1 - b1)
+                u.copy_(torch.maximum(b2 * u, g.abs()))
+                p -= lr * m / ((1 - b1**t) * (u + eps))
+            elif self.kind == "nadam":
+                b1, b2, eps = c.get("beta_1", 0.9), c.get("beta_2", 0.999), c.get("epsilon", 1e-7)
+                m = self.state.setdefault(("m", i), torch.zeros_like(p))
+                v = self.state.setdefault(("v", i), torch.zeros_like(p))
+                u_t, u_t_1 = b1 * (1 - 0.5 * 0.96**t), b1 * (1 - 0.5 * 0.96 ** (t + 1))
+                u_product_t = self.state["u_product"]
+                m += (g - m) * (1 - b1)
+                v += (g * g - v) * (1 - b2)
+                m_hat = u_t_1 * m / (1 - u_product_t * u_t_1) + (1 - u_t) * g / (1 - u_product_t)
+                p -= m_hat * lr / ((v / (1 - b2**t)).sqrt() + eps)
+            elif self.kind == "lion":
+                b1, b2 = c.get("beta_1", 0.9), c.get("beta_2", 0.99)
+                m = self.state.setdefault(("m", i), torch.zeros_like(p))
+                p -= lr * torch.sign(m * b1 + g * (1 - b1))
+                m.copy_(m * b2 + g * (1 - b2))
+            elif self.kind == "adadelta":
+                rho, eps = c.get("rho", 0.95), c.get("epsilon", 1e-7)
+                ag = self.state.setdefault(("ag", i), torch.zeros_like(p))
+                ad = self.state.setdefault(("ad", i), torch.zeros_like(p))
+                ag.copy_(rho * ag + (1 - rho) * g * g)
+                delta = -((ad + eps).sqrt() * g / (ag + eps).sqrt())
+                ad.copy_(rho * ad + (1 - rho) * delta * delta)
+                p += lr * delta
+            elif self.kind == "ftrl":
+                power = c.get("learning_rate_power", -0.5)
+                acc = self.state.setdefault(("acc", i), torch.full_like(p, c.get("initial_accumulator_value", 0.1)))
+                lin = self.state.setdefault(("lin", i), torch.zeros_like(p))
+                l1 = c.get("l1_regularization_strength", 0.0)
+                l2 = c.get("l2_regularization_strength", 0.0) + c.get("beta", 0.0) / (2 * lr)
+                grad_to_use = g + 2 * c.get("l2_shrinkage_regularization_strength", 0.0) * p
+                new_acc = acc + g * g
+                lin += grad_to_use - (new_acc ** (-power) - acc ** (-power)) / lr * p
+                p.copy_((lin.clamp(-l1, l1) - lin) / (new_acc ** (-power) / lr + 2 * l2))
+                acc.copy_(new_acc)
             else:
                 rho, mu, eps = c.get("rho", 0.9), c.get("momentum", 0.0), c.get("epsilon", 1e-7)
                 v = self.state.setdefault(("v", i), torch.zeros_like(p))
@@ -107,6 +156,7 @@ def _run(opt, params, grads):
         opt.step()
 
 
+FTRL_REGULARIZED = {"l1_regularization_strength": 0.01, "l2_regularization_strength": 0.02, "beta": 0.1}
 TRAJECTORIES = [
     ("adam", {}),
     ("adam", {"amsgrad": True, "beta_1": 0.8, "learning_rate": 0.01}),
@@ -118,13 +168,25 @@ TRAJECTORIES = [
     ("rmsprop", {}),
     ("rmsprop", {"momentum": 0.5, "centered": True, "rho": 0.8, "global_clipnorm": 1.5}),
     ("rmsprop", {"momentum": 0.9, "clipnorm": 0.7, "weight_decay": 0.02}),
+    ("adagrad", {"learning_rate": 0.05}),
+    ("adagrad", {"learning_rate": 0.05, "initial_accumulator_value": 0.0, "clipnorm": 0.7, "weight_decay": 0.02}),
+    ("adamax", {"learning_rate": 0.01}),
+    ("adamax", {"learning_rate": 0.01, "beta_1": 0.8, "beta_2": 0.99, "global_clipnorm": 1.5}),
+    ("nadam", {"learning_rate": 0.01}),
+    ("nadam", {"learning_rate": 0.01, "beta_1": 0.8, "clipvalue": 0.5, "weight_decay": 0.02}),
+    ("lion", {"learning_rate": 0.001}),
+    ("lion", {"learning_rate": 0.001, "beta_1": 0.8, "beta_2": 0.95, "clipnorm": 0.7, "weight_decay": 0.1}),
+    ("adadelta", {"learning_rate": 1.0}),
+    ("adadelta", {"learning_rate": 1.0, "rho": 0.8, "epsilon": 1e-6, "global_clipnorm": 1.5, "weight_decay": 0.02}),
+    ("ftrl", {"learning_rate": 0.05}),
+    ("ftrl", {"learning_rate": 0.05, "learning_rate_power": -0.3, "clipvalue": 0.5, **FTRL_REGULARIZED}),
 ]
 SCHEDULES = {
     "exponential": lambda: schedules.ExponentialDecay(0.05, decay_steps=4, decay_rate=0.5, staircase=True),
     "cosine_warmup": lambda: schedules.CosineDecay(0.0, decay_steps=12, alpha=0.1, warmup_target=0.05, warmup_steps=5),
     "piecewise": lambda: schedules.PiecewiseConstantDecay([3, 10], [0.05, 0.01, 0.002]),
 }
-_CLASSES = {"adam": optimizers.Adam, "adamw": optimizers.AdamW, "sgd": optimizers.SGD, "rmsprop": optimizers.RMSprop}
+_CLASSES = {name.lower(): cls for name, cls in optimizers.ALL_OBJECTS.items() if name != "LossScaleOptimizer"}
 
 
 @pytest.mark.parametrize("kind,cfg", TRAJECTORIES, ids=[f"{k}-{i}" for i, (k, _) in enumerate(TRAJECTORIES)])
@@ -141,7 +203,7 @@ def test_trajectory_matches_float64_keras_rule(backend, device, kind, cfg):
 
 
 @pytest.mark.parametrize("schedule", sorted(SCHEDULES))
-@pytest.mark.parametrize("kind", ["adam", "sgd", "rmsprop"])
+@pytest.mark.parametrize("kind", ["adam", "sgd", "rmsprop", "nadam"])
 def test_trajectory_with_schedule(backend, device, kind, schedule):
     params = _params(device, seed=2)
     cfg = {"learning_rate": SCHEDULES[schedule]()}
@@ -260,7 +322,9 @@ def test_schedule_validation_and_serialization():
 # ------------------------------------------------------------------------------------------------------------------
 # the optimizer object: get, learning_rate, configs, state, flat buffers
 # ------------------------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name,cls", [("adam", "Adam"), ("ADAMW", "AdamW"), ("SGD", "SGD"), ("RMSprop", "RMSprop")])
+@pytest.mark.parametrize("name,cls", [("adam", "Adam"), ("ADAMW", "AdamW"), ("SGD", "SGD"), ("RMSprop", "RMSprop"),
+                                      ("adagrad", "Adagrad"), ("Adamax", "Adamax"), ("nadam", "Nadam"),
+                                      ("lion", "Lion"), ("adadelta", "Adadelta"), ("FTRL", "Ftrl")])  # fmt: skip
 def test_get_by_keras_string(name, cls):
     opt = optimizers.get(name)
     assert type(opt).__name__ == cls
@@ -268,7 +332,8 @@ def test_get_by_keras_string(name, cls):
 
 
 def test_get_unknown_name_lists_valid_names_and_closest():
-    with pytest.raises(ValueError, match=r"'rmsprp'.*Did you mean 'rmsprop'.*\['adam', 'adamw', 'rmsprop', 'sgd'\]"):
+    valid = r"\['adadelta', 'adagrad', 'adam', 'adamax', 'adamw', 'ftrl', 'lion', 'nadam', 'rmsprop', 'sgd'\]"
+    with pytest.raises(ValueError, match=r"'rmsprp'.*Did you mean 'rmsprop'.*" + valid):
         optimizers.get("rmsprp")
     with pytest.raises(ValueError, match="Valid names"):
         optimizers.get(3)
@@ -287,6 +352,18 @@ def test_keras_defaults():
     assert w.weight_decay == 0.004 and w.epsilon == 1e-7
     assert (s.learning_rate, s.momentum, s.nesterov) == (0.01, 0.0, False)
     assert (r.learning_rate, r.rho, r.momentum, r.epsilon, r.centered) == (0.001, 0.9, 0.0, 1e-7, False)
+    ag, ax, na, li, ad, ft = (optimizers.Adagrad(), optimizers.Adamax(), optimizers.Nadam(), optimizers.Lion(),
+                              optimizers.Adadelta(), optimizers.Ftrl())  # fmt: skip
+    assert (ag.name, ag.learning_rate, ag.initial_accumulator_value, ag.epsilon) == ("adagrad", 0.001, 0.1, 1e-7)
+    assert (ax.name, ax.learning_rate, ax.beta_1, ax.beta_2, ax.epsilon) == ("adamax", 0.001, 0.9, 0.999, 1e-7)
+    assert (na.name, na.learning_rate, na.beta_1, na.beta_2, na.epsilon) == ("nadam", 0.001, 0.9, 0.999, 1e-7)
+    assert (li.name, li.learning_rate, li.beta_1, li.beta_2) == ("lion", 0.001, 0.9, 0.99)
+    assert (ad.name, ad.learning_rate, ad.rho, ad.epsilon) == ("adadelta", 0.001, 0.95, 1e-7)
+    assert (ft.name, ft.learning_rate, ft.learning_rate_power, ft.initial_accumulator_value, ft.beta) == (
+        "ftrl", 0.001, -0.5, 0.1, 0.0,
+    )  # fmt: skip
+    assert (ft.l1_regularization_strength, ft.l2_regularization_strength,
+            ft.l2_shrinkage_regularization_strength) == (0.0, 0.0, 0.0)  # fmt: skip
 
 
 def test_argument_validation():
@@ -304,6 +381,22 @@ def test_argument_validation():
         optimizers.Adam(lr=0.1)
     with pytest.raises(ValueError, match="use_ema"):
         optimizers.Adam(use_ema=True)
+    with pytest.raises(ValueError, match="initial_accumulator_value"):
+        optimizers.Adagrad(initial_accumulator_value=-0.1)
+    with pytest.raises(ValueError, match="epsilon"):
+        optimizers.Adagrad(epsilon=-1.0)
+    with pytest.raises(ValueError, match="beta_1"):
+        optimizers.Adamax(beta_1=1.0)
+    with pytest.raises(ValueError, match="beta_2"):
+        optimizers.Nadam(beta_2=1.5)
+    with pytest.raises(ValueError, match="degenerates to SignSGD"):  # Keras' own check
+        optimizers.Lion(beta_1=0.0)
+    with pytest.raises(ValueError, match="rho"):
+        optimizers.Adadelta(rho=-0.5)
+    for bad in ({"learning_rate_power": 0.5}, {"initial_accumulator_value": -1.0}, {"beta": "x"},
+                {"l1_regularization_strength": -0.1}, {"l2_shrinkage_regularization_strength": -0.1}):  # fmt: skip
+        with pytest.raises(ValueError, match=next(iter(bad))):  # Keras' checks, and a number check
+            optimizers.Ftrl(**bad)
 
 
 def test_learning_rate_is_settable_as_in_keras(device):
@@ -330,6 +423,12 @@ def test_get_config_round_trip():
         optimizers.AdamW(weight_decay=0.1, global_clipnorm=2.0),
         optimizers.SGD(learning_rate=schedules.CosineDecay(0.1, 100, warmup_target=0.2, warmup_steps=5), momentum=0.9),
         optimizers.RMSprop(centered=True, momentum=0.3, clipvalue=0.1),
+        optimizers.Adagrad(initial_accumulator_value=0.2, clipnorm=1.0),
+        optimizers.Adamax(beta_1=0.8, weight_decay=0.01),
+        optimizers.Nadam(learning_rate=schedules.ExponentialDecay(0.1, 10, 0.5), epsilon=1e-5),
+        optimizers.Lion(beta_2=0.9, global_clipnorm=2.0, name="lion_1"),
+        optimizers.Adadelta(learning_rate=1.0, rho=0.9),
+        optimizers.Ftrl(learning_rate_power=-0.3, l1_regularization_strength=0.1, beta=0.5),
     ):
         config = opt.get_config()
         back = type(opt).from_config(config)
@@ -361,6 +460,40 @@ def test_state_dict_resumes_exactly(backend, device):
         assert torch.equal(a.detach(), b.detach())
     with pytest.raises(ValueError, match="Missing"):
         resumed.load_state_dict({"iterations": torch.tensor(1)})
+
+
+@pytest.mark.parametrize("kind", ["nadam", "ftrl", "adagrad"])
+def test_state_dict_resumes_exactly_new_rules(backend, device, kind):
+    """A resumed Nadam continues its u_product (a device scalar, in state_dict); Adagrad's and Ftrl's accumulators
+    start at initial_accumulator_value and come back with the state."""
+    make = lambda: _CLASSES[kind](learning_rate=0.01, **({"initial_accumulator_value": 0.3} if kind != "nadam" else {}))  # noqa: E731
+    grads = _grads(seed=8, steps=6)
+    straight = _params(device, seed=9)
+    _run(make(), straight, grads)
+    first = _params(device, seed=9)
+    opt = make()
+    opt.build(first)
+    if kind != "nadam":
+        assert (opt.accumulators == 0.3).all()
+    _run(opt, first, grads[:4])
+    state = opt.state_dict()
+    if kind == "nadam":
+        assert state["u_product"].dtype == torch.float64 and state["u_product"].device.type == "cpu"
+        u = 1.0
+        for t in range(1, 5):
+            u *= 0.9 * (1 - 0.5 * 0.96**t)
+        assert float(state["u_product"]) == pytest.approx(u, rel=1e-12) and opt.u_product == float(state["u_product"])
+    resumed_params = [torch.nn.Parameter(p.detach().clone()) for p in first]
+    resumed = make()
+    resumed.load_state_dict(state)
+    resumed.build(resumed_params)
+    for gs in grads[4:]:
+        resumed.zero_grad()
+        for p, g in zip(resumed_params, gs, strict=True):
+            p.grad.add_(g.to(p.device, torch.float32))
+        resumed.step()
+    for a, b in zip(straight, resumed_params, strict=True):
+        assert torch.equal(a.detach(), b.detach())
 
 
 def test_flat_buffers_contract(device):

@@ -5,7 +5,9 @@ with the optimizer and takes three ``train_on_batch`` steps on the same batches;
 loss each step returns, ``optimizer.iterations`` and ``optimizer.learning_rate`` must match. The first step is
 held to fp32's one-step tolerance (rtol 1e-5, atol 1e-6); after the second and third the gradients come from
 weights that already differ by rounding, which Adam's and RMSprop's normalisation by ``sqrt(v)`` can grow for the
-smallest gradients, so the tolerance is loosened to rtol 1e-4, atol 1e-5 there.
+smallest gradients, so the tolerance is loosened to rtol 1e-4, atol 1e-5 there. Lion's update is ``lr`` times a sign:
+a sign that rounding could flip (a momentum interpolation within rounding of 0) would show as a difference of
+``2 lr`` in one weight; the batches here have none.
 """
 
 from __future__ import annotations
@@ -45,6 +47,12 @@ def _schedule(K: Any, kind: str) -> Any:
     raise AssertionError(kind)
 
 
+_FTRL_REG = {
+    "l1_regularization_strength": 0.01,
+    "l2_regularization_strength": 0.01,
+    "l2_shrinkage_regularization_strength": 0.01,
+    "beta": 0.1,
+}
 # (id, class name, kwargs); a kwarg value "schedule:<kind>" is a learning-rate schedule built under each module.
 CASES: list[tuple[str, str, dict[str, Any]]] = [
     ("sgd", "SGD", {}),
@@ -80,6 +88,28 @@ CASES: list[tuple[str, str, dict[str, Any]]] = [
     ("rmsprop_clipvalue", "RMSprop", {"learning_rate": 0.01, "clipvalue": 0.01}),
     ("rmsprop_global_clipnorm", "RMSprop", {"learning_rate": 0.01, "global_clipnorm": 0.1}),
     ("rmsprop_cosine", "RMSprop", {"learning_rate": "schedule:cosine", "momentum": 0.9}),
+    ("adagrad", "Adagrad", {}),
+    ("adagrad_lr", "Adagrad", {"learning_rate": 0.05, "initial_accumulator_value": 0.5, "epsilon": 1e-5}),
+    ("adagrad_weight_decay_clipnorm", "Adagrad", {"learning_rate": 0.05, "weight_decay": 0.1, "clipnorm": 0.1}),
+    ("adagrad_zero_accumulator", "Adagrad", {"learning_rate": 0.05, "initial_accumulator_value": 0.0}),
+    ("adamax", "Adamax", {}),
+    ("adamax_lr", "Adamax", {"learning_rate": 0.01, "beta_1": 0.8, "beta_2": 0.99, "epsilon": 1e-5}),
+    ("adamax_global_clipnorm", "Adamax", {"learning_rate": 0.01, "global_clipnorm": 0.1, "weight_decay": 0.1}),
+    ("nadam", "Nadam", {}),
+    ("nadam_lr", "Nadam", {"learning_rate": 0.01, "beta_1": 0.8, "beta_2": 0.99, "epsilon": 1e-5}),
+    ("nadam_clipvalue", "Nadam", {"learning_rate": 0.01, "clipvalue": 0.01}),
+    ("nadam_exponential", "Nadam", {"learning_rate": "schedule:exponential", "weight_decay": 0.1}),
+    ("lion", "Lion", {}),
+    ("lion_lr", "Lion", {"learning_rate": 0.01, "beta_1": 0.8, "beta_2": 0.95}),
+    ("lion_weight_decay_clipnorm", "Lion", {"learning_rate": 0.01, "weight_decay": 0.1, "clipnorm": 0.1}),
+    ("adadelta", "Adadelta", {}),
+    ("adadelta_lr", "Adadelta", {"learning_rate": 1.0, "rho": 0.9, "epsilon": 1e-6}),
+    ("adadelta_clipvalue", "Adadelta", {"learning_rate": 1.0, "clipvalue": 0.01, "weight_decay": 0.01}),
+    ("ftrl", "Ftrl", {}),
+    ("ftrl_regularized", "Ftrl", {"learning_rate": 0.05, **_FTRL_REG}),
+    ("ftrl_power", "Ftrl", {"learning_rate": 0.05, "learning_rate_power": -0.3, "initial_accumulator_value": 0.5}),
+    ("ftrl_power_regularized_clipnorm", "Ftrl", {"learning_rate_power": -0.7, "global_clipnorm": 0.1, **_FTRL_REG}),
+    ("ftrl_cosine", "Ftrl", {"learning_rate": "schedule:cosine", "clipvalue": 0.01}),
 ]
 
 

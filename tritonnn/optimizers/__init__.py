@@ -1,4 +1,5 @@
-"""Keras 3 optimizers over flat fp32 buffers: ``Adam``, ``AdamW``, ``SGD``, ``RMSprop``.
+"""Keras 3 optimizers over flat fp32 buffers: ``Adam``, ``AdamW``, ``SGD``, ``RMSprop``, ``Adagrad``, ``Adamax``,
+``Nadam``, ``Lion``, ``Adadelta``, ``Ftrl``.
 
 An optimizer owns its model's trainable parameters: ``build(params)`` copies them into one contiguous fp32 buffer
 and makes every parameter (and its ``.grad``) a view into it, with one more flat buffer per state (moments,
@@ -16,14 +17,21 @@ CUDA graph would freeze, so ``step()`` can be captured and replayed (``Optimizer
 ``LearningRateSchedule`` subclass or a callable rate is computed on the host and is the exception).
 
 The package is laid out like Keras 3's: ``optimizer.py`` (the ``Optimizer`` base and the shared argument checks),
-``sgd.py``, ``adam.py``, ``adamw.py``, ``rmsprop.py``, ``loss_scale_optimizer.py``, ``schedules.py``, and
-``registry.py`` (``ALL_OBJECTS``, the name table, ``get``, ``serialize``, ``deserialize``).
+``sgd.py``, ``adam.py``, ``adamw.py``, ``rmsprop.py``, ``adagrad.py``, ``adamax.py``, ``nadam.py``, ``lion.py``,
+``adadelta.py``, ``ftrl.py``, ``loss_scale_optimizer.py``, ``schedules.py``, and ``registry.py`` (``ALL_OBJECTS``,
+the name table, ``get``, ``serialize``, ``deserialize``).
 """
 
 from . import schedules
+from .adadelta import Adadelta
+from .adagrad import Adagrad
 from .adam import Adam
+from .adamax import Adamax
 from .adamw import AdamW
+from .ftrl import Ftrl
+from .lion import Lion
 from .loss_scale_optimizer import LossScaleOptimizer
+from .nadam import Nadam
 from .optimizer import Optimizer
 from .registry import ALL_OBJECTS as ALL_OBJECTS
 from .registry import deserialize, get, serialize
@@ -32,9 +40,15 @@ from .schedules import LearningRateSchedule as LearningRateSchedule
 from .sgd import SGD
 
 __all__ = [
+    "Adadelta",
+    "Adagrad",
     "Adam",
+    "Adamax",
     "AdamW",
+    "Ftrl",
+    "Lion",
     "LossScaleOptimizer",
+    "Nadam",
     "Optimizer",
     "RMSprop",
     "SGD",

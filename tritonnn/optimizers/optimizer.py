@@ -55,6 +55,12 @@ def check_unit(name: str, value: Any, *, closed: bool = False) -> None:
         raise ValueError(f"Expected `{name}` a float in {interval}. Received: {name}={value!r}")
 
 
+def check_non_negative(name: str, value: Any) -> None:
+    """Raise a ValueError unless ``value`` is a float >= 0 (``epsilon``, ``initial_accumulator_value``)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value >= 0:
+        raise ValueError(f"Expected `{name}` a float >= 0. Received: {name}={value!r}")
+
+
 def _check_found_inf(found_inf: Any, device: torch.device) -> None:
     ok = isinstance(found_inf, torch.Tensor) and found_inf.dtype == torch.float32 and found_inf.dim() == 0
     if not (ok and found_inf.device == device):
@@ -83,7 +89,7 @@ class Optimizer:
     is projected with it after every ``step``.
     """
 
-    _rule = ""  # "sgd" | "adam" | "rmsprop"
+    _rule = ""  # a rule of tritonnn.kernels.optim.RULES: "sgd", "adam", "rmsprop", "adagrad", ...
 
     def __init__(
         self,
@@ -231,6 +237,11 @@ class Optimizer:
     def _state_names(self) -> tuple[str, ...]:
         return ()
 
+    def _state_initial_value(self, name: str) -> float:
+        """The value a state buffer starts at (Keras' initializer: zeros, or Adagrad's and Ftrl's
+        ``initial_accumulator_value`` for their accumulators)."""
+        return 0.0
+
     @property
     def variables(self) -> list[torch.Tensor]:
         """The optimizer's state buffers (flat), in a fixed order."""
@@ -298,7 +309,9 @@ class Optimizer:
             for p, pv in zip(params, self._param_views, strict=True)
             if getattr(p, "constraint", None) is not None
         ]
-        self._state = {name: torch.zeros_like(self.flat_param) for name in self._state_names()}
+        self._state = {
+            name: torch.full_like(self.flat_param, self._state_initial_value(name)) for name in self._state_names()
+        }
         self._host_iterations = 0
         seg_sizes = sizes + ([padded - total] if padded > total else [])
         if self.clipnorm is not None:

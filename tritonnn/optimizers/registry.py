@@ -6,8 +6,14 @@ from __future__ import annotations
 import difflib
 from typing import Any, TypeVar
 
+from .adadelta import Adadelta
+from .adagrad import Adagrad
 from .adam import Adam
+from .adamax import Adamax
 from .adamw import AdamW
+from .ftrl import Ftrl
+from .lion import Lion
+from .nadam import Nadam
 from .optimizer import Optimizer
 from .rmsprop import RMSprop
 from .sgd import SGD
@@ -15,9 +21,10 @@ from .sgd import SGD
 # Keras' class-name table for deserialize. LossScaleOptimizer, which itself resolves its inner optimizer through
 # get() / deserialize() here, adds itself with @register when its module loads (the package imports it), so this
 # module never imports it and the two do not import each other; the table then reads, in order, Adam, AdamW, SGD,
-# RMSprop, LossScaleOptimizer.
-ALL_OBJECTS: dict[str, type[Optimizer]] = {cls.__name__: cls for cls in (Adam, AdamW, SGD, RMSprop)}
-_BY_NAME = {"adam": Adam, "adamw": AdamW, "sgd": SGD, "rmsprop": RMSprop}
+# RMSprop, Adagrad, Adamax, Nadam, Lion, Adadelta, Ftrl, LossScaleOptimizer.
+_CLASSES = (Adam, AdamW, SGD, RMSprop, Adagrad, Adamax, Nadam, Lion, Adadelta, Ftrl)
+ALL_OBJECTS: dict[str, type[Optimizer]] = {cls.__name__: cls for cls in _CLASSES}
+_BY_NAME = {cls.__name__.lower(): cls for cls in _CLASSES}  # Keras' string identifiers: "adam", "adagrad", ...
 
 
 _T = TypeVar("_T", bound=type[Optimizer])
