@@ -16,7 +16,7 @@ from ._backend import BACKENDS, backend, backend_scope, get_backend, set_backend
 from ._triton import HAS_TRITON, INTERPRETING
 from .activations import ACTIVATIONS
 from .dense import dense
-from .dropout import dropout
+from .dropout import dropout, seed_stream_next
 from .flat_grad import FLAT_GRAD_ATTR, is_flat_grad_leaf, mark_flat_grad
 from .fused_mlp import fused_mlp, fused_mlp_supported
 from .norm import batch_norm, layer_norm, moments
@@ -40,6 +40,7 @@ __all__ = [
     "binary_cross_entropy",
     "dense",
     "dropout",
+    "seed_stream_next",
     "fused_mlp",
     "fused_mlp_supported",
     "batch_norm",

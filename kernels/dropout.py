@@ -308,6 +308,89 @@ class DropoutFunction(torch.autograd.Function):
         return _dropout_launch(dy, ctx.rate, seed), None, None
 
 
+# ---- the seed stream of a Dropout layer, advanced on the device ----
+# Seed i of a stream (base, counter) is splitmix64((base + splitmix64(i)) mod 2**64) >> 1, i = 1, 2, ... (the layer
+# keeps the host form of the same formula: ``tritonnn.layers.Dropout.next_seed``). On the device it is one launch:
+# the counter is incremented in place and the seed written to a fresh 0-dim tensor, so a CUDA graph that captured
+# the launch draws the next seed on every replay. The torch path is ~25 ATen ops on 0-dim tensors (each a launch
+# on a GPU); the kernel is one.
+_GOLDEN = 0x9E3779B97F4A7C15  # SplitMix64's Weyl increment
+_MIX_1 = 0xBF58476D1CE4E5B9
+_MIX_2 = 0x94D049BB133111EB
+_M64 = (1 << 64) - 1
+
+
+def _as_int64(x: int) -> int:
+    x &= _M64
+    return x - (1 << 64) if x >> 63 else x
+
+
+def _shr(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Logical right shift of int64 tensors read as uint64 (``>>`` is arithmetic: clear the copied sign bits)."""
+    return (x >> k) & ((1 << (64 - k)) - 1)
+
+
+def _splitmix64_tensor(x: torch.Tensor) -> torch.Tensor:
+    """SplitMix64 (increment, then the finalizer) on int64 tensors holding uint64 bits: sums and products wrap
+    modulo 2**64 in two's complement, which is uint64 arithmetic on the bits."""
+    x = x + _as_int64(_GOLDEN)
+    x = (x ^ _shr(x, 30)) * _as_int64(_MIX_1)
+    x = (x ^ _shr(x, 27)) * _as_int64(_MIX_2)
+    return x ^ _shr(x, 31)
+
+
+@triton.jit
+def _splitmix64(x):
+    # x: uint64. Triton's uint64 products and sums wrap, and >> on an unsigned value is logical.
+    x = x + 0x9E3779B97F4A7C15
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EB
+    return x ^ (x >> 31)
+
+
+@triton.jit
+def _seed_next_kernel(
+    base_ptr,  # *i64 [] the stream's base (uint64 bits)
+    counter_ptr,  # *i64 [] seeds drawn so far, incremented in place
+    seed_ptr,  # *i64 [] out: the next seed, in [0, 2**63)
+):
+    counter = tl.load(counter_ptr) + 1
+    tl.store(counter_ptr, counter)
+    mixed = _splitmix64(
+        tl.load(base_ptr).to(tl.uint64, bitcast=True) + _splitmix64(counter.to(tl.uint64, bitcast=True))
+    )
+    tl.store(seed_ptr, (mixed >> 1).to(tl.int64, bitcast=True))
+
+
+register_aot(
+    AotCase(
+        name="dropout_seed_next",
+        kernel=_seed_next_kernel,
+        signature={"base_ptr": "*i64", "counter_ptr": "*i64", "seed_ptr": "*i64"},
+        constexprs={},
+        num_warps=1,
+        num_stages=1,
+    )
+)
+
+
+def seed_stream_next(base: torch.Tensor, counter: torch.Tensor) -> torch.Tensor:
+    """Advance a seed stream held on the device: ``counter += 1`` in place and return the seed at the new position,
+    ``splitmix64(base + splitmix64(counter)) >> 1``, as a fresh 0-dim int64 tensor on their device (a device seed
+    for :func:`dropout` and the dense kernels). No host sync; one launch on the triton backend."""
+    for name, t in (("base", base), ("counter", counter)):
+        if not isinstance(t, torch.Tensor) or t.dtype != torch.int64 or t.dim() != 0:
+            raise ValueError(f"seed_stream_next expects `{name}` a 0-dim torch.int64 tensor. Received: {t!r}")
+    if base.device != counter.device:
+        raise ValueError(f"seed_stream_next: base on {base.device} but counter on {counter.device}")
+    if _backend.use_triton(counter):
+        seed = torch.empty((), dtype=torch.int64, device=counter.device)
+        _seed_next_kernel[(1,)](base, counter, seed, num_warps=1)
+        return seed
+    counter.add_(1)
+    return _shr(_splitmix64_tensor(base + _splitmix64_tensor(counter)), 1)
+
+
 def check_rate(rate: float) -> float:
     if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0.0 <= float(rate) < 1.0:
         raise ValueError(

@@ -186,3 +186,39 @@ def test_the_torch_philox_of_a_device_seed_equals_the_int_seeds():
         assert torch.equal(philox_randint(torch.tensor(seed), offsets), philox_randint(seed, offsets)), seed
     # a negative tensor keys Philox with its two's-complement bits, as the kernels' cast to uint64 does
     assert torch.equal(philox_randint(torch.tensor(-2), offsets[:50]), philox_randint(2**64 - 2, offsets[:50]))
+
+
+def _host_stream_seed(base: int, i: int) -> int:
+    """Seed ``i`` of a stream, in Python ints: the formula ``Dropout.next_seed`` uses, written out again."""
+    m = (1 << 64) - 1
+
+    def mix(x: int) -> int:
+        x = (x + 0x9E3779B97F4A7C15) & m
+        x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & m
+        x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & m
+        return x ^ (x >> 31)
+
+    return mix((base + mix(i & m)) & m) >> 1
+
+
+@pytest.mark.parametrize(
+    "base, counter", [(0, 0), (1, 7), (2**62 - 1, 2**40), (-(2**63), 2**63 - 2), (-1, -3), (0x5DEECE66D, -1)]
+)
+def test_the_seed_stream_advances_on_the_device(backend, device, base, counter):
+    # one launch on the triton backend, ~25 ATen ops on the torch one: the same 64-bit values, wrap-around included
+    b = torch.tensor(base, dtype=torch.int64, device=device)
+    c = torch.tensor(counter, dtype=torch.int64, device=device)
+    seeds = [kernels.seed_stream_next(b, c) for _ in range(3)]
+    want = [_host_stream_seed(base, counter + k) for k in (1, 2, 3)]
+    assert [int(s) for s in seeds] == want
+    assert all(s.dim() == 0 and s.dtype == torch.int64 and s.device == b.device for s in seeds)
+    assert int(c) == ((counter + 3 + 2**63) % 2**64) - 2**63 and int(b) == base  # counter in place, base untouched
+    assert all(0 <= v < 2**63 for v in want)
+
+
+def test_the_seed_stream_refuses_what_is_not_a_0_dim_int64_pair(backend, device):
+    good = torch.tensor(1, dtype=torch.int64, device=device)
+    with pytest.raises(ValueError, match="0-dim torch.int64"):
+        kernels.seed_stream_next(good, torch.tensor([1], dtype=torch.int64, device=device))
+    with pytest.raises(ValueError, match="`base` a 0-dim torch.int64"):
+        kernels.seed_stream_next(torch.tensor(1.0, device=device), good)

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from .. import kernels, ops
-from ..kernels.dropout import check_rate, check_seed
+from ..kernels.dropout import check_rate, check_seed, seed_stream_next
 from . import fusion
 from .layer import Layer
 
@@ -39,21 +39,6 @@ def _as_int64(x: int) -> int:
     """The int64 whose two's-complement bits are ``x mod 2**64`` (what a torch.int64 tensor stores for it)."""
     x &= _M64
     return x - (1 << 64) if x >> 63 else x
-
-
-def _shr(x: torch.Tensor, k: int) -> torch.Tensor:
-    """Logical right shift of int64 tensors read as uint64: ``>>`` is arithmetic, so clear the ``k`` copied sign
-    bits (two ops)."""
-    return (x >> k) & ((1 << (64 - k)) - 1)
-
-
-def _splitmix64_tensor(x: torch.Tensor) -> torch.Tensor:
-    """:func:`_splitmix64` on int64 tensors holding uint64 bits: additions and products wrap modulo 2**64 in
-    two's complement, which is arithmetic mod 2**64 on the bits; the constants are passed as their int64 values."""
-    x = x + _as_int64(_GOLDEN)
-    x = (x ^ _shr(x, 30)) * _as_int64(_MIX_1)
-    x = (x ^ _shr(x, 27)) * _as_int64(_MIX_2)
-    return x ^ _shr(x, 31)
 
 
 class Dropout(Layer):
@@ -142,7 +127,8 @@ class Dropout(Layer):
         """The next mask seed of this layer's stream as a fresh 0-dim int64 tensor on ``device``, equal to what
         :meth:`next_seed` would return at this position; advances the stream in device memory.
 
-        Per call: an in-place add on the device counter and about 25 int64 ops on 0-dim tensors, no host sync, no
+        Per call: one launch on the triton backend (``kernels.dropout.seed_stream_next``: the counter incremented in
+        place, the seed computed; the torch path takes about 25 int64 ops on 0-dim tensors), no host sync, no
         host-to-device copy, so a CUDA graph capture of the call advances the stream on every replay. The first
         call on a device (or the first after host draws) moves the stream there: two small host-to-device copies,
         which a graph capture refuses (run a step eagerly first, as fit's warm-up does)."""
@@ -150,9 +136,7 @@ class Dropout(Layer):
         stream = self._device_stream
         if not self._on_device or stream is None or not _same_device(stream[1].device, device):
             stream = self._move_stream(device)
-        base, counter = stream
-        counter.add_(1)
-        return _shr(_splitmix64_tensor(base + _splitmix64_tensor(counter)), 1)
+        return seed_stream_next(*stream)
 
     def _move_stream(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         if device.type == "cuda" and torch.cuda.is_current_stream_capturing():
