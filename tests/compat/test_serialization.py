@@ -341,3 +341,27 @@ def test_load_weights_skip_mismatch_skips_mismatched_layers_as_keras(keras_ref, 
         with pytest.raises(ValueError):
             K.saving.load_weights(target, path, by_name=True)
     assert results[tk] == results[keras_ref] == ([True, True], [True, True])
+
+
+def test_the_compile_config_is_serialized_when_saved_as_in_keras(keras_ref, tmp_path):
+    # A schedule without get_config trains; only get_compile_config() / save fail, with Keras' error type. And the
+    # compile config is the optimizer's as it is at save time (a learning rate a callback or the user changed).
+    x, y = np.ones((4, 3), "float32"), np.ones((4, 2), "float32")
+    for K in (keras_ref, tk):
+
+        class Constant(K.optimizers.schedules.LearningRateSchedule):
+            def __call__(self, step):
+                return 0.01
+
+        model = K.Sequential([K.Input((3,)), K.layers.Dense(2)])
+        model.compile(optimizer=K.optimizers.SGD(Constant()), loss="mse")
+        model.fit(x, y, verbose=0)
+        with pytest.raises(NotImplementedError, match="must override `get_config\\(\\)`"):
+            model.get_compile_config()
+        with pytest.raises(NotImplementedError, match="must override `get_config\\(\\)`"):
+            model.save(str(tmp_path / f"{K.__name__}.keras"))
+        model = K.Sequential([K.Input((3,)), K.layers.Dense(2)])
+        model.compile(optimizer=K.optimizers.SGD(0.5), loss="mse")
+        model.optimizer.learning_rate = 0.25
+        lr = model.get_compile_config()["optimizer"]["config"]["learning_rate"]
+        assert float(lr) == 0.25, K.__name__

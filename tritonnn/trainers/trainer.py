@@ -137,12 +137,14 @@ class Trainer:
         self._output_metrics = None
         self._output_loss_trackers = []
         self._optimizer_params = []
+        # Serialized when asked for (saving), as Keras does: the optimizer's config as it is then, and a compile
+        # argument that cannot be serialized (a schedule without get_config) fails the save, not the compile.
         self._compile_config = {
-            "optimizer": optimizers.serialize(self.optimizer),
-            "loss": compile_utils.serialize_nest(loss),
+            "optimizer": self.optimizer,
+            "loss": loss,
             "loss_weights": loss_weights,
-            "metrics": compile_utils.serialize_nest(metrics),
-            "weighted_metrics": compile_utils.serialize_nest(weighted_metrics),
+            "metrics": metrics,
+            "weighted_metrics": weighted_metrics,
         }
         if jit_compile not in (True, False, "auto"):
             raise ValueError(
@@ -152,8 +154,17 @@ class Trainer:
         self.compiled = True
 
     def get_compile_config(self) -> dict[str, Any] | None:
-        """What ``compile`` was given, serialized (None before compile)."""
-        return self._compile_config
+        """What ``compile`` was given, serialized now (None before compile)."""
+        cfg = self._compile_config
+        if cfg is None:
+            return None
+        return {
+            "optimizer": optimizers.serialize(cfg["optimizer"]),
+            "loss": compile_utils.serialize_nest(cfg["loss"]),
+            "loss_weights": cfg["loss_weights"],
+            "metrics": compile_utils.serialize_nest(cfg["metrics"]),
+            "weighted_metrics": compile_utils.serialize_nest(cfg["weighted_metrics"]),
+        }
 
     def compile_from_config(self, config: dict[str, Any]) -> None:
         """Compile again from :meth:`get_compile_config`'s output."""
