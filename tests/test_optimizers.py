@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
+import tritonnn as K
 from tests.helpers import assert_close_verbose
 from tritonnn import optimizers
 from tritonnn.optimizers import schedules
@@ -548,3 +550,22 @@ def test_apply_copies_grads_then_steps(device):
     )
     with pytest.raises(ValueError, match="Expected 2 gradients"):
         opt.apply([torch.zeros(6, device=device)])
+
+
+@pytest.mark.parametrize("name", ["nadam", "adagrad", "ftrl", "adadelta"])
+def test_saved_model_resumes_the_new_rules_exactly(tmp_path, name):
+    """save_model/load_model carry the states (and Nadam's u_product) through the file: training on is exact."""
+    x = np.random.default_rng(0).normal(size=(16, 4)).astype("float32")
+    y = np.random.default_rng(1).normal(size=(16, 2)).astype("float32")
+    model = K.Sequential([K.Input((4,)), K.layers.Dense(2)])
+    model.compile(optimizer=name, loss="mse")
+    model.fit(x, y, epochs=3, verbose=0, shuffle=False)
+    K.saving.save_model(model, str(tmp_path / "m.keras"))
+    loaded = K.saving.load_model(str(tmp_path / "m.keras"))
+    assert type(loaded.optimizer) is type(model.optimizer) and loaded.optimizer.iterations == 3
+    if name == "nadam":
+        assert loaded.optimizer.u_product == model.optimizer.u_product != 1.0
+    for m in (model, loaded):
+        m.fit(x, y, epochs=2, verbose=0, shuffle=False)
+    for a, b in zip(model.get_weights(), loaded.get_weights(), strict=True):
+        assert np.array_equal(a, b)

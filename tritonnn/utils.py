@@ -129,8 +129,9 @@ def _optimizer_variables(optimizer: Any) -> tuple[int, int]:
     """The count and bytes of what Keras calls an optimizer's variables (``optimizer.variables`` in Keras).
 
     Keras makes ``iterations`` (int32), the learning rate (a float32 variable, unless it is a schedule) and one
-    float32 slot per trainable weight element per state (SGD's momentums, Adam's momentums and velocities...);
-    tritonnn keeps the states in padded flat buffers, so they are counted from the parameters they shadow. A
+    float32 slot per trainable weight element per state (SGD's momentums, Adam's momentums and velocities...),
+    plus a rule's own scalar variables (Nadam's ``u_product``: ``Optimizer._scalar_variables``); tritonnn keeps
+    the states in padded flat buffers, so they are counted from the parameters they shadow. A
     ``LossScaleOptimizer`` adds its own four scalars (iterations, learning rate, step counter, dynamic scale).
     """
     inner = getattr(optimizer, "inner_optimizer", None)
@@ -139,7 +140,7 @@ def _optimizer_variables(optimizer: Any) -> tuple[int, int]:
         return count + 4, size + 16
     per_state = sum(p.numel() for p in optimizer.params)
     lr_is_variable = not isinstance(optimizer.get_config().get("learning_rate"), dict)  # a schedule serializes
-    count = 1 + int(lr_is_variable) + per_state * len(optimizer.variables)
+    count = 1 + int(lr_is_variable) + per_state * len(optimizer.variables) + optimizer._scalar_variables
     return count, 4 * count
 
 

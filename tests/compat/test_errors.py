@@ -119,6 +119,30 @@ CASES: dict[str, tuple[Callable[[Any], Any], str | None]] = {
         lambda K: K.optimizers.Adam(beta_1=1.5),
         deliberate("error.optimizer-argument-checks"),
     ),
+    "lion_beta_1_zero": (lambda K: K.optimizers.Lion(beta_1=0.0), None),
+    "ftrl_positive_learning_rate_power": (lambda K: K.optimizers.Ftrl(learning_rate_power=0.5), None),
+    "ftrl_negative_initial_accumulator": (lambda K: K.optimizers.Ftrl(initial_accumulator_value=-0.1), None),
+    "ftrl_negative_l1": (lambda K: K.optimizers.Ftrl(l1_regularization_strength=-0.1), None),
+    "adagrad_negative_initial_accumulator": (
+        lambda K: K.optimizers.Adagrad(initial_accumulator_value=-0.1),
+        deliberate("error.optimizer-argument-checks"),
+    ),
+    "adamax_beta_out_of_range": (
+        lambda K: K.optimizers.Adamax(beta_2=1.5),
+        deliberate("error.optimizer-argument-checks"),
+    ),
+    "nadam_negative_epsilon": (
+        lambda K: K.optimizers.Nadam(epsilon=-1e-7),
+        deliberate("error.optimizer-argument-checks"),
+    ),
+    "lion_beta_2_out_of_range": (
+        lambda K: K.optimizers.Lion(beta_2=1.5),
+        deliberate("error.optimizer-argument-checks"),
+    ),
+    "adadelta_rho_out_of_range": (
+        lambda K: K.optimizers.Adadelta(rho=1.5),
+        deliberate("error.optimizer-argument-checks"),
+    ),
     "validation_data_one_element": (lambda K: compiled(K).fit(X, Y, validation_data=(X,), verbose=0), None),
     "validation_split_above_one": (
         lambda K: compiled(K).fit(X, Y, validation_split=1.5, verbose=0),

@@ -283,6 +283,12 @@ OPTIMIZERS_FOR_SUMMARY = {
     "rmsprop_centered_momentum": lambda K: K.optimizers.RMSprop(momentum=0.5, centered=True),
     "sgd_schedule": lambda K: K.optimizers.SGD(K.optimizers.schedules.ExponentialDecay(0.1, 10, 0.9)),
     "loss_scale_adam": lambda K: K.optimizers.LossScaleOptimizer(K.optimizers.Adam()),
+    "adagrad": lambda K: K.optimizers.Adagrad(),
+    "adamax": lambda K: K.optimizers.Adamax(),
+    "nadam": lambda K: K.optimizers.Nadam(),  # and its u_product scalar
+    "lion": lambda K: K.optimizers.Lion(),
+    "adadelta": lambda K: K.optimizers.Adadelta(),
+    "ftrl": lambda K: K.optimizers.Ftrl(),
 }
 
 

@@ -26,6 +26,7 @@ class Nadam(Optimizer):
     """
 
     _rule = "nadam"
+    _scalar_variables = 1  # u_product, one of Keras' optimizer.variables
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, weight_decay=None, clipnorm=None,
                  clipvalue=None, global_clipnorm=None, name=None, **kwargs):  # fmt: skip

@@ -90,6 +90,7 @@ class Optimizer:
     """
 
     _rule = ""  # a rule of tritonnn.kernels.optim.RULES: "sgd", "adam", "rmsprop", "adagrad", ...
+    _scalar_variables = 0  # scalar variables Keras' rule adds to optimizer.variables (Nadam: u_product)
 
     def __init__(
         self,
