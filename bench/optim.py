@@ -4,8 +4,9 @@
     python bench/optim.py --optimizer sgd --counts 1e6,1e8 --global-clipnorm 1.0
 
 Bytes a step must move, per fp32 parameter (read p, g and each state; write p and each state):
-    Adam 28 (amsgrad +8), SGD 12 (momentum 20), RMSprop 20 (momentum +8, centered +8);
-    clipping by norm adds one more read of g (+4): the norm pass.
+    Adam 28 (amsgrad +8), SGD 12 (momentum 20), RMSprop 20 (momentum +8, centered +8), Adagrad 20, Lion 20,
+    Adamax 28, Nadam 28, Adadelta 28, Ftrl 28; clipping by norm adds one more read of g (+4): the norm pass.
+torch.optim has no Lion and no Ftrl: those run tritonnn alone (the peers are reported as skipped).
 Effective bandwidth = those bytes / median time, and % of the device's measured copy bandwidth (a device-to-device
 copy of 1 GiB, read + write; ~3.0 TB/s on an H100 SXM).
 
@@ -50,8 +51,12 @@ TABLE_HEAD = (
     "| date | device | command | params | optimizer | provider | median ms | p20 | p80 | GB/s | % copy BW "
     "| vs torch fused | vs torch foreach |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
 )
-BYTES = {"adam": 28, "sgd": 20, "rmsprop": 20}  # sgd with momentum 0.9, rmsprop without momentum
-TORCH = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "rmsprop": torch.optim.RMSprop}
+# sgd with momentum 0.9, rmsprop without momentum
+BYTES = {"adam": 28, "sgd": 20, "rmsprop": 20, "adagrad": 20, "lion": 20, "adamax": 28, "nadam": 28, "adadelta": 28,
+         "ftrl": 28}  # fmt: skip
+TORCH = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "rmsprop": torch.optim.RMSprop,
+         "adagrad": torch.optim.Adagrad, "adamax": torch.optim.Adamax, "nadam": torch.optim.NAdam,
+         "adadelta": torch.optim.Adadelta}  # fmt: skip
 
 
 def _params(count: int, device: str = "cuda") -> list[torch.nn.Parameter]:
@@ -135,6 +140,11 @@ def main(argv: list[str] | None = None) -> int:
     per_param = BYTES[args.optimizer] + (4 if args.global_clipnorm else 0)
     providers = [p for p in args.providers.split(",") if p]
     skipped = {}
+    if args.optimizer not in TORCH:
+        for provider in [p for p in providers if p != "tritonnn"]:
+            skipped[provider] = f"torch.optim has no {args.optimizer}"
+            providers.remove(provider)
+            print(f"{provider}: {skipped[provider]}")
     if args.dry_run and "torch.compile" in providers:
         skipped["torch.compile"] = "not timed in a dry run (compiling for the CPU takes minutes)"
         providers.remove("torch.compile")
