@@ -365,3 +365,30 @@ def test_the_compile_config_is_serialized_when_saved_as_in_keras(keras_ref, tmp_
         model.optimizer.learning_rate = 0.25
         lr = model.get_compile_config()["optimizer"]["config"]["learning_rate"]
         assert float(lr) == 0.25, K.__name__
+
+
+NEW_OPTIMIZERS = [
+    lambda K: K.optimizers.Adagrad(learning_rate=0.02, initial_accumulator_value=0.3, epsilon=1e-6),
+    lambda K: K.optimizers.Adamax(beta_1=0.8, beta_2=0.99, clipnorm=1.0),
+    lambda K: K.optimizers.Nadam(learning_rate=0.01, weight_decay=0.1),
+    lambda K: K.optimizers.Lion(beta_1=0.8, beta_2=0.95, global_clipnorm=2.0),
+    lambda K: K.optimizers.Adadelta(learning_rate=1.0, rho=0.9, clipvalue=0.5),
+    lambda K: K.optimizers.Ftrl(learning_rate_power=-0.3, l1_regularization_strength=0.1, beta=0.5),
+]
+
+
+@pytest.mark.parametrize("make", NEW_OPTIMIZERS, ids=["adagrad", "adamax", "nadam", "lion", "adadelta", "ftrl"])
+def test_new_optimizers_configs_are_keras(keras_ref, make):
+    """Adagrad, Adamax, Nadam, Lion, Adadelta, Ftrl: Keras' class name, default name and config, read both ways
+    (Keras on torch names its backend's private module for those it has a torch class for: saving.optimizer-module;
+    for Ftrl it writes the public module too)."""
+    ref, got = keras_ref.saving.serialize_keras_object(make(keras_ref)), tk.saving.serialize_keras_object(make(tk))
+    if ref["module"].startswith("keras.src.backend.torch.optimizers"):
+        deliberate("saving.optimizer-module")
+    else:
+        assert (ref["module"], ref["registered_name"]) == ("keras.optimizers", None)
+    assert (got["module"], got["registered_name"], got["class_name"]) == ("keras.optimizers", None, ref["class_name"])
+    _same_config(_json(got["config"]), _json(ref["config"]))
+    _same_config(_json(tk.saving.deserialize_keras_object(_json(ref)).get_config()), _json(ref["config"]))
+    back = keras_ref.saving.deserialize_keras_object(_json(got))
+    _same_config(_json(back.get_config()), _json(got["config"]))
