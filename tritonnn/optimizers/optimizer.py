@@ -398,17 +398,70 @@ class Optimizer:
             else:
                 torch.where(found_inf == 0, projected, pv, out=pv)
 
-    def apply(self, grads: list[torch.Tensor] | None = None) -> None:
-        """Keras' ``apply(grads)``: copy ``grads`` into the flat gradient buffer (if given), then ``step()``."""
-        if grads is not None:
-            if not self.built or len(grads) != len(self.params):
+    def apply(self, grads: Any = None, trainable_variables: Any = None) -> None:
+        """Keras' ``apply(grads, trainable_variables=None)``: copy ``grads`` into the flat gradient buffer (if
+        given), then ``step()``.
+
+        ``grads`` match the built parameters one to one, or ``trainable_variables`` (which builds the optimizer
+        on its first call, as in Keras) in any order. The update is one fused step over every parameter, so a
+        gradient is needed for each: a subset of the variables, or a ``None`` gradient (which Keras skips), is a
+        ``ValueError`` rather than a step that would move the others with a zero gradient."""
+        if grads is None:
+            self.step()
+            return
+        grads = list(grads)
+        if not grads:
+            return  # Keras: an empty list of gradients is a no-op
+        if trainable_variables is not None:
+            variables = list(trainable_variables)
+            if len(variables) != len(grads):
                 raise ValueError(
-                    f"Expected {len(self.params)} gradients for the built parameters. Received {len(grads)}"
+                    f"Expected one gradient per variable: {len(variables)} gradients. Received {len(grads)}"
                 )
-            with torch.no_grad():
-                for gv, g in zip(self._grad_views, grads, strict=True):
-                    gv.copy_(g)
+            if not self.built:
+                self.build(variables)
+        elif not self.built:
+            raise ValueError(
+                "When passing `grads` without `trainable_variables`, the optimizer must already be built on a list "
+                "of variables. Call `optimizer.build(trainable_variables)` first."
+            )
+        else:
+            variables = list(self.params)
+            if len(grads) != len(variables):
+                raise ValueError(f"Expected {len(variables)} gradients for the built parameters. Received {len(grads)}")
+        base = getattr(self, "inner_optimizer", self)  # a LossScaleOptimizer's buffers are its inner one's
+        position = {id(p): i for i, p in enumerate(self.params)}
+        order = [position.get(id(v)) for v in variables]
+        if None in order or sorted(order) != list(range(len(self.params))):
+            unknown = sum(i is None for i in order)
+            raise ValueError(
+                f"The fused update steps all {len(self.params)} variables the optimizer was built with at once: "
+                f"expected a gradient for each of them. Received gradients for {len(variables)} variables "
+                f"({unknown} the optimizer does not hold{', some repeated' if unknown == 0 else ''})"
+            )
+        with torch.no_grad():
+            for i, g in zip(order, grads, strict=True):
+                if g is None:
+                    raise ValueError(
+                        f"The gradient of variable {i} is None: the fused update steps every variable, so each "
+                        "needs a gradient (use zeros for a variable that should not move with SGD)"
+                    )
+                g = torch.as_tensor(g)
+                view = base._grad_views[i]
+                if tuple(g.shape) != tuple(view.shape):
+                    raise ValueError(
+                        f"The gradient of variable {i} has shape {tuple(g.shape)}, but the variable has shape "
+                        f"{tuple(view.shape)}"
+                    )
+                view.copy_(g)
         self.step()
+
+    def apply_gradients(self, grads_and_vars: Any) -> int:
+        """Keras' ``apply_gradients([(grad, variable), ...])``: :meth:`apply`; returns ``iterations``."""
+        pairs = list(grads_and_vars)
+        grads, variables = ([g for g, _ in pairs], [v for _, v in pairs]) if pairs else ([], [])
+        self.apply(grads, variables)
+        return self.iterations
 
     def _prepare_update(self) -> _optim.FlatUpdate:
         """The subclass's rule over the built flat buffers (``tritonnn.kernels.optim.FlatUpdate``)."""
