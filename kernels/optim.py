@@ -38,6 +38,13 @@ Keras vs PyTorch (both written down because the defaults look alike and are not)
   - SGD with momentum: Keras folds lr into the velocity (m = mu m - lr g), PyTorch does not (b = mu b + g,
     p -= lr b): identical trajectories for a constant lr, different ones when lr changes (schedules).
     Keras' nesterov step is p += mu m - lr g, PyTorch's p -= lr (g + mu b): the same for a constant lr.
+  - Adagrad: Keras' accumulator starts at initial_accumulator_value (0.1) and epsilon (1e-7) is inside the root;
+    PyTorch's starts at 0 (initial_accumulator_value=0), eps 1e-10 outside the root, default lr 0.01.
+  - Adamax: Keras adds epsilon to u in the denominator; PyTorch takes u = max(b2 u, |g| + eps) (eps 1e-8, lr 0.002).
+  - Nadam: Keras' momentum schedule is u_t = b1 (1 - 0.5 * 0.96^t); PyTorch's NAdam uses
+    0.96^(t * momentum_decay) with momentum_decay 0.004, a far slower decay: different trajectories from step 1.
+  - Adadelta: Keras' defaults are lr 0.001, rho 0.95, epsilon 1e-7; PyTorch's lr 1.0, rho 0.9, eps 1e-6 (the rule
+    itself, epsilon inside both roots, is the same).
   - Weight decay: Keras decays every optimizer decoupled, p -= lr wd p before the rule (AdamW's form, default
     0.004 for AdamW); PyTorch's Adam/SGD/RMSprop ``weight_decay`` adds wd p to the gradient (L2), and
     ``torch.optim.AdamW`` uses p -= lr wd p with default wd 0.01.

@@ -251,6 +251,14 @@ TORCH_TWINS = [
         torch.optim.RMSprop,
         {"lr": 0.01, "alpha": 0.9, "momentum": 0.5, "centered": True, "eps": 0.0},
     ),
+    (
+        "adagrad",
+        {"learning_rate": 0.05, "initial_accumulator_value": 0.0, "epsilon": 0.0},
+        torch.optim.Adagrad,
+        {"lr": 0.05, "eps": 0.0},
+    ),
+    ("adamax", {"learning_rate": 0.01, "epsilon": 0.0}, torch.optim.Adamax, {"lr": 0.01, "eps": 0.0}),
+    ("adadelta", {"learning_rate": 1.0, "rho": 0.9, "epsilon": 1e-6}, torch.optim.Adadelta, {}),  # the same rule
 ]
 
 
