@@ -50,20 +50,24 @@ anyway (dW_0 = x^T dz_0). Seed model 64-32-10 (one hidden layer of 32), fp32:
     (M, N) activations. So the forward saves only its inputs (x, weights, biases, labels: alive anyway).
 The price of fusing the weight gradients is the partial buffer: tiles * P * 4 bytes written and read again, i.e.
 8 P / BLOCK_M bytes per row against x's K * b. Seed model (P = 2410, BLOCK_M = 64): 301 B/row vs x's 256 (fp32) or
-128 (bf16); 64-64-64-64-10 (P = 13.1K, BLOCK_M 32 / 16 in bf16 / tf32): 3.3 / 6.6 KB/row, 784-128-128-10 (P = 118K):
-30-60 KB/row. Small batches keep it in L2; for wide layers at large batches the per-layer path's dkernel GEMMs (which
+128 (bf16); 64-64-64-64-10 (P = 13.1K, BLOCK_M 32 / 16 in bf16 / tf32): 3.3 / 6.6 KB/row, 784-64-64-10 (P = 55K):
+14-28 KB/row. Small batches keep it in L2; for wide layers at large batches the per-layer path's dkernel GEMMs (which
 accumulate over rows in registers) move fewer bytes: bench/fused_mlp.py measures where the line falls.
 
-Bounds (one place: MAX_LAYERS, MAX_WIDTH, MAX_INPUT_WIDTH, WIDTH_BUDGET, and IEEE_MAX_LAYERS / IEEE_WIDTH_BUDGET;
-checked by :func:`fused_mlp_supported`, and by :func:`fused_mlp` with a ValueError): 1 to 4 layers; every layer's
-width (hidden and last) at most 128, padded to a power of two >= 16 (tl.dot's minimum); the padded widths summing to
-at most 272 (784-128-128-10, 64-64-64-64-10); the input width at most 1024, K-looped. Chosen from the ahead-of-time
-compile (FWD_BLOCKS / BWD_BLOCKS list the registers of the worst networks within them): the backward keeps every
-hidden output and one (P_in x P_out) fp32 dW tile in registers, so its budget is in the sum of the widths, not in any
-one of them; 1024-128-128-128-128 spilled 600+ B even at BLOCK_M 32. IEEE fp32 (float32 at precision "highest": tl.dot
-on the FMA units, operands in registers) fuses two layers summing to 80 (the seed model, 784-64-10); beyond that
-float32 runs the per-layer path unless TF32 is allowed (``set_float32_matmul_precision("high")``). dtypes: float32
-and bfloat16 with fp32 accumulation; float64, float16 and empty batches run the per-layer reference.
+Bounds (one place: MAX_LAYERS, MAX_WIDTH, MAX_INPUT_WIDTH, WIDTH_BUDGET, MAX_DROPOUTS, and TF32_MAX_DROPOUTS,
+IEEE_MAX_LAYERS / IEEE_WIDTH_BUDGET; checked by :func:`fused_mlp_supported`, and by :func:`fused_mlp` with a
+ValueError): 1 to 4 layers; every layer's width (hidden and last) at most 64, padded to a power of two >= 16 (tl.dot's
+minimum); the padded widths summing to at most 208 (64-64-64-64-10); the input width at most 1024, K-looped; at most
+2 layers with a fused dropout (1 for TF32 float32). Chosen from the ahead-of-time compile under both triton 3.6 (the
+GPU image's) and 3.9, sm_80 and sm_90 (FWD_BLOCKS / BWD_BLOCKS list the registers of the worst networks within
+them): the backward keeps every hidden output and one (P_in x P_out) fp32 dW tile in registers, so its budget is in
+the sum of the widths, not in any one of them; 1024-128-128-128-128 spilled 600+ B even at BLOCK_M 32, and under
+3.6 every 128-wide stack with dropout spilled in the forward (1.4-1.6 KB for 784-128-128-10 bf16), as did three
+dropouts at width 64 (0.4-1 KB): each fused dropout's Philox rounds hold 60-90 registers there. IEEE fp32 (float32
+at precision "highest": tl.dot on the FMA units, operands in registers) fuses two layers summing to 80 (the seed
+model, 784-64-10); beyond that float32 runs the per-layer path unless TF32 is allowed
+(``set_float32_matmul_precision("high")``). dtypes: float32 and bfloat16 with fp32 accumulation; float64, float16
+and empty batches run the per-layer reference.
 """
 
 from __future__ import annotations
@@ -85,9 +89,19 @@ from .xent import softmax_cross_entropy
 # Bounds, in one place (chosen from the ahead-of-time compile: see FWD_BLOCKS / BWD_BLOCKS below)
 # ---------------------------------------------------------------------------------------------------------------
 MAX_LAYERS = 4  # Dense layers in one fused stack
-MAX_WIDTH = 128  # every layer's output width (hidden and last), padded to a power of two >= 16
+MAX_WIDTH = 64  # every layer's output width (hidden and last), padded to a power of two >= 16
 MAX_INPUT_WIDTH = 1024  # the first layer's input width (K-looped, BLOCK_K at a time: it costs time, not registers)
-WIDTH_BUDGET = 272  # the layers' padded output widths, summed: 784-128-128-10 = 128 + 128 + 16, 64-64-64-64-10 = 208
+WIDTH_BUDGET = 208  # the layers' padded output widths, summed: 64-64-64-64-10 = 64 + 64 + 64 + 16
+MAX_DROPOUTS = 2  # layers with a fused dropout (rate > 0) in one stack (16-bit inputs)
+TF32_MAX_DROPOUTS = 1  # float32 at TF32 ("high"): its fp32 operands hold twice the registers of bf16 ones
+# Why these and not more (AOT under triton 3.6, the GPU image's version; 3.9 fitted more): every 128-wide stack with a
+# dropout after a layer other than the first spilled in the forward at every tile tried (784-128-128-10 bf16 with
+# dropout + cross-entropy: 1380 B on sm_90, 1648 B on sm_80 at (64, 8); 862 / 764 B at (64, 4); 3.5-7 KB at 16 warps),
+# and three dropouts spilled even at width 64 and 32 (64-64-64-64-10 tf32 at (64, 8): 628 B sm_90, 1052 B sm_80;
+# 32-32-32-32-10 at (128, 4): 84-120 B): each fused dropout's Philox4x32-10 rounds cost 60-90 registers per thread
+# in that compile; TF32's forward spilled with two (1024-64-64-64-16: 1060 / 872 B at (64, 8); 0-644 B at (64, 4) and
+# (128, 8)), bf16's fits two. Within these bounds the worst networks compile spill-free on sm_80 and sm_90 under
+# both versions.
 MIN_PAD = 16  # tl.dot needs every dimension >= 16
 DTYPES = (torch.float32, torch.bfloat16)  # what the kernels run; float64 / float16 take the reference path
 # IEEE fp32 (float32 at set_float32_matmul_precision("highest")) runs tl.dot on the FMA units, whose operands live in
@@ -699,7 +713,8 @@ def _fused_mlp_reduce_kernel(
 # Block sizes, chosen from the ahead-of-time compile (no spills on sm_80 / sm_90; see the AOT cases below)
 # ---------------------------------------------------------------------------------------------------------------
 # (BLOCK_M, num_warps) by the widest padded layer width, per pass and dtype kind ("16": bf16, "tf32", "ieee"), each
-# compiled for sm_80 and sm_90 without a spill for the worst networks of the bounds (AOT, triton 3.9; registers
+# compiled for sm_80 and sm_90 without a spill for the worst networks of the bounds (AOT; first chosen under triton
+# 3.9 for bounds up to width 128, below, then re-checked under 3.6: the table at the end of this comment; registers
 # sm_80 / sm_90), every layer with dropout (Philox) and a pre-activation activation (mish, gelu, selu), the fused
 # cross-entropy: W1 = 1024-64-64-64-64, W2 = 1024-128-64-64-16, W3 = 1024-128-128-16 (the width budget, 272), and
 # I1 = 1024-64-16 for IEEE (its budget, 80).
@@ -712,17 +727,26 @@ def _fused_mlp_reduce_kernel(
 # the gradient in flight, plus the (P_in x P_out) fp32 dW tile of the layer it is on, whose size BLOCK_M does not
 # change: hence its smaller tiles. BLOCK_M >= 64 in the forward puts the hidden layers on wgmma (sm_90); the
 # backward's dW products (P_in x BLOCK_M) @ (BLOCK_M x P_out) have M = P_in, on wgmma from P_in = 64.
+# Today's bounds, re-checked (registers sm_90 / sm_80 under triton 3.6, then 3.9; no spill anywhere; dropout +
+# cross-entropy, the dropouts after the last 2 (bf16) or 1 (tf32) hidden layers; BLOCK_K 32):
+#   forward  bf16 64-64-64-64-10 252/255, 168/182; 1024-64-64-64-16 (mish, gelu, selu) 224/255, 166/182;
+#            tf32 64-64-64-64-10 169/128, 128/117; 1024-64-64-64-16 213/247, 127/115.
+#   backward bf16 64-64-64-64-10 189/202, 190/211; 1024-64-64-64-16 193/209, 171/208; tf32 64-64-64-64-10 plain
+#            (dX, reduce launch) 255/255, 165/229; 1024-64-64-64-16 168/196, 174/201.
 FWD_BLOCKS = {
-    "16": {16: (128, 4), 32: (128, 4), 64: (64, 8), 128: (64, 8)},
-    "tf32": {16: (128, 4), 32: (128, 4), 64: (64, 8), 128: (64, 8)},
+    "16": {16: (128, 4), 32: (128, 4), 64: (64, 8)},
+    "tf32": {16: (128, 4), 32: (128, 4), 64: (64, 8)},
     "ieee": {16: (64, 4), 32: (64, 4), 64: (64, 8)},
 }
 BWD_BLOCKS = {
-    "16": {16: (64, 4), 32: (64, 4), 64: (32, 8), 128: (32, 8)},
-    "tf32": {16: (64, 4), 32: (64, 4), 64: (16, 4), 128: (16, 8)},
+    "16": {16: (64, 4), 32: (64, 4), 64: (32, 8)},
+    "tf32": {16: (64, 4), 32: (64, 4), 64: (16, 4)},
     "ieee": {16: (64, 4), 32: (64, 4), 64: (16, 8)},
 }
-BLOCK_K = {"16": 64, "tf32": 32, "ieee": 32}  # the first layer's K chunk
+# The first layer's K chunk. 16-bit was 64: under triton 3.6 a one-chunk first layer (K = 64) let the compile hoist
+# across the whole kernel, and 64-64-64-64-10 bf16 with dropout + cross-entropy spilled 356 B (backward, sm_80, at
+# every BLOCK_M from 16 to 64; forward 28-356 B); at 32 it fits (backward 214, forward 242 / 254 registers).
+BLOCK_K = {"16": 32, "tf32": 32, "ieee": 32}
 FWD_STAGES = 2  # the forward's K loop: the next chunk of x and W_0 in flight while one is multiplied
 BWD_STAGES = 1  # the backward's: registers go to the walk back (two stages cost W1 bf16 its spill-free fit)
 REDUCE_BLOCK = 1024
@@ -810,16 +834,18 @@ class MLPSpec:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Ahead-of-time compile cases (tests/kernels/test_aot.py): the seed shapes 64-32-10, 64-64-64-64-10 and
-# 784-128-128-10, for fp32 (IEEE), tf32 and bf16, each forward and backward plain (logits out, dy in), with dropout
-# and the fused cross-entropy, and with the fused squared error; the reduce kernel. IEEE fp32 runs tl.dot on the FMA
-# units (as dense's does): no tensor-core instruction is asked of it.
+# Ahead-of-time compile cases (tests/kernels/test_aot.py): the seed shapes 64-32-10, 64-64-64-64-10, 784-64-64-10
+# and 1024-64-64-64-16 (the bounds' worst), for fp32 (IEEE), tf32 and bf16, each forward and backward plain (logits
+# out, dy in), with dropout (as many as the dtype's bound) and the fused cross-entropy, and with the fused squared
+# error; the reduce kernel. IEEE fp32 runs tl.dot on the FMA units (as dense's does): no tensor-core instruction.
 # ---------------------------------------------------------------------------------------------------------------
 
 _AOT_NETS = {
     "64-32-10": ((64, 32, 10), ("relu", "linear")),
     "64-64-64-64-10": ((64, 64, 64, 64, 10), ("relu", "gelu", "tanh", "linear")),
-    "784-128-128-10": ((784, 128, 128, 10), ("relu", "relu", "linear")),
+    "784-64-64-10": ((784, 64, 64, 10), ("relu", "gelu", "linear")),
+    # the bounds' worst: the widest input, the whole width budget (64 + 64 + 64 + 16), the costliest activations
+    "1024-64-64-64-16": ((1024, 64, 64, 64, 16), ("mish", "gelu", "selu", "linear")),
     "784-64-10": ((784, 64, 10), ("gelu", "linear")),  # IEEE fp32's bound: two layers, 64 + 16
 }
 _AOT_DTYPES = {"fp32-ieee": ("*fp32", "ieee"), "fp32-tf32": ("*fp32", "tf32"), "bf16": ("*bf16", "tf32")}
@@ -835,15 +861,17 @@ _AOT_PLAN = [
     ("64-32-10", ("fp32-ieee", "fp32-tf32", "bf16"), ("plain", "dropout+xent", "mse")),
     ("64-32-10", ("bf16",), ("dropout+xent,device-seeds",)),
     ("64-64-64-64-10", ("fp32-tf32", "bf16"), ("plain", "dropout+xent")),
-    ("784-128-128-10", ("fp32-tf32", "bf16"), ("plain", "dropout+xent")),
+    ("784-64-64-10", ("fp32-tf32", "bf16"), ("plain", "dropout+xent")),
+    ("1024-64-64-64-16", ("fp32-tf32", "bf16"), ("dropout+xent",)),
     ("784-64-10", ("fp32-ieee",), ("dropout+xent",)),
 ]
 
 
-def _aot_spec(net: str, dropout: bool, loss: str | None) -> MLPSpec:
+def _aot_spec(net: str, dropout: bool, loss: str | None, max_dropouts: int = MAX_DROPOUTS) -> MLPSpec:
     widths, acts = _AOT_NETS[net]
     n = len(acts)
-    rates = tuple((0.2 if dropout and i < n - 1 else 0.0) for i in range(n))
+    # dropout after the last max_dropouts hidden layers (their Philox is live beside the most on-chip state)
+    rates = tuple((0.2 if dropout and n - 1 - max_dropouts <= i < n - 1 else 0.0) for i in range(n))
     return MLPSpec(widths, acts, (True,) * n, rates, (0,) * n, loss)
 
 
@@ -856,8 +884,8 @@ def _aot_case(part: str, net: str, label: str, ptr: str, prec: str, variant: str
     """One forward or backward case: the launch the launcher makes for that network, dtype and variant, with x
     aligned (the run-time specialisation of a contiguous, 16-element-wide input)."""
     dropout, loss, device_seed = _AOT_VARIANTS[variant]
-    spec = _aot_spec(net, dropout, loss)
     kind = "16" if ptr != "*fp32" else prec
+    spec = _aot_spec(net, dropout, loss, TF32_MAX_DROPOUTS if kind == "tf32" else MAX_DROPOUTS)
     block_m, warps = (FWD_BLOCKS if part == "fwd" else BWD_BLOCKS)[kind][max(spec.pads)]
     target = ptr if loss == "mean_squared_error" else "*i64"
     scalars = {
@@ -1169,6 +1197,25 @@ def _canonical_loss(loss: str | None) -> str | None:
     return name
 
 
+def _check_dropouts(rates) -> str | None:
+    """Why these per-layer dropout rates are outside the fused kernels' bounds, or None."""
+    n = sum(1 for r in rates if r and r > 0.0)
+    if n > MAX_DROPOUTS:
+        return f"expected at most {MAX_DROPOUTS} layers with a fused dropout. Received: {n}"
+    return None
+
+
+def _tf32_why(rates) -> str | None:
+    """Why TF32 (float32 at precision 'high') cannot run these dropouts fused, or None."""
+    n = sum(1 for r in rates if r and r > 0.0)
+    if n <= TF32_MAX_DROPOUTS:
+        return None
+    return (
+        f"TF32 float32 fuses at most {TF32_MAX_DROPOUTS} dropout (received {n}: its forward spills registers); "
+        "bfloat16 fuses up to " + str(MAX_DROPOUTS)
+    )
+
+
 def _check_widths(widths: list[int]) -> str | None:
     """Why these (in, out_0, ..., out_{L-1}) widths are outside the fused kernels' bounds, or None."""
     layers = len(widths) - 1
@@ -1207,6 +1254,7 @@ def fused_mlp_supported(
     *,
     loss: str | None = None,
     device: torch.device | str | None = None,
+    dropout_rates: list[float] | None = None,
 ) -> tuple[bool, str]:
     """Whether :func:`fused_mlp` runs its fused kernels for this network, and why (or why not), in words.
 
@@ -1217,6 +1265,7 @@ def fused_mlp_supported(
         loss: None, ``"softmax_cross_entropy"`` (integer labels) or ``"mean_squared_error"`` (or an alias).
         device: where the tensors will be; given, the backend setting is asked too (the torch backend and CPU
             tensors off the interpreter run the per-layer reference instead).
+        dropout_rates: the rate of the dropout after each layer (0 or None: none); at most MAX_DROPOUTS non-zero.
 
     Returns ``(True, "fused: ...")`` or ``(False, reason)``; the trainer picks the path from it, ``summary()`` prints
     the reason. For float32 the answer depends on the matmul precision at the time of the call (IEEE fp32 has
@@ -1224,6 +1273,9 @@ def fused_mlp_supported(
     """
     widths = [int(w) for w in widths]
     why = _check_widths(widths)
+    if why is not None:
+        return False, why
+    why = _check_dropouts(dropout_rates or ())
     if why is not None:
         return False, why
     acts = activations if activations is not None else [None] * (len(widths) - 1)
@@ -1238,6 +1290,8 @@ def fused_mlp_supported(
         return False, f"the fused kernels run float32 and bfloat16. Received: dtype={dtype}"
     if dtype == torch.float32 and precision.dot_precision() == "ieee" and _ieee_why(widths):
         return False, _ieee_why(widths)
+    if dtype == torch.float32 and precision.dot_precision() == "tf32" and _tf32_why(dropout_rates or ()):
+        return False, _tf32_why(dropout_rates or ())
     try:
         name = _canonical_loss(loss)
     except ValueError as exc:
@@ -1305,6 +1359,9 @@ def _validate(x, kernels, biases, activations, dropout_rates, dropout_seeds, los
         raise ValueError(f"{op}: {why} (the fused kernels' bounds; the per-layer path, kernels.dense, has none)")
     acts = tuple(canonical(a) for a in activations)
     rates = [check_rate(r) for r in rates]
+    why = _check_dropouts(rates)
+    if why is not None:
+        raise ValueError(f"{op}: {why} (the fused kernels' bounds; the per-layer path, kernels.dense, has none)")
     seeds = [check_seed(s, x.device) if r > 0.0 else 0 for r, s in zip(rates, seeds, strict=True)]
     kinds = {isinstance(s, torch.Tensor) for r, s in zip(rates, seeds, strict=True) if r > 0.0}
     if len(kinds) > 1:
@@ -1393,6 +1450,8 @@ def fused_mlp(
     on_triton = _backend.use_triton(x) and x.dtype in DTYPES and x.shape[0] > 0
     if on_triton and x.dtype == torch.float32 and precision.dot_precision() == "ieee":
         on_triton = _ieee_why(spec.widths) is None
+    if on_triton and x.dtype == torch.float32 and precision.dot_precision() == "tf32":
+        on_triton = _tf32_why(spec.rates) is None
     if not on_triton:
         return fused_mlp_reference(
             x, list(kernels), biases, list(spec.activations), dropout_rates=list(spec.rates),

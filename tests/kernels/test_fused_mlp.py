@@ -259,7 +259,14 @@ def test_dx_is_skipped_when_x_needs_no_gradient(backend, device):
 # ---- fused dropout --------------------------------------------------------------------------------------------------
 
 
-def test_dropout_matches_float64(backend, device):
+@pytest.fixture
+def two_fp32_dropouts(monkeypatch):
+    """Two fused dropouts in a float32 stack: TF32_MAX_DROPOUTS (1) is a register bound of the GPU compile (the AOT
+    gate), not of the arithmetic, which the interpreter proves the same for any number of dropouts."""
+    monkeypatch.setattr(FUSED, "TF32_MAX_DROPOUTS", FUSED.MAX_DROPOUTS)
+
+
+def test_dropout_matches_float64(backend, device, two_fp32_dropouts):
     widths, acts = (24, 30, 20, 7), ["tanh", "relu", "linear"]
     rates, seeds = [0.3, 0.5, 0.0], [11, 12, None]
     x, ws, bs, dy = make(widths, 37, torch.float32, device, seed=6)
@@ -267,7 +274,7 @@ def test_dropout_matches_float64(backend, device):
     assert_matches(got, reference(x, ws, bs, acts, dy, rates=rates, seeds=seeds), torch.float32, bs)
 
 
-def test_dropout_mask_equals_the_standalone_dropouts(backend, device):
+def test_dropout_mask_equals_the_standalone_dropouts(backend, device, two_fp32_dropouts):
     """sigmoid and exponential outputs are never 0, so the zeros are exactly the dropped elements; each layer's mask
     is kernels.dropout's for its own (M, N_l) output and seed."""
     widths, acts = (16, 40, 25), ["sigmoid", "exponential"]
@@ -283,7 +290,7 @@ def test_dropout_mask_equals_the_standalone_dropouts(backend, device):
     assert_close_verbose(two, chain, atol=1e-5, rtol=1e-5, name="two layers")
 
 
-def test_device_seeds_give_the_philox_masks_of_their_values(backend, device):
+def test_device_seeds_give_the_philox_masks_of_their_values(backend, device, two_fp32_dropouts):
     """Dropout seeds held on the device (0-dim int64 tensors, for CUDA-graph capture) are read by the kernels through
     pointers: the masks are Philox on the seeds' values, as an int seed's on the Triton backend (bit for bit)."""
     widths, acts = (24, 30, 20, 7), ["tanh", "relu", "linear"]
@@ -477,11 +484,20 @@ def test_flat_grads_are_accumulated_in_place(backend, device, monkeypatch):
 def test_supported_query_states_the_bounds():
     ok, why = kernels.fused_mlp_supported([64, 32, 10], ["relu", None])
     assert ok and "64-32-10" in why
-    assert kernels.fused_mlp_supported([784, 128, 128, 10], ["relu", "relu", None], torch.bfloat16, loss="xent")[0]
-    assert kernels.fused_mlp_supported([1024, 128, 128, 16], None)[0]  # 128 + 128 + 16 = WIDTH_BUDGET
+    assert kernels.fused_mlp_supported([784, 64, 64, 10], ["relu", "relu", None], torch.bfloat16, loss="xent")[0]
+    assert kernels.fused_mlp_supported([1024, 64, 64, 64, 16], None)[0]  # 64 + 64 + 64 + 16 = WIDTH_BUDGET
+    assert not kernels.fused_mlp_supported([784, 512, 512, 10], None)[0]  # the classic model: per-layer path
+    two = [0.2, 0.2, 0.0]
+    assert kernels.fused_mlp_supported([64, 64, 64, 10], None, torch.bfloat16, dropout_rates=two)[0]
+    ok, why = kernels.fused_mlp_supported([64, 64, 64, 10], None, dropout_rates=two)  # float32 at "high": TF32
+    assert not ok and "TF32 float32 fuses at most 1 dropout" in why, why
+    assert kernels.fused_mlp_supported([64, 64, 64, 10], None, dropout_rates=[0.0, 0.2, 0.0])[0]
+    ok, why = kernels.fused_mlp_supported([64] * 4 + [10], None, torch.bfloat16, dropout_rates=[0.1] * 3 + [0.0])
+    assert not ok and "at most 2 layers with a fused dropout. Received: 3" in why, why
     cases = [
-        (([64, 128, 128, 32], None), "to sum to at most 272. Received: 128 + 128 + 32 = 288"),
-        (([64, 129, 10], None), "every layer's width in [1, 128]"),
+        (([64, 64, 64, 64, 32], None), "to sum to at most 208. Received: 64 + 64 + 64 + 32 = 224"),
+        (([64, 65, 10], None), "every layer's width in [1, 64]"),
+        (([64, 128, 10], None), "every layer's width in [1, 64]"),
         (([1025, 32], None), "input width in [1, 1024]"),
         (([8] * 6, None), "1 to 4 layers"),
         (([64, 32, 10], ["relu", "softmax"]), "'softmax' is not an element-wise activation"),
@@ -507,11 +523,11 @@ def test_supported_query_states_the_bounds():
 def test_bad_inputs_are_value_errors(backend, device):
     x, ws, bs, _ = make((10, 12, 4), 6, torch.float32, device)
     acts = ["relu", "linear"]
-    big = torch.zeros(12, 129, device=device)
-    wide = [torch.zeros(k, n, device=device) for k, n in [(10, 128), (128, 128), (128, 32)]]
+    big = torch.zeros(12, 65, device=device)
+    wide = [torch.zeros(k, n, device=device) for k, n in [(10, 64), (64, 64), (64, 64), (64, 32)]]
     bad = [
-        (dict(kernels=[ws[0], big], biases=None), r"every layer's width in \[1, 128\]\. Received: width 129"),
-        (dict(kernels=wide, biases=None, activations=None), r"sum to at most 272\. Received: 128 \+ 128 \+ 32"),
+        (dict(kernels=[ws[0], big], biases=None), r"every layer's width in \[1, 64\]\. Received: width 65"),
+        (dict(kernels=wide, biases=None, activations=None), r"sum to at most 208\. Received: 64 \+ 64 \+ 64 \+ 32"),
         (
             dict(
                 x=torch.zeros(6, 1025, device=device),
