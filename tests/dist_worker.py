@@ -365,10 +365,15 @@ def graphs(out: str) -> None:
             "disabled": getattr(runner, "disabled", None),
             "blocker": m._graph_blocker("train"),
             "buckets": 0 if buckets is None else len(buckets.ranges),
+            "device": str(m.device),
         }
 
+    real = os.environ.get("TRITONNN_TEST_GRAPHS") == "cuda"  # real CUDA graphs, NCCL (tests/test_cuda_graphs.py)
+    if int(os.environ["WORLD_SIZE"]) == 1:
+        keras.distribution.set_distribution(keras.distribution.DataParallel())  # not automatic for one process
     original = step_runner.factory_for
-    step_runner.factory_for = lambda device: step_runner.EmulatedGraph
+    if not real:
+        step_runner.factory_for = lambda device: step_runner.EmulatedGraph
     try:
         report = {
             f"{'graph' if jit else 'eager'}_{name}": run(jit, size)

@@ -3,10 +3,10 @@
 Each case is built twice from one seed (``keras.utils.set_random_seed``): compiled with ``jit_compile=False``
 (eager: never captured) and with ``jit_compile="auto"`` (captured where the step allows it), run on the same data,
 and compared byte for byte: weights, History, evaluate()'s results, predict()'s outputs. Where a step can be
-captured, the test also checks that a graph was used: the step runner is a ``StepGraph`` that replayed. Steps that
-cannot be captured yet (training-mode dropout, dynamic loss scaling under ``mixed_float16``) must still be
-bit-identical; their replay check follows ``model._graph_blocker("train")``, so the test holds before and after
-they become capturable. Each test records what ran (``graph``: replays, or why the step ran eagerly) as a junit
+captured, the test also checks that a graph was used: the step runner is a ``StepGraph`` that replayed. Every case
+here must be captured whole (training-mode dropout with device seeds, dynamic loss scaling under ``mixed_float16``
+and the optimizer's update included): the last field of ``CASES`` says so, and a blocker named by
+``model._graph_blocker("train")`` fails the test. Each test records what ran (``graph``: replays, or why the step ran eagerly) as a junit
 property, which bench/gpu_summary.py lists.
 
 The ``cuda`` variants run with ``torch.cuda.CUDAGraph`` on a GPU (bench/gpu_check.sh runs this file there) and are
@@ -16,6 +16,11 @@ capture plumbing of these models wherever the suite runs.
 """
 
 from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -29,9 +34,9 @@ HAS_CUDA = torch.cuda.is_available()
 # name: (layer widths, Dropout rate after each hidden Dense, batch size, dtype policy, capturable today)
 CASES = {
     "seed": ((64, 32, 10), 0.0, 32, "float32", True),  # the seed model on the 8x8 digits
-    "classic": ((784, 64, 64, 10), 0.2, 128, "float32", False),  # Keras' MNIST MLP, narrowed
-    "classic-fp16": ((784, 64, 64, 10), 0.2, 128, "mixed_float16", False),
-    "classic-bf16": ((784, 64, 64, 10), 0.2, 128, "mixed_bfloat16", False),
+    "classic": ((784, 64, 64, 10), 0.2, 128, "float32", True),  # Keras' MNIST MLP, narrowed
+    "classic-fp16": ((784, 64, 64, 10), 0.2, 128, "mixed_float16", True),
+    "classic-bf16": ((784, 64, 64, 10), 0.2, 128, "mixed_bfloat16", True),
 }
 EPOCHS = 2
 
@@ -175,3 +180,30 @@ def test_evaluate_and_predict_captured_equal_eager_bit_for_bit(graphs, runners, 
     assert [kind for kind, _ in runners] == ["predict"]
     note += "; predict " + _check_captured(graphed, "predict", runners[0][1], must_capture=True)
     record_property("graph", f"{graphs} {name}: {note}")
+
+
+def test_data_parallel_fit_captured_equals_eager(graphs, tmp_path, record_property):
+    """tests/dist_worker.py's ``graphs`` scenario on one process: ``DataParallel`` over NCCL with the all-reduce
+    captured in a real CUDA graph (on a CPU: gloo and the emulated graph); tests/test_distribution.py runs the
+    two-rank emulated variant."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "TRITON_INTERPRET")}
+    env.update(TRITONNN_TEST_GRAPHS=graphs, OMP_NUM_THREADS="1")
+    if graphs == "emulated":
+        env.update(TRITONNN_BACKEND="torch", CUDA_VISIBLE_DEVICES="")
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    worker = os.path.join(root, "tests", "dist_worker.py")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1", worker, "graphs"]
+    proc = subprocess.run([*cmd, str(tmp_path)], env=env, capture_output=True, text=True, timeout=300, cwd=root)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    with open(tmp_path / "graphs0.json") as f:
+        report = json.load(f)
+    for reduce in ("one", "bucketed"):
+        eager, graph = report[f"eager_{reduce}"], report[f"graph_{reduce}"]
+        assert graph["device"].startswith("cuda" if graphs == "cuda" else "cpu")
+        assert graph["blocker"] is None and graph["disabled"] is None
+        assert graph["weights"] == eager["weights"] and graph["history"] == eager["history"]
+        # 3 epochs of 4 full batches and a partial one (eager); a CUDA capture does not run the step, an emulated
+        # one does
+        assert graph["replays"] == (10 if graphs == "cuda" else 9) and graph["eager_calls"] == 5
+    record_property("graph", f"{graphs} data-parallel fit (1 rank): {report['graph_one']['replays']} replays")
