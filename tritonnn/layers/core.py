@@ -268,6 +268,23 @@ class Dense(Layer):
         kernel, bias = self._weights_for(inputs)
         return kernels.dense(inputs, kernel, bias, self.activation, dropout_rate=rate, dropout_seed=seed)
 
+    def fused_mlp_member(self) -> str | None:
+        """Why this layer cannot be one of a fused MLP stack's (``layers/fusion.py``: ``mlp_stack``), or None."""
+        if type(self).call is not Dense.call:
+            return "its call is overridden"
+        if not self.built:
+            return "it is not built"
+        if self.activity_regularizer is not None:
+            return "it has an activity regularizer"
+        act = self.activation
+        if not isinstance(act, str) or (act not in ACTIVATIONS and act != "softmax"):
+            return f"its activation {act!r} is not an element-wise kernel activation"
+        return None
+
+    def activate(self, z: torch.Tensor) -> torch.Tensor:
+        """This layer's activation of a pre-activation ``z`` (the fused MLP's last layer: a softmax)."""
+        return apply_activation(self.activation, z)
+
     def _check_input(self, inputs: torch.Tensor) -> None:
         if inputs.shape[-1] != self.kernel.shape[0]:
             raise ValueError(

@@ -155,6 +155,11 @@ class Sequential(Model):
         self._graph_output = x if len(self._layers) else None
 
     def call(self, inputs: torch.Tensor, training: bool | None = None) -> torch.Tensor:
+        # A stack of Dense layers (+ dropouts) within the fused MLP's bounds runs as one kernel per pass
+        # (layers/fusion.py: mlp_path says which path and why; TRITONNN_FUSED_MLP=0 turns it off).
+        fused = fusion.call_fused_mlp(list(self._layers), inputs, training)
+        if fused is not None:
+            return fused
         x = inputs
         for layer, fused_dropout in fusion.sequential_plan(list(self._layers), training):
             if fused_dropout is not None:
@@ -162,6 +167,16 @@ class Sequential(Model):
             else:
                 x = layer(x, training=training)
         return x
+
+    def fused_mlp_path(self, training: bool = True, dtype: torch.dtype | None = None) -> tuple[bool, str]:
+        """Whether a call of this model (``training``: as fit() makes it; else as evaluate() and predict()) runs
+        its layers as one fused MLP (kernels.fused_mlp), and why (or why not), in words. ``dtype`` defaults to the
+        first layer's compute dtype; the device is the model's."""
+        layers = list(self._layers)
+        if dtype is None:
+            dtype = layers[0].compute_dtype if layers else torch.float32
+        stack, why = fusion.mlp_path(layers, training, dtype, self.device)
+        return stack is not None, why
 
     def get_config(self) -> dict[str, Any]:
         """Keras' layout: ``name``, ``trainable``, ``dtype``, ``layers`` (the input layer first, when the model has
