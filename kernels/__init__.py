@@ -19,7 +19,7 @@ from .dense import dense
 from .dropout import dropout, seed_stream_next
 from .flat_grad import FLAT_GRAD_ATTR, is_flat_grad_leaf, mark_flat_grad
 from .fused_mlp import fused_mlp, fused_mlp_supported
-from .norm import batch_norm, layer_norm, moments
+from .norm import batch_norm, layer_norm, moments, rms_norm
 from .optim import adam_, optimizer_update_, rmsprop_, sgd_
 from .precision import get_float32_matmul_precision, set_float32_matmul_precision
 from .xent import (
@@ -45,6 +45,7 @@ __all__ = [
     "fused_mlp_supported",
     "batch_norm",
     "layer_norm",
+    "rms_norm",
     "moments",
     "get_float32_matmul_precision",
     "set_float32_matmul_precision",

@@ -1,4 +1,4 @@
-"""Layer normalization and batch normalization.
+"""Layer normalization, RMS normalization and batch normalization.
 
 Layer norm over the normalized axes (the last one, or several), with ``N`` elements per normalized group:
 
@@ -10,6 +10,10 @@ Backward (per group, ``g = dy * gamma``):
 
     dx = rstd * (g - mean(g) - xhat * mean(g * xhat))
     dgamma = sum over groups of dy * xhat      dbeta = sum over groups of dy
+
+RMS normalization (Zhang & Sennrich 2019; Keras' ``ops.rms_normalization``) is the same kernel pair with
+``RMS=True``: no centring and no offset, ``rstd = 1 / sqrt(mean(x**2) + epsilon)``, ``xhat = x * rstd``,
+``y = xhat * scale``, and in the backward ``dx = rstd * (g - xhat * mean(g * xhat))`` (no ``mean(g)`` term).
 
 Batch norm is the same normalization over every axis but the channel one, with the statistics of the batch in
 training (and the moving statistics ``moving = moving * momentum + batch_stat * (1 - momentum)`` updated in place,
@@ -84,6 +88,19 @@ def layer_norm_reference(
     return y.to(x.dtype)
 
 
+def rms_norm_reference(
+    x: torch.Tensor, scale: torch.Tensor | None, axis: int | Sequence[int] = -1, epsilon: float = 1e-6
+) -> torch.Tensor:
+    """``x * rsqrt(mean(x**2) + epsilon) * scale`` over ``axis``, computed in fp32 for 16-bit inputs."""
+    axes = _axes(axis, x.dim())
+    xf = x.to(torch.float32) if x.dtype in _FLOAT_16 else x
+    y = xf * torch.rsqrt(xf.square().mean(dim=axes, keepdim=True) + epsilon)
+    g = _param_view(scale, axes, x)
+    if g is not None:
+        y = y * g.to(y.dtype)
+    return y.to(x.dtype)
+
+
 def moments(x: torch.Tensor, axes: Sequence[int], keepdims: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and biased variance over ``axes`` (Keras' ``ops.moments``), in fp32 for 16-bit inputs."""
     xf = x.to(torch.float32) if x.dtype in _FLOAT_16 else x
@@ -145,7 +162,7 @@ def _layer_norm_fwd_kernel(
     y_ptr,  # *[M, N] output, contiguous
     gamma_ptr,  # *[N] scale (unused without HAS_GAMMA)
     beta_ptr,  # *[N] offset (unused without HAS_BETA)
-    mean_ptr,  # *fp32[M] row means, saved for the backward
+    mean_ptr,  # *fp32[M] row means, saved for the backward (not written with RMS)
     rstd_ptr,  # *fp32[M] row 1/sqrt(var + eps), saved for the backward
     stride_xm,  # row stride of x
     N,  # elements per row
@@ -153,6 +170,7 @@ def _layer_norm_fwd_kernel(
     HAS_GAMMA: tl.constexpr,
     HAS_BETA: tl.constexpr,
     BLOCK_N: tl.constexpr,  # power of two >= N: the whole row lives in registers
+    RMS: tl.constexpr = False,  # RMS normalization: no centring (the saved mean is 0), no offset
 ):
     # The row, read once; the padding lanes load 0 and are masked out of the variance below.
     row = tl.program_id(0).to(tl.int64)
@@ -160,8 +178,11 @@ def _layer_norm_fwd_kernel(
     valid = cols < N
     x = tl.load(x_ptr + row * stride_xm + cols, mask=valid, other=0.0).to(tl.float32)
     # Two-pass moments in fp32 (mean first, then the centred sum of squares: no E[x^2] - E[x]^2 cancellation).
-    mean = tl.sum(x, axis=0) / N
-    xc = tl.where(valid, x - mean, 0.0)
+    if RMS:
+        xc = x  # the padding lanes loaded 0
+    else:
+        mean = tl.sum(x, axis=0) / N
+        xc = tl.where(valid, x - mean, 0.0)
     var = tl.sum(xc * xc, axis=0) / N
     rstd = 1.0 / tl.sqrt(var + eps)
     y = xc * rstd
@@ -171,7 +192,8 @@ def _layer_norm_fwd_kernel(
     if HAS_BETA:
         y = y + tl.load(beta_ptr + cols, mask=valid, other=0.0).to(tl.float32)
     tl.store(y_ptr + row * N + cols, y.to(y_ptr.dtype.element_ty), mask=valid)
-    tl.store(mean_ptr + row, mean)
+    if not RMS:  # RMS norm saves no mean (nothing to centre by)
+        tl.store(mean_ptr + row, mean)
     tl.store(rstd_ptr + row, rstd)
 
 
@@ -191,6 +213,7 @@ def _layer_norm_bwd_kernel(
     ROWS_PER_PROGRAM,  # rows handled by one program (the last one may get fewer)
     HAS_GAMMA: tl.constexpr,
     BLOCK_N: tl.constexpr,
+    RMS: tl.constexpr = False,  # RMS normalization: no mean(g) term, no dbeta
 ):
     pid = tl.program_id(0)
     cols = tl.arange(0, BLOCK_N)
@@ -209,15 +232,21 @@ def _layer_norm_bwd_kernel(
         x = tl.load(x_ptr + row * stride_xm + cols, mask=live, other=0.0).to(tl.float32)
         dy = tl.load(dy_ptr + row * N + cols, mask=live, other=0.0).to(tl.float32)
         # Past-the-end rows read row M-1's moments (in bounds); their lanes are dead anyway.
-        mean = tl.load(mean_ptr + tl.minimum(row, M - 1))
         rstd = tl.load(rstd_ptr + tl.minimum(row, M - 1))
         # Rebuild xhat from the saved moments rather than storing it: one (M, N) write saved in the forward.
-        xhat = tl.where(live, (x - mean) * rstd, 0.0)
+        if RMS:
+            xhat = x * rstd  # the dead lanes loaded 0
+        else:
+            mean = tl.load(mean_ptr + tl.minimum(row, M - 1))
+            xhat = tl.where(live, (x - mean) * rstd, 0.0)
         # The VJP of xhat = (x - mu) * rstd with g = dy * gamma: dx = rstd * (g - mean(g) - xhat * mean(g xhat)).
         g = dy * gamma
         c_xhat = tl.sum(g * xhat, axis=0) / N
-        c_mean = tl.sum(g, axis=0) / N
-        dx = (g - xhat * c_xhat - c_mean) * rstd
+        if RMS:  # d/dx of x * rstd(x) with rstd = (mean(x^2) + eps)^-1/2: no centring, no mean(g) term
+            dx = (g - xhat * c_xhat) * rstd
+        else:
+            c_mean = tl.sum(g, axis=0) / N
+            dx = (g - xhat * c_xhat - c_mean) * rstd
         tl.store(dx_ptr + row * N + cols, dx.to(dx_ptr.dtype.element_ty), mask=live)
         dgamma += dy * xhat
         dbeta += dy
@@ -247,7 +276,7 @@ def _bwd_num_warps(block_n: int) -> int:
 register_aot(
     *(
         AotCase(
-            name=f"layer_norm_fwd[{dt[1:]},{block}]",
+            name=f"{'rms' if rms else 'layer'}_norm_fwd[{dt[1:]},{block}]",
             kernel=_layer_norm_fwd_kernel,
             signature={
                 "x_ptr": dt,
@@ -262,17 +291,19 @@ register_aot(
                 "HAS_GAMMA": "constexpr",
                 "HAS_BETA": "constexpr",
                 "BLOCK_N": "constexpr",
+                "RMS": "constexpr",
             },
-            constexprs={"HAS_GAMMA": True, "HAS_BETA": True, "BLOCK_N": block},
+            constexprs={"HAS_GAMMA": True, "HAS_BETA": not rms, "BLOCK_N": block, "RMS": rms},
             num_warps=_num_warps(block),
             num_stages=1,
         )
         for dt in ("*fp32", "*bf16")
         for block in (_MAX_TRITON_N,)
+        for rms in (False, True)
     ),
     *(
         AotCase(
-            name=f"layer_norm_bwd[{dt[1:]},{block}]",
+            name=f"{'rms' if rms else 'layer'}_norm_bwd[{dt[1:]},{block}]",
             kernel=_layer_norm_bwd_kernel,
             signature={
                 "dy_ptr": dt,
@@ -289,38 +320,46 @@ register_aot(
                 "ROWS_PER_PROGRAM": "i32",
                 "HAS_GAMMA": "constexpr",
                 "BLOCK_N": "constexpr",
+                "RMS": "constexpr",
             },
-            constexprs={"HAS_GAMMA": True, "BLOCK_N": block},
+            constexprs={"HAS_GAMMA": True, "BLOCK_N": block, "RMS": rms},
             num_warps=_bwd_num_warps(block),
             num_stages=1,
         )
         for dt in ("*fp32", "*bf16")
         for block in (_MAX_TRITON_N,)
+        for rms in (False, True)
     ),
 )
 
 
 def layer_norm_fwd(
-    x2: torch.Tensor, gamma: torch.Tensor | None, beta: torch.Tensor | None, epsilon: float
+    x2: torch.Tensor, gamma: torch.Tensor | None, beta: torch.Tensor | None, epsilon: float, rms: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Launch the forward on ``x2`` (M, N) with unit column stride: ``y`` (M, N), ``mean`` and ``rstd`` (M,)."""
+    """Launch the forward on ``x2`` (M, N) with unit column stride: ``y`` (M, N), ``mean`` and ``rstd`` (M,)
+    (``rms``: no mean is computed, and ``mean`` is ``rstd`` itself, a placeholder the backward does not read)."""
     m, n = x2.shape
     y = torch.empty((m, n), dtype=x2.dtype, device=x2.device)
-    mean = torch.empty((m,), dtype=torch.float32, device=x2.device)
     rstd = torch.empty((m,), dtype=torch.float32, device=x2.device)
+    mean = rstd if rms else torch.empty((m,), dtype=torch.float32, device=x2.device)
     if m:
         block = triton.next_power_of_2(n)
         _layer_norm_fwd_kernel[(m,)](
             x2, y, gamma if gamma is not None else y, beta if beta is not None else y, mean, rstd,
             x2.stride(0), n, float(epsilon),
-            HAS_GAMMA=gamma is not None, HAS_BETA=beta is not None, BLOCK_N=block,
+            HAS_GAMMA=gamma is not None, HAS_BETA=beta is not None, BLOCK_N=block, RMS=rms,
             num_warps=_num_warps(block),
         )  # fmt: skip
     return y, mean, rstd
 
 
 def layer_norm_bwd(
-    dy2: torch.Tensor, x2: torch.Tensor, gamma: torch.Tensor | None, mean: torch.Tensor, rstd: torch.Tensor
+    dy2: torch.Tensor,
+    x2: torch.Tensor,
+    gamma: torch.Tensor | None,
+    mean: torch.Tensor,
+    rstd: torch.Tensor,
+    rms: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Launch the backward: ``dx`` (M, N) in x's dtype, ``dgamma`` and ``dbeta`` (N,) in fp32."""
     m, n = x2.shape
@@ -335,7 +374,7 @@ def layer_norm_bwd(
         _layer_norm_bwd_kernel[(programs,)](
             dy2, x2, gamma if gamma is not None else x2, mean, rstd, dx, dgamma_part, dbeta_part,
             x2.stride(0), m, n, rows,
-            HAS_GAMMA=gamma is not None, BLOCK_N=block,
+            HAS_GAMMA=gamma is not None, BLOCK_N=block, RMS=rms,
             num_warps=_bwd_num_warps(block),
         )  # fmt: skip
     # (programs, N) -> (N,): a few hundred fp32 rows, a deterministic column sum.
@@ -343,22 +382,31 @@ def layer_norm_bwd(
 
 
 class LayerNormFunction(torch.autograd.Function):
-    """Saves x, gamma and the (M,) moments; xhat is recomputed in the backward rather than stored."""
+    """Saves x, gamma and the (M,) moments; xhat is recomputed in the backward rather than stored. ``rms``: RMS
+    normalization (``beta`` must be None)."""
 
     @staticmethod
-    def forward(ctx, x2: torch.Tensor, gamma: torch.Tensor | None, beta: torch.Tensor | None, epsilon: float):
-        y, mean, rstd = layer_norm_fwd(x2, gamma, beta, epsilon)
+    def forward(
+        ctx,
+        x2: torch.Tensor,
+        gamma: torch.Tensor | None,
+        beta: torch.Tensor | None,
+        epsilon: float,
+        rms: bool = False,
+    ):
+        y, mean, rstd = layer_norm_fwd(x2, gamma, beta, epsilon, rms)
         ctx.save_for_backward(x2, gamma, mean, rstd)
         ctx.beta_dtype = None if beta is None else beta.dtype
+        ctx.rms = rms
         return y
 
     @staticmethod
     def backward(ctx, dy: torch.Tensor):
         x2, gamma, mean, rstd = ctx.saved_tensors
-        dx, dgamma, dbeta = layer_norm_bwd(dy, x2, gamma, mean, rstd)
+        dx, dgamma, dbeta = layer_norm_bwd(dy, x2, gamma, mean, rstd, ctx.rms)
         dgamma = dgamma.to(gamma.dtype) if gamma is not None and ctx.needs_input_grad[1] else None
         dbeta = dbeta.to(ctx.beta_dtype) if ctx.beta_dtype is not None and ctx.needs_input_grad[2] else None
-        return dx, dgamma, dbeta, None
+        return dx, dgamma, dbeta, None, None
 
 
 def _check_epsilon(epsilon: float) -> float:
@@ -386,40 +434,55 @@ def layer_norm(
     row is at most 4096 elements and the dtype is fp32/bf16/fp16, the Triton kernels run (forward and backward);
     otherwise the torch reference.
     """
+    return _normalize("layer_norm", x, {"gamma": gamma, "beta": beta}, axis, epsilon)
+
+
+def rms_norm(
+    x: torch.Tensor, scale: torch.Tensor | None = None, axis: int | Sequence[int] = -1, epsilon: float = 1e-6
+) -> torch.Tensor:
+    """Keras' RMS normalization (``ops.rms_normalization``): ``x * rsqrt(mean(x**2) + epsilon) * scale`` over
+    ``axis``, in fp32 for 16-bit inputs; the layer-norm kernels with ``RMS=True`` under the same conditions as
+    :func:`layer_norm` (trailing axes, rows of at most 4096, fp32/bf16/fp16), else the torch reference."""
+    return _normalize("rms_norm", x, {"scale": scale}, axis, epsilon)
+
+
+def _normalize(op: str, x: torch.Tensor, params: dict, axis: int | Sequence[int], epsilon: float) -> torch.Tensor:
     epsilon = _check_epsilon(epsilon)
     if not isinstance(x, torch.Tensor) or not x.dtype.is_floating_point:
         got = f"x.dtype={x.dtype}" if isinstance(x, torch.Tensor) else f"x={type(x).__name__}"
-        raise ValueError(f"layer_norm: expected x a floating-point tensor. Received: {got}")
-    for name, p in (("gamma", gamma), ("beta", beta)):
+        raise ValueError(f"{op}: expected x a floating-point tensor. Received: {got}")
+    for name, p in params.items():
         if p is None:
             continue
         if not isinstance(p, torch.Tensor) or not p.dtype.is_floating_point:
             got = f"{name}.dtype={p.dtype}" if isinstance(p, torch.Tensor) else f"{name}={type(p).__name__}"
-            raise ValueError(f"layer_norm: expected {name} a floating-point tensor or None. Received: {got}")
+            raise ValueError(f"{op}: expected {name} a floating-point tensor or None. Received: {got}")
         if p.device != x.device:
-            raise ValueError(
-                f"layer_norm: expected {name} on x's device {x.device}. Received: {name}.device={p.device}"
-            )
+            raise ValueError(f"{op}: expected {name} on x's device {x.device}. Received: {name}.device={p.device}")
     axes = _axes(axis, x.dim())
     trailing = axes == tuple(range(x.dim() - len(axes), x.dim()))
     n = 1
     for a in axes:
         n *= x.shape[a]
-    for name, p in (("gamma", gamma), ("beta", beta)):
+    for name, p in params.items():
         if p is not None and tuple(p.shape) not in (tuple(x.shape[a] for a in axes), (n,)):
             raise ValueError(
-                f"layer_norm: expected {name} of shape {tuple(x.shape[a] for a in axes)} for axis={axis}. "
+                f"{op}: expected {name} of shape {tuple(x.shape[a] for a in axes)} for axis={axis}. "
                 f"Received: {name}.shape={tuple(p.shape)}"
             )
+    rms = op == "rms_norm"
+    gamma, beta = (params["scale"], None) if rms else (params["gamma"], params["beta"])
     if _backend.use_triton(x) and trailing and x.dtype in _TRITON_DTYPES and 0 < n <= _MAX_TRITON_N and x.numel() > 0:
         x2 = x.reshape(-1, n)
         if x2.stride(1) != 1:
             x2 = x2.contiguous()
         g = None if gamma is None else gamma.reshape(n).contiguous()
         b = None if beta is None else beta.reshape(n).contiguous()
-        return LayerNormFunction.apply(x2, g, b, epsilon).reshape(x.shape)
+        return LayerNormFunction.apply(x2, g, b, epsilon, rms).reshape(x.shape)
     if gamma is not None and gamma.dim() == 1 and len(axes) > 1:
         gamma = gamma.reshape([x.shape[a] for a in axes])
     if beta is not None and beta.dim() == 1 and len(axes) > 1:
         beta = beta.reshape([x.shape[a] for a in axes])
+    if rms:
+        return rms_norm_reference(x, gamma, axes, epsilon)
     return layer_norm_reference(x, gamma, beta, axes, epsilon)

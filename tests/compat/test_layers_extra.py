@@ -1,7 +1,7 @@
 """The layers an MLP reaches beyond Dense/Dropout/normalization, against real Keras on the same inputs and weights:
 the activation layers (ReLU, LeakyReLU, PReLU, ELU, Softmax), Identity, Lambda, Rescaling, Normalization (given
-statistics and adapt), UnitNormalization, the noise layers (GaussianNoise, GaussianDropout, AlphaDropout),
-ActivityRegularization, RepeatVector, Permute, Dot, CategoryEncoding and Discretization.
+statistics and adapt), UnitNormalization, RMSNormalization, the noise layers (GaussianNoise, GaussianDropout,
+AlphaDropout), ActivityRegularization, RepeatVector, Permute, Dot, CategoryEncoding and Discretization.
 
 Each case compares the outputs, the layer's own config entries (the base entries name/trainable/dtype are the Layer
 base class's, compared elsewhere), and that tritonnn rebuilds the layer from its JSON config with the same outputs;
@@ -58,6 +58,8 @@ CASES = [
     ("normalization-axes", "Normalization", {"axis": (1, 2), "mean": [1.0, 2, 3, 4, 5], "variance": [1.0] * 5}, X3, {}),
     ("unit-norm", "UnitNormalization", {}, X3, {}),
     ("unit-norm-axes", "UnitNormalization", {"axis": [1, 2]}, X3, {}),
+    ("rms-norm", "RMSNormalization", {}, X3, {}),
+    ("rms-norm-axes", "RMSNormalization", {"axis": [2, 1], "epsilon": 1e-3}, X3, {}),
     ("gaussian-noise", "GaussianNoise", {"stddev": 0.1, "seed": 3}, X3, {}),
     ("gaussian-dropout", "GaussianDropout", {"rate": 0.2}, X3, {}),
     ("alpha-dropout", "AlphaDropout", {"rate": 0.3, "noise_shape": (None, 1, 5)}, X3, {}),
@@ -83,7 +85,7 @@ CASES = [
     ("discretization-one-hot", "Discretization", {"bin_boundaries": [0.0, 1.0], "output_mode": "one_hot"}, X2, {}),
     ("discretization-count", "Discretization", {"bin_boundaries": [0.0], "output_mode": "count"}, X2, {}),
 ]
-WEIGHTED = {"PReLU"}
+WEIGHTED = {"PReLU", "RMSNormalization"}
 
 
 def _make(K, name, kwargs):
@@ -416,3 +418,24 @@ def test_a_model_of_the_new_layers_counts_parameters_as_keras(keras_ref):
     assert [tuple(w.shape) for w in models[tk].non_trainable_weights] == [
         tuple(w.shape) for w in models[keras_ref].non_trainable_weights
     ]
+
+
+def test_rms_normalization_trains_as_in_keras(keras_ref):
+    # Dense -> RMSNormalization -> Dense, the same weights, two SGD steps: the gradients through the normalization
+    # (the RMS kernel pair's backward on the triton backend) move the weights, the scale included, as Keras'.
+    x, y = RNG.normal(size=(8, 5)).astype("float32"), RNG.normal(size=(8, 2)).astype("float32")
+    models = []
+    for K in (keras_ref, tk):
+        model = K.Sequential([K.Input((5,)), K.layers.Dense(6), K.layers.RMSNormalization(), K.layers.Dense(2)])
+        model.compile(optimizer=K.optimizers.SGD(0.1), loss="mse")
+        models.append(model)
+    weights = [np.random.default_rng(4).normal(size=tuple(w.shape)).astype("float32") for w in models[0].weights]
+    for model in models:
+        model.set_weights(weights)
+    losses = [
+        [float(to_numpy(K, m.train_on_batch(x, y))) for _ in range(2)]
+        for K, m in zip((keras_ref, tk), models, strict=True)
+    ]
+    assert_same(losses[1], losses[0], what="losses")
+    for a, b in zip(models[1].get_weights(), [to_numpy(keras_ref, w) for w in models[0].weights], strict=True):
+        assert_same(b, a, what="weights")

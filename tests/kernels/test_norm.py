@@ -42,6 +42,56 @@ CASES = [(*d, shape, True) for d in DTYPES for shape in [(8, 64), (37, 91), (3, 
 CASES += [(*DTYPES[0], (37, 91), False)]
 
 
+def _rms_norm_f64(x, scale, axes, eps):
+    """Independent float64 formula: the root of the mean square, explicit broadcast of the scale."""
+    x = x.double()
+    n = 1
+    for a in axes:
+        n *= x.shape[a]
+    y = x / torch.sqrt((x * x).sum(dim=axes, keepdim=True) / n + eps)
+    if scale is not None:
+        y = y * scale.double().reshape([x.shape[a] if a in axes else 1 for a in range(x.dim())])
+    return y
+
+
+@pytest.mark.parametrize("dtype, atol, rtol, shape, affine", CASES)
+def test_rms_norm_forward_and_gradients(backend, device, dtype, atol, rtol, shape, affine):
+    # The layer-norm kernels with RMS=True: no centring (the shift makes a mean far from 0 that must not be taken
+    # out), no offset, and a backward without the mean(g) term.
+    x = _t(shape, dtype, device, scale=3.0, shift=2.0).requires_grad_()
+    n = shape[-1]
+    scale = _t((n,), torch.float32, device, seed=1).requires_grad_() if affine else None
+    y = kernels.rms_norm(x, scale, axis=-1, epsilon=1e-6)
+    assert y.dtype == dtype and y.shape == x.shape
+    ref_in = [t.detach().double().requires_grad_() for t in (x, scale) if t is not None]
+    ref = _rms_norm_f64(ref_in[0], ref_in[1] if affine else None, (len(shape) - 1,), 1e-6)
+    assert_close_verbose(y, ref, atol=atol, rtol=rtol, name="y")
+    dy = _t(shape, dtype, device, seed=5)
+    inputs = [t for t in (x, scale) if t is not None]
+    grads = torch.autograd.grad(y, inputs, dy)
+    ref_grads = torch.autograd.grad(ref, ref_in, dy.double())
+    assert [g.dtype for g in grads] == [t.dtype for t in inputs]
+    for name, g, r in zip(("dx", "dscale"), grads, ref_grads, strict=False):
+        rows = x.numel() // n
+        s = 1.0 if name == "dx" else max(rows / 8, 1.0)
+        assert_close_verbose(g, r, atol=atol * s * 4, rtol=rtol * 4, name=name)
+
+
+def test_rms_norm_over_several_axes_and_its_checks(backend, device):
+    x = _t((4, 6, 5), torch.float32, device, shift=1.0)
+    scale = _t((6, 5), torch.float32, device, seed=3)
+    y = kernels.rms_norm(x, scale, axis=[1, 2], epsilon=1e-6)
+    assert_close_verbose(y, _rms_norm_f64(x, scale, (1, 2), 1e-6), atol=2e-5, rtol=2e-5, name="y")
+    middle = kernels.rms_norm(x, None, axis=1)  # not trailing: the torch path
+    assert_close_verbose(middle, _rms_norm_f64(x, None, (1,), 1e-6), atol=2e-5, rtol=2e-5, name="y")
+    with pytest.raises(ValueError, match=r"rms_norm: expected scale of shape \(5,\)"):
+        kernels.rms_norm(x, torch.ones(4, device=device))
+    with pytest.raises(ValueError, match="epsilon"):
+        kernels.rms_norm(x, epsilon=-1.0)
+    with pytest.raises(ValueError, match="rms_norm: expected x a floating-point tensor"):
+        kernels.rms_norm(torch.ones(3, 4, dtype=torch.int64, device=device))
+
+
 @pytest.mark.parametrize("dtype, atol, rtol, shape, affine", CASES)
 def test_layer_norm_forward_and_gradients(backend, device, dtype, atol, rtol, shape, affine):
     x = _t(shape, dtype, device, scale=3.0, shift=2.0).requires_grad_()

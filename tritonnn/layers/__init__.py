@@ -24,7 +24,7 @@ from .merging import (
     subtract,
 )
 from .noise import ActivityRegularization, AlphaDropout, GaussianDropout, GaussianNoise
-from .normalization import BatchNormalization, LayerNormalization, UnitNormalization
+from .normalization import BatchNormalization, LayerNormalization, RMSNormalization, UnitNormalization
 from .pooling import GlobalAveragePooling1D, GlobalMaxPooling1D
 from .preprocessing import CategoryEncoding, Discretization, Normalization, Rescaling
 from .regularization import Dropout
@@ -36,4 +36,4 @@ __all__ += ["GlobalMaxPooling1D", "LayerNormalization", "Maximum", "Minimum", "M
 __all__ += ["add", "average", "concatenate", "maximum", "minimum", "multiply", "subtract"]
 __all__ += ["ELU", "LeakyReLU", "PReLU", "ReLU", "Softmax", "Identity", "Lambda", "Dot", "dot", "UnitNormalization"]
 __all__ += ["ActivityRegularization", "AlphaDropout", "GaussianDropout", "GaussianNoise", "Permute", "RepeatVector"]
-__all__ += ["CategoryEncoding", "Discretization", "Normalization", "Rescaling"]
+__all__ += ["CategoryEncoding", "Discretization", "Normalization", "Rescaling", "RMSNormalization"]

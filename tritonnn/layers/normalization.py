@@ -1,4 +1,4 @@
-"""Normalization layers: LayerNormalization, BatchNormalization, UnitNormalization."""
+"""Normalization layers: LayerNormalization, RMSNormalization, BatchNormalization, UnitNormalization."""
 
 from __future__ import annotations
 
@@ -31,6 +31,62 @@ def _norm_axes(axis: Any, rank: int, input_shape: Any, layer: str) -> tuple[int,
             )
         out.append(int(a) % rank)
     return tuple(out)
+
+
+class RMSNormalization(Layer):
+    """Root-mean-square normalization (Zhang & Sennrich, 2019), Keras 3's ``RMSNormalization``.
+
+    ``y = x * rsqrt(mean(x**2) + epsilon) * scale`` over ``axis``, with a learned ``scale`` (initialized to ones);
+    no centring and no offset. Computed by ``tritonnn.kernels.rms_norm`` (the layer-norm kernel pair with
+    ``RMS=True`` for the trailing axes on the triton backend), in fp32 for 16-bit inputs.
+
+    Args:
+        axis: the axis or list of axes to normalize. Defaults to -1. As in Keras, ``build`` turns it into a
+            (sorted) list, which ``get_config`` then reports.
+        epsilon: added to the mean square. Defaults to 1e-6.
+
+    Input shape: arbitrary. Output shape: the input's.
+    """
+
+    def __init__(self, axis: int | list[int] | tuple[int, ...] = -1, epsilon: float = 1e-6, **kwargs: Any):
+        super().__init__(**kwargs)
+        if isinstance(axis, (list, tuple)):
+            self.axis: int | list[int] = [int(a) for a in axis]
+        elif isinstance(axis, numbers.Integral):
+            self.axis = int(axis)
+        else:
+            raise TypeError(f"Expected an int or a list/tuple of ints for the argument 'axis', but received: {axis!r}")
+        self.epsilon = _check_epsilon(epsilon)
+        self.scale: torch.nn.Parameter | None = None
+
+    def build(self, input_shape: Any) -> None:
+        axes = _norm_axes(self.axis, len(input_shape), input_shape, "RMSNormalization")
+        shape = tuple(input_shape[a] for a in sorted(axes))
+        if any(d is None for d in shape):
+            raise ValueError(
+                f"The normalized axes of RMSNormalization must have a defined size. Received: "
+                f"input_shape={tuple(input_shape)}, axis={self.axis}"
+            )
+        self.axis = sorted(self.axis) if isinstance(self.axis, list) else [self.axis]
+        self.scale = self.add_weight(shape, "ones", name="scale")
+        self.built = True
+
+    def call(self, inputs: torch.Tensor) -> torch.Tensor:
+        axes = tuple(sorted(_norm_axes(self.axis, inputs.dim(), inputs.shape, "RMSNormalization")))
+        got = tuple(inputs.shape[a] for a in axes)
+        if self.scale is not None and got != tuple(self.scale.shape):
+            raise ValueError(
+                f"Input 0 of layer {self.name!r} is incompatible with the layer: expected the normalized axes "
+                f"{self.axis} of input shape to have sizes {tuple(self.scale.shape)}, but received input with "
+                f"shape {tuple(inputs.shape)}"
+            )
+        return kernels.rms_norm(inputs, self.scale, axis=axes, epsilon=self.epsilon)
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        return input_shape
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "axis": self.axis, "epsilon": self.epsilon}
 
 
 class LayerNormalization(Layer):
