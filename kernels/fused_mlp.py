@@ -1391,15 +1391,11 @@ def _check_targets(op: str, loss: str, targets, x: torch.Tensor, n_out: int) -> 
             )
         if tuple(targets.shape) != (m,):
             raise ValueError(f"{op}: expected labels of shape ({m},). Received: targets.shape={tuple(targets.shape)}")
-        # One device->host sync, as kernels.softmax_cross_entropy's; skipped on CUDA with xent.CHECK_LABELS off. The
-        # kernels compare a label with column indices only, never use it as an address.
-        if (xent.CHECK_LABELS or not targets.is_cuda) and m:
-            bad = (targets < 0) | (targets >= n_out)
-            if bool(bad.any()):
-                raise ValueError(
-                    f"{op}: expected integer labels in [0, {n_out}). Received: {int(bad.sum())} label(s) out of range, "
-                    f"e.g. {int(targets[bad][0])}"
-                )
+        # kernels.softmax_cross_entropy's check: one device->host sync, none for labels whose range fit() checked
+        # once (xent.known_label_range) or on CUDA with xent.CHECK_LABELS off. The kernels compare a label with
+        # column indices only, never use it as an address.
+        if m:
+            xent._check_labels(targets, n_out, None, op)
     else:
         if not targets.dtype.is_floating_point:
             raise ValueError(f"{op}: mean_squared_error takes float targets. Received: targets.dtype={targets.dtype}")

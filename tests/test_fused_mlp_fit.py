@@ -74,12 +74,21 @@ def test_fit_evaluate_predict_on_the_fused_path_equal_the_per_layer_path(monkeyp
     per_layer = _twin(fused)
     assert fused.fused_mlp_path()[0] and fused.fused_mlp_path(training=False)[0]
     fwd, bwd = _counting()
-    with fwd as f, bwd as b:
+    with (
+        fwd as f,
+        bwd as b,
+        mock.patch.object(kernels, "softmax_cross_entropy", wraps=kernels.softmax_cross_entropy) as xent,
+    ):
         got = _train(fused, x, y)
         assert f.call_count == 6 and b.call_count == 6, "every train step: one fused forward and one backward"
+        # the first step resolves the compiled loss (per-layer loss); the others have the cross-entropy fused in
+        assert [c.args[3].loss for c in f.call_args_list] == [None] + ["softmax_cross_entropy"] * 5
+        assert xent.call_count == 1
         got_eval = fused.evaluate(x, y, batch_size=16, verbose=0)
         got_pred = fused.predict(x, batch_size=16, verbose=0)
         assert f.call_count == 12 and b.call_count == 6, "evaluate and predict: the fused forward (3 batches each)"
+        assert [c.args[3].loss for c in f.call_args_list[6:]] == ["softmax_cross_entropy"] * 3 + [None] * 3
+        assert xent.call_count == 1
     monkeypatch.setenv("TRITONNN_FUSED_MLP", "0")
     with fwd as f, bwd as b:
         expected = _train(per_layer, x, y)
@@ -93,6 +102,36 @@ def test_fit_evaluate_predict_on_the_fused_path_equal_the_per_layer_path(monkeyp
         assert_close_verbose(a, b, atol=atol, rtol=rtol, name=a.name if hasattr(a, "name") else "weight")
     np.testing.assert_allclose(got_eval, want_eval, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(got_pred, want_pred, rtol=1e-5, atol=1e-6)
+
+
+def test_mean_squared_error_fused_equals_the_per_layer_path(monkeypatch):
+    """A linear output trained on the mean squared error (the loss fused into the MLP's two launches from the second
+    step) equals the per-layer path from the same weights."""
+    x, _ = _data(n=24)
+    t = np.random.default_rng(1).standard_normal((24, 10)).astype(np.float32)
+    stack = [keras.layers.Input((64,)), keras.layers.Dense(32, activation="tanh"), keras.layers.Dense(10)]
+    fused = keras.Sequential(stack)
+    per_layer = keras.Sequential([keras.layers.Input((64,)), keras.layers.Dense(32, activation="tanh"),
+                                  keras.layers.Dense(10)])  # fmt: skip
+    for a, b in zip(per_layer.weights, fused.weights, strict=True):
+        with torch.no_grad():
+            a.copy_(b)
+    results = []
+    for model, switch in ((fused, "1"), (per_layer, "0")):
+        monkeypatch.setenv("TRITONNN_FUSED_MLP", switch)
+        model.compile(optimizer=keras.optimizers.SGD(0.05), loss="mse", metrics=["mae"])
+        fwd, _ = _counting()
+        with fwd as f:
+            history = model.fit(x, t, batch_size=8, epochs=2, shuffle=False, verbose=0).history
+        losses = [c.args[3].loss for c in f.call_args_list]
+        assert losses == ([None] + ["mean_squared_error"] * 5 if switch == "1" else []), losses
+        results.append((history, [w.detach().clone() for w in model.weights]))
+    (h1, w1), (h2, w2) = results
+    for key in ("loss", "mae"):
+        np.testing.assert_allclose(h1[key], h2[key], rtol=1e-5, atol=1e-6, err_msg=key)
+    atol, rtol = TOLERANCES[torch.float32]
+    for a, b in zip(w1, w2, strict=True):
+        assert_close_verbose(a, b, atol=atol, rtol=rtol, name="weight")
 
 
 def test_the_switch_and_the_query(monkeypatch, capsys):

@@ -552,7 +552,7 @@ def test_bad_inputs_are_value_errors(backend, device):
             dict(loss="xent", targets=torch.zeros(6, device=device)),
             r"integer labels\. Received: targets\.dtype=torch\.float32",
         ),  # fmt: skip
-        (dict(loss="xent", targets=torch.full((6,), 4, device=device)), r"labels in \[0, 4\)\. Received: 6 label"),
+        (dict(loss="xent", targets=torch.full((6,), 4, device=device)), r"in \[0, 4\)\. Received: target with 6 label"),
         (dict(loss="xent", targets=torch.zeros(5, dtype=torch.long, device=device)), r"labels of shape \(6,\)"),
         (dict(loss="mse", targets=torch.zeros(6, 3, device=device)), r"output's shape \(6, 4\)"),
         (dict(return_logits=True), r"return_logits applies to a fused loss"),

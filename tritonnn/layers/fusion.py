@@ -157,10 +157,21 @@ def mlp_path(
     return (stack if ok else None), why
 
 
-def call_fused_mlp(layers: list[Layer], inputs: Any, training: bool | None) -> torch.Tensor | None:
+def call_fused_mlp(
+    layers: list[Layer],
+    inputs: Any,
+    training: bool | None,
+    *,
+    loss: str | None = None,
+    targets: torch.Tensor | None = None,
+) -> Any:
     """``layers`` called in turn on ``inputs`` as one fused MLP (kernels.fused_mlp: one forward launch, one
     backward), or None when they cannot be (the caller runs them one by one). Each dropout draws its next seed
-    (:func:`dropout_seed`) in layer order, as the per-layer path does."""
+    (:func:`dropout_seed`) in layer order, as the per-layer path does.
+
+    With ``loss`` (``"softmax_cross_entropy"`` on the logits, ``"mean_squared_error"`` on the output) and its
+    ``targets``, the loss is fused too: returns ``(loss, predictions)`` (the predictions without a gradient, for the
+    metrics: the output, or the softmax of the logits when the last layer has one), or None."""
     if not isinstance(inputs, torch.Tensor) or inputs.dim() != 2:
         return None
     first = layers[0] if layers else None
@@ -170,6 +181,10 @@ def call_fused_mlp(layers: list[Layer], inputs: Any, training: bool | None) -> t
     stack, _ = mlp_path(layers, training, x.dtype, x.device)
     if stack is None or x.shape[1] != stack.widths[0]:
         return None
+    if loss is not None and (stack.dropouts[-1] is not None or (stack.softmax and loss != "softmax_cross_entropy")):
+        return None
+    if loss is not None and not kernels.fused_mlp_supported(stack.widths, stack.activations, x.dtype, loss=loss)[0]:
+        return None
     kernels_, biases = [], []
     for d in stack.dense:
         k, b = d._weights_for(x)
@@ -177,7 +192,13 @@ def call_fused_mlp(layers: list[Layer], inputs: Any, training: bool | None) -> t
         biases.append(b)
     rates = stack.rates
     seeds = [None if dr is None else dropout_seed(dr, x.device) for dr in stack.dropouts]
-    out = kernels.fused_mlp(x, kernels_, biases, stack.activations, dropout_rates=rates, dropout_seeds=seeds)
+    out = kernels.fused_mlp(
+        x, kernels_, biases, stack.activations, dropout_rates=rates, dropout_seeds=seeds, loss=loss,
+        targets=targets, return_logits=loss is not None,
+    )  # fmt: skip
+    if loss is not None:
+        value, logits = out
+        return value, (stack.dense[-1].activate(logits) if stack.softmax else logits)
     if stack.softmax:
         out = stack.dense[-1].activate(out)  # the softmax of the fused logits, which it keeps for the loss
     return out

@@ -168,6 +168,11 @@ class Sequential(Model):
                 x = layer(x, training=training)
         return x
 
+    def _fused_mlp_layers(self) -> list[Layer] | None:
+        """The layers a fused MLP would run in place of :meth:`call` (trainers/fused_step.py), or None when this
+        model's call is its own (a subclass's)."""
+        return list(self._layers) if type(self).call is Sequential.call else None
+
     def fused_mlp_path(self, training: bool = True, dtype: torch.dtype | None = None) -> tuple[bool, str]:
         """Whether a call of this model (``training``: as fit() makes it; else as evaluate() and predict()) runs
         its layers as one fused MLP (kernels.fused_mlp), and why (or why not), in words. ``dtype`` defaults to the

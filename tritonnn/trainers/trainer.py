@@ -24,7 +24,7 @@ from .. import metrics as metrics_mod
 from ..callbacks import Callback, CallbackList, History, Progbar, ProgbarLogger
 from ..distribution import data_parallel
 from ..layers.symbolic import flatten, map_structure
-from . import compile_utils, data, step_runner
+from . import compile_utils, data, fused_step, step_runner
 
 # One lock per model: fit, evaluate and the single-batch train/test calls of a model run one at a time (a second
 # thread waits for the first to finish, as in Keras), so two threads never build or step one optimizer at once.
@@ -249,8 +249,12 @@ class Trainer:
         """All of a train step but the optimizer update: the part fit() captures in a CUDA graph."""
         self.optimizer.zero_grad()
         self._clear_losses()
-        y_pred = self(x, training=True)
-        loss = self.compute_loss(x, y, y_pred, sample_weight)
+        fused = fused_step.fused_loss(self, x, y, sample_weight, training=True)  # the loss inside a fused MLP
+        if fused is not None:
+            loss, y_pred = fused
+        else:
+            y_pred = self(x, training=True)
+            loss = self.compute_loss(x, y, y_pred, sample_weight)
         scale_loss = getattr(self.optimizer, "scale_loss", None)
         (loss if scale_loss is None else scale_loss(loss)).backward()
         self._update_metrics(loss, y, y_pred, sample_weight)
@@ -318,8 +322,12 @@ class Trainer:
 
     def test_step(self, x: Any, y: Any, sample_weight: Any = None) -> None:
         self._clear_losses()
-        y_pred = self(x, training=False)
-        loss = self.compute_loss(x, y, y_pred, sample_weight)
+        fused = fused_step.fused_loss(self, x, y, sample_weight, training=False)  # the loss inside a fused MLP
+        if fused is not None:
+            loss, y_pred = fused
+        else:
+            y_pred = self(x, training=False)
+            loss = self.compute_loss(x, y, y_pred, sample_weight)
         self._update_metrics(loss, y, y_pred, sample_weight)
 
     def _update_metrics(self, loss: torch.Tensor, y: Any, y_pred: Any, sample_weight: Any) -> None:
