@@ -187,6 +187,7 @@ SCHEDULES = {
     "exponential": lambda: schedules.ExponentialDecay(0.05, decay_steps=4, decay_rate=0.5, staircase=True),
     "cosine_warmup": lambda: schedules.CosineDecay(0.0, decay_steps=12, alpha=0.1, warmup_target=0.05, warmup_steps=5),
     "piecewise": lambda: schedules.PiecewiseConstantDecay([3, 10], [0.05, 0.01, 0.002]),
+    "cosine_restarts": lambda: schedules.CosineDecayRestarts(0.05, first_decay_steps=4, m_mul=0.5, alpha=0.1),
 }
 _CLASSES = {name.lower(): cls for name, cls in optimizers.ALL_OBJECTS.items() if name != "LossScaleOptimizer"}
 
