@@ -60,7 +60,7 @@ from . import kernels as kernels  # noqa: E402
 from .config import device  # noqa: E402
 from .initializers import Initializer  # noqa: E402
 from .keras_alias import install_as_keras  # noqa: E402
-from .layers import Input, Layer  # noqa: E402
+from .layers import Input, InputSpec, Layer  # noqa: E402
 from .layers.symbolic import KerasTensor  # noqa: E402
 from .losses import Loss  # noqa: E402
 from .metrics import Metric  # noqa: E402
@@ -76,6 +76,7 @@ __all__ = [
     "FloatDTypePolicy",
     "Initializer",
     "Input",
+    "InputSpec",
     "KerasTensor",
     "Layer",
     "Loss",

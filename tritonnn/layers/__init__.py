@@ -3,6 +3,7 @@
 from .activation_layers import ELU, LeakyReLU, PReLU, ReLU, Softmax
 from .core import Activation, Dense, Flatten, Input, InputLayer, Reshape
 from .embedding import Embedding
+from .input_spec import InputSpec
 from .lambda_layer import Identity, Lambda
 from .layer import Layer
 from .merging import (
@@ -36,4 +37,4 @@ __all__ += ["GlobalMaxPooling1D", "LayerNormalization", "Maximum", "Minimum", "M
 __all__ += ["add", "average", "concatenate", "maximum", "minimum", "multiply", "subtract"]
 __all__ += ["ELU", "LeakyReLU", "PReLU", "ReLU", "Softmax", "Identity", "Lambda", "Dot", "dot", "UnitNormalization"]
 __all__ += ["ActivityRegularization", "AlphaDropout", "GaussianDropout", "GaussianNoise", "Permute", "RepeatVector"]
-__all__ += ["CategoryEncoding", "Discretization", "Normalization", "Rescaling", "RMSNormalization"]
+__all__ += ["CategoryEncoding", "Discretization", "Normalization", "Rescaling", "RMSNormalization", "InputSpec"]

@@ -21,6 +21,7 @@ import torch
 
 from .. import config, constraints, initializers, mixed_precision, regularizers
 from . import symbolic
+from .input_spec import assert_input_compatibility
 
 _NAME_COUNTS: defaultdict[str, int] = defaultdict(int)
 
@@ -183,6 +184,7 @@ class Layer(torch.nn.Module):
     """
 
     _autocast_inputs = True  # float and integer inputs are cast to the layer's compute dtype
+    input_spec: Any = None  # an InputSpec (or a structure of them) that a subclass sets: checked at every call
 
     def __init__(
         self,
@@ -409,8 +411,12 @@ class Layer(torch.nn.Module):
                 inputs, args, kwargs = symbolic.map_structure(
                     lambda v: array_to_tensor(v, device) if _is_array(v) else v, (inputs, args, kwargs)
                 )
+                if self.input_spec is not None:
+                    assert_input_compatibility(self.input_spec, inputs, self.name)
                 return symbolic.symbolic_call(self, inputs, args, kwargs)
             inputs, args, kwargs = self._convert_arguments(inputs, args, kwargs)
+        if self.input_spec is not None:  # a layer's declared inputs (Keras' InputSpec), checked at every call
+            assert_input_compatibility(self.input_spec, inputs, self.name)
         if self._call_takes_training:
             kwargs["training"] = training
         return self._concrete_call(inputs, args, kwargs)
