@@ -36,6 +36,13 @@ peaks bf16 800, tf32 400, fp32 (IEEE, no tensor cores) 60 TFLOP/s; ``--tf32`` le
 Large batches are counted at two small batches and the bytes and FLOPs extrapolated (both are affine in the batch
 for an MLP; the launch sequence must be identical at both, which is checked).
 
+The fused MLP (kernels/fused_mlp.py): where the model is within its bounds (the seed model is), fit() runs it as one
+forward launch (with the loss) and one backward launch, and the "tritonnn" table is that step; the "per-layer" table
+and row count the same step with ``TRITONNN_FUSED_MLP=0`` (one kernels.dense per layer and pass, the loss apart), and
+a last line gives per-layer / fused ratios of launches, bytes and implied time. The fused kernels' FLOPs are their
+GEMMs' (the backward recomputes the forward); the weight-gradient partials the backward's last program reads back
+count as read.
+
 Data parallel (``--ranks N``): the script runs itself under torchrun, N CPU processes over gloo, and each counts
 one step of its own share of the global batch (``--batch``) as a data-parallel fit runs it: the body, then the
 optimizer's ``step``, which ``DataParallel`` routes through the gradient all-reduce (``c10d.allreduce_``, one
@@ -204,10 +211,28 @@ class Recorder(TorchDispatchMode):
                     self.fresh.discard(t.untyped_storage().data_ptr())
             if "tl.dot" in inspect.getsource(fn.fn) and {"M", "N", "K"} <= bound.keys():
                 rec.flops = 2 * int(bound["M"]) * int(bound["N"]) * int(bound["K"])
+            if name in ("_fused_mlp_fwd_kernel", "_fused_mlp_bwd_kernel"):
+                rec.flops = _fused_mlp_flops(name, bound)
+            if name == "_fused_mlp_bwd_kernel" and bound.get("REDUCE_HERE"):
+                part = bound["part_ptr"]  # written by every program, read back by the last (the weight gradients)
+                rec.read += part.numel() * part.element_size()
             self.launches.append(rec)
             return out
         finally:
             self.paused -= 1
+
+
+def _fused_mlp_flops(name: str, bound: dict) -> int:
+    """2 M K N per layer GEMM of the fused MLP: the forward's; the backward's recomputed forward, dW for every
+    layer, d(input) for every layer but the first, and dX with NEED_DX (the recomputes of gelu-like middle layers'
+    pre-activations left out)."""
+    widths = [int(bound["K"])] + [int(bound[f"N{i}"]) for i in range(int(bound["NUM_LAYERS"]))]
+    per_row = sum(a * b for a, b in zip(widths[:-1], widths[1:], strict=True))
+    m = int(bound["M"])
+    if name == "_fused_mlp_fwd_kernel":
+        return 2 * m * per_row
+    first = widths[0] * widths[1]
+    return 2 * m * (3 * per_row - first + (first if bound.get("NEED_DX") else 0))
 
 
 def _shapes(ts) -> str:
@@ -242,7 +267,21 @@ def _world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def count_tritonnn(spec: Spec, batch: int, dtype: str) -> Recorder:
+def count_tritonnn(spec: Spec, batch: int, dtype: str, fused: bool = True) -> Recorder:
+    """One fit() train step of the tritonnn model; ``fused=False`` with the fused MLP switched off
+    (``TRITONNN_FUSED_MLP=0``): the per-layer path, one kernels.dense per layer and pass."""
+    before = os.environ.get("TRITONNN_FUSED_MLP")
+    os.environ["TRITONNN_FUSED_MLP"] = "1" if fused else "0"
+    try:
+        return _count_tritonnn(spec, batch, dtype)
+    finally:
+        if before is None:
+            os.environ.pop("TRITONNN_FUSED_MLP")
+        else:
+            os.environ["TRITONNN_FUSED_MLP"] = before
+
+
+def _count_tritonnn(spec: Spec, batch: int, dtype: str) -> Recorder:
     import tritonnn as keras
 
     keras.utils.set_random_seed(0)
@@ -278,6 +317,7 @@ def count_tritonnn(spec: Spec, batch: int, dtype: str) -> Recorder:
             model.optimizer.step()
             recorder.on = False
         recorder.graph_blocker = model._graph_blocker("train", torch.device("cuda"))  # as fit() on a GPU
+        recorder.path = model.fused_mlp_path()[1] if hasattr(model, "fused_mlp_path") else "per-layer"
         recorder.optimizer_in_graph = model._optimizer_in_graph()
         recorder.ranks = 1 if dp is None else dp.world_size
     finally:
@@ -363,8 +403,14 @@ def extrapolate(small: list[Launch], large: list[Launch], b1: int, b2: int, batc
 
 
 def plan(spec: Spec, batch: int, dtype: str, count_batch: int, who: str) -> tuple[list[Launch], dict, dict, Any]:
-    """The step's launches, syncs and host ops, and the recorder (for tritonnn's graph_note)."""
-    counter = count_tritonnn if who == "tritonnn" else count_eager
+    """The step's launches, syncs and host ops, and the recorder (for tritonnn's graph_note). ``who``: "tritonnn"
+    (as fit() runs it: the fused MLP where the model is within its bounds), "per-layer" (tritonnn with the fused
+    MLP off) or "eager"."""
+    counter = {
+        "tritonnn": count_tritonnn,
+        "per-layer": lambda *a: count_tritonnn(*a, fused=False),
+        "eager": count_eager,
+    }[who]
     if batch <= count_batch:
         rec = counter(spec, batch, dtype)
         return rec.launches, dict(rec.syncs), dict(rec.host_ops), rec
@@ -464,15 +510,36 @@ def main(argv: list[str] | None = None) -> int:
     ours, our_syncs, our_host, our_rec = plan(spec, spec.batch, args.dtype, args.count_batch, "tritonnn")
     if _world_size() > 1:
         return _print_rank(args, spec, ours, our_syncs, our_rec)
+    fused = getattr(our_rec, "path", "").startswith("fused")
+    print(f"fit() path: {'fused MLP' if fused else 'per-layer'} ({our_rec.path})")
+    if fused and spec.batch > args.count_batch:
+        print("  (extrapolated: the launches are those counted; above the batch named there the fused backward adds")
+        print("  one reduce launch, which these counts leave out, and its partials are in the bytes)")
+    layered, layered_syncs, layered_host, layered_rec = (
+        plan(spec, spec.batch, args.dtype, args.count_batch, "per-layer")
+        if fused
+        else (ours, our_syncs, our_host, our_rec)
+    )
     eager, eager_syncs, eager_host, _ = plan(spec, spec.batch, args.dtype, args.count_batch, "eager")
     if not args.summary:
-        print_table("tritonnn (TRITONNN_BACKEND=triton, one fit() train step)", ours, args.launch_us, args.tf32)
+        if fused:
+            title = "per-layer path (TRITONNN_FUSED_MLP=0: one kernels.dense per layer and pass, one fit() step)"
+            print_table(title, layered, args.launch_us, args.tf32)
+        path = "fused MLP" if fused else "per-layer"
+        print_table(
+            f"tritonnn (TRITONNN_BACKEND=triton, one fit() train step, {path})", ours, args.launch_us, args.tf32
+        )
         print_table("PyTorch eager (nn.Sequential, F.cross_entropy, Adam fused)", eager, args.launch_us, args.tf32)
     t_ours, t_eager = totals(ours, args.launch_us, args.tf32), totals(eager, args.launch_us, args.tf32)
+    t_layered = totals(layered, args.launch_us, args.tf32)
     print()
     print(f"{'':<9} {'launches':>8} {'triton':>6} {'aten':>5} {'MB moved':>10} {'GFLOP':>9} {'implied us':>10} "
           f"{'w/o launch':>10}  syncs")  # fmt: skip
-    for name, t, syncs in (("tritonnn", t_ours, our_syncs), ("eager", t_eager, eager_syncs)):
+    rows = [("tritonnn", t_ours, our_syncs)]
+    if fused:
+        rows.append(("per-layer", t_layered, layered_syncs))
+    rows.append(("eager", t_eager, eager_syncs))
+    for name, t, syncs in rows:
         print(
             f"{name:<9} {t['launches']:>8} {t['triton']:>6} {t['aten']:>5} {t['bytes'] / 1e6:>10.3f} "
             f"{t['flops'] / 1e9:>9.3f} {t['us']:>10.1f} {t['us_no_launch']:>10.2f}  {sum(syncs.values())} "
@@ -482,6 +549,16 @@ def main(argv: list[str] | None = None) -> int:
         if host:
             print(f"{name}: host-side scalar ops, not counted as launches: {host}")
     print(graph_note(our_rec, ours, args.launch_us, args.tf32))
+    if fused:
+        print(f"per-layer: {graph_note(layered_rec, layered, args.launch_us, args.tf32)}")
+        print(
+            f"per-layer / fused MLP: {t_layered['launches'] / t_ours['launches']:.2f}x launches "
+            f"({t_layered['triton']} vs {t_ours['triton']} Triton), "
+            f"{t_layered['bytes'] / max(1, t_ours['bytes']):.2f}x bytes, "
+            f"{t_layered['us'] / t_ours['us']:.2f}x implied time "
+            f"({t_layered['us']:.1f} vs {t_ours['us']:.1f} us; w/o launch cost {t_layered['us_no_launch']:.2f} vs "
+            f"{t_ours['us_no_launch']:.2f} us)"
+        )
     print("data-parallel: `--ranks N` counts one rank's step of an N-process fit (the all-reduce included)")
     print(
         f"eager / tritonnn: {t_eager['launches'] / t_ours['launches']:.2f}x launches, "

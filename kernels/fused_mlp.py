@@ -1148,6 +1148,7 @@ class FusedMLPFunction(torch.autograd.Function):
         weights, biases = list(params[0::2]), list(params[1::2])
         out, loss = fused_mlp_fwd(x, weights, biases, spec, targets, store_out=spec.loss is None or spec.return_logits)
         ctx.spec = spec
+        ctx.set_materialize_grads(False)  # no zero-filled gradient for the logits beside a fused loss (a launch)
         ctx.save_for_backward(x, targets, *params)
         if spec.loss is None:
             return out

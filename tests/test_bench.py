@@ -77,7 +77,7 @@ def test_plan_counts_the_seed_models_triton_launches(seed_plan):
         "_xent_bwd_kernel": 1,
         "_optim_fwd_kernel": 1,
     }
-    rows = _table(seed_plan, "tritonnn")
+    rows = _table(seed_plan, "per-layer path")  # TRITONNN_FUSED_MLP=0; the fused MLP's step is the next test's
     triton = [r[2] for r in rows if r[1] == "triton"]
     assert {name: triton.count(name) for name in expected} == expected
     assert len(triton) == sum(expected.values())
@@ -87,11 +87,25 @@ def test_plan_counts_the_seed_models_triton_launches(seed_plan):
     assert triton[-1] == "_optim_fwd_kernel"
 
 
+def test_plan_counts_the_fused_mlp_step(seed_plan):
+    """fit() runs the seed model as one fused MLP (kernels/fused_mlp.py) with its cross-entropy inside: 3 Triton
+    launches a step (forward + loss, backward into the flat gradients, the optimizer), against the per-layer path's
+    8; the totals and the ratio line say so."""
+    assert "fit() path: fused MLP (fused: 64-32-10 in 1 forward launch and 1 backward launch" in seed_plan
+    triton = [r[2] for r in _table(seed_plan, "tritonnn") if r[1] == "triton"]
+    assert triton == ["_fused_mlp_fwd_kernel", "_fused_mlp_bwd_kernel", "_optim_fwd_kernel"]
+    totals = {line.split()[0]: line.split() for line in seed_plan.splitlines() if re.match(r"^\S+\s+\d+\s", line)}
+    assert int(totals["tritonnn"][2]) == 3 and int(totals["per-layer"][2]) == 8
+    assert int(totals["tritonnn"][1]) < int(totals["per-layer"][1])
+    assert float(totals["tritonnn"][6]) < float(totals["per-layer"][6])  # implied us
+    assert re.search(r"^per-layer / fused MLP: [\d.]+x launches \(8 vs 3 Triton\)", seed_plan, re.M)
+
+
 def test_plan_bytes_follow_the_kernels_formulas(seed_plan):
     MODELS = bench_models().MODELS
 
     layers, m = MODELS["seed"].layers, MODELS["seed"].batch
-    rows = [r for r in _table(seed_plan, "tritonnn") if r[1] == "triton"]
+    rows = [r for r in _table(seed_plan, "per-layer path") if r[1] == "triton"]
     first_fwd = rows[0]
     k, n = layers[0], layers[1]
     # fp32 forward with relu (nothing saved): read x (MK), kernel (KN), bias (N); write y (MN). FLOPs 2MNK.
