@@ -172,6 +172,7 @@ NOT_FOR_MLPS: dict[str, dict[str, str]] = {
         "stft": _SIGNAL,
         "istft": _SIGNAL,
         "extract_sequences": _SIGNAL,
+        "correlate": _SIGNAL,
         "bartlett": _SIGNAL,
         "blackman": _SIGNAL,
         "hamming": _SIGNAL,
