@@ -1396,7 +1396,7 @@ def _check_targets(op: str, loss: str, targets, x: torch.Tensor, n_out: int) -> 
         # once (xent.known_label_range) or on CUDA with xent.CHECK_LABELS off. The kernels compare a label with
         # column indices only, never use it as an address.
         if m:
-            xent._check_labels(targets, n_out, None, op)
+            xent.check_labels(targets, n_out, op)
     else:
         if not targets.dtype.is_floating_point:
             raise ValueError(f"{op}: mean_squared_error takes float targets. Received: targets.dtype={targets.dtype}")

@@ -772,6 +772,13 @@ def _check_labels(target: torch.Tensor, c: int | None, ignore_index: int | None,
     )
 
 
+def check_labels(target: torch.Tensor, c: int, op: str = "softmax_cross_entropy") -> None:
+    """softmax_cross_entropy's check of integer class labels in ``[0, c)`` (one device->host sync; none for labels
+    in a :class:`known_label_range`, or on CUDA with CHECK_LABELS off), for the other kernels that take class labels
+    (kernels/fused_mlp.py's fused loss)."""
+    _check_labels(target, c, None, op)
+
+
 def sparse_labels(
     target: torch.Tensor,
     num_classes: int | None = None,

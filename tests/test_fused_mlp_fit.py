@@ -167,3 +167,41 @@ def test_a_model_out_of_bounds_takes_the_per_layer_path_and_says_why():
     assert not fused and why.endswith("(LayerNormalization) is not a Dense or a fusable Dropout"), why
     act = keras.Sequential([keras.layers.Input((8,)), keras.layers.Dense(8, activation=torch.sin)])
     assert not act.fused_mlp_path()[0] and "is not an element-wise kernel activation" in act.fused_mlp_path()[1]
+
+
+def test_a_functional_chain_takes_the_fused_path_and_a_branched_graph_does_not(monkeypatch):
+    """keras.Model(inputs, outputs) over a chain Dense -> Dropout -> Dense fuses as the Sequential does (the same
+    training from the same weights as its per-layer path); a graph with a branch (a residual add) runs node by node
+    and says why."""
+    x, y = _data(n=24)
+
+    def chain():
+        inputs = keras.Input((64,))
+        h = keras.layers.Dense(32, activation="relu")(inputs)
+        h = keras.layers.Dropout(0.25, seed=3)(h)
+        return keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(h))
+
+    fused, per_layer = chain(), chain()
+    for a, b in zip(per_layer.weights, fused.weights, strict=True):
+        with torch.no_grad():
+            a.copy_(b)
+    ok, why = fused.fused_mlp_path()
+    assert ok and why.startswith("fused: 64-32-10"), why
+    fwd, bwd = _counting()
+    with fwd as f, bwd as b:
+        got = _train(fused, x, y)
+        assert f.call_count == 4 and b.call_count == 4
+    monkeypatch.setenv("TRITONNN_FUSED_MLP", "0")
+    with fwd as f:
+        expected = _train(per_layer, x, y)
+        assert f.call_count == 0
+    np.testing.assert_allclose(got["loss"], expected["loss"], rtol=1e-5, atol=1e-6)
+    atol, rtol = TOLERANCES[torch.float32]
+    for a, b in zip(fused.weights, per_layer.weights, strict=True):
+        assert_close_verbose(a, b, atol=atol, rtol=rtol, name="weight")
+    monkeypatch.setenv("TRITONNN_FUSED_MLP", "1")
+    inputs = keras.Input((16,))
+    h = keras.layers.Dense(16, activation="relu")(inputs)
+    branched = keras.Model(inputs, keras.layers.Dense(4)(keras.layers.Add()([inputs, h])))
+    ok, why = branched.fused_mlp_path()
+    assert not ok and why.startswith("not a Sequential or a Functional chain"), why

@@ -181,8 +181,8 @@ def summary_text(model: Any, line_length: int | None = None) -> str:
     console.print(f" Non-trainable params: {non_trainable:,} ({_format_bytes(size(frozen))})")
     if optimizer is not None and optimizer.built:
         console.print(f" Optimizer params: {opt_count:,} ({_format_bytes(opt_size)})")
-    path = getattr(model, "fused_mlp_path", None)
-    if callable(path) and model.built:  # a Sequential: which path fit() takes (layers/fusion.py), in one line
-        fused, why = path(training=True)
+    chain = getattr(model, "_fused_mlp_layers", None)
+    if callable(chain) and model.built and chain() is not None:  # which path fit() takes (layers/fusion.py)
+        fused, why = model.fused_mlp_path(training=True)
         console.print(f" Training path: {'fused MLP' if fused else 'per-layer'} ({why})")
     return buf.getvalue().rstrip("\n")

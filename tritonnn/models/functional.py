@@ -229,7 +229,35 @@ class Functional(Model):
             bound[id(kt)] = value
         return bound
 
+    def _fused_mlp_layers(self) -> list[Layer] | None:
+        """The layers of a chain (one input tensor, one output tensor, each node reading the one before it and
+        nothing else, each layer once), in order, for the fused MLP (``layers/fusion.py``); else None."""
+        if type(self).call is not Functional.call:
+            return None
+        if not isinstance(self._inputs_struct, KerasTensor) or not isinstance(self._outputs_struct, KerasTensor):
+            return None
+        prev: Any = self._inputs_struct
+        layers: list[Layer] = []
+        for node in self._nodes:
+            if isinstance(node.layer, InputLayer):
+                continue
+            outs = flatten(node.outputs)
+            if node.args or node.kwargs or node.inputs is not prev or len(outs) != 1:
+                return None
+            layers.append(node.layer)
+            prev = outs[0]
+        if prev is not self._outputs_struct or len({id(layer) for layer in layers}) != len(layers):
+            return None
+        return layers
+
     def call(self, inputs: Any, training: bool | None = None) -> Any:
+        # A chain of Dense layers (+ dropouts) within the fused MLP's bounds runs as one kernel per pass, as in a
+        # Sequential (layers/fusion.py; TRITONNN_FUSED_MLP=0 turns it off).
+        if isinstance(inputs, torch.Tensor):
+            chain = self._fused_mlp_layers()
+            fused = fusion.call_fused_mlp(chain, inputs, training) if chain else None
+            if fused is not None:
+                return fused
         values = self._bind_inputs(inputs)
         fusable = self._fusable if training else {}
         done: set[int] = set()  # dropout nodes already run inside the kernel of the node before them

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from .. import config, saving
+from ..layers import fusion
 from ..layers.layer import Layer, shape_of
 from ..layers.symbolic import flatten
 from ..trainers.trainer import Trainer
@@ -72,6 +73,23 @@ class Model(Trainer, Layer):
     def output_names(self) -> list[str] | None:
         """Names of the outputs for multi-output models (None for a single unnamed output)."""
         return None
+
+    def _fused_mlp_layers(self) -> list[Layer] | None:
+        """The layers, in order, that a fused MLP may run in place of :meth:`call` (a Sequential, a Functional chain),
+        or None: this model's call is its own."""
+        return None
+
+    def fused_mlp_path(self, training: bool = True, dtype: torch.dtype | None = None) -> tuple[bool, str]:
+        """Whether a call of this model (``training``: as fit() makes it; else as evaluate() and predict()) runs
+        its layers as one fused MLP (kernels.fused_mlp, ``layers/fusion.py``), and why (or why not), in words.
+        ``dtype`` defaults to the first layer's compute dtype; the device is the model's."""
+        layers = self._fused_mlp_layers()
+        if layers is None:
+            return False, "not a Sequential or a Functional chain of layers (one input, one output, no branches)"
+        if dtype is None:
+            dtype = layers[0].compute_dtype if layers else torch.float32
+        stack, why = fusion.mlp_path(layers, training, dtype, self.device)
+        return stack is not None, why
 
     def summary(self, line_length: int | None = None, print_fn: Callable[[str], None] | None = None, **_: Any) -> None:
         """Print a table of layers (name and type, output shape, parameter count) and the parameter totals."""

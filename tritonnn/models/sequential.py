@@ -173,16 +173,6 @@ class Sequential(Model):
         model's call is its own (a subclass's)."""
         return list(self._layers) if type(self).call is Sequential.call else None
 
-    def fused_mlp_path(self, training: bool = True, dtype: torch.dtype | None = None) -> tuple[bool, str]:
-        """Whether a call of this model (``training``: as fit() makes it; else as evaluate() and predict()) runs
-        its layers as one fused MLP (kernels.fused_mlp), and why (or why not), in words. ``dtype`` defaults to the
-        first layer's compute dtype; the device is the model's."""
-        layers = list(self._layers)
-        if dtype is None:
-            dtype = layers[0].compute_dtype if layers else torch.float32
-        stack, why = fusion.mlp_path(layers, training, dtype, self.device)
-        return stack is not None, why
-
     def get_config(self) -> dict[str, Any]:
         """Keras' layout: ``name``, ``trainable``, ``dtype``, ``layers`` (the input layer first, when the model has
         one) and ``build_input_shape`` (the input's batch shape, when it is known)."""

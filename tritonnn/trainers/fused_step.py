@@ -1,10 +1,10 @@
-"""The compiled loss inside the fused MLP (issue #17): a train or test step of a Sequential that runs as one fused
-MLP (``layers/fusion.py``) computes its loss in the same two launches when the loss is the model's only one and
-the fused kernels have it: ``SparseCategoricalCrossentropy`` (on the logits, or on a last-layer softmax's logits)
-or ``MeanSquaredError``, reduced ``sum_over_batch_size``, no ``ignore_class``, no sample or class weights, in
-float32. The step is then one forward launch (the loss and, for the metrics, the predictions), one backward launch
-(the loss gradient fused into its first stage, the weight gradients into the optimizer's flat buffer) and the
-optimizer's. Anything else returns None and the step runs the model, then ``compute_loss``.
+"""The compiled loss inside the fused MLP (issue #17): a train or test step of a Sequential (or a Functional chain)
+that runs as one fused MLP (``layers/fusion.py``) computes its loss in the same two launches when the loss is the
+model's only one and the fused kernels have it: ``SparseCategoricalCrossentropy`` (on the logits, or on a last-layer
+softmax's logits) or ``MeanSquaredError``, reduced ``sum_over_batch_size``, no ``ignore_class``, no sample or class
+weights, in float32. The step is then one forward launch (the loss and, for the metrics, the predictions), one
+backward launch (the loss gradient fused into its first stage, the weight gradients into the optimizer's flat
+buffer) and the optimizer's. Anything else returns None and the step runs the model, then ``compute_loss``.
 """
 
 from __future__ import annotations
