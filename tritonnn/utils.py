@@ -1,4 +1,4 @@
-"""Utilities: ``to_categorical``, ``set_random_seed``, and the model summary table."""
+"""Utilities: ``to_categorical``, ``set_random_seed``, ``PyDataset``, and the model summary table."""
 
 from __future__ import annotations
 
@@ -23,9 +23,12 @@ from .saving import (
     register_keras_serializable,
     serialize_keras_object,
 )
+from .trainers.py_dataset import PyDataset, Sequence
 
 __all__ = [
     "CustomObjectScope",
+    "PyDataset",
+    "Sequence",
     "clear_session",
     "custom_object_scope",
     "deserialize_keras_object",

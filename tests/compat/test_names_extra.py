@@ -1,6 +1,7 @@
 """Keras names added for issue #14's coverage list, each against real Keras: the learning-rate schedules
 ``InverseTimeDecay``, ``PolynomialDecay`` and ``CosineDecayRestarts`` (rates at many steps, in both of tritonnn's
-forms, configs, serialization, a short ``fit`` under SGD).
+forms, configs, serialization, a short ``fit`` under SGD); ``keras.utils.PyDataset`` / ``Sequence`` (the same
+subclass trained, evaluated and predicted on under each module, every call it receives compared).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import tritonnn
 from tritonnn.optimizers import schedules
 from tritonnn.trainers.step_runner import EmulatedGraph
 
+from . import differences
 from .compare import assert_same, to_numpy
 
 # ---- learning-rate schedules --------------------------------------------------------------------------------------
@@ -132,3 +134,167 @@ def test_sgd_with_schedule_fits_like_keras(keras_ref, case):
     ref = _fit_with_schedule(keras_ref, case, weights)
     got = _fit_with_schedule(tritonnn, case, weights)
     assert_same(ref, got, rtol=1e-4, atol=1e-5)
+
+
+# ---- keras.utils.PyDataset / Sequence -----------------------------------------------------------------------------
+
+_DS_X = np.random.default_rng(5).normal(size=(40, 6)).astype("float32")
+_DS_Y = np.random.default_rng(6).integers(0, 4, size=(40,))
+_DS_W = np.random.default_rng(7).uniform(0.5, 1.5, size=(40,)).astype("float32")
+
+
+def _dataset_class(K: Any) -> type:
+    """The same PyDataset subclass under either module: batches of 8 by index, a log of every call."""
+
+    class Batches(K.utils.PyDataset):
+        def __init__(self, parts: str = "xy", n: int = 5, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.parts, self.n, self.log = parts, n, []
+
+        def __len__(self) -> int:
+            return self.n
+
+        def __getitem__(self, i: int) -> Any:
+            self.log.append(i)
+            s = slice(8 * i, 8 * i + 8)
+            if self.parts == "x":
+                return _DS_X[s]
+            if self.parts == "xyw":
+                return _DS_X[s], _DS_Y[s], _DS_W[s]
+            return [_DS_X[s], _DS_Y[s]] if self.parts == "list" else (_DS_X[s], _DS_Y[s])
+
+        def on_epoch_begin(self) -> None:
+            self.log.append("begin")
+
+        def on_epoch_end(self) -> None:
+            self.log.append("end")
+
+    return Batches
+
+
+def _ds_model(K: Any, weights: list[np.ndarray]) -> Any:
+    model = K.Sequential([K.Input((6,)), K.layers.Dense(8, activation="relu"), K.layers.Dense(4)])
+    model.set_weights(weights)
+    model.compile(
+        optimizer=K.optimizers.SGD(0.1, momentum=0.9),
+        loss=K.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def _ds_weights(keras_ref: Any) -> list[np.ndarray]:
+    keras_ref.utils.set_random_seed(1)
+    m = keras_ref.Sequential([keras_ref.Input((6,)), keras_ref.layers.Dense(8), keras_ref.layers.Dense(4)])
+    return [np.asarray(w) for w in m.get_weights()]
+
+
+def _ds_run(K: Any, weights: list[np.ndarray], parts: str, fit_kwargs: dict[str, Any]) -> dict[str, Any]:
+    Batches = _dataset_class(K)
+    model = _ds_model(K, weights)
+    train, val = Batches(parts), Batches("xy", n=2)
+    h = model.fit(train, epochs=3, shuffle=False, verbose=0, validation_data=val, **fit_kwargs)
+    first_fit = list(train.log)
+    train.log.clear()
+    model.fit(train, epochs=2, shuffle=False, verbose=0)
+    test = Batches(parts)
+    evaluated = model.evaluate(test, verbose=0, return_dict=True)
+    pred = Batches("x")
+    predicted = model.predict(pred, verbose=0)
+    return {
+        "history": {k: [float(v) for v in vs] for k, vs in h.history.items()},
+        "weights": [np.asarray(w) for w in model.get_weights()],
+        "evaluate": {k: float(v) for k, v in evaluated.items()},
+        "predict": np.asarray(predicted),
+        "calls": {
+            "fit": first_fit,
+            "second_fit": train.log,
+            "validation": val.log,
+            "evaluate": test.log,
+            "predict": pred.log,
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    "parts,fit_kwargs",
+    [("xy", {}), ("list", {}), ("xyw", {}), ("xy", {"steps_per_epoch": 3}), ("xy", {"class_weight": {0: 2.0}})],
+    ids=["tuple", "list", "sample_weight", "steps_per_epoch", "class_weight"],
+)
+def test_pydataset_fit_evaluate_predict_like_keras(keras_ref, parts, fit_kwargs):
+    """The same PyDataset subclass under each module, from the same weights: the history (with validation on a
+    PyDataset), the weights, evaluate's and predict's results, and every call to ``__getitem__``,
+    ``on_epoch_begin`` and ``on_epoch_end`` in order (``on_epoch_end`` once more than the epochs in fit and
+    evaluate: Keras' iterator "resets" first)."""
+    weights = _ds_weights(keras_ref)
+    ref = _ds_run(keras_ref, weights, parts, fit_kwargs)
+    got = _ds_run(tritonnn, weights, parts, fit_kwargs)
+    # Keras' first fit of a model draws batch 0 once more to build its metrics (inside one more on_epoch_begin),
+    # then resets: its log starts ["begin", 0, "end", ...] where tritonnn's starts ["end", ...]
+    peek = differences.deliberate("data.pydataset-first-fit-peek")
+    ref_first = ref["calls"]["fit"]
+    assert ref_first[:3] == ["begin", 0, "end"]
+    assert got["calls"]["fit"] == ref_first[2:], peek
+    assert got["calls"]["fit"].count("end") == ref_first.count("end")
+    ref["calls"]["fit"] = got["calls"]["fit"]
+    assert_same(ref, got, rtol=1e-4, atol=1e-5)
+
+
+def test_pydataset_shuffled_batch_order(keras_ref):
+    """``fit(shuffle=True)`` (the default): each epoch draws every batch once, in a new random order, under
+    both; the orders themselves come from different generators."""
+    logs = {}
+    for K in (keras_ref, tritonnn):
+        K.utils.set_random_seed(3)
+        ds = _dataset_class(K)("xy", n=5)
+        _ds_model(K, _ds_weights(keras_ref)).fit(ds, epochs=3, verbose=0)
+        logs[K.__name__] = [c for c in ds.log if c != "begin"]
+    ref, got = logs["keras"], logs["tritonnn"]
+    assert isinstance(ref[0], int) and ref[1] == "end"
+    ref = ref[1:]  # Keras' first fit's extra batch 0, see above
+    split = lambda log: [sorted(c) for c in _epochs(log)]  # noqa: E731
+    assert split(got) == split(ref) == [[], [0, 1, 2, 3, 4], [0, 1, 2, 3, 4], [0, 1, 2, 3, 4]]
+    orders = _epochs(got)[1:]
+    assert len({tuple(o) for o in orders}) > 1 or orders[0] != [0, 1, 2, 3, 4]
+    differences.deliberate("data.pydataset-shuffle-order")
+
+
+def _epochs(log: list) -> list[list[int]]:
+    """The batch indices between consecutive "end" calls."""
+    out, cur = [], []
+    for c in log:
+        if c == "end":
+            out.append(cur)
+            cur = []
+        else:
+            cur.append(c)
+    return out
+
+
+def test_pydataset_base_class_as_keras(keras_ref):
+    assert tritonnn.utils.Sequence is tritonnn.utils.PyDataset
+    assert keras_ref.utils.Sequence is keras_ref.utils.PyDataset
+    for K in (keras_ref, tritonnn):
+        ds = _dataset_class(K)("xy", n=3, workers=4, use_multiprocessing=True, max_queue_size=3)
+        assert (ds.workers, ds.use_multiprocessing, ds.max_queue_size, ds.num_batches) == (4, True, 3, 3)
+        assert [b[0].shape for b in ds] == [(8, 6)] * 3
+        assert (K.utils.PyDataset().workers, K.utils.PyDataset().max_queue_size) == (1, 10)
+    for K in (keras_ref, tritonnn):
+
+        class NoSuper(K.utils.PyDataset):
+            def __init__(self):
+                pass
+
+            def __len__(self):
+                return 1
+
+            def __getitem__(self, i):
+                return (_DS_X[:2], _DS_Y[:2], _DS_W[:2], _DS_W[:2])
+
+        with pytest.warns(UserWarning, match="should call `super"):
+            assert NoSuper().workers == 1
+        model = _ds_model(K, _ds_weights(keras_ref))
+        with pytest.raises(ValueError, match="must return a tuple"):
+            model.fit(NoSuper(), verbose=0)
+        with pytest.raises(NotImplementedError):
+            K.utils.PyDataset()[0]

@@ -2,7 +2,8 @@
 
 An *array source* (``ArraySource``) holds whole arrays as tensors (on the model's device when they fit, else pinned
 on the host) and gathers each batch by index; an *iterable source* (``IterableSource``) draws batches from a
-generator or a DataLoader and moves each to the device as it comes. Both yield ``(x, y, sample_weight)`` per step.
+generator or a DataLoader (or by index from a ``PyDataset``) and moves each to the device as it comes. Both yield
+``(x, y, sample_weight)`` per step.
 The helpers here (``to_tensor``, ``num_samples``, ``index``, ``gather``...) are public inside the package: the
 trainer and the data-parallel sharded sources (``tritonnn.distribution.sharded_data``) are built on them.
 """
@@ -10,6 +11,7 @@ trainer and the data-parallel sharded sources (``tritonnn.distribution.sharded_d
 from __future__ import annotations
 
 import collections.abc
+import itertools
 import math
 from collections.abc import Iterator
 from typing import Any
@@ -19,6 +21,7 @@ import torch
 
 from .. import config, losses
 from ..layers.symbolic import flatten, map_structure
+from .py_dataset import PyDataset
 
 
 def to_tensor(x: Any, device: torch.device) -> torch.Tensor:
@@ -200,6 +203,9 @@ class ArraySource:
                 bounds.append((int(lo), int(hi)))
         return bounds if any(b is not None for b in bounds) else None
 
+    def predicting(self) -> None:
+        """For ``predict`` (a PyDataset's source calls no ``on_epoch_end`` before its pass there)."""
+
     def epoch(self, generator: torch.Generator | None = None) -> Iterator[tuple[Any, Any, Any]]:
         device = first(self.x).device
         order = torch.randperm(self.n, generator=generator).to(device) if self.shuffle else None
@@ -224,17 +230,86 @@ def gather(source: Any, idx: Any, device: torch.device) -> tuple[Any, Any, Any]:
 class IterableSource:
     """Batches drawn from a DataLoader or a generator; each is moved to the device as it comes."""
 
-    def __init__(self, data: Any, device: torch.device, steps: int | None):
+    def __init__(
+        self,
+        data: Any,
+        device: torch.device,
+        steps: int | None,
+        shuffle: bool = False,
+        class_weight: Any = None,
+    ):
         self.data, self.device = data, device
         self.reiterable = not isinstance(data, collections.abc.Iterator)
         self._iter: Iterator | None = None
-        if steps is None and hasattr(data, "__len__"):
+        self.py_dataset = isinstance(data, PyDataset)
+        if self.py_dataset:
+            _ = data.workers  # Keras' warning when the subclass did not call super().__init__()
+            self.num_batches = data.num_batches
+            self.shuffle, self.class_weight = shuffle, class_weight
+            self._order: Any = range(0)
+            self._position = 0  # where the next epoch continues when steps_per_epoch < num_batches, as Keras
+            self._reset = "first"  # Keras' epoch iterator calls on_epoch_end once at its start ("reset")
+            if steps is None:
+                steps = self.num_batches
+        elif steps is None and hasattr(data, "__len__"):
             steps = len(data)
         self.steps = steps
 
+    def predicting(self) -> None:
+        """For ``predict``: Keras' predict never resets its iterator, so no on_epoch_end before its pass."""
+        self._reset = None
+
+    def _dataset_batches(self, generator: torch.Generator | None) -> Iterator[Any]:
+        """A PyDataset's epoch, as Keras' epoch iterator draws it: ``on_epoch_end`` first where Keras resets (once
+        before fit's first epoch, before every evaluation), ``on_epoch_begin``, the batches by index (a random
+        order per pass over the data with ``shuffle``) stopping at the end of the data; ``epoch`` calls
+        ``on_epoch_end`` when the epoch completes (not when the trainer stops it early, as in Keras)."""
+        ds, n = self.data, self.num_batches
+        if self._reset == "first" or (self._reset == "every" and generator is None):
+            ds.on_epoch_end()
+            self._reset = "every" if generator is None else "done"
+        ds.on_epoch_begin()
+        if n is None:  # endless: steps_per_epoch bounds each epoch
+            yield from (ds[i] for i in itertools.count())
+            return
+        if self.steps is None or self._position >= n:
+            self._position = 0
+        if self._position == 0:
+            self._order = torch.randperm(n, generator=generator).tolist() if self.shuffle else range(n)
+        while self._position < n:
+            self._position += 1
+            yield ds[self._order[self._position - 1]]
+
+    def _standardize(self, batch: Any) -> Any:
+        """A PyDataset batch as Keras reads one: an array alone is ``(x,)``, a list a tuple, a dict the inputs."""
+        if isinstance(batch, (dict, np.ndarray, torch.Tensor)):
+            return (batch,)
+        if isinstance(batch, list):
+            batch = tuple(batch)
+        if not isinstance(batch, tuple) or len(batch) not in (1, 2, 3):
+            raise ValueError(
+                "PyDataset.__getitem__() must return a tuple or a dict. If a tuple, it must be ordered either "
+                "(input,) or (inputs, targets) or (inputs, targets, sample_weights). "
+                f"Received: {str(batch)[:100]}... of type {type(batch)}"
+            )
+        if self.class_weight is not None and len(batch) > 1:
+            if len(batch) == 3:
+                raise ValueError("You cannot specify `class_weight` and `sample_weight` at the same time.")
+            y = map_structure(lambda a: to_tensor(a, self.device), batch[1])
+            batch = (batch[0], y, apply_class_weight(self.class_weight, y, None))
+        return batch
+
     def epoch(self, generator: torch.Generator | None = None) -> Iterator[tuple[Any, Any, Any]]:
+        if self.py_dataset:
+            self._iter = (self._standardize(b) for b in self._dataset_batches(generator))
+            yield from self._draw()
+            self.data.on_epoch_end()
+            return
         if self.reiterable or self._iter is None:
             self._iter = iter(self.data)
+        yield from self._draw()
+
+    def _draw(self) -> Iterator[tuple[Any, Any, Any]]:
         count = 0
         while self.steps is None or count < self.steps:
             try:
@@ -349,6 +424,8 @@ def make_source(
     if is_dataset(x):
         if y is not None:
             raise ValueError("When `x` is a generator or DataLoader, `y` must not be given: yield (x, y) batches")
+        if isinstance(x, PyDataset):
+            return IterableSource(x, device, steps, shuffle, class_weight)
         return IterableSource(x, device, steps)
     x, y, sample_weight, _ = prepare(x, y, sample_weight, class_weight, device)
     return ArraySource(x, y, sample_weight, batch_size, shuffle, steps, target=device)

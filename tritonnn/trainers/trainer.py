@@ -615,6 +615,7 @@ class Trainer:
         steps = data.check_steps("steps", steps)
         verbose = 1 if verbose == "auto" else int(verbose)
         source = self._source(x, None, None, batch_size, False, steps)
+        source.predicting()
         self._build_from(source)
         cbs = CallbackList(callbacks, self, steps=source.steps, verbose=verbose)
         bar = Progbar(source.steps, verbose=verbose) if verbose else None
