@@ -205,3 +205,41 @@ def test_a_functional_chain_takes_the_fused_path_and_a_branched_graph_does_not(m
     branched = keras.Model(inputs, keras.layers.Dense(4)(keras.layers.Add()([inputs, h])))
     ok, why = branched.fused_mlp_path()
     assert not ok and why.startswith("not a Sequential or a Functional chain"), why
+
+
+def test_mixed_bfloat16_with_two_dropouts_is_fused_and_matches_the_per_layer_path(monkeypatch):
+    """Under mixed_bfloat16 (bf16 compute, fp32 master weights) a 64-64-64-10 stack with two dropouts (the 16-bit
+    bound) takes the fused path, and trains as the per-layer path within bfloat16's tolerance (the fused loss reads
+    the fp32 logits, the per-layer one their bf16 rounding)."""
+    x, y = _data()
+    results = []
+    try:
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+        for switch in ("1", "0"):
+            monkeypatch.setenv("TRITONNN_FUSED_MLP", switch)
+            keras.utils.set_random_seed(1)
+            model = keras.Sequential(
+                [
+                    keras.layers.Input((64,)),
+                    keras.layers.Dense(64, activation="gelu"),
+                    keras.layers.Dropout(0.2, seed=2),
+                    keras.layers.Dense(64, activation="relu"),
+                    keras.layers.Dropout(0.1, seed=4),
+                    keras.layers.Dense(10),
+                ]
+            )
+            assert model.fused_mlp_path()[0] == (switch == "1")
+            loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+            model.compile(optimizer=keras.optimizers.SGD(0.1), loss=loss)
+            fwd, _ = _counting()
+            with fwd as f:
+                history = model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0).history
+            assert f.call_count == (6 if switch == "1" else 0)
+            results.append((history["loss"], [w.detach().float().clone() for w in model.weights]))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    (l1, w1), (l2, w2) = results
+    atol, rtol = TOLERANCES[torch.bfloat16]
+    np.testing.assert_allclose(l1, l2, rtol=rtol, atol=atol)
+    for a, b in zip(w1, w2, strict=True):
+        assert_close_verbose(a, b, atol=atol, rtol=rtol, name="weight")
