@@ -1,4 +1,4 @@
-"""Utilities: ``to_categorical``, ``set_random_seed``, ``PyDataset``, and the model summary table."""
+"""Utilities: ``to_categorical``, ``set_random_seed``, ``PyDataset``, ``Progbar``, and the model summary table."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import torch
 
 from . import config, ops
 from .backend import clear_session, is_keras_tensor, standardize_dtype
+from .callbacks.progbar_logger import Progbar
 from .plotting import plot_history, plot_model
 from .random import reset_global_seed_generator
 from .saving import (
@@ -27,6 +28,7 @@ from .trainers.py_dataset import PyDataset, Sequence
 
 __all__ = [
     "CustomObjectScope",
+    "Progbar",
     "PyDataset",
     "Sequence",
     "clear_session",

@@ -1,7 +1,8 @@
 """Keras names added for issue #14's coverage list, each against real Keras: the learning-rate schedules
 ``InverseTimeDecay``, ``PolynomialDecay`` and ``CosineDecayRestarts`` (rates at many steps, in both of tritonnn's
 forms, configs, serialization, a short ``fit`` under SGD); ``keras.utils.PyDataset`` / ``Sequence`` (the same
-subclass trained, evaluated and predicted on under each module, every call it receives compared).
+subclass trained, evaluated and predicted on under each module, every call it receives compared);
+``keras.utils.Progbar`` (the values it accumulates, what it prints).
 """
 
 from __future__ import annotations
@@ -298,3 +299,59 @@ def test_pydataset_base_class_as_keras(keras_ref):
             model.fit(NoSuper(), verbose=0)
         with pytest.raises(NotImplementedError):
             K.utils.PyDataset()[0]
+
+
+# ---- keras.utils.Progbar ------------------------------------------------------------------------------------------
+
+
+def _progbar_session(K: Any, **kwargs: Any) -> Any:
+    bar = K.utils.Progbar(10, verbose=0, **kwargs)
+    bar.update(1, [("loss", 1.0), ("acc", 0.5)])
+    bar.update(4, [("loss", 0.4), ("acc", 0.7)])  # weighted by the 3 steps since the last update
+    bar.add(2, [("loss", np.array([0.2, 0.4])), ("lr", 0.01)])
+    bar.update(6, [("acc", 0.9)])  # no new steps: weight 1
+    return bar
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{}, {"stateful_metrics": ["acc"]}, {"stateless_metrics": ["loss"]}],
+    ids=["default", "stateful", "stateless"],
+)
+def test_progbar_accumulates_values_as_keras(keras_ref, kwargs):
+    ref, got = _progbar_session(keras_ref, **kwargs), _progbar_session(tritonnn, **kwargs)
+    assert got._values_order == ref._values_order and got._seen_so_far == ref._seen_so_far == 6
+    assert_same(
+        {k: [np.asarray(v[0], np.float64), v[1]] for k, v in ref._values.items()},
+        {k: [np.asarray(v[0], np.float64), v[1]] for k, v in got._values.items()},
+    )
+    for bar in (ref, got):  # a finalizing update shows its values as given
+        bar.update(10, [("loss", 0.25)])
+        assert bar._values["loss"] == [0.25, 1]
+    assert (got.target, got.width, got.verbose, got.interval, got.unit_name) == (10, 20, 0, 0.05, "step")
+    with pytest.raises(ValueError, match="Only one of"):
+        tritonnn.utils.Progbar(3, stateful_metrics=["a"], stateless_metrics=["b"])
+
+
+def _final_values(line: str) -> dict[str, float]:
+    import re
+
+    return {k: float(v) for k, v in re.findall(r" - (\w+): ([-0-9.e+]+)", line)}
+
+
+@pytest.mark.parametrize("verbose", [1, 2])
+def test_progbar_prints_like_keras(keras_ref, capsys, verbose):
+    """Both print; the final line (``verbose=2``: the only one) shows ``target/target`` and the same averages."""
+    out = {}
+    for K in (keras_ref, tritonnn):
+        bar = K.utils.Progbar(3, verbose=verbose, unit_name="sample", stateful_metrics=["lr"])
+        bar.update(1, [("loss", 1.0), ("lr", 0.1)])
+        bar.add(1, [("loss", 0.5), ("lr", 0.05)])
+        bar.update(3, [("loss", 0.25), ("lr", 0.01)], finalize=True)
+        out[K.__name__] = capsys.readouterr().out
+    ref_line = out["keras"].replace("\b", "").split("\r")[-1].strip().splitlines()[-1]
+    got_line = out["tritonnn"].replace("\b", "").split("\r")[-1].strip().splitlines()[-1]
+    assert "3/3" in got_line and "/sample" in got_line and "/sample" in ref_line
+    assert _final_values(got_line) == _final_values(ref_line) == {"loss": 0.25, "lr": 0.01}
+    if verbose == 2:
+        assert out["tritonnn"].count("\n") == out["keras"].count("\n") == 1
