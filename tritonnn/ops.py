@@ -90,7 +90,7 @@ def _t(x: Any, like: Any = None) -> Tensor:
     if isinstance(x, torch.Tensor):
         return x
     weak = isinstance(x, numbers.Number) and not isinstance(x, bool)
-    if weak and isinstance(like, torch.Tensor):
+    if weak and isinstance(like, torch.Tensor) and like.dtype != torch.bool:
         if like.dtype.is_floating_point or isinstance(x, numbers.Integral):
             return torch.as_tensor(x, dtype=like.dtype, device=like.device)
         return torch.as_tensor(x, dtype=config.standardize_dtype(None), device=like.device)
@@ -100,7 +100,20 @@ def _t(x: Any, like: Any = None) -> Tensor:
 
 
 def _pair(x1: Any, x2: Any) -> tuple[Tensor, Tensor]:
-    return _t(x1, x2), _t(x2, x1)
+    """Both operands as tensors; a Python scalar beside an array or tensor takes its dtype when it fits (weak)."""
+    if isinstance(x1, numbers.Number) and not isinstance(x2, numbers.Number):
+        b = _t(x2)
+        return _t(x1, b), b
+    a = _t(x1)
+    return a, _t(x2, a)
+
+
+def _strong_pair(x1: Any, x2: Any) -> tuple[Tensor, Tensor]:
+    """Both operands as tensors, a Python scalar with its own Keras dtype (int32, floatx): the ops whose Keras
+    implementation converts each operand on its own before promoting."""
+    dev = _device_of(x1, x2)
+    a, b = convert_to_tensor(x1), convert_to_tensor(x2)
+    return (a if a.device == dev else a.to(dev)), (b if b.device == dev else b.to(dev))
 
 
 def _dims(axis: Axis) -> tuple[int, ...] | None:
@@ -217,7 +230,13 @@ def add(x1: Any, x2: Any) -> Tensor:
 
 
 def subtract(x1: Any, x2: Any) -> Tensor:
-    return torch.subtract(*_pair(x1, x2))
+    """``x1 - x2``; a bool operand takes the other's dtype (torch refuses to subtract bools), as in Keras."""
+    a, b = _pair(x1, x2)
+    if a.dtype == torch.bool:
+        a = a.to(b.dtype)
+    if b.dtype == torch.bool:
+        b = b.to(a.dtype)
+    return torch.subtract(a, b)
 
 
 def multiply(x1: Any, x2: Any) -> Tensor:
@@ -226,7 +245,9 @@ def multiply(x1: Any, x2: Any) -> Tensor:
 
 def divide(x1: Any, x2: Any) -> Tensor:
     a, b = _pair(x1, x2)
-    return torch.divide(_float(a), b)
+    if not (a.dtype.is_floating_point or b.dtype.is_floating_point):
+        a = _float(a)
+    return torch.divide(a, b)
 
 
 def true_divide(x1: Any, x2: Any) -> Tensor:
@@ -236,17 +257,22 @@ def true_divide(x1: Any, x2: Any) -> Tensor:
 def divide_no_nan(x1: Any, x2: Any) -> Tensor:
     """``x1 / x2``, with 0 where ``x2`` is 0."""
     a, b = _pair(x1, x2)
-    a = _float(a)
+    dt = _keras_result(a.dtype, b.dtype, floating=True)
+    a, b = a.to(dt), b.to(dt)
     safe = torch.where(b == 0, torch.ones_like(b), b)
     return torch.where(b == 0, torch.zeros((), dtype=a.dtype, device=a.device), a / safe)
 
 
 def floor_divide(x1: Any, x2: Any) -> Tensor:
-    return torch.floor_divide(*_pair(x1, x2))
+    a, b = _pair(x1, x2)
+    return torch.floor_divide(a, b).to(_keras_result(a.dtype, b.dtype))
 
 
 def mod(x1: Any, x2: Any) -> Tensor:
-    return torch.remainder(*_pair(x1, x2))
+    a, b = _pair(x1, x2)
+    if a.dtype == torch.bool and b.dtype == torch.bool:
+        a, b = a.to(torch.int32), b.to(torch.int32)
+    return torch.remainder(a, b)
 
 
 def power(x1: Any, x2: Any) -> Tensor:
@@ -258,7 +284,8 @@ def negative(x: Any) -> Tensor:
 
 
 def abs(x: Any) -> Tensor:  # noqa: A001 - Keras' name
-    return torch.abs(_t(x))
+    x = _t(x)
+    return x if x.dtype == torch.bool else torch.abs(x)
 
 
 absolute = abs
@@ -297,16 +324,28 @@ def expm1(x: Any) -> Tensor:
     return torch.expm1(_float(_t(x)))
 
 
+def _rounding_dtype(x: Tensor) -> torch.dtype:
+    """Keras' output dtype of floor and ceil: floatx for an integer or bool, 32 bits for a 64-bit float."""
+    return _keras_result(x.dtype, floating=True)
+
+
 def floor(x: Any) -> Tensor:
-    return torch.floor(_float(_t(x)))
+    x = _t(x)
+    return torch.floor(x.to(_rounding_dtype(x)))
 
 
 def ceil(x: Any) -> Tensor:
-    return torch.ceil(_float(_t(x)))
+    x = _t(x)
+    return torch.ceil(x.to(_rounding_dtype(x)))
 
 
 def round(x: Any, decimals: int = 0) -> Tensor:  # noqa: A001 - Keras' name
-    return torch.round(_t(x), decimals=decimals)
+    """Round half to even to ``decimals`` places; an integer input rounds (negative ``decimals``) in floatx and
+    keeps its dtype."""
+    x = _t(x)
+    if x.dtype.is_floating_point or x.dtype == torch.bool:
+        return torch.round(x, decimals=decimals)
+    return torch.round(_float(x), decimals=decimals).to(x.dtype)
 
 
 def clip(x: Any, x_min: Any, x_max: Any) -> Tensor:
@@ -315,11 +354,15 @@ def clip(x: Any, x_min: Any, x_max: Any) -> Tensor:
 
 
 def maximum(x1: Any, x2: Any) -> Tensor:
-    return torch.maximum(*_pair(x1, x2))
+    a, b = _pair(x1, x2)
+    dt = _keras_result(a.dtype, b.dtype)
+    return torch.maximum(a.to(dt), b.to(dt))
 
 
 def minimum(x1: Any, x2: Any) -> Tensor:
-    return torch.minimum(*_pair(x1, x2))
+    a, b = _pair(x1, x2)
+    dt = _keras_result(a.dtype, b.dtype)
+    return torch.minimum(a.to(dt), b.to(dt))
 
 
 def erf(x: Any) -> Tensor:
@@ -410,10 +453,10 @@ def mean(x: Any, axis: Axis = None, keepdims: bool = False) -> Tensor:
 
 def sum(x: Any, axis: Axis = None, keepdims: bool = False) -> Tensor:  # noqa: A001 - Keras' name
     x = _t(x)
-    if x.dtype == torch.bool:
-        x = x.to(torch.int32)
-    out = _reduce(torch.sum, x, axis, keepdims)
-    return out.to(x.dtype) if not x.dtype.is_floating_point and x.dtype != torch.int64 else out
+    if _all_axes(axis):
+        return x
+    dt = torch.int32 if x.dtype in (torch.bool, torch.uint8, torch.int8, torch.int16) else x.dtype
+    return _reduce(torch.sum, x, axis, keepdims).to(dt)
 
 
 def prod(x: Any, axis: Axis = None, keepdims: bool = False, dtype: str | torch.dtype | None = None) -> Tensor:
@@ -463,14 +506,21 @@ def amin(x: Any, axis: Axis = None, keepdims: bool = False) -> Tensor:
 
 
 def var(x: Any, axis: Axis = None, keepdims: bool = False) -> Tensor:
-    """The biased variance (numpy's and Keras' ``ddof=0``)."""
-    x = _float(_t(x))
-    dims = _dims(axis)
-    return torch.var(x, dim=dims, unbiased=False, keepdim=keepdims)
+    """The biased variance (numpy's and Keras' ``ddof=0``), computed in at least float32."""
+    x = _t(x)
+    result = _keras_result(x.dtype, floating=True)
+    if _all_axes(axis):
+        return torch.zeros_like(x, dtype=result)
+    x = x.to(_keras_result(x.dtype, torch.float32))
+    return torch.var(x, dim=_dims(axis), unbiased=False, keepdim=keepdims).to(result)
 
 
 def std(x: Any, axis: Axis = None, keepdims: bool = False) -> Tensor:
-    return torch.sqrt(var(x, axis, keepdims))
+    """The biased standard deviation; an integer or bool input in float32, a float one in its own dtype (Keras)."""
+    x = _t(x)
+    if not x.dtype.is_floating_point:
+        x = x.to(torch.float32)
+    return torch.std(x, dim=_dims(axis), unbiased=False, keepdim=keepdims)
 
 
 def moments(
@@ -552,20 +602,50 @@ def in_top_k(targets: Any, predictions: Any, k: int) -> Tensor:
 # ---- linear algebra -------------------------------------------------------------------------------------------
 
 
+def _matmul_dtypes(a: Tensor, b: Tensor) -> tuple[torch.dtype, torch.dtype]:
+    """Keras' (result, compute) dtypes of a matrix product: int8 x int8 gives int32, otherwise ``result_type``; bools
+    and (on a GPU) integers multiply in floatx, float16 on the CPU in float32."""
+    if a.dtype == b.dtype == torch.int8:
+        result = torch.int32
+    else:
+        result = _keras_result(a.dtype, b.dtype)
+    compute = result
+    if result == torch.bool or (a.device.type != "cpu" and not result.is_floating_point):
+        compute = config.standardize_dtype(None)
+    elif result == torch.float16 and a.device.type == "cpu":
+        compute = torch.float32
+    return result, compute
+
+
 def matmul(x1: Any, x2: Any) -> Tensor:
     a, b = _pair(x1, x2)
-    return torch.matmul(a, b)
+    if (
+        a.dtype == b.dtype
+        and a.dtype in (torch.float32, torch.bfloat16)
+        or a.dtype == b.dtype == torch.float16
+        and a.is_cuda
+    ):
+        return torch.matmul(a, b)
+    result, compute = _matmul_dtypes(a, b)
+    return torch.matmul(a.to(compute), b.to(compute)).to(result)
 
 
 def dot(x1: Any, x2: Any) -> Tensor:
     """numpy's ``dot``: the product of scalars, the inner product of vectors, else a matmul over the last axis of
     ``x1`` and the second-to-last of ``x2``."""
     a, b = _pair(x1, x2)
+    result = _keras_result(a.dtype, b.dtype)
+    compute = _keras_result(result, floating=True)
+    if compute == torch.float16 and a.device.type == "cpu":
+        compute = torch.float32
+    a, b = a.to(compute), b.to(compute)
     if a.dim() == 0 or b.dim() == 0:
-        return a * b
-    if b.dim() == 1 or a.dim() <= 2 and b.dim() <= 2:
-        return torch.matmul(a, b)
-    return torch.tensordot(a, b, dims=([-1], [b.dim() - 2]))
+        out = a * b
+    elif b.dim() == 1 or a.dim() <= 2 and b.dim() <= 2:
+        out = torch.matmul(a, b)
+    else:
+        out = torch.tensordot(a, b, dims=([-1], [b.dim() - 2]))
+    return out.to(result)
 
 
 def tensordot(x1: Any, x2: Any, axes: Any = 2) -> Tensor:
@@ -578,7 +658,8 @@ def einsum(subscripts: str, *operands: Any, **kwargs: Any) -> Tensor:
 
 
 def norm(x: Any, ord: Any = None, axis: Axis = None, keepdims: bool = False) -> Tensor:  # noqa: A002
-    x = _float(_t(x))
+    x = _t(x)
+    x = x.to(_keras_result(x.dtype, floating=True))
     return torch.linalg.norm(x, ord=ord, dim=_dims(axis), keepdim=keepdims)
 
 
@@ -691,11 +772,18 @@ def take_along_axis(x: Any, indices: Any, axis: int | None = None) -> Tensor:
 
 
 def relu(x: Any) -> Tensor:
-    return activation_reference("relu", _float(_t(x)))
+    """``max(x, 0)``; an integer input keeps its dtype, as in Keras."""
+    x = _t(x)
+    if not x.dtype.is_floating_point and x.dtype != torch.bool:
+        return torch.relu(x)
+    return activation_reference("relu", _float(x))
 
 
 def relu6(x: Any) -> Tensor:
-    return activation_reference("relu6", _float(_t(x)))
+    x = _t(x)
+    if not x.dtype.is_floating_point and x.dtype != torch.bool:
+        return torch.clamp(x, 0, 6)
+    return activation_reference("relu6", _float(x))
 
 
 def sigmoid(x: Any) -> Tensor:
@@ -989,7 +1077,7 @@ def nan_to_num(x: Any, nan: float = 0.0, posinf: float | None = None, neginf: fl
 
 def _binary_float(fn: Any, keep_bool: bool = False) -> Any:
     def op(x1: Any, x2: Any) -> Tensor:
-        a, b = _pair(x1, x2)
+        a, b = _strong_pair(x1, x2)
         dt = _keras_result(a.dtype, b.dtype, floating=not keep_bool)
         if keep_bool and dt != torch.bool and not dt.is_floating_point:
             dt = config.standardize_dtype(None)
@@ -1010,7 +1098,7 @@ for _f, _n in ((arctan2, "arctan2"), (logaddexp, "logaddexp"), (logaddexp2, "log
 
 def nextafter(x1: Any, x2: Any) -> Tensor:
     """The next float after ``x1`` towards ``x2`` (in float64, as Keras, then in the result dtype)."""
-    a, b = _pair(x1, x2)
+    a, b = _strong_pair(x1, x2)
     dt = _keras_result(a.dtype, b.dtype, floating=True)
     return torch.nextafter(a.to(torch.float64), b.to(torch.float64)).to(dt)
 
@@ -1442,13 +1530,13 @@ def argpartition(x: Any, kth: int, axis: int | None = -1) -> Tensor:
 
 
 def outer(x1: Any, x2: Any) -> Tensor:
-    a, b = _pair(x1, x2)
+    a, b = _strong_pair(x1, x2)
     dt = _promote([a, b])
     return torch.outer(a.reshape(-1).to(dt), b.reshape(-1).to(dt))
 
 
 def inner(x1: Any, x2: Any) -> Tensor:
-    a, b = _pair(x1, x2)
+    a, b = _strong_pair(x1, x2)
     dt = _keras_result(a.dtype, b.dtype)
     compute = _keras_result(dt, floating=True)
     return torch.inner(a.to(compute), b.to(compute)).to(dt)
@@ -1456,14 +1544,14 @@ def inner(x1: Any, x2: Any) -> Tensor:
 
 def vdot(x1: Any, x2: Any) -> Tensor:
     """The dot product of the flattened inputs (the first conjugated)."""
-    a, b = _pair(x1, x2)
+    a, b = _strong_pair(x1, x2)
     dt = _keras_result(a.dtype, b.dtype)
     compute = _keras_result(dt, floating=True)
     return torch.vdot(a.reshape(-1).to(compute), b.reshape(-1).to(compute)).to(dt)
 
 
 def kron(x1: Any, x2: Any) -> Tensor:
-    return torch.kron(*_pair(x1, x2))
+    return torch.kron(*_strong_pair(x1, x2))
 
 
 def cross(x1: Any, x2: Any, axisa: int = -1, axisb: int = -1, axisc: int = -1, axis: int | None = None) -> Tensor:

@@ -480,32 +480,78 @@ def test_bad_calls_raise_keras_error_class(keras_ref, what, call):
 
 
 # Every op on every input dtype a user meets: Keras' output dtypes (an integer input of a floating op gives floatx,
-# 64-bit results are 32-bit where Keras' result_type decides, bools and narrow integers multiply in int32...).
+# 64-bit results are 32-bit where Keras' result_type decides, bools and narrow integers sum and multiply in int32, a
+# Python scalar takes the array's dtype when it fits...), or the same error class where Keras refuses the dtype.
 X = np.round(RNG.normal(size=(3, 4)) * 3)
-DTYPED = {"int32": X.astype("int32"), "int64": X.astype("int64"), "bool": X > 0, "uint8": np.abs(X).astype("uint8"),
-          "float16": X.astype("float16"), "float64": X}  # fmt: skip
+DTYPED = {
+    "int32": X.astype("int32"), "int64": X.astype("int64"), "int8": X.astype("int8"), "bool": X > 0,
+    "uint8": np.abs(X).astype("uint8"), "float16": X.astype("float16"), "float64": X, "2": 2, "2.5": 2.5,
+}  # fmt: skip
+ARRAYS = [k for k, v in DTYPED.items() if isinstance(v, np.ndarray)]
 DTYPE_UNARY = ["sin", "cos", "tan", "arctan", "sinh", "cosh", "arcsinh", "arcsin", "arccosh", "exp2", "erfc", "erfinv",
                "sinc", "fabs", "trunc", "cbrt", "deg2rad", "rad2deg", "i0", "signbit", "log2", "log10", "reciprocal",
                "isneginf", "isposinf", "nan_to_num", "count_nonzero", "ptp", "average", "cumprod", "cumsum", "prod",
                "diff", "trace", "trapezoid", "median", "nansum", "nanprod", "nanmean", "nanvar", "nanstd", "nanmax",
-               "nanmin", "nanargmax", "nanargmin", "argmax", "nancumsum", "nancumprod", "nanmedian", "corrcoef", "diag",
-               "ravel", "rot90", "fliplr", "unique", "nonzero", "normalize", "layer_normalization",
-               "rms_normalization", "bitwise_invert"]  # fmt: skip
+               "nanmin", "nanargmax", "nanargmin", "argmax", "argmin", "nancumsum", "nancumprod", "nanmedian",
+               "corrcoef", "diag", "ravel", "rot90", "fliplr", "unique", "nonzero", "normalize", "layer_normalization",
+               "rms_normalization", "bitwise_invert",
+               # ops tritonnn had before, held to Keras' dtypes here too
+               "abs", "negative", "sign", "square", "sqrt", "rsqrt", "exp", "log", "log1p", "expm1", "floor", "ceil",
+               "round", "erf", "logical_not", "isnan", "isfinite", "isinf", "mean", "sum", "max", "min", "var", "std",
+               "logsumexp", "any", "all", "sort", "argsort", "sigmoid", "tanh", "transpose", "flip", "norm",
+               "zeros_like", "ones_like", "relu", "relu6"]  # fmt: skip
 DTYPE_BINARY = ["arctan2", "logaddexp", "logaddexp2", "hypot", "heaviside", "nextafter", "fmod", "fmax", "fmin",
-                "gcd", "lcm", "bitwise_and", "isclose", "allclose", "isin", "outer", "inner", "kron", "cdist",
-                "append"]  # fmt: skip
-DTYPE_CASES = [(n, dt, None) for n in DTYPE_UNARY for dt in DTYPED] + [
-    (n, dt, other) for n in DTYPE_BINARY for dt in DTYPED for other in (dt, "int32" if dt != "int32" else "float16")
+                "gcd", "lcm", "bitwise_and", "isclose", "allclose", "isin", "outer", "inner", "kron", "append",
+                "add", "subtract", "multiply", "divide", "true_divide", "divide_no_nan", "floor_divide", "mod",
+                "power", "maximum", "minimum", "equal", "not_equal", "greater", "less_equal", "logical_and",
+                "logical_xor"]  # fmt: skip
+DTYPE_CASES = [(n, dt, None) for n in DTYPE_UNARY for dt in ARRAYS if not (n in ("relu", "relu6") and dt == "bool")] + [
+    (n, dt, other)
+    for n in DTYPE_BINARY
+    for dt in ARRAYS
+    for other in (dt, "int32" if dt != "int32" else "float16", "2", "2.5")
+]
+MATMUL_CASES = [
+    (n, dt, other) for n in ("matmul", "dot", "cdist") for dt in ARRAYS for other in (dt, "int32", "float16")
 ]
 
 
 @pytest.mark.parametrize(
-    "name, dt, other", DTYPE_CASES, ids=[f"{n}-{d}{'-' + o if o else ''}" for n, d, o in DTYPE_CASES]
+    "name, dt, other",
+    DTYPE_CASES + MATMUL_CASES,
+    ids=[f"{n}-{d}{'-' + o if o else ''}" for n, d, o in DTYPE_CASES + MATMUL_CASES],
 )
 def test_op_dtypes_match_keras(keras_ref, name, dt, other):
     """Same values and dtypes, or the same error class where Keras refuses the dtype."""
-    args = (DTYPED[dt],) if other is None else (DTYPED[dt], DTYPED[other])
+    x = DTYPED[dt]
+    args = (x,) if other is None else (x, DTYPED[other] if name not in ("matmul", "dot") else DTYPED[other].T)
     ref = observe(lambda: to_numpy(keras_ref, getattr(keras_ref.ops, name)(*args)))
     got = observe(lambda: to_numpy(tk, getattr(tk.ops, name)(*args)))
     tol = 1e-3 if "float16" in (dt, other) else None
     assert_same(ref, got, rtol=tol or 1e-5, atol=tol or 1e-6, what=f"ops.{name}")
+
+
+FLOATING_ACTIVATIONS = [
+    "softplus", "silu", "gelu", "elu", "leaky_relu", "softmax", "log_softmax", "selu", "softsign", "log_sigmoid",
+    "hard_sigmoid", "hard_silu", "tanh_shrink", "celu", "glu", "sparsemax", "relu", "relu6",
+]  # fmt: skip
+
+
+# Keras on torch computes these of an integer (matched in test_op_dtypes_match_keras) but not of a bool.
+_BOOL_ONLY = ("softsign", "tanh_shrink", "sparsemax", "relu", "relu6")
+ACTIVATION_CASES = [
+    (n, dt) for n in FLOATING_ACTIVATIONS for dt in ("int32", "int64", "bool") if dt == "bool" or n not in _BOOL_ONLY
+]
+
+
+@pytest.mark.parametrize("name, dt", ACTIVATION_CASES, ids=[f"{n}-{d}" for n, d in ACTIVATION_CASES])
+def test_activations_of_integers_compute_in_floatx(keras_ref, name, dt):
+    """Keras 3.15 on torch raises for these activations of an integer (or bool) tensor, torch having no integer
+    kernel; tritonnn computes them in floatx, as its ``keras.activations`` and Keras' other floating ops (``exp``,
+    ``sqrt``...) do. The listed difference; the test fails once Keras on torch accepts them."""
+    deliberate("ops.activations-of-integers")
+    x = DTYPED[dt]
+    got = to_numpy(tk, getattr(tk.ops, name)(x))
+    assert_same(to_numpy(tk, getattr(tk.ops, name)(x.astype("float32"))), got)
+    ref = observe(lambda: to_numpy(keras_ref, getattr(keras_ref.ops, name)(keras_ref.ops.convert_to_tensor(x))))
+    assert isinstance(ref, Raised), f"Keras on torch now computes ops.{name} of {dt}: drop ops.activations-of-integers"
