@@ -58,7 +58,7 @@ Bounds (one place: MAX_LAYERS, MAX_WIDTH, MAX_INPUT_WIDTH, WIDTH_BUDGET, MAX_DRO
 IEEE_MAX_LAYERS / IEEE_WIDTH_BUDGET; checked by :func:`fused_mlp_supported`, and by :func:`fused_mlp` with a
 ValueError): 1 to 4 layers; every layer's width (hidden and last) at most 64, padded to a power of two >= 16 (tl.dot's
 minimum); the padded widths summing to at most 208 (64-64-64-64-10); the input width at most 1024, K-looped; at most
-2 layers with a fused dropout (1 for TF32 float32). Chosen from the ahead-of-time compile under both triton 3.6 (the
+2 layers with a fused dropout (1 for float32). Chosen from the ahead-of-time compile under both triton 3.6 (the
 GPU image's) and 3.9, sm_80 and sm_90 (FWD_BLOCKS / BWD_BLOCKS list the registers of the worst networks within
 them): the backward keeps every hidden output and one (P_in x P_out) fp32 dW tile in registers, so its budget is in
 the sum of the widths, not in any one of them; 1024-128-128-128-128 spilled 600+ B even at BLOCK_M 32, and under
@@ -93,7 +93,7 @@ MAX_WIDTH = 64  # every layer's output width (hidden and last), padded to a powe
 MAX_INPUT_WIDTH = 1024  # the first layer's input width (K-looped, BLOCK_K at a time: it costs time, not registers)
 WIDTH_BUDGET = 208  # the layers' padded output widths, summed: 64-64-64-64-10 = 64 + 64 + 64 + 16
 MAX_DROPOUTS = 2  # layers with a fused dropout (rate > 0) in one stack (16-bit inputs)
-TF32_MAX_DROPOUTS = 1  # float32 at TF32 ("high"): its fp32 operands hold twice the registers of bf16 ones
+TF32_MAX_DROPOUTS = 1  # float32 (TF32 or IEEE): its fp32 operands hold twice the registers of bf16 ones
 # Why these and not more (AOT under triton 3.6, the GPU image's version; 3.9 fitted more): every 128-wide stack with a
 # dropout after a layer other than the first spilled in the forward at every tile tried (784-128-128-10 bf16 with
 # dropout + cross-entropy: 1380 B on sm_90, 1648 B on sm_80 at (64, 8); 862 / 764 B at (64, 4); 3.5-7 KB at 16 warps),
@@ -1207,12 +1207,13 @@ def _check_dropouts(rates) -> str | None:
 
 
 def _tf32_why(rates) -> str | None:
-    """Why TF32 (float32 at precision 'high') cannot run these dropouts fused, or None."""
+    """Why float32 (TF32 at precision 'high', or IEEE) cannot run these dropouts fused, or None (the AOT compile
+    holds TF32's worst networks with one; IEEE's two-layer stacks have one hidden layer)."""
     n = sum(1 for r in rates if r and r > 0.0)
     if n <= TF32_MAX_DROPOUTS:
         return None
     return (
-        f"TF32 float32 fuses at most {TF32_MAX_DROPOUTS} dropout (received {n}: its forward spills registers); "
+        f"float32 fuses at most {TF32_MAX_DROPOUTS} dropout (received {n}: its forward spills registers); "
         "bfloat16 fuses up to " + str(MAX_DROPOUTS)
     )
 
@@ -1291,7 +1292,7 @@ def fused_mlp_supported(
         return False, f"the fused kernels run float32 and bfloat16. Received: dtype={dtype}"
     if dtype == torch.float32 and precision.dot_precision() == "ieee" and _ieee_why(widths):
         return False, _ieee_why(widths)
-    if dtype == torch.float32 and precision.dot_precision() == "tf32" and _tf32_why(dropout_rates or ()):
+    if dtype == torch.float32 and _tf32_why(dropout_rates or ()):
         return False, _tf32_why(dropout_rates or ())
     try:
         name = _canonical_loss(loss)
@@ -1447,7 +1448,7 @@ def fused_mlp(
     on_triton = _backend.use_triton(x) and x.dtype in DTYPES and x.shape[0] > 0
     if on_triton and x.dtype == torch.float32 and precision.dot_precision() == "ieee":
         on_triton = _ieee_why(spec.widths) is None
-    if on_triton and x.dtype == torch.float32 and precision.dot_precision() == "tf32":
+    if on_triton and x.dtype == torch.float32:
         on_triton = _tf32_why(spec.rates) is None
     if not on_triton:
         return fused_mlp_reference(
