@@ -168,8 +168,11 @@ def ones(shape: int | Sequence[int], dtype: str | torch.dtype | None = None) -> 
 
 
 def full(shape: int | Sequence[int], fill_value: Any, dtype: str | torch.dtype | None = None) -> Tensor:
-    dt = config.standardize_dtype(dtype) if dtype is not None else _py_dtype(fill_value)
-    return torch.full(_shape_arg(shape), fill_value, dtype=dt, device=config.default_device())
+    """A tensor of ``shape`` filled with ``fill_value`` (broadcast when it is an array), floatx unless ``dtype``."""
+    dt = config.standardize_dtype(dtype)
+    if isinstance(fill_value, numbers.Number):
+        return torch.full(_shape_arg(shape), fill_value, dtype=dt, device=config.default_device())
+    return torch.broadcast_to(convert_to_tensor(fill_value, dt), _shape_arg(shape)).clone()
 
 
 def zeros_like(x: Any, dtype: str | torch.dtype | None = None) -> Tensor:
@@ -439,7 +442,10 @@ def where(condition: Any, x1: Any = None, x2: Any = None) -> Tensor | tuple[Tens
 
 
 def _reduce(fn: Any, x: Any, axis: Axis, keepdims: bool) -> Tensor:
+    """``fn`` over ``axis``; ``axis=()`` reduces nothing, as in numpy and Keras."""
     x = _t(x)
+    if _all_axes(axis):
+        return x
     dims = _dims(axis)
     if dims is None:
         out = fn(x)
@@ -448,7 +454,9 @@ def _reduce(fn: Any, x: Any, axis: Axis, keepdims: bool) -> Tensor:
 
 
 def mean(x: Any, axis: Axis = None, keepdims: bool = False) -> Tensor:
-    return _reduce(torch.mean, _float(_t(x)), axis, keepdims)
+    """The mean along ``axis`` (an integer or bool input in floatx; ``axis=()`` returns ``x`` as it is)."""
+    x = _t(x)
+    return x if _all_axes(axis) else _reduce(torch.mean, _float(x), axis, keepdims)
 
 
 def sum(x: Any, axis: Axis = None, keepdims: bool = False) -> Tensor:  # noqa: A001 - Keras' name
@@ -474,7 +482,10 @@ def prod(x: Any, axis: Axis = None, keepdims: bool = False, dtype: str | torch.d
     if dims is None:
         out = torch.prod(x, dtype=dt)
         return out.reshape([1] * x.dim()) if keepdims else out
-    for d in sorted((d % x.dim() for d in dims), reverse=True):
+    for d in dims:
+        if not -x.dim() <= d < builtins.max(x.dim(), 1):
+            raise ValueError(f"axis {d} is out of bounds for an array with dimension {x.dim()}.")
+    for d in sorted((d % builtins.max(x.dim(), 1) for d in dims), reverse=True):
         x = torch.prod(x, dim=d, keepdim=keepdims, dtype=dt)
     return x
 
@@ -586,9 +597,9 @@ def argsort(x: Any, axis: int = -1) -> Tensor:
 
 
 def top_k(x: Any, k: int, sorted: bool = True) -> tuple[Tensor, Tensor]:  # noqa: A002 - Keras' name
-    """The ``k`` largest values along the last axis and their indices (int32)."""
+    """The ``k`` largest values along the last axis and their indices (int64, as Keras on torch gives them)."""
     values, indices = torch.topk(_t(x), k, dim=-1, sorted=sorted)
-    return values, indices.to(torch.int32)
+    return values, indices
 
 
 def in_top_k(targets: Any, predictions: Any, k: int) -> Tensor:
@@ -734,10 +745,13 @@ def tile(x: Any, repeats: int | Sequence[int]) -> Tensor:
     return torch.tile(_t(x), _shape_arg(repeats))
 
 
-def repeat(x: Any, repeats: int, axis: int | None = None) -> Tensor:
+def repeat(x: Any, repeats: int | Sequence[int], axis: int | None = None) -> Tensor:
+    """Each element repeated ``repeats`` times (one count, or one per element along ``axis``)."""
     x = _t(x)
     if axis is None:
         x, axis = x.reshape(-1), 0
+    if not isinstance(repeats, numbers.Integral):
+        repeats = convert_to_tensor(repeats).to(torch.int64).to(x.device)
     return torch.repeat_interleave(x, repeats, dim=axis)
 
 
