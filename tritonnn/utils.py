@@ -12,6 +12,7 @@ import torch
 from . import config, ops
 from .backend import clear_session, is_keras_tensor, standardize_dtype
 from .callbacks.progbar_logger import Progbar
+from .config import disable_interactive_logging, enable_interactive_logging, is_interactive_logging_enabled
 from .plotting import plot_history, plot_model
 from .random import reset_global_seed_generator
 from .saving import (
@@ -34,9 +35,12 @@ __all__ = [
     "clear_session",
     "custom_object_scope",
     "deserialize_keras_object",
+    "disable_interactive_logging",
+    "enable_interactive_logging",
     "get_custom_objects",
     "get_registered_name",
     "get_registered_object",
+    "is_interactive_logging_enabled",
     "is_keras_tensor",
     "normalize",
     "pack_x_y_sample_weight",

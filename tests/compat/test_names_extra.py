@@ -355,3 +355,140 @@ def test_progbar_prints_like_keras(keras_ref, capsys, verbose):
     assert _final_values(got_line) == _final_values(ref_line) == {"loss": 0.25, "lr": 0.01}
     if verbose == 2:
         assert out["tritonnn"].count("\n") == out["keras"].count("\n") == 1
+
+
+# ---- keras.config: logging, tracebacks, unsafe deserialization, the caps on fit ----------------------------------
+
+
+@pytest.fixture
+def _config_restored(keras_ref):
+    """Each module's process-wide settings as they were, after the test (Keras' live in its global_state)."""
+    from keras.src.backend.common import global_state
+
+    cfg = tritonnn.config
+    saved = (
+        cfg._INTERACTIVE_LOGGING,
+        cfg._TRACEBACK_FILTERING,
+        cfg._SAFE_MODE,
+        cfg._MAX_EPOCHS,
+        cfg._MAX_STEPS_PER_EPOCH,
+    )
+    keras_saved = {
+        k: global_state.get_global_attribute(k)
+        for k in ("interactive_logging", "traceback_filtering", "safe_mode_saving")
+    }
+    keras_caps = (keras_ref.config.max_epochs(), keras_ref.config.max_steps_per_epoch())
+    yield
+    (cfg._INTERACTIVE_LOGGING, cfg._TRACEBACK_FILTERING, cfg._SAFE_MODE, cfg._MAX_EPOCHS, cfg._MAX_STEPS_PER_EPOCH) = (
+        saved
+    )
+    for k, v in keras_saved.items():
+        global_state.set_global_attribute(k, v)
+    keras_ref.config.set_max_epochs(keras_caps[0])
+    keras_ref.config.set_max_steps_per_epoch(keras_caps[1])
+
+
+def _config_state(K: Any) -> dict[str, Any]:
+    c = K.config
+    return {
+        "interactive_logging": c.is_interactive_logging_enabled(),
+        "utils.interactive_logging": K.utils.is_interactive_logging_enabled(),
+        "traceback_filtering": c.is_traceback_filtering_enabled(),
+        "max_epochs": c.max_epochs(),
+        "max_steps_per_epoch": c.max_steps_per_epoch(),
+    }
+
+
+def test_config_switches_as_keras(keras_ref, _config_restored):
+    from keras.src.saving import serialization_lib
+
+    states = {}
+    for K in (keras_ref, tritonnn):
+        seen = [_config_state(K)]
+        K.config.disable_interactive_logging()
+        K.config.disable_traceback_filtering()
+        K.config.set_max_epochs(3)
+        K.config.set_max_steps_per_epoch(7)
+        seen.append(_config_state(K))
+        K.utils.enable_interactive_logging()
+        K.config.enable_traceback_filtering()
+        K.config.set_max_epochs(None)
+        K.config.set_max_steps_per_epoch(None)
+        seen.append(_config_state(K))
+        K.utils.disable_interactive_logging()
+        seen.append(_config_state(K))
+        K.config.enable_interactive_logging()
+        K.config.enable_unsafe_deserialization()
+        states[K.__name__] = seen
+    assert_same(states["keras"], states["tritonnn"])
+    assert states["tritonnn"][0] == {
+        "interactive_logging": True,
+        "utils.interactive_logging": True,
+        "traceback_filtering": True,
+        "max_epochs": None,
+        "max_steps_per_epoch": None,
+    }
+    assert serialization_lib.in_safe_mode() is False and tritonnn.config.in_safe_mode() is False
+
+
+def test_disabled_interactive_logging_sends_fit_output_to_logging(keras_ref, _config_restored, capsys, caplog):
+    weights = _ds_weights(keras_ref)
+    out = {}
+    for K in (keras_ref, tritonnn):
+        K.config.disable_interactive_logging()
+        model = _ds_model(K, weights)
+        model.fit(_DS_X, _DS_Y, batch_size=8, epochs=2, verbose=1)
+        model.fit(_DS_X, _DS_Y, batch_size=8, epochs=1, verbose=2)
+        out[K.__name__] = capsys.readouterr().out
+    # Keras' per-batch bar updates run on its callbacks' worker thread, where its (thread-local) switch reads as
+    # the default: they still reach stdout; its epoch lines and verbose=2 lines do not. tritonnn prints nothing.
+    assert out["tritonnn"] == "" and "Epoch 1/2" not in out["keras"] and "\n5/5 - " not in out["keras"]
+    assert "loss: " in out["keras"], differences.deliberate("config.interactive-logging-everywhere")
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="tritonnn"):
+        _ds_model(tritonnn, weights).fit(_DS_X, _DS_Y, batch_size=8, epochs=2, verbose=2)
+    messages = [r.getMessage() for r in caplog.records if r.name == "tritonnn"]
+    assert messages[0] == "Epoch 1/2" and messages[1].startswith("5/5 - ") and " - loss: " in messages[1]
+    tritonnn.config.enable_interactive_logging()
+    _ds_model(tritonnn, weights).fit(_DS_X, _DS_Y, batch_size=8, epochs=1, verbose=2)
+    assert capsys.readouterr().out.startswith("Epoch 1/1\n5/5 - ")
+
+
+def _capped_run(K: Any, weights: list[np.ndarray], data: str) -> dict[str, Any]:
+    model = _ds_model(K, weights)
+    x = _dataset_class(K)("xy") if data == "pydataset" else _DS_X
+    y = None if data == "pydataset" else _DS_Y
+    with pytest.warns(UserWarning) as caught:
+        h = model.fit(x, y, batch_size=None if y is None else 8, epochs=5, shuffle=False, verbose=0)
+        ev = model.evaluate(x, y, batch_size=None if y is None else 8, verbose=0, return_dict=True)
+        pred = model.predict(_dataset_class(K)("x") if data == "pydataset" else _DS_X, batch_size=8, verbose=0)
+    limits = sorted({str(w.message) for w in caught if str(w.message).startswith("Limiting")})
+    return {
+        "history": {k: [float(v) for v in vs] for k, vs in h.history.items()},
+        "iterations": int(to_numpy(K, model.optimizer.iterations)),
+        "weights": [np.asarray(w) for w in model.get_weights()],
+        "evaluate": {k: float(v) for k, v in ev.items()},
+        "predict": np.asarray(pred),
+        "warnings": limits,
+    }
+
+
+@pytest.mark.parametrize("data", ["arrays", "pydataset"])
+def test_max_epochs_and_steps_cap_fit_as_keras(keras_ref, _config_restored, data):
+    """``set_max_epochs`` and ``set_max_steps_per_epoch(2)``: fit(epochs=5) runs the capped epochs of 2 steps,
+    evaluate and predict 2 batches, each with Keras' warning. (Arrays: one epoch. With arrays and fewer steps
+    than batches, Keras' next epoch continues from the batch where the last one stopped, tritonnn's starts from
+    the first, as it does for an explicit ``steps_per_epoch``: not compared here.)"""
+    epochs = 1 if data == "arrays" else 2
+    weights = _ds_weights(keras_ref)
+    runs = {}
+    for K in (keras_ref, tritonnn):
+        K.config.set_max_epochs(epochs)
+        K.config.set_max_steps_per_epoch(2)
+        runs[K.__name__] = _capped_run(K, weights, data)
+    ref, got = runs["keras"], runs["tritonnn"]
+    assert got["iterations"] == 2 * epochs and len(got["history"]["loss"]) == epochs
+    assert got["predict"].shape == (16, 4)
+    assert got["warnings"] == [f"Limiting epochs to {epochs}", "Limiting steps_per_epoch to 2"]
+    assert_same(ref, got, rtol=1e-4, atol=1e-5)

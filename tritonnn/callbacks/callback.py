@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from .. import config
 from .._process import is_chief
 
 BATCH_HOOKS = (
@@ -54,9 +55,10 @@ def pythonify_logs(logs: Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 def say(*args: Any) -> None:
-    """``print`` for the callbacks' messages: rank 0 alone prints in a data-parallel run."""
+    """``print`` for the callbacks' messages: rank 0 alone prints in a data-parallel run; to ``logging`` instead
+    while interactive logging is disabled (``keras.config.disable_interactive_logging``)."""
     if is_chief():
-        print(*args)
+        config.print_msg(" ".join(str(a) for a in args))
 
 
 class Callback:

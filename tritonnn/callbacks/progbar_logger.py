@@ -13,6 +13,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from .. import config
 from .callback import Callback
 
 
@@ -46,6 +47,9 @@ class Progbar:
     finalizing update shows its values as given). ``add(n, values)`` is ``update(seen + n, values)``. tritonnn's
     trainer also passes a mapping of values already averaged, or a callable returning one (called only when a line
     is drawn, so a training step's logs are read from the device only then): both are shown as given.
+
+    While interactive logging is disabled (``keras.config.disable_interactive_logging``) each drawn line goes to
+    ``logging`` instead of stdout (unless a ``stream`` was given).
 
     ``verbose=1`` redraws one line (at most every ``interval`` seconds, and at the end; on a terminal in place,
     elsewhere one line per draw); ``verbose=2`` prints one summary line at the end; ``verbose=0`` draws nothing.
@@ -87,6 +91,7 @@ class Progbar:
             self.stateful_metrics, self.stateless_metrics = None, set(stateless_metrics)
         else:
             self.stateful_metrics, self.stateless_metrics = set(), None
+        self._own_stream = stream is not None
         self.stream = stream or sys.stdout
         self.dynamic = hasattr(self.stream, "isatty") and self.stream.isatty()
         self._seen_so_far = 0
@@ -163,7 +168,9 @@ class Progbar:
         for name in self._values_order:
             total, count = self._values[name]
             line += f" - {name}: {_format_value(np.mean(total) / max(1, count))}"
-        if self.dynamic and self.verbose == 1:
+        if not self._own_stream and not config.is_interactive_logging_enabled():
+            config.print_msg(line)  # to logging: one record per drawn line
+        elif self.dynamic and self.verbose == 1:
             pad = max(0, self._last_len - len(line))
             self.stream.write("\r" + line + " " * pad + ("\n" if finalize else ""))
         else:
@@ -186,7 +193,7 @@ class ProgbarLogger(Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         if self.verbose:
-            print(f"Epoch {epoch + 1}/{self.params.get('epochs')}", flush=True)
+            config.print_msg(f"Epoch {epoch + 1}/{self.params.get('epochs')}")
         self.bar = Progbar(self.params.get("steps"), verbose=self.verbose)
 
     def progress(self, step: int, values: Callable[[], Mapping[str, Any]]) -> None:

@@ -242,6 +242,7 @@ class IterableSource:
         self.reiterable = not isinstance(data, collections.abc.Iterator)
         self._iter: Iterator | None = None
         self.py_dataset = isinstance(data, PyDataset)
+        steps = config.capped_steps(steps)  # keras.config.max_steps_per_epoch
         if self.py_dataset:
             _ = data.workers  # Keras' warning when the subclass did not call super().__init__()
             self.num_batches = data.num_batches
@@ -428,4 +429,8 @@ def make_source(
             return IterableSource(x, device, steps, shuffle, class_weight)
         return IterableSource(x, device, steps)
     x, y, sample_weight, _ = prepare(x, y, sample_weight, class_weight, device)
-    return ArraySource(x, y, sample_weight, batch_size, shuffle, steps, target=device)
+    source = ArraySource(x, y, sample_weight, batch_size, shuffle, steps, target=device)
+    capped = config.capped_steps(steps)  # keras.config.max_steps_per_epoch: Keras stops at the data's end too
+    if capped is not None and capped != steps:
+        source.steps = min(source.steps, capped)
+    return source

@@ -424,6 +424,7 @@ class Trainer:
         verbose = 1 if verbose == "auto" else int(verbose)
         if not isinstance(epochs, int) or epochs < 0:
             raise ValueError(f"Expected `epochs` to be a non-negative integer. Received: epochs={epochs!r}")
+        epochs = config.capped_epochs(epochs)  # keras.config.max_epochs, for debugging runs
         if not 0.0 <= validation_split < 1.0:
             raise ValueError(f"`validation_split` must be in [0, 1). Received: validation_split={validation_split}")
         if validation_split and validation_data is None:
