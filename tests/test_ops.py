@@ -189,3 +189,62 @@ def test_divide_no_nan_and_ops_are_differentiable():
     y = ops.sum(ops.square(ops.relu(x)), axis=1)
     ops.mean(y).backward()
     np.testing.assert_allclose(_np(x.grad), np.where(_np(x) > 0, _np(x), 0.0))
+
+
+# The ops added for issue #14 against numpy (tests/compat/test_ops_extra.py compares them with Keras itself).
+NP_CASES = [
+    ("cumprod", np.cumprod, (A,), {"axis": 1}),
+    ("logaddexp", np.logaddexp, (A, B), {}),
+    ("arctan2", np.arctan2, (A, B), {}),
+    ("hypot", np.hypot, (A, B), {}),
+    ("ptp", np.ptp, (A,), {"axis": 0}),
+    ("median", np.median, (A,), {"axis": 1}),
+    ("quantile", np.quantile, (A, 0.3), {"axis": 0}),
+    ("nanmean", np.nanmean, (np.where(A > 1, np.nan, A),), {"axis": 1}),
+    ("nanvar", np.nanvar, (np.where(A > 1, np.nan, A),), {}),
+    ("nansum", np.nansum, (np.where(A > 1, np.nan, A),), {"axis": 0, "keepdims": True}),
+    ("diff", np.diff, (A,), {"n": 2}),
+    ("trace", np.trace, (A,), {"offset": 1}),
+    ("outer", np.outer, (A[0], B[1]), {}),
+    ("kron", np.kron, (A[:2, :2], B[:2, :2]), {}),
+    ("cross", np.cross, (A[:, :3], B[:, :3]), {}),
+    ("tril", np.tril, (A,), {"k": -1}),
+    ("roll", np.roll, (A,), {"shift": 2, "axis": 1}),
+    ("pad", np.pad, (A, ((1, 0), (2, 1))), {"mode": "symmetric"}),
+    ("pad", np.pad, (A, 1), {"mode": "wrap"}),
+    ("linspace", np.linspace, (0.0, 1.0, 7), {"endpoint": False}),
+    ("geomspace", np.geomspace, (1.0, 100.0, 5), {}),
+    ("moveaxis", np.moveaxis, (A[None], 0, -1), {}),
+    ("isclose", np.isclose, (A, A + 1e-7), {}),
+    ("searchsorted", np.searchsorted, (np.sort(A[0]), A[1]), {"side": "right"}),
+    ("digitize", np.digitize, (A, np.array([-1.0, 0.0, 1.0], "float32")), {}),
+    ("bincount", np.bincount, (np.array([0, 2, 2, 5]),), {"minlength": 7}),
+    ("trapezoid", np.trapezoid, (A,), {"dx": 0.5}),
+    ("corrcoef", np.corrcoef, (A,), {}),
+]
+
+
+@pytest.mark.parametrize("name, ref, args, kwargs", NP_CASES, ids=[c[0] for c in NP_CASES])
+def test_added_ops_match_numpy(name, ref, args, kwargs):
+    out = getattr(ops, name)(*args, **kwargs)
+    expected = ref(*args, **kwargs)
+    assert tuple(out.shape) == np.shape(expected)
+    np.testing.assert_allclose(_np(out), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_added_ops_keep_keras_dtypes_and_namespaces():
+    i = np.array([[1, -2], [3, 4]], "int32")
+    assert ops.sin(i).dtype == torch.float32 and ops.cbrt(i.astype("int64")).dtype == torch.float64
+    assert ops.cumprod(i > 0).dtype == torch.int32 and ops.prod(i > 0).dtype == torch.int32
+    assert ops.nanmean(i).dtype == torch.float32 and ops.median(i.astype("float64")).dtype == torch.float32
+    assert ops.maximum(np.ones(2, "float16"), 2.5).dtype == torch.float16  # a weak scalar beside a numpy array
+    assert ops.add(np.array([True, False]), 2).dtype == torch.int32
+    assert ops.matmul(np.ones((2, 2), "int8"), np.ones((2, 2), "int8")).dtype == torch.int32
+    assert ops.nn.relu is ops.relu and ops.numpy.mean is ops.mean and "relu" not in ops.numpy.__all__
+    np.testing.assert_array_equal(_np(ops.rearrange(A, "h (w c) -> c h w", c=2)), A.reshape(3, 2, 2).transpose(2, 0, 1))
+    np.testing.assert_array_equal(_np(ops.segment_sum(i, np.array([1, 1]), num_segments=3)), [[0, 0], [4, 2], [0, 0]])
+    np.testing.assert_array_equal(_np(ops.saturate_cast(np.array([300.0, -5.0]), "uint8")), [255, 0])
+    with pytest.raises(TypeError):
+        ops.ldexp(A, A)
+    with pytest.raises(ValueError):
+        ops.normalize(A, order=0)

@@ -1883,8 +1883,9 @@ def scatter_update(inputs: Any, indices: Any, updates: Any, reduction: str | Non
     flat = out.reshape(-1, *x.shape[k:])
     strides = torch.tensor([int(np.prod(x.shape[d + 1 : k])) for d in builtins.range(k)], device=x.device)
     lin = (idx * strides).sum(-1)
-    flat.index_reduce_(0, lin, u.reshape(-1, *x.shape[k:]), how, include_self=True)
-    return flat.reshape(x.shape)
+    src = u.reshape(-1, *x.shape[k:])
+    index = lin.reshape(-1, *[1] * (src.dim() - 1)).expand(src.shape)
+    return flat.scatter_reduce(0, index, src, how, include_self=True).reshape(x.shape)
 
 
 def _segment(data: Any, segment_ids: Any, num_segments: int | None, how: str) -> Tensor:
