@@ -14,6 +14,7 @@ from __future__ import annotations
 import builtins
 import numbers
 import re
+import sys
 import types
 from collections.abc import Sequence
 from typing import Any
@@ -2252,16 +2253,18 @@ _NOT_NUMPY = frozenset(
         "cast", "cdist", "convert_to_numpy", "convert_to_tensor", "dtype", "erf", "erfc", "erfinv", "in_top_k",
         "is_tensor", "logsumexp", "map", "norm", "rsqrt", "saturate_cast", "scatter", "scatter_update",
         "segment_max", "segment_min", "segment_prod", "segment_sum", "shape", "slice", "slice_update",
-        "stop_gradient", "top_k", "unstack",
+        "stop_gradient", "top_k", "unstack", "rearrange",
     )
 )  # fmt: skip
 
 
 def _namespace(name: str, doc: str, names: Sequence[str]) -> types.ModuleType:
+    """A module of some of this module's functions, importable as ``tritonnn.ops.<name>`` (as ``keras.ops.nn``)."""
     module = types.ModuleType(f"{__name__}.{name}", doc)
     for n in names:
         setattr(module, n, globals()[n])
     module.__all__ = sorted(names)
+    sys.modules[module.__name__] = module
     return module
 
 

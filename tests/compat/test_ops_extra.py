@@ -638,3 +638,16 @@ def test_activations_of_integers_compute_in_floatx(keras_ref, name, dt):
     assert_same(to_numpy(tk, getattr(tk.ops, name)(x.astype("float32"))), got)
     ref = observe(lambda: to_numpy(keras_ref, getattr(keras_ref.ops, name)(keras_ref.ops.convert_to_tensor(x))))
     assert isinstance(ref, Raised), f"Keras on torch now computes ops.{name} of {dt}: drop ops.activations-of-integers"
+
+
+@pytest.mark.parametrize("sub", ["nn", "numpy"])
+def test_sub_namespaces_hold_keras_names(keras_ref, sub):
+    """``keras.ops.nn`` / ``keras.ops.numpy``: every name of Keras' namespace that tritonnn.ops has is there too (the
+    same function), and nothing Keras' lacks; importable as ``tritonnn.ops.nn``."""
+    import importlib
+
+    kmod, tmod = getattr(keras_ref.ops, sub), importlib.import_module(f"tritonnn.ops.{sub}")
+    assert tmod is getattr(tk.ops, sub)
+    wanted = {n for n in dir(kmod) if not n.startswith("_") and hasattr(tk.ops, n)}
+    assert set(tmod.__all__) == wanted
+    assert all(getattr(tmod, n) is getattr(tk.ops, n) for n in wanted)
