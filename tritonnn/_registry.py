@@ -120,3 +120,20 @@ def known_objects(custom_objects: dict[str, Any] | None = None) -> dict[str, Any
     """Every name deserialization can resolve from the user's side, with Keras' precedence: ``custom_objects``,
     overridden by the active scope, overridden by the global registry."""
     return {**(custom_objects or {}), **scope_objects(), **GLOBAL_CUSTOM_OBJECTS}
+
+
+# ``tritonnn.saving`` sets this when it loads (it imports the layers, so the layers cannot import it):
+# ``keras.layers.deserialize`` reaches ``deserialize_keras_object`` through :func:`deserialize_object`.
+_OBJECT_DESERIALIZER: list[Callable[..., Any]] = []
+
+
+def set_object_deserializer(fn: Callable[..., Any]) -> None:
+    """Register ``tritonnn.saving.deserialize_keras_object`` for :func:`deserialize_object`."""
+    _OBJECT_DESERIALIZER[:] = [fn]
+
+
+def deserialize_object(config: Any, custom_objects: dict[str, Any] | None = None) -> Any:
+    """``tritonnn.saving.deserialize_keras_object(config, custom_objects)``, for modules below ``saving``."""
+    if not _OBJECT_DESERIALIZER:
+        raise RuntimeError("tritonnn.saving is not loaded: import tritonnn first")
+    return _OBJECT_DESERIALIZER[0](config, custom_objects=custom_objects)

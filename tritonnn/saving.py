@@ -376,6 +376,9 @@ def deserialize_keras_object(
     )
 
 
+_registry.set_object_deserializer(deserialize_keras_object)  # for keras.layers.deserialize (layers sit below here)
+
+
 # ---- build and compile configs ----------------------------------------------------------------------------------
 
 

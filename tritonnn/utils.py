@@ -1,4 +1,5 @@
-"""Utilities: ``to_categorical``, ``set_random_seed``, ``PyDataset``, ``Progbar``, and the model summary table."""
+"""Utilities: ``to_categorical``, ``set_random_seed``, ``PyDataset``, ``Progbar``, ``get_source_inputs``,
+``split_dataset``, and the model summary table."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.utils import data as torch_data
 
 from . import config, ops
 from .backend import clear_session, is_keras_tensor, standardize_dtype
 from .callbacks.progbar_logger import Progbar
 from .config import disable_interactive_logging, enable_interactive_logging, is_interactive_logging_enabled
+from .layers.symbolic import KerasTensor
 from .plotting import plot_history, plot_model
 from .random import reset_global_seed_generator
 from .saving import (
@@ -40,6 +43,7 @@ __all__ = [
     "get_custom_objects",
     "get_registered_name",
     "get_registered_object",
+    "get_source_inputs",
     "is_interactive_logging_enabled",
     "is_keras_tensor",
     "normalize",
@@ -49,6 +53,7 @@ __all__ = [
     "register_keras_serializable",
     "serialize_keras_object",
     "set_random_seed",
+    "split_dataset",
     "standardize_dtype",
     "summary_text",
     "to_categorical",
@@ -195,3 +200,121 @@ def summary_text(model: Any, line_length: int | None = None) -> str:
         fused, why = model.fused_mlp_path(training=True)
         console.print(f" Training path: {'fused MLP' if fused else 'per-layer'} ({why})")
     return buf.getvalue().rstrip("\n")
+
+
+def get_source_inputs(tensor: Any) -> Any:
+    """The input tensors (``keras.Input``'s) that ``tensor`` is computed from, in the order a depth-first walk of
+    its graph meets them, each once: a list (one element for an input itself). Anything but a symbolic tensor is
+    returned as it is, as in Keras."""
+    if not isinstance(tensor, KerasTensor):
+        return tensor
+    node = tensor.node
+    if node is None:
+        return [tensor]
+    if not node.parents:  # an Input's node
+        return node.output_tensors
+    found: list[Any] = []
+    for parent in node.parents:
+        for source in get_source_inputs(parent):
+            if all(source is not t for t in found):
+                found.append(source)
+    return found
+
+
+def split_dataset(
+    dataset: Any,
+    left_size: int | float | None = None,
+    right_size: int | float | None = None,
+    shuffle: bool = False,
+    seed: int | None = None,
+    preferred_backend: str | None = None,
+) -> tuple[torch_data.Subset, torch_data.Subset]:
+    """Split a dataset in two (e.g. train / test), as Keras does on its torch backend: two
+    ``torch.utils.data.Subset`` of the dataset (of a ``TensorDataset`` of an array, or of a list or tuple of arrays
+    with the same length, whose items are then tuples of tensors).
+
+    Args:
+        dataset: a ``torch.utils.data.Dataset``, an array, or a list or tuple of arrays with the same length.
+        left_size: an int, the number of samples of the left part, or a float in ``(0, 1)``, its fraction (rounded);
+            None: the complement of ``right_size``.
+        right_size: the same for the right part; None: the complement of ``left_size``. The two must cover the
+            dataset exactly (Keras' torch path refuses a remainder too).
+        shuffle: split a random permutation of the samples (``torch.randperm``, ``seed``'s ``torch.Generator``:
+            the same split as Keras' for the same seed); without it, the left part is the first samples, in order.
+        seed: the shuffle's seed (None: a fresh one).
+        preferred_backend: accepted; only ``"torch"``'s datasets are made (Keras makes ``tf.data`` ones for
+            ``"tensorflow"``).
+    """
+    data = torch_data
+    if isinstance(dataset, data.Dataset):
+        base = dataset
+    elif isinstance(dataset, (np.ndarray, torch.Tensor)):
+        base = data.TensorDataset(torch.as_tensor(dataset))
+    elif isinstance(dataset, (list, tuple)):
+        base = data.TensorDataset(*(torch.as_tensor(np.asarray(a)) for a in dataset))
+    else:
+        raise TypeError(
+            "The `dataset` argument must be a `torch.utils.data.Dataset` object, or a list/tuple of arrays. "
+            f"Received: dataset={dataset} of type {type(dataset)}"
+        )
+    if left_size is None and right_size is None:
+        raise ValueError(
+            "At least one of the `left_size` or `right_size` must be specified. "
+            "Received: left_size=None and right_size=None"
+        )
+    total = len(base)
+    left, right = _split_sizes(left_size, right_size, total)
+    if left + right != total:
+        raise ValueError(
+            f"The sum of `left_size` and `right_size` must be the length of the dataset: "
+            f"left_size + right_size = {left + right}, length = {total}"
+        )
+    if shuffle:
+        generator = torch.Generator()
+        if seed is None:
+            generator.seed()
+        else:
+            generator.manual_seed(seed)
+        order = torch.randperm(total, generator=generator).tolist()
+    else:
+        order = list(range(total))
+    return data.Subset(base, order[:left]), data.Subset(base, order[left:])
+
+
+def _split_sizes(left_size: Any, right_size: Any, total: int) -> tuple[int, int]:
+    """Keras' checks and rounding of split_dataset's sizes: ints are counts, floats fractions."""
+    for name, size in (("left_size", left_size), ("right_size", right_size)):
+        if size is not None and type(size) not in (int, float):
+            raise TypeError(
+                f"Invalid `{name}` Type. Expected: int or float or None, Received: type({name})={type(size)}."
+            )
+    if left_size == 0 and right_size == 0:
+        raise ValueError(
+            "Both `left_size` and `right_size` are zero. At least one of the split sizes must be non-zero."
+        )
+    for name, size in (("left_size", left_size), ("right_size", right_size)):
+        if (type(size) is int and not 0 < size < total) or (type(size) is float and not 0 < size < 1):
+            raise ValueError(
+                f"`{name}` should be either a positive integer smaller than {total}, or a float within the range "
+                f"`[0, 1]`. Received: {name}={size}"
+            )
+    if type(left_size) is float and type(right_size) is float and left_size + right_size > 1:
+        raise ValueError(
+            "The sum of `left_size` and `right_size` is greater than 1. It must be less than or equal to 1."
+        )
+    left = round(left_size * total) if type(left_size) is float else left_size
+    right = round(right_size * total) if type(right_size) is float else right_size
+    left = total - right if left is None else left
+    right = total - left if right is None else right
+    if left + right > total:
+        raise ValueError(
+            f"The sum of `left_size` and `right_size` should be smaller than the {total}. "
+            f"Received: left_size + right_size = {left + right} and total_length = {total}"
+        )
+    for side, size in (("left", left), ("right", right)):
+        if size == 0:
+            raise ValueError(
+                f"With `dataset` of length={total}, `left_size`={left_size} and `right_size`={right_size}. "
+                f"Resulting {side} side dataset split will be empty. Adjust any of the aforementioned parameters"
+            )
+    return int(left), int(right)

@@ -2,7 +2,9 @@
 ``InverseTimeDecay``, ``PolynomialDecay`` and ``CosineDecayRestarts`` (rates at many steps, in both of tritonnn's
 forms, configs, serialization, a short ``fit`` under SGD); ``keras.utils.PyDataset`` / ``Sequence`` (the same
 subclass trained, evaluated and predicted on under each module, every call it receives compared);
-``keras.utils.Progbar`` (the values it accumulates, what it prints).
+``keras.utils.Progbar`` (the values it accumulates, what it prints); ``keras.config`` (logging, tracebacks, unsafe
+deserialization, the caps on fit); ``keras.backend.result_type``, ``keras.layers.serialize`` / ``deserialize``,
+``keras.utils.get_source_inputs`` and ``keras.utils.split_dataset``.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from tritonnn.optimizers import schedules
 from tritonnn.trainers.step_runner import EmulatedGraph
 
 from . import differences
-from .compare import assert_same, to_numpy
+from .compare import assert_same, observe, to_numpy
 
 # ---- learning-rate schedules --------------------------------------------------------------------------------------
 
@@ -492,3 +494,136 @@ def test_max_epochs_and_steps_cap_fit_as_keras(keras_ref, _config_restored, data
     assert got["predict"].shape == (16, 4)
     assert got["warnings"] == [f"Limiting epochs to {epochs}", "Limiting steps_per_epoch to 2"]
     assert_same(ref, got, rtol=1e-4, atol=1e-5)
+
+
+# ---- keras.backend.result_type ------------------------------------------------------------------------------------
+
+_DT = ["bool", "uint8", "uint16", "uint32", "int8", "int16", "int32", "int64", "bfloat16", "float16", "float32"]
+_DT += ["float64", "complex64", "complex128"]
+
+
+def test_result_type_matches_keras_over_every_pair_and_python_type(keras_ref):
+    """Every pair (and triple with a Python type) of Keras' dtypes, Python's bool/int/float, None, numpy and torch
+    dtypes: the same dtype, or the same error class."""
+    kinds = [*_DT, bool, int, float, None, np.float64, np.dtype("int16"), torch.float16, torch.int64]
+    cases = [()] + [(a,) for a in kinds] + [(a, b) for a in kinds for b in kinds]
+    cases += [(a, b, c) for a in _DT for b in (int, float) for c in ("int8", "float16")]
+    cases += [("float8_e4m3fn", "float32"), ("string", "int32"), ("uint64", "int64")]
+    ref = [observe(lambda c=c: keras_ref.backend.result_type(*c)) for c in cases]
+    got = [observe(lambda c=c: tritonnn.backend.result_type(*c)) for c in cases]
+    assert_same(dict(zip(map(repr, cases), ref, strict=True)), dict(zip(map(repr, cases), got, strict=True)))
+
+
+def test_result_type_follows_floatx_like_keras(keras_ref):
+    cases = [(int,), (float,), (int, float), ("int8", float), (int, int), ("bool", int), ("bfloat16", int)]
+    out = {}
+    for K in (keras_ref, tritonnn):
+        K.config.set_floatx("float16")
+        try:
+            out[K.__name__] = [K.backend.result_type(*c) for c in cases]
+        finally:
+            K.config.set_floatx("float32")
+    assert out["tritonnn"] == out["keras"]
+
+
+# ---- keras.layers.serialize / deserialize, keras.utils.get_source_inputs, keras.utils.split_dataset ---------------
+
+
+def test_layers_serialize_and_deserialize_as_keras(keras_ref):
+    for K in (keras_ref, tritonnn):
+        layer = K.layers.Dense(3, activation="relu", name="d")
+        cfg = K.layers.serialize(layer)
+        assert (cfg["module"], cfg["class_name"], cfg["registered_name"]) == ("keras.layers", "Dense", None)
+        assert {k: cfg["config"][k] for k in ("name", "units", "activation", "use_bias", "trainable")} == {
+            "name": "d",
+            "units": 3,
+            "activation": "relu",
+            "use_bias": True,
+            "trainable": True,
+        }
+        back = K.layers.deserialize(cfg)
+        assert type(back) is type(layer) and back.get_config() == layer.get_config()
+        model = K.Sequential([K.Input((4,)), K.layers.Dense(2), K.layers.Dropout(0.5)], name="m")
+        again = K.layers.deserialize(K.layers.serialize(model))
+        assert isinstance(again, K.Sequential) and [type(x).__name__ for x in again.layers] == ["Dense", "Dropout"]
+        with pytest.raises(ValueError, match="not a `keras.layers.Layer`"):
+            K.layers.deserialize(K.saving.serialize_keras_object(K.losses.MeanSquaredError()))
+    # Keras reads tritonnn's serialized layer
+    there = keras_ref.layers.deserialize(tritonnn.layers.serialize(tritonnn.layers.Dense(5, name="e")))
+    assert type(there).__name__ == "Dense" and there.units == 5 and there.name == "e"
+
+
+def _graph(K: Any) -> dict[str, Any]:
+    a, b = K.Input((3,), name="a"), K.Input((2,), name="b")
+    x = K.layers.Dense(4)(a)
+    y = K.layers.Concatenate()([x, b])
+    z = K.layers.Dense(1)(y)
+    w = K.layers.Add()([K.layers.Dense(2)(b), K.layers.Dense(2)(b)])
+    v = K.layers.Concatenate()([K.layers.Dense(2)(w), K.layers.Dense(2)(a), z])
+    inputs = [a, b]
+    index = lambda ts: [next(i for i, t in enumerate(inputs) if t is s) for s in ts]  # noqa: E731
+    gsi = K.utils.get_source_inputs
+    arr = np.ones((2, 3))
+    return {
+        "z": index(gsi(z)),
+        "w": index(gsi(w)),
+        "v": index(gsi(v)),
+        "a": index(gsi(a)),
+        "x": index(gsi(x)),
+        "array": gsi(arr) is arr,
+    }
+
+
+def test_get_source_inputs_as_keras(keras_ref):
+    assert (
+        _graph(tritonnn) == _graph(keras_ref) == {"z": [0, 1], "w": [1], "v": [1, 0], "a": [0], "x": [0], "array": True}
+    )
+
+
+def _splits(K: Any) -> dict[str, Any]:
+    x = np.arange(20, dtype="float32").reshape(10, 2)
+    y = np.arange(10) * 10
+    out: dict[str, Any] = {}
+    for name, kwargs in {
+        "seeded": {"left_size": 0.7, "shuffle": True, "seed": 3},
+        "right_int": {"right_size": 4, "shuffle": True, "seed": 11},
+        "both": {"left_size": 0.25, "right_size": 0.75, "shuffle": True, "seed": 0},
+    }.items():
+        left, right = K.utils.split_dataset((x, y), **kwargs)
+        out[name] = {
+            "types": [type(left).__name__, type(right).__name__],
+            "lengths": [len(left), len(right)],
+            "left": [[np.asarray(t) for t in left[i]] for i in range(len(left))],
+            "right": [[np.asarray(t) for t in right[i]] for i in range(len(right))],
+        }
+    left, right = K.utils.split_dataset(x, left_size=3, shuffle=True, seed=5)
+    out["array"] = [[np.asarray(left[i][0]) for i in range(len(left))], len(right), len(left[0])]
+    for name, kwargs in {
+        "no_size": {},
+        "zero_both": {"left_size": 0, "right_size": 0},
+        "too_big": {"left_size": 10},
+        "fraction_over_one": {"left_size": 0.6, "right_size": 0.6},
+        "bad_type": {"left_size": "half"},
+        "remainder": {"left_size": 3, "right_size": 3, "shuffle": True, "seed": 1},
+    }.items():
+        out[name] = observe(lambda kw=kwargs: K.utils.split_dataset((x, y), **kw))
+    out["not_a_dataset"] = observe(lambda: K.utils.split_dataset({"x": x}, left_size=0.5))
+    return out
+
+
+def test_split_dataset_as_keras_on_torch(keras_ref):
+    """With ``shuffle=True`` and a seed: the same ``torch.utils.data.Subset`` pair as Keras on torch (the same
+    samples in the same order), and the same errors for bad sizes."""
+    assert_same(_splits(keras_ref), _splits(tritonnn))
+
+
+def test_split_dataset_without_shuffle_keeps_the_order(keras_ref):
+    """``shuffle=False``: tritonnn's left part is the first samples in order, as Keras documents it (and does on
+    TensorFlow); Keras 3.15 on torch hands ``random_split`` no generator, so torch's global RNG permutes them."""
+    x = np.arange(10, dtype="float32")
+    left, right = tritonnn.utils.split_dataset(x, left_size=0.6)
+    assert left.indices == [0, 1, 2, 3, 4, 5] and right.indices == [6, 7, 8, 9]
+    torch.manual_seed(0)
+    ref_left, _ = keras_ref.utils.split_dataset(x, left_size=0.6)
+    unshuffled = differences.deliberate("utils.split-dataset-unshuffled")
+    assert sorted(ref_left.indices) != ref_left.indices, unshuffled
