@@ -243,3 +243,22 @@ def test_mixed_bfloat16_with_two_dropouts_is_fused_and_matches_the_per_layer_pat
     np.testing.assert_allclose(l1, l2, rtol=rtol, atol=atol)
     for a, b in zip(w1, w2, strict=True):
         assert_close_verbose(a, b, atol=atol, rtol=rtol, name="weight")
+
+
+def test_a_model_with_its_own_compute_loss_keeps_it():
+    """A Sequential whose compute_loss is overridden still runs its layers fused, but its loss is its own: never
+    taken into the fused kernels."""
+    calls = []
+
+    class Own(keras.Sequential):
+        def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None):
+            calls.append(1)
+            return super().compute_loss(x, y, y_pred, sample_weight)
+
+    x, y = _data(n=20)
+    model = Own([keras.layers.Input((64,)), keras.layers.Dense(32, activation="relu"), keras.layers.Dense(10)])
+    model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    fwd, _ = _counting()
+    with fwd as f:
+        model.fit(x, y, batch_size=10, epochs=1, verbose=0)
+    assert len(calls) == 2 and [c.args[3].loss for c in f.call_args_list] == [None, None]

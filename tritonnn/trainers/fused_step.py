@@ -33,6 +33,8 @@ def fused_loss(model: Any, x: Any, y: Any, sample_weight: Any, training: bool) -
     """``(total loss, y_pred)`` of one step with the compiled loss fused into the MLP's kernels, or None. Sets what
     ``compute_loss`` sets for the metric updates (``_last_output_losses``); the model's own losses (weight
     regularizers) are added as compute_loss adds them."""
+    if getattr(type(model).compute_loss, "__qualname__", "") != "Trainer.compute_loss":
+        return None  # a model's own compute_loss is called, as written
     layers_of = getattr(model, "_fused_mlp_layers", None)
     losses = getattr(model, "_output_losses", None)
     if layers_of is None or losses is None or len(losses) != 1 or sample_weight is not None:
