@@ -6,8 +6,8 @@ and compared byte for byte: weights, History, evaluate()'s results, predict()'s 
 captured, the test also checks that a graph was used: the step runner is a ``StepGraph`` that replayed. Every case
 here must be captured whole (training-mode dropout with device seeds, dynamic loss scaling under ``mixed_float16``
 and the optimizer's update included): the last field of ``CASES`` says so, and a blocker named by
-``model._graph_blocker("train")`` fails the test. Each test records what ran (``graph``: replays, or why the step ran eagerly) as a junit
-property, which bench/gpu_summary.py lists.
+``model._graph_blocker("train")`` fails the test. Each test records what ran (``graph``: replays, or why the step
+ran eagerly) as a junit property, which bench/gpu_summary.py lists.
 
 The ``cuda`` variants run with ``torch.cuda.CUDAGraph`` on a GPU (bench/gpu_check.sh runs this file there) and are
 skipped without CUDA. On a CPU the same cases run as ``emulated`` variants instead, with the CPU stand-in for a
