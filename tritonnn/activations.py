@@ -18,13 +18,14 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from . import _registry, config, kernels, ops
+from . import _registry, config, kernels
+from ._convert import convert_to_tensor
 from .kernels.activations import LEAKY_RELU_SLOPE, activation_reference
 
 
 def _x(x: Any) -> torch.Tensor:
     """A floating tensor (integers become floatx, as Keras' activations compute in floats)."""
-    t = ops.convert_to_tensor(x)
+    t = convert_to_tensor(x)
     return t if t.is_floating_point() else t.to(config.standardize_dtype(None))
 
 
@@ -173,7 +174,7 @@ def hard_silu(x: Any) -> torch.Tensor:
 
 def linear(x: Any) -> torch.Tensor:
     """The identity (what ``activation=None`` means)."""
-    return ops.convert_to_tensor(x)
+    return convert_to_tensor(x)
 
 
 def mish(x: Any) -> torch.Tensor:

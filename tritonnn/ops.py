@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import config, kernels
+from . import activations, config, kernels
+from ._convert import convert_to_tensor, py_dtype
 from .kernels.activations import activation_reference
 
 Tensor = torch.Tensor
@@ -31,49 +32,11 @@ Axis = int | Sequence[int] | None
 # ---- conversion -----------------------------------------------------------------------------------------------
 
 
-def _py_dtype(x: Any) -> torch.dtype | None:
-    """Keras' default dtype for a Python value (or nested list of them): bool, int32 or floatx."""
-    if isinstance(x, bool):
-        return torch.bool
-    if isinstance(x, numbers.Integral):
-        return torch.int32
-    if isinstance(x, numbers.Real):
-        return config.standardize_dtype(None)
-    if isinstance(x, (list, tuple)) and x:
-        kinds = {_py_dtype(v) for v in x}
-        if kinds <= {torch.bool}:
-            return torch.bool
-        if builtins.any(k is not None and k.is_floating_point for k in kinds):
-            return config.standardize_dtype(None)
-        if kinds <= {torch.int32, torch.bool}:
-            return torch.int32
-    return None
-
-
 def _device_of(*xs: Any) -> torch.device:
     for x in xs:
         if isinstance(x, torch.Tensor):
             return x.device
     return config.default_device()
-
-
-def convert_to_tensor(
-    x: Any, dtype: str | torch.dtype | None = None, sparse: bool | None = None, ragged: bool | None = None
-) -> Tensor:
-    """A torch tensor from a tensor, numpy array, Python scalar or nested list (Keras' dtype rules)."""
-    if sparse:
-        raise ValueError("`sparse=True` is not supported with the torch backend")
-    if ragged:
-        raise ValueError("`ragged=True` is not supported with the torch backend")
-    target = None if dtype is None else config.standardize_dtype(dtype)
-    if isinstance(x, torch.Tensor):
-        return x if target is None or x.dtype == target else x.to(target)
-    if isinstance(x, (np.ndarray, np.generic)):
-        t = torch.from_numpy(np.ascontiguousarray(x)).to(config.default_device())
-        return t if target is None else t.to(target)
-    if isinstance(x, (list, tuple)) and builtins.any(isinstance(v, torch.Tensor) for v in x):
-        return torch.stack([convert_to_tensor(v, dtype) for v in x])
-    return torch.as_tensor(x, dtype=target or _py_dtype(x), device=config.default_device())
 
 
 def convert_to_numpy(x: Any) -> np.ndarray:
@@ -196,7 +159,7 @@ def arange(start: Any, stop: Any = None, step: Any = None, dtype: str | torch.dt
         start, stop = 0, start
     if step is None:
         step = 1
-    dt = config.standardize_dtype(dtype) if dtype is not None else _py_dtype([start, stop, step])
+    dt = config.standardize_dtype(dtype) if dtype is not None else py_dtype([start, stop, step])
     return torch.arange(start, stop, step, dtype=dt, device=config.default_device())
 
 
@@ -1987,83 +1950,77 @@ def saturate_cast(x: Any, dtype: str | torch.dtype) -> Tensor:
 # ---- more neural-network ops (issue #14) ----------------------------------------------------------------------
 
 
-def _activations() -> Any:
-    from . import activations  # tritonnn.activations imports this module
-
-    return activations
-
-
 def selu(x: Any) -> Tensor:
-    return _activations().selu(x)
+    return activations.selu(x)
 
 
 def celu(x: Any, alpha: float = 1.0) -> Tensor:
-    return _activations().celu(x, alpha)
+    return activations.celu(x, alpha)
 
 
 def glu(x: Any, axis: int = -1) -> Tensor:
     """The first half of ``axis`` times the sigmoid of the second half."""
-    return _activations().glu(x, axis)
+    return activations.glu(x, axis)
 
 
 def softsign(x: Any) -> Tensor:
-    return _activations().softsign(x)
+    return activations.softsign(x)
 
 
 def soft_shrink(x: Any, threshold: float = 0.5) -> Tensor:
-    return _activations().soft_shrink(x, threshold)
+    return activations.soft_shrink(x, threshold)
 
 
 def hard_shrink(x: Any, threshold: float = 0.5) -> Tensor:
-    return _activations().hard_shrink(x, threshold)
+    return activations.hard_shrink(x, threshold)
 
 
 def tanh_shrink(x: Any) -> Tensor:
-    return _activations().tanh_shrink(x)
+    return activations.tanh_shrink(x)
 
 
 def hard_tanh(x: Any) -> Tensor:
-    return _activations().hard_tanh(x)
+    return activations.hard_tanh(x)
 
 
 def hard_sigmoid(x: Any) -> Tensor:
     """``relu6(x + 3) / 6``."""
-    return _activations().hard_sigmoid(x)
+    return activations.hard_sigmoid(x)
 
 
 def hard_silu(x: Any) -> Tensor:
     """``x * hard_sigmoid(x)`` (also ``hard_swish``)."""
-    return _activations().hard_silu(x)
+    return activations.hard_silu(x)
 
 
 hard_swish = hard_silu
 
 
 def log_sigmoid(x: Any) -> Tensor:
-    return _activations().log_sigmoid(x)
+    return activations.log_sigmoid(x)
 
 
 def sparse_plus(x: Any) -> Tensor:
-    return _activations().sparse_plus(x)
+    return activations.sparse_plus(x)
 
 
 def sparse_sigmoid(x: Any) -> Tensor:
-    return _activations().sparse_sigmoid(x)
+    return activations.sparse_sigmoid(x)
 
 
 def squareplus(x: Any, b: float = 4) -> Tensor:
-    return _activations().squareplus(x, b)
+    return activations.squareplus(x, b)
 
 
 def threshold(x: Any, threshold: float, default_value: float) -> Tensor:
     """``x`` where ``x > threshold``, else ``default_value``."""
-    return _activations().threshold(x, threshold, default_value)
+    return activations.threshold(x, threshold, default_value)
 
 
 def sparsemax(x: Any, axis: int = -1) -> Tensor:
     """The Euclidean projection of ``x`` onto the probability simplex along ``axis`` (see the listed difference
     ``activations.sparsemax-on-keras-torch``)."""
-    return _activations().sparsemax(x, axis)
+    return activations.sparsemax(x, axis)
 
 
 def multi_hot(
