@@ -2090,7 +2090,7 @@ def layer_normalization(
         raise ValueError("`rms_scaling=True` is deprecated in Keras: use `ops.rms_normalization`")
     if kwargs:
         raise TypeError(f"layer_normalization() got unexpected keyword arguments {sorted(kwargs)}")
-    x = _t(x)
+    x0 = x = _t(x)
     eps = config.epsilon() if epsilon is None else epsilon
     original = x.dtype
     x = x.to(_keras_result(x.dtype, torch.float32))
@@ -2101,7 +2101,8 @@ def layer_normalization(
         normalized = tuple(x.shape[d] for d in axes)
         g = None if g is None else g.reshape(normalized)
         b = None if b is None else b.reshape(normalized)
-        return torch.nn.functional.layer_norm(x, normalized, g, b, eps).to(original)
+        # tritonnn's layer-norm kernels (16-bit inputs normalized in fp32 and cast back, as here)
+        return kernels.layer_norm(x0 if x0.is_floating_point() else x, g, b, axes, eps).to(original)
     bshape = [x.shape[d] if d in axes else 1 for d in builtins.range(x.dim())]
     m, v = kernels.moments(x, tuple(axes), keepdims=True)
     inv = torch.rsqrt(v + eps)
@@ -2115,7 +2116,7 @@ def layer_normalization(
 
 def rms_normalization(x: Any, scale: Any = None, axis: Axis = -1, epsilon: float | None = None) -> Tensor:
     """``x / sqrt(mean(x**2) + epsilon) * scale`` over ``axis``, computed in at least float32."""
-    x = _t(x)
+    x0 = x = _t(x)
     eps = config.epsilon() if epsilon is None else epsilon
     original = x.dtype
     x = x.to(_keras_result(x.dtype, torch.float32))
@@ -2123,6 +2124,10 @@ def rms_normalization(x: Any, scale: Any = None, axis: Axis = -1, epsilon: float
     if x.dim() == 0:
         x = x.reshape(1)
     axes = _axes_list(axis, x.dim())
+    normalized = tuple(x.shape[d] for d in axes)
+    if _contiguous_last(axes, x.dim()) and (s is None or tuple(s.shape) == normalized) and x0.dim() > 0:
+        # tritonnn's RMS-norm kernels (16-bit inputs normalized in fp32 and cast back, as here)
+        return kernels.rms_norm(x0 if x0.is_floating_point() else x, s, axes, eps).to(original)
     out = x * torch.rsqrt(torch.mean(x * x, dim=axes, keepdim=True) + eps)
     if s is not None:
         out = out * s
