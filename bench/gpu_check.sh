@@ -7,8 +7,8 @@
 # Steps: (1) `pip install --no-deps --no-build-isolation -e .` (not in a dry run); (2) pytest on the graph tests
 # (tests/test_cuda_graphs.py, test_graphs.py, test_fusion.py, test_determinism.py) and tests/kernels/, on CUDA
 # tensors with the real Triton kernels and CUDA graphs (a dry run: a -k subset of the kernel tests under
-# TRITON_INTERPRET=1 and the emulated graphs); (3) bench/dense.py, xent.py, optim.py, train.py with sizes cut to
-# the budget (a dry run: --dry-run, tiny sizes); (4) bench/gpu_summary.py writes $OUT/summary.md and appends the run
+# TRITON_INTERPRET=1 and the emulated graphs); (3) bench/dense.py, xent.py, optim.py, train.py and fused_mlp.py
+# with sizes cut to the budget (a dry run: --dry-run, tiny sizes); (4) bench/gpu_summary.py writes $OUT/summary.md and appends the run
 # to RESULTS.md. Every step gets a `timeout` from what is left of the budget, keeping the planned seconds of the
 # steps after it in reserve (a step that finishes early leaves its time to the next ones); a step that runs out
 # is stopped with SIGINT (pytest still writes its junit report; the benchmarks keep the rows they wrote) and is
@@ -85,13 +85,13 @@ rm -f "$JUNIT"
 # after it and the summary's reserve. GPU: the tests (Triton compiles every kernel variant they launch; pytest-xdist
 # spreads them over the cores when installed) and train.py (torch.compile's peers compile per model and dtype) get
 # most; the three kernel benchmarks are cut to a few shapes each.
-STEP_NAMES=(install tests dense xent optim train)
+STEP_NAMES=(install tests dense xent optim train fused_mlp)
 declare -A PLAN
 if ((DRY_RUN)); then
-    PLAN=([install]=0 [tests]=140 [dense]=30 [xent]=25 [optim]=25 [train]=65)
+    PLAN=([install]=0 [tests]=140 [dense]=30 [xent]=25 [optim]=25 [train]=50 [fused_mlp]=15)
     SUMMARY_RESERVE=15
 else
-    PLAN=([install]=20 [tests]=180 [dense]=40 [xent]=25 [optim]=25 [train]=170)
+    PLAN=([install]=20 [tests]=180 [dense]=40 [xent]=25 [optim]=25 [train]=130 [fused_mlp]=40)
     SUMMARY_RESERVE=20
 fi
 # The plans above fill the default budget; another GPU_CHECK_BUDGET scales them all alike.
@@ -169,7 +169,8 @@ fi
 # import is reported as an error while the others run
 PYTEST=("$PYTHON" -m pytest -p no:cacheprovider -q -rfE --continue-on-collection-errors -o junit_family=xunit1
     "--junitxml=$JUNIT")
-GRAPH_TESTS=(tests/test_cuda_graphs.py tests/test_graphs.py tests/test_fusion.py tests/test_determinism.py)
+GRAPH_TESTS=(tests/test_cuda_graphs.py tests/test_graphs.py tests/test_fusion.py tests/test_determinism.py
+    tests/test_fused_mlp_fit.py)
 if ((DRY_RUN)); then
     # A subset of the kernel tests on the triton backend (the interpreter): dense with three activations in every
     # dtype, fused dropout, tf32, the aligned path, dropout, every optimizer rule, cross-entropy, softmax, layer
@@ -177,7 +178,7 @@ if ((DRY_RUN)); then
     KERNELS_K='triton and (dense_matches_float64 and (relu- or gelu- or tanh-) or fused_dropout_matches_float64 and gelu'
     KERNELS_K+=' or tf32_switch or aligned_fast_path and gelu or inverted_dropout and dtype0 or update_matches'
     KERNELS_K+=' or xent_matches and labels and mean or softmax_matches or layer_norm_forward and shape0)'
-    KERNELS_K+=' or test_cuda_graphs or test_graphs or test_fusion or test_determinism'
+    KERNELS_K+=' or test_cuda_graphs or test_graphs or test_fusion or test_determinism or test_fused_mlp_fit'
     run_step tests "$TESTS_LOG" "${PYTEST[@]}" "${GRAPH_TESTS[@]}" tests/kernels -k "$KERNELS_K"
 else
     XDIST=()
@@ -197,6 +198,8 @@ if ((DRY_RUN)); then
     run_step optim "$BENCH_LOG" "$PYTHON" bench/optim.py --dry-run --json "$JSON" --results "$RESULTS"
     run_step train "$BENCH_LOG" "$PYTHON" bench/train.py --cases seed:fp32 --peers tritonnn,torch,keras-torch \
         --epochs 1 --threads 1 --json "$JSON" --results "$RESULTS" --plot "$OUT/train.png"
+    run_step fused_mlp "$BENCH_LOG" "$PYTHON" bench/fused_mlp.py --dry-run --seed-model --providers fused,torch \
+        --dtype fp32 --no-save
 else
     # dense: bf16 and tf32, fwd and fwd+bwd at --quick's three shapes, against torch eager. torch.compile
     # (max-autotune) is left out: its autotuning compiles per shape take minutes; `python bench/dense.py --quick`
@@ -214,6 +217,11 @@ else
     # train: seed fp32, classic fp32 and bf16, wide bf16; every peer (Keras' are skipped where keras is missing)
     run_step train "$BENCH_LOG" "$PYTHON" bench/train.py --cases seed:fp32,classic:fp32,classic:bf16,wide:bf16 \
         --epochs 2 --json "$JSON" --results "$RESULTS" --plot "$OUT/train.png"
+    # fused MLP (#17): the seed model and a 64-64-64 stack, training step, every provider, launches counted; its
+    # rows go to RESULTS.md under its own section (the script appends them; no --json rows for the summary yet)
+    run_step fused_mlp "$BENCH_LOG" bash -c "$PYTHON bench/fused_mlp.py --seed-model --batches 32,4096,65536 \
+        --dtype fp32 --count-launches && $PYTHON bench/fused_mlp.py --widths 64 --batches 4096,65536 --dtype bf16 \
+        --count-launches"
 fi
 
 # 4. summary (always)
