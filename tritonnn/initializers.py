@@ -14,8 +14,17 @@ from typing import Any
 import torch
 
 
-def compute_fans(shape: tuple[int, ...]) -> tuple[float, float]:
-    """Keras' fans: ``(in, out)`` for a 2-D kernel; receptive field folded in for higher ranks."""
+def compute_fans(shape: tuple[int, ...], input_axes: Any = None, output_axes: Any = None) -> tuple[float, float]:
+    """Keras' fans: ``(in, out)`` for a 2-D kernel; receptive field folded in for higher ranks; with both
+    ``input_axes`` and ``output_axes``, the products of the sizes of those axes (an einsum-style kernel's)."""
+    if input_axes is not None and output_axes is not None:
+        try:
+            return float(math.prod(shape[a] for a in input_axes)), float(math.prod(shape[a] for a in output_axes))
+        except (IndexError, TypeError):
+            raise ValueError(
+                f"`input_axes` and `output_axes` must be lists of axes of the weight's shape {tuple(shape)}. "
+                f"Received: input_axes={input_axes}, output_axes={output_axes}"
+            ) from None
     if len(shape) == 0:
         return 1.0, 1.0
     if len(shape) == 1:
@@ -123,9 +132,16 @@ class VarianceScaling(_Seeded):
     """``scale / fan`` variance, as a truncated normal, an untruncated normal or a uniform (Keras' rule)."""
 
     def __init__(
-        self, scale: float = 1.0, mode: str = "fan_in", distribution: str = "truncated_normal", seed: int | None = None
+        self,
+        scale: float = 1.0,
+        mode: str = "fan_in",
+        distribution: str = "truncated_normal",
+        seed: int | None = None,
+        input_axes: list[int] | None = None,
+        output_axes: list[int] | None = None,
     ):
         super().__init__(seed)
+        self.input_axes, self.output_axes = input_axes, output_axes
         if scale <= 0.0:
             raise ValueError(f"Argument `scale` must be positive float. Received: scale={scale}")
         if mode not in ("fan_in", "fan_out", "fan_avg"):
@@ -135,7 +151,7 @@ class VarianceScaling(_Seeded):
         self.scale, self.mode, self.distribution = scale, mode, distribution
 
     def __call__(self, shape, dtype=torch.float32):
-        fan_in, fan_out = compute_fans(tuple(shape))
+        fan_in, fan_out = compute_fans(tuple(shape), self.input_axes, self.output_axes)
         fan = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2.0}[self.mode]
         var = self.scale / max(1.0, fan)
         gen = self._generator()
@@ -149,15 +165,25 @@ class VarianceScaling(_Seeded):
         return out.uniform_(-limit, limit, generator=gen).to(dtype)
 
     def get_config(self):
-        return {"scale": self.scale, "mode": self.mode, "distribution": self.distribution, "seed": self.seed}
+        return {
+            "seed": self.seed,
+            "scale": self.scale,
+            "mode": self.mode,
+            "distribution": self.distribution,
+            "input_axes": self.input_axes,
+            "output_axes": self.output_axes,
+        }
 
 
 def _variance_scaling_class(name: str, scale: float, mode: str, distribution: str) -> type:
-    def __init__(self, seed: int | None = None):
-        VarianceScaling.__init__(self, scale=scale, mode=mode, distribution=distribution, seed=seed)
+    def __init__(self, seed: int | None = None, input_axes: list[int] | None = None, output_axes=None):
+        VarianceScaling.__init__(
+            self, scale=scale, mode=mode, distribution=distribution, seed=seed, input_axes=input_axes,
+            output_axes=output_axes,
+        )  # fmt: skip
 
     def get_config(self):
-        return {"seed": self.seed}
+        return {"seed": self.seed, "input_axes": self.input_axes, "output_axes": self.output_axes}
 
     return type(name, (VarianceScaling,), {"__init__": __init__, "get_config": get_config})
 

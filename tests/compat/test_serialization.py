@@ -16,7 +16,7 @@ import torch
 
 import tritonnn as tk
 
-from .compare import Raised, observe, to_numpy
+from .compare import Raised, assert_same, observe, to_numpy
 from .differences import deliberate
 
 # (what, make(K)) for objects whose serialization must be Keras' exactly, config included.
@@ -392,3 +392,69 @@ def test_new_optimizers_configs_are_keras(keras_ref, make):
     _same_config(_json(tk.saving.deserialize_keras_object(_json(ref)).get_config()), _json(ref["config"]))
     back = keras_ref.saving.deserialize_keras_object(_json(got))
     _same_config(_json(back.get_config()), _json(got["config"]))
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda K: K.layers.Dense(3, activation="relu", kernel_regularizer="l2", kernel_initializer="he_normal"),
+        lambda K: K.layers.Dense(2, dtype="mixed_float16", use_bias=False),
+        lambda K: K.layers.Embedding(7, 3, mask_zero=True),
+        lambda K: K.layers.Dropout(0.25, seed=3),
+        lambda K: K.layers.LayerNormalization(epsilon=1e-5),
+        lambda K: K.layers.BatchNormalization(momentum=0.9),
+        lambda K: K.layers.RMSNormalization(epsilon=1e-5),
+    ],
+    ids=["dense", "dense-mixed", "embedding", "dropout", "layer-norm", "batch-norm", "rms-norm"],
+)
+def test_layer_configs_written_by_keras_load(keras_ref, make):
+    # Keras 3.15 writes a DTypePolicy dict as "dtype", "quantization_config": null for Dense and Embedding, and
+    # input_axes/output_axes in the variance-scaling initializers: all read as Keras reads them.
+    written = json.loads(json.dumps(keras_ref.layers.serialize(make(keras_ref))))
+    got = tk.layers.deserialize(written)
+    ref = make(tk)
+    assert type(got) is type(ref)
+    assert got.get_config() == {**ref.get_config(), "name": got.name}
+
+
+def test_model_json_written_by_keras_loads_and_predicts_alike(keras_ref):
+    x = np.random.default_rng(0).normal(size=(5, 4)).astype("float32")
+    inp = keras_ref.Input((4,))
+    h = keras_ref.layers.Dense(8, activation="relu")(inp)
+    outs = [keras_ref.layers.Dense(3, activation="softmax")(h), keras_ref.layers.Dense(1)(h)]
+    models = [
+        keras_ref.Sequential([keras_ref.Input((4,)), keras_ref.layers.Dense(6, activation="tanh"),
+                              keras_ref.layers.Dropout(0.1), keras_ref.layers.Dense(2)]),
+        keras_ref.Model(inp, outs),
+    ]  # fmt: skip
+    for ref in models:
+        got = tk.models.model_from_json(ref.to_json())
+        assert got.count_params() == ref.count_params()
+        got.set_weights([to_numpy(keras_ref, w) for w in ref.weights])
+        want, have = ref.predict(x, verbose=0), got.predict(x, verbose=0)
+        want, have = (want, have) if isinstance(want, list) else ([want], [have])
+        assert_same([to_numpy(keras_ref, y) for y in want], [np.asarray(y) for y in have])
+
+
+def test_lora_and_quantization_are_refused_not_ignored(keras_ref):
+    for layer, args in (("Dense", (3,)), ("Embedding", (5, 2))):
+        assert getattr(keras_ref.layers, layer)(*args, lora_rank=2) is not None  # Keras makes LoRA adapters
+        with pytest.raises(ValueError, match="LoRA"):
+            getattr(tk.layers, layer)(*args, lora_rank=2)
+        with pytest.raises(ValueError, match="quantized weights"):
+            getattr(tk.layers, layer)(*args, quantization_config={"mode": "int8"})
+    deliberate("layers.no-lora-no-quantization")
+
+
+def test_variance_scaling_axes_as_keras(keras_ref):
+    # input_axes / output_axes: the fans of an einsum-style kernel, the products of the sizes of those axes
+    kwargs = {"scale": 3.0, "mode": "fan_in", "distribution": "uniform", "input_axes": [0, 1], "output_axes": [2]}
+    ref, got = keras_ref.initializers.VarianceScaling(**kwargs), tk.initializers.VarianceScaling(**kwargs)
+    assert got.get_config() == ref.get_config()
+    assert (
+        tk.initializers.GlorotUniform(seed=1).get_config() == keras_ref.initializers.GlorotUniform(seed=1).get_config()
+    )
+    w = got((4, 5, 6)).numpy()
+    limit = (3.0 * 3.0 / 20) ** 0.5  # variance scale / fan_in, fan_in = 4 * 5
+    assert np.abs(w).max() <= limit and np.abs(w).max() > 0.8 * limit
+    assert np.abs(to_numpy(keras_ref, ref((4, 5, 6)))).max() <= limit

@@ -10,7 +10,7 @@ import torch
 from .. import activations, constraints, initializers, kernels, regularizers
 from ..kernels.activations import ACTIVATIONS, ALIASES, activation_reference, canonical
 from . import symbolic
-from .layer import Layer, unique_name
+from .layer import Layer, check_unquantized, unique_name
 
 # Activations that are not element-wise: computed after the dense op by a row kernel.
 ROW_ACTIVATIONS = ("softmax", "log_softmax")
@@ -200,8 +200,12 @@ class Dense(Layer):
         activity_regularizer: Any = None,
         kernel_constraint: Any = None,
         bias_constraint: Any = None,
+        lora_rank: int | None = None,
+        lora_alpha: float | None = None,
+        quantization_config: Any = None,
         **kwargs: Any,
     ):
+        check_unquantized("Dense", lora_rank, quantization_config)
         super().__init__(**kwargs)
         if not isinstance(units, int) or isinstance(units, bool) or units <= 0:
             raise ValueError(
@@ -312,6 +316,7 @@ class Dense(Layer):
             else regularizers.serialize(self.activity_regularizer),
             kernel_constraint=constraints.serialize(self.kernel_constraint),
             bias_constraint=constraints.serialize(self.bias_constraint),
+            quantization_config=None,
         )
         return cfg
 

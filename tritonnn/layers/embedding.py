@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from .. import constraints, initializers, ops, regularizers
-from .layer import Layer
+from .layer import Layer, check_unquantized
 
 
 def _check_positive(name: str, value: Any) -> int:
@@ -48,8 +48,12 @@ class Embedding(Layer):
         embeddings_constraint: Any = None,
         mask_zero: bool = False,
         weights: Any = None,
+        lora_rank: int | None = None,
+        lora_alpha: float | None = None,
+        quantization_config: Any = None,
         **kwargs: Any,
     ):
+        check_unquantized("Embedding", lora_rank, quantization_config)
         super().__init__(**kwargs)
         self.input_dim = _check_positive("input_dim", input_dim)
         self.output_dim = _check_positive("output_dim", output_dim)
@@ -101,13 +105,15 @@ class Embedding(Layer):
         return (*tuple(input_shape), self.output_dim)
 
     def get_config(self) -> dict[str, Any]:
-        reg = self.embeddings_regularizer
+        reg, act = self.embeddings_regularizer, self.activity_regularizer
         return {
             **super().get_config(),
             "input_dim": self.input_dim,
             "output_dim": self.output_dim,
             "embeddings_initializer": initializers.serialize(self.embeddings_initializer),
             "embeddings_regularizer": None if reg is None else regularizers.serialize(reg),
+            "activity_regularizer": None if act is None else regularizers.serialize(act),
             "embeddings_constraint": constraints.serialize(self.embeddings_constraint),
             "mask_zero": self.mask_zero,
+            "quantization_config": None,
         }

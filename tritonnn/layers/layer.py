@@ -115,7 +115,13 @@ def array_to_tensor(x: Any, device: torch.device | str | None = None) -> torch.T
 
 def _dtypes_for(dtype: Any) -> tuple[torch.dtype, torch.dtype]:
     """(variable dtype, compute dtype) for a layer's ``dtype`` argument: None is the global policy; a policy name
-    or ``Policy`` gives its two dtypes; a plain dtype is both."""
+    or ``Policy`` gives its two dtypes; a plain dtype is both. A serialized policy (Keras 3 writes a layer's
+    ``"dtype"`` as ``{"class_name": "DTypePolicy", "config": {"name": ...}}``) is read as its name."""
+    if isinstance(dtype, dict) and dtype.get("class_name") in ("DTypePolicy", "FloatDTypePolicy"):
+        name = (dtype.get("config") or {}).get("name")
+        if not isinstance(name, str):
+            raise ValueError(f"Unknown dtype policy config. Received: dtype={dtype!r}")
+        dtype = name
     if dtype is None:
         policy = mixed_precision.global_policy()
     elif isinstance(dtype, mixed_precision.Policy):
@@ -173,6 +179,16 @@ def weight_budget(n_elements: int, source: str = "the file being loaded") -> Ite
         _WEIGHT_BUDGET.reset(token)
 
 
+def check_unquantized(layer: str, lora_rank: Any = None, quantization_config: Any = None) -> None:
+    """Keras 3's ``lora_rank`` / ``quantization_config`` arguments of ``Dense`` and ``Embedding``: ``None`` (what
+    every Keras config of an unquantized layer holds) is accepted; anything else is refused by name, since
+    tritonnn implements neither LoRA adapters nor quantized weights (it would otherwise train something else)."""
+    if lora_rank is not None:
+        raise ValueError(f"{layer}: LoRA (`lora_rank={lora_rank!r}`) is not supported by tritonnn")
+    if quantization_config is not None:
+        raise ValueError(f"{layer}: quantized weights (`quantization_config`) are not supported by tritonnn")
+
+
 class Layer(torch.nn.Module):
     """Base class of every layer; subclass it as in Keras (``build``, ``call``, ``add_weight``, ``get_config``).
 
@@ -193,6 +209,7 @@ class Layer(torch.nn.Module):
         trainable: bool = True,
         dtype: str | torch.dtype | None = None,
         input_shape: tuple[int | None, ...] | None = None,
+        activity_regularizer: Any = None,
         **kwargs: Any,
     ):
         super().__init__()
@@ -206,7 +223,8 @@ class Layer(torch.nn.Module):
         self._input_shape_arg = None if input_shape is None else tuple(input_shape)
         self._layer_losses: list[torch.Tensor] = []
         self._regularizers: list[tuple[torch.nn.Parameter, Any]] = []
-        self.activity_regularizer = None
+        # Keras' base-layer argument: a penalty on the layer's outputs, added as a loss at every call
+        self.activity_regularizer = regularizers.get(activity_regularizer)
         self._call_takes_training = "training" in inspect.signature(self.call).parameters
 
     # ---- weights -------------------------------------------------------------------------------------------

@@ -119,9 +119,16 @@ class LayerNormalization(Layer):
         gamma_regularizer: Any = None,
         beta_constraint: Any = None,
         gamma_constraint: Any = None,
+        rms_scaling: bool = False,
         **kwargs: Any,
     ):
+        if rms_scaling:
+            raise ValueError(
+                "LayerNormalization: `rms_scaling=True` is deprecated in Keras (it scales by the variance, not the "
+                "root mean square): use `layers.RMSNormalization`"
+            )
         super().__init__(**kwargs)
+        self.rms_scaling = False
         if isinstance(axis, (list, tuple)):
             self.axis: int | list[int] = [int(a) for a in axis]
         elif isinstance(axis, numbers.Integral):
@@ -188,6 +195,7 @@ class LayerNormalization(Layer):
             "epsilon": self.epsilon,
             "center": self.center,
             "scale": self.scale,
+            "rms_scaling": self.rms_scaling,
             "beta_initializer": initializers.serialize(self.beta_initializer),
             "gamma_initializer": initializers.serialize(self.gamma_initializer),
             "beta_regularizer": _serialize_reg(self.beta_regularizer),
@@ -240,9 +248,15 @@ class BatchNormalization(Layer):
         beta_constraint: Any = None,
         gamma_constraint: Any = None,
         synchronized: bool = False,
+        renorm: bool = False,
+        renorm_clipping: dict[str, float] | None = None,
+        renorm_momentum: float = 0.99,
         **kwargs: Any,
     ):
+        if renorm:
+            raise ValueError("BatchNormalization: batch renormalization (`renorm=True`) is not supported by tritonnn")
         super().__init__(**kwargs)
+        self.renorm, self.renorm_clipping, self.renorm_momentum = False, renorm_clipping, renorm_momentum
         if not isinstance(axis, numbers.Integral) or isinstance(axis, bool):
             raise TypeError(f"Expected an integer for the argument 'axis'. Received: axis={axis!r}")
         if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real) or not 0.0 <= momentum <= 1.0:
@@ -335,6 +349,9 @@ class BatchNormalization(Layer):
             "beta_constraint": constraints.serialize(self.beta_constraint),
             "gamma_constraint": constraints.serialize(self.gamma_constraint),
             "synchronized": self.synchronized,
+            "renorm": self.renorm,
+            "renorm_clipping": self.renorm_clipping,
+            "renorm_momentum": self.renorm_momentum,
         }
 
 
