@@ -12,7 +12,7 @@ for the label tensors it names. :func:`sparse_labels` turns class labels held as
 under the same check (cross-entropy takes such (N,) float labels itself).
 """
 
-from ._backend import BACKENDS, backend, backend_scope, get_backend, set_backend, use_triton
+from ._backend import BACKENDS, backend, backend_scope, get_backend, set_backend, use_triton, use_triton_on
 from ._triton import HAS_TRITON, INTERPRETING
 from .activations import ACTIVATIONS
 from .dense import dense
@@ -65,4 +65,5 @@ __all__ = [
     "get_backend",
     "set_backend",
     "use_triton",
+    "use_triton_on",
 ]

@@ -79,6 +79,16 @@ def use_triton(x: torch.Tensor) -> bool:
     return True
 
 
+def use_triton_on(device: torch.device | str) -> bool:
+    """:func:`use_triton` for a tensor on ``device``, answered without making one where the setting alone decides
+    (``torch``; ``auto``: CUDA or not), for checks that run at every step (the fused MLP's path)."""
+    if _backend == "torch":
+        return False
+    if _backend == "auto":
+        return HAS_TRITON and torch.device(device).type == "cuda"
+    return use_triton(torch.empty(0, device=device))
+
+
 def backend(x: torch.Tensor | None = None) -> str:
     """The path an op takes: ``"triton"`` or ``"torch"``, for ``x`` or, without it, for the default device."""
     if x is None:

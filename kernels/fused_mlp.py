@@ -754,7 +754,8 @@ INTERPRETER_BLOCK_M = 32  # the interpreter runs one program at a time: small ti
 
 
 def _pad(n: int) -> int:
-    return max(MIN_PAD, triton.next_power_of_2(int(n)))
+    # the next power of two, in Python (triton.next_power_of_2 is a JIT-decorated function: microseconds a call)
+    return max(MIN_PAD, 1 << max(int(n) - 1, 0).bit_length())
 
 
 def _kind(dtype: torch.dtype) -> str:
@@ -1299,13 +1300,12 @@ def fused_mlp_supported(
     except ValueError as exc:
         return False, str(exc)
     if device is not None:
-        probe = torch.empty(0, dtype=dtype, device=device)
         try:
-            on_triton = _backend.use_triton(probe)
+            on_triton = _backend.use_triton_on(device)
         except RuntimeError as exc:
             return False, str(exc)
         if not on_triton:
-            return False, f"the {_backend.get_backend()} backend runs the per-layer path for tensors on {probe.device}"
+            return False, f"the {_backend.get_backend()} backend runs the per-layer path for tensors on {device}"
     shape = "-".join(str(w) for w in widths)
     pads = tuple(_pad(n) for n in widths[1:])
     params = sum(k * n + n for k, n in zip(widths[:-1], widths[1:], strict=True))

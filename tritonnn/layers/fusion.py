@@ -146,6 +146,8 @@ def mlp_path(
     layers: list[Layer], training: bool | None, dtype: torch.dtype, device: torch.device
 ) -> tuple[MLPStack | None, str]:
     """The fused stack that a call of ``layers`` on a ``dtype`` batch on ``device`` runs, or None, and why."""
+    if fused_mlp_enabled() and not _triton_on(device):  # asked at every step: the cheap answer first
+        return None, f"the {kernels.get_backend()} backend runs the per-layer path for tensors on {device}"
     stack, why = mlp_stack(layers, training)
     if stack is None:
         return None, why
@@ -155,6 +157,13 @@ def mlp_path(
         stack.widths, stack.activations, dtype, device=device, dropout_rates=stack.rates
     )
     return (stack if ok else None), why
+
+
+def _triton_on(device: torch.device) -> bool:
+    try:
+        return kernels.use_triton_on(device)
+    except RuntimeError:  # the setting cannot run here: fused_mlp_supported words the reason
+        return True
 
 
 def call_fused_mlp(
