@@ -15,6 +15,7 @@ from . import config, ops
 from .backend import clear_session, is_keras_tensor, standardize_dtype
 from .callbacks.progbar_logger import Progbar
 from .config import disable_interactive_logging, enable_interactive_logging, is_interactive_logging_enabled
+from .file_utils import get_file
 from .layers.symbolic import KerasTensor
 from .plotting import plot_history, plot_model
 from .random import reset_global_seed_generator
@@ -38,6 +39,7 @@ __all__ = [
     "clear_session",
     "custom_object_scope",
     "deserialize_keras_object",
+    "get_file",
     "disable_interactive_logging",
     "enable_interactive_logging",
     "get_custom_objects",
