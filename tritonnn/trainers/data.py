@@ -13,6 +13,7 @@ from __future__ import annotations
 import collections.abc
 import itertools
 import math
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -177,12 +178,21 @@ class ArraySource:
         shuffle: bool,
         steps: int | None = None,
         target: torch.device | None = None,
+        continuing: bool = False,
     ):
         self.x, self.y, self.sw = x, y, sw
         self.target = target  # the model's device when the arrays stay on the host (too big for the GPU)
         self.n = num_samples(x)
         self.batch_size, self.shuffle = batch_size, shuffle
         self.steps = math.ceil(self.n / batch_size) if steps is None else int(steps)
+        # Keras' epoch iterator over arrays: without `steps` each epoch is one pass; with it, an epoch takes up to
+        # `steps` batches of the current pass and ends early at the pass's end ("ran out of data"), and fit's
+        # training source (`continuing`) carries the pass over to the next epoch, which begins a new pass only
+        # once this one is used up. Evaluation and prediction begin a new pass at every call.
+        self.per_pass = math.ceil(self.n / batch_size)
+        self.continuing = continuing
+        self._pass_position = self.per_pass  # batches of the current pass already drawn (all: begin a new one)
+        self._pass_order: torch.Tensor | None = None
 
     def label_bounds(self) -> list[tuple[int, int] | None] | None:
         """Per target array (in ``flatten(y)`` order), ``(min, max)`` when it can hold class labels: an integer
@@ -208,10 +218,22 @@ class ArraySource:
 
     def epoch(self, generator: torch.Generator | None = None) -> Iterator[tuple[Any, Any, Any]]:
         device = first(self.x).device
-        order = torch.randperm(self.n, generator=generator).to(device) if self.shuffle else None
-        for step in range(self.steps):
-            start = (step * self.batch_size) % self.n
+        if not self.continuing or self._pass_position >= self.per_pass:
+            self._pass_position = 0
+            self._pass_order = torch.randperm(self.n, generator=generator).to(device) if self.shuffle else None
+        order = self._pass_order
+        for _ in range(self.steps):
+            if self._pass_position >= self.per_pass:
+                warnings.warn(
+                    "Your input ran out of data; interrupting training. Make sure that your dataset or generator "
+                    "can generate at least `steps_per_epoch * epochs` batches.",
+                    UserWarning,
+                    stacklevel=2,
+                )
+                return
+            start = self._pass_position * self.batch_size
             stop = min(start + self.batch_size, self.n)
+            self._pass_position += 1
             yield gather(self, slice(start, stop) if order is None else order[start:stop], device)
 
 
@@ -420,6 +442,7 @@ def make_source(
     steps: int | None,
     device: torch.device,
     class_weight: Any = None,
+    continuing: bool = False,
 ) -> ArraySource | IterableSource:
     """The source fit/evaluate/predict read: an ``IterableSource`` for a generator or DataLoader, else arrays."""
     if is_dataset(x):
@@ -429,7 +452,7 @@ def make_source(
             return IterableSource(x, device, steps, shuffle, class_weight)
         return IterableSource(x, device, steps)
     x, y, sample_weight, _ = prepare(x, y, sample_weight, class_weight, device)
-    source = ArraySource(x, y, sample_weight, batch_size, shuffle, steps, target=device)
+    source = ArraySource(x, y, sample_weight, batch_size, shuffle, steps, target=device, continuing=continuing)
     capped = config.capped_steps(steps)  # keras.config.max_steps_per_epoch: Keras stops at the data's end too
     if capped is not None and capped != steps:
         source.steps = min(source.steps, capped)

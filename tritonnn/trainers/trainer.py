@@ -380,8 +380,10 @@ class Trainer:
     def _prepare(self, x: Any, y: Any = None, sample_weight: Any = None, class_weight: Any = None):
         return data.prepare(x, y, sample_weight, class_weight, self.device)
 
-    def _source(self, x, y, sample_weight, batch_size, shuffle, steps, class_weight=None):
-        return data.make_source(x, y, sample_weight, batch_size, shuffle, steps, self.device, class_weight)
+    def _source(self, x, y, sample_weight, batch_size, shuffle, steps, class_weight=None, continuing=False):
+        return data.make_source(
+            x, y, sample_weight, batch_size, shuffle, steps, self.device, class_weight, continuing=continuing
+        )
 
     def _build_from(self, source: Any) -> None:
         """Build the model on the first sample of an array source; a generator's model must be built already."""
@@ -440,7 +442,7 @@ class Trainer:
                 validation_data += (sample_weight[split:],)
                 sample_weight = sample_weight[:split]
             x, y = data.index(x, slice(0, split)), None if y is None else data.index(y, slice(0, split))
-        source = self._source(x, y, sample_weight, batch_size, shuffle, steps_per_epoch, class_weight)
+        source = self._source(x, y, sample_weight, batch_size, shuffle, steps_per_epoch, class_weight, continuing=True)
         if isinstance(source, data.ArraySource) and source.y is None:
             self._check_no_targets_needed("fit")
         val_source = None
