@@ -64,7 +64,7 @@ from .dropout import (
     seed_args,
     torch_dropout_mask,
 )
-from .flat_grad import is_flat_grad_leaf
+from .flat_grad import flat_grad_target, is_flat_grad_leaf
 
 # ---------------------------------------------------------------------------------------------------------------
 # Reference
@@ -1041,7 +1041,7 @@ def _torch_bwd(dy2, saved, x2, kernel, act: Activation, rate: float, need_dx, ne
 # so autograd's AccumulateGrad, which would do the same in-place ``.grad += d`` as a separate pass over the
 # gradient, receives nothing and does nothing. That is the same result (AccumulateGrad adds in place whenever .grad
 # exists and the backward does not build a graph), and it holds only when AccumulateGrad would have run;
-# :func:`_grad_target` checks each condition:
+# ``flat_grad.flat_grad_target`` checks each condition (the fused MLP's backward asks the same):
 #   - a plain backward (no create_graph: grad mode is off), and the parameter is the one AccumulateGrad node of
 #     this input (not a cast copy under mixed precision);
 #   - the engine will run that node: torch._C._will_engine_execute_node (False for backward(inputs=...) without
@@ -1050,31 +1050,6 @@ def _torch_bwd(dy2, saved, x2, kernel, act: Activation, rate: float, need_dx, ne
 #     post-accumulate hook waits for the gradient.
 # Weight sharing (a Dense called twice) and retain_graph repeat the add like AccumulateGrad would; anything else
 # (optimizer not built, .grad replaced or None) takes the normal return.
-_WILL_EXECUTE = getattr(torch._C, "_will_engine_execute_node", None)
-
-
-def _grad_target(ctx, index: int, param: torch.Tensor | None) -> torch.Tensor | None:
-    """``param.grad`` when the backward may accumulate into it itself (see above), else None."""
-    if param is None or _WILL_EXECUTE is None or torch.is_grad_enabled():
-        return None
-    grad = param.grad
-    if (
-        grad is None
-        or grad.layout != torch.strided
-        or grad.dtype != param.dtype
-        or grad.shape != param.shape
-        or grad.device != param.device
-        or param._backward_hooks
-        or getattr(param, "_post_accumulate_grad_hooks", None)
-    ):
-        return None
-    node = ctx.next_functions[index][0]
-    if node is None or getattr(node, "variable", None) is not param:
-        return None
-    try:
-        return grad if _WILL_EXECUTE(node) else None
-    except RuntimeError:  # torch.autograd.grad() captures this parameter's gradient: return it
-        return None
 
 
 def _flat_grad_param(t: torch.Tensor | None, ct: torch.dtype) -> torch.Tensor | None:
@@ -1134,8 +1109,8 @@ class DenseFunction(torch.autograd.Function):
         dy2 = dy if dy.dim() == 2 else dy.reshape(-1, n)
         need_dx, need_dw, need_db = ctx.needs_input_grad[:3]
         kernel_param, bias_param = ctx.flat_params
-        dw_into = _grad_target(ctx, 1, kernel_param) if need_dw else None
-        db_into = _grad_target(ctx, 2, bias_param) if need_db else None
+        dw_into = flat_grad_target(ctx, 1, kernel_param) if need_dw else None
+        db_into = flat_grad_target(ctx, 2, bias_param) if need_db else None
         if ctx.on_triton:
             aux = saved.reshape(-1, n) if saved is not None else None
             seed = device_seed if device_seed is not None else ctx.seed

@@ -44,7 +44,7 @@ def flat_grad_target(ctx, index: int, param: torch.Tensor | None) -> torch.Tenso
     precision); the engine will run that node (not for ``backward(inputs=...)`` without it, nor when
     ``torch.autograd.grad`` captures the gradient); ``.grad`` exists, is a strided tensor of the parameter's dtype,
     shape and device, and no tensor hook or post-accumulate hook waits for the gradient. (The dense backward,
-    kernels/dense.py, applies the same conditions.)
+    kernels/dense.py, asks this function too.)
     """
     if param is None or not is_flat_grad_leaf(param) or _WILL_EXECUTE is None or torch.is_grad_enabled():
         return None

@@ -21,6 +21,15 @@ def _check_epsilon(epsilon: float) -> float:
     return float(epsilon)
 
 
+def _axis_argument(axis: Any) -> int | list[int]:
+    """A normalization layer's ``axis`` argument as given: an int, or a list of ints."""
+    if isinstance(axis, (list, tuple)):
+        return [int(a) for a in axis]
+    if isinstance(axis, numbers.Integral):
+        return int(axis)
+    raise TypeError(f"Expected an int or a list/tuple of ints for the argument 'axis', but received: {axis!r}")
+
+
 def _norm_axes(axis: Any, rank: int, input_shape: Any, layer: str) -> tuple[int, ...]:
     axes = (axis,) if isinstance(axis, numbers.Integral) else tuple(axis)
     out = []
@@ -50,12 +59,7 @@ class RMSNormalization(Layer):
 
     def __init__(self, axis: int | list[int] | tuple[int, ...] = -1, epsilon: float = 1e-6, **kwargs: Any):
         super().__init__(**kwargs)
-        if isinstance(axis, (list, tuple)):
-            self.axis: int | list[int] = [int(a) for a in axis]
-        elif isinstance(axis, numbers.Integral):
-            self.axis = int(axis)
-        else:
-            raise TypeError(f"Expected an int or a list/tuple of ints for the argument 'axis', but received: {axis!r}")
+        self.axis: int | list[int] = _axis_argument(axis)
         self.epsilon = _check_epsilon(epsilon)
         self.scale: torch.nn.Parameter | None = None
 
@@ -129,12 +133,7 @@ class LayerNormalization(Layer):
             )
         super().__init__(**kwargs)
         self.rms_scaling = False
-        if isinstance(axis, (list, tuple)):
-            self.axis: int | list[int] = [int(a) for a in axis]
-        elif isinstance(axis, numbers.Integral):
-            self.axis = int(axis)
-        else:
-            raise TypeError(f"Expected an int or a list/tuple of ints for the argument 'axis', but received: {axis!r}")
+        self.axis: int | list[int] = _axis_argument(axis)
         self.beta_constraint = constraints.get(beta_constraint)
         self.gamma_constraint = constraints.get(gamma_constraint)
         self.epsilon = _check_epsilon(epsilon)
