@@ -15,6 +15,7 @@ from . import config, ops
 from .backend import clear_session, is_keras_tensor, standardize_dtype
 from .callbacks.progbar_logger import Progbar
 from .config import disable_interactive_logging, enable_interactive_logging, is_interactive_logging_enabled
+from .config_dict import Config
 from .file_utils import get_file
 from .layers.symbolic import KerasTensor
 from .plotting import plot_history, plot_model
@@ -32,6 +33,7 @@ from .saving import (
 from .trainers.py_dataset import PyDataset, Sequence
 
 __all__ = [
+    "Config",
     "CustomObjectScope",
     "Progbar",
     "PyDataset",
