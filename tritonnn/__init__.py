@@ -54,6 +54,7 @@ from . import (  # noqa: E402
     random,
     regularizers,
     saving,
+    tree,
     utils,
 )
 from . import kernels as kernels  # noqa: E402
@@ -107,5 +108,6 @@ __all__ = [
     "random",
     "regularizers",
     "saving",
+    "tree",
     "utils",
 ]
