@@ -26,13 +26,13 @@ from .layer import Layer
 
 def takes_dropout(layer: Layer) -> bool:
     """Whether ``layer`` can run a following dropout in its own kernel."""
-    return callable(getattr(layer, "call_with_dropout", None))
+    return callable(getattr(type(layer), "call_with_dropout", None))  # on the class: no instance-attribute miss
 
 
 def dropout_rate(layer: Layer) -> float | None:
     """The rate at which ``layer`` may be fused into the layer before it, or None when it is not such a dropout."""
-    ask = getattr(layer, "fusable_dropout_rate", None)
-    return ask() if callable(ask) else None
+    ask = getattr(type(layer), "fusable_dropout_rate", None)  # on the class: a miss per step is costly in nn.Module
+    return ask(layer) if callable(ask) else None
 
 
 def fuses(layer: Layer, following: Layer | None) -> bool:

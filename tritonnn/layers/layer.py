@@ -540,7 +540,7 @@ class Layer(torch.nn.Module):
             # A property of the class that raised AttributeError (``output`` of a layer never called): Python
             # then asks __getattr__, and nn.Module's would replace the property's message with "no attribute".
             # Run it again so that its own error, which says why, is the one raised.
-            attr = inspect.getattr_static(type(self), name, None)
+            attr = next((k.__dict__[name] for k in type(self).__mro__ if name in k.__dict__), None)
             if isinstance(attr, property) and attr.fget is not None:
                 return attr.fget(self)
             raise
