@@ -52,6 +52,7 @@ from .activations import (
     SELU_ALPHA,
     SELU_SCALE,
     Activation,
+    activation_fwd,
     activation_reference,
     canonical,
 )
@@ -94,32 +95,23 @@ def dense_reference(
 # Triton kernels
 # ---------------------------------------------------------------------------------------------------------------
 
-# The epilogue's ACTIVATION ids, from the one table.
+# The ACTIVATION ids the backward's prologue branches on (act' from the saved output), from the one table; the
+# forward's epilogue is the table's device function (activations.activation_fwd).
 _LINEAR = tl.constexpr(ACTIVATIONS["linear"].id)
 _RELU = tl.constexpr(ACTIVATIONS["relu"].id)
 _RELU6 = tl.constexpr(ACTIVATIONS["relu6"].id)
 _LEAKY_RELU = tl.constexpr(ACTIVATIONS["leaky_relu"].id)
 _ELU = tl.constexpr(ACTIVATIONS["elu"].id)
 _SELU = tl.constexpr(ACTIVATIONS["selu"].id)
-_GELU = tl.constexpr(ACTIVATIONS["gelu"].id)
-_GELU_TANH = tl.constexpr(ACTIVATIONS["gelu_tanh"].id)
-_SILU = tl.constexpr(ACTIVATIONS["silu"].id)
 _SIGMOID = tl.constexpr(ACTIVATIONS["sigmoid"].id)
 _HARD_SIGMOID = tl.constexpr(ACTIVATIONS["hard_sigmoid"].id)
-_HARD_SILU = tl.constexpr(ACTIVATIONS["hard_silu"].id)
 _TANH = tl.constexpr(ACTIVATIONS["tanh"].id)
-_SOFTPLUS = tl.constexpr(ACTIVATIONS["softplus"].id)
 _SOFTSIGN = tl.constexpr(ACTIVATIONS["softsign"].id)
-_MISH = tl.constexpr(ACTIVATIONS["mish"].id)
 _EXPONENTIAL = tl.constexpr(ACTIVATIONS["exponential"].id)
 
 _SLOPE = tl.constexpr(LEAKY_RELU_SLOPE)
 _SELU_A = tl.constexpr(SELU_ALPHA)
 _SELU_S = tl.constexpr(SELU_SCALE)
-_SQRT_2_OVER_PI = tl.constexpr(0.7978845608028654)
-_INV_SQRT_2 = tl.constexpr(0.7071067811865476)
-_INV_SQRT_2PI = tl.constexpr(0.3989422804014327)
-_GELU_C = tl.constexpr(0.044715)
 
 # The interpreter computes bf16 tiles wrongly (they are uint16 bit patterns in numpy): upcast right after each load
 # when interpreting. On a GPU the operands stay in their dtype for the tensor cores.
@@ -226,78 +218,9 @@ def _dense_fwd_kernel(
             bias = tl.load(b_ptr + offs_n, mask=offs_n < N, other=0.0).to(tl.float32)
             z = z + bias[None, :]
 
-        # Shared pieces, each computed once for the rows built on them. e = exp(-|z|) never overflows.
-        if ACTIVATION == _SILU or ACTIVATION == _SIGMOID or ACTIVATION == _SOFTPLUS or ACTIVATION == _MISH:
-            e = tl.exp(-tl.abs(z))
-            sig = tl.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))  # sigmoid(z)
-            # softplus(z) = max(z, 0) + log1p(e), log1p by Goldberg's trick (exact where 1 + e rounds to 1)
-            u1 = 1.0 + e
-            log1p_e = tl.where(u1 == 1.0, e, tl.log(u1) * (e / (u1 - 1.0)))
-            softplus = tl.maximum(z, 0.0) + log1p_e
-        if ACTIVATION == _TANH or ACTIVATION == _GELU_TANH or ACTIVATION == _MISH:
-            if ACTIVATION == _TANH:
-                u = z
-            elif ACTIVATION == _GELU_TANH:
-                u = _SQRT_2_OVER_PI * (z + _GELU_C * z * z * z)
-            else:
-                u = softplus
-            # tanh(u) = sign(u) (1 - t) / (1 + t), t = exp(-2|u|); odd Taylor series below |u| < 0.1, where the exp
-            # form loses its relative precision (TRITON_NOTES.md).
-            t = tl.exp(-2.0 * tl.abs(u))
-            th = (1.0 - t) / (1.0 + t)
-            th = tl.where(u < 0, -th, th)
-            u2 = u * u
-            th_small = u * (1.0 + u2 * (-0.3333333333333333 + u2 * (0.13333333333333333 + u2 * -0.05396825396825397)))
-            th = tl.where(tl.abs(u) < 0.1, th_small, th)
-        if ACTIVATION == _ELU or ACTIVATION == _SELU:
-            # expm1(min(z, 0)), with its Taylor series near 0 where exp(z) - 1 cancels.
-            zn = tl.minimum(z, 0.0)
-            em1 = tl.exp(zn) - 1.0
-            em1_small = zn * (1.0 + zn * (0.5 + zn * (0.16666666666666666 + zn * (0.041666666666666664 + zn / 120.0))))
-            em1 = tl.where(zn > -0.1, em1_small, em1)
-
-        y = z
-        g = z  # act'(z), stored only for the rows that need the pre-activation (SAVE_GRAD)
-        if ACTIVATION == _RELU:
-            y = tl.maximum(z, 0.0)
-        elif ACTIVATION == _RELU6:
-            y = tl.minimum(tl.maximum(z, 0.0), 6.0)
-        elif ACTIVATION == _LEAKY_RELU:
-            y = tl.where(z > 0, z, z * _SLOPE)
-        elif ACTIVATION == _ELU:
-            y = tl.where(z > 0, z, em1)
-        elif ACTIVATION == _SELU:
-            y = _SELU_S * tl.where(z > 0, z, _SELU_A * em1)
-        elif ACTIVATION == _GELU:
-            cdf = 0.5 * (1.0 + tl.erf(z * _INV_SQRT_2))
-            y = z * cdf
-            g = cdf + z * tl.exp(-0.5 * z * z) * _INV_SQRT_2PI
-        elif ACTIVATION == _GELU_TANH:
-            y = 0.5 * z * (1.0 + th)
-            g = 0.5 * (1.0 + th) + 0.5 * z * (1.0 - th * th) * _SQRT_2_OVER_PI * (1.0 + 3.0 * _GELU_C * z * z)
-        elif ACTIVATION == _SILU:
-            y = z * sig
-            g = sig * (1.0 + z * (1.0 - sig))
-        elif ACTIVATION == _SIGMOID:
-            y = sig
-        elif ACTIVATION == _HARD_SIGMOID:
-            y = tl.minimum(tl.maximum(z + 3.0, 0.0), 6.0) * (1.0 / 6.0)  # saturates at exactly 0 and 1
-        elif ACTIVATION == _HARD_SILU:
-            hs = tl.minimum(tl.maximum(z + 3.0, 0.0), 6.0) * (1.0 / 6.0)
-            y = z * hs
-            g = hs + tl.where((z > -3.0) & (z < 3.0), z * (1.0 / 6.0), 0.0)
-        elif ACTIVATION == _TANH:
-            y = th
-        elif ACTIVATION == _SOFTPLUS:
-            y = softplus
-            g = sig
-        elif ACTIVATION == _SOFTSIGN:
-            y = z / (1.0 + tl.abs(z))
-        elif ACTIVATION == _MISH:
-            y = z * th
-            g = th + z * (1.0 - th * th) * sig
-        elif ACTIVATION == _EXPONENTIAL:
-            y = tl.exp(z)
+        # act(z), and act'(z) for the rows that need the pre-activation (SAVE_GRAD): the activation table's
+        # device function, which the fused MLP's kernels share.
+        y, g = activation_fwd(z, ACTIVATION, SAVE_GRAD)
 
         # Fused inverted dropout: the mask is Philox on (seed, row-major index), exactly kernels/dropout.py's.
         if WIDE_INDEX:
