@@ -1,8 +1,10 @@
-"""Pictures: ``plot_history`` (training curves) and ``plot_model`` (the layer graph), drawn with matplotlib.
+"""Pictures: ``plot_history`` (training curves) and ``plot_model`` (the layer graph), drawn with matplotlib, and
+``model_to_dot`` (the layer graph as Keras' ``pydot.Dot``).
 
 Matplotlib is optional (``pip install tritonnn[plot]``) and imported only when a picture is drawn. Figures are
 rendered by the Agg canvas directly, never through ``pyplot``, so the caller's matplotlib backend and open figures
-are left alone.
+are left alone. pydot (in the same extra) is imported only by ``model_to_dot``; graphviz is not needed to make the
+graph, only to render it (``dot.write_png``).
 """
 
 from __future__ import annotations
@@ -119,14 +121,43 @@ def _shape_text(shape: Any) -> str:
     return str(tuple(shape)).replace(",)", ")")
 
 
+def _inbound_edges(model: Any) -> list[tuple[Any, Any, int, Any]]:
+    """The data flow into a Functional model's layers, in Keras' order (``model_to_dot``'s): for each layer of
+    ``model.layers``, for each of its calls that belongs to the model, for each symbolic tensor the call reads,
+    ``(the layer that made the tensor, the layer, the tensor's index among the call's inputs, the tensor)``."""
+    nodes = {id(node) for node in getattr(model, "_nodes", [])}
+    edges = []
+    for layer in model.layers:
+        for node in layer._inbound_nodes:
+            if id(node) not in nodes:
+                continue
+            for index, tensor in enumerate(node.input_tensors):
+                source = getattr(tensor.node, "layer", None)
+                if source is not None:
+                    edges.append((source, layer, index, tensor))
+    return edges
+
+
 def _graph(model: Any) -> tuple[list[Any], list[tuple[str, str]]]:
-    """The layers to draw and the (from, to) edges between their names."""
+    """The layers to draw and the (from, to) edges between their names, each once."""
     layers = list(model.layers)
-    if hasattr(model, "_graph_edges"):
-        edges = list(model._graph_edges())
+    if isinstance(model, _functional()):
+        edges = list(dict.fromkeys((a.name, b.name) for a, b, _, _ in _inbound_edges(model)))
     else:  # Sequential, or a model without a graph: the layers in order
         edges = [(a.name, b.name) for a, b in zip(layers, layers[1:], strict=False)]
     return layers, edges
+
+
+def _functional() -> type:
+    from .models.functional import Functional
+
+    return Functional
+
+
+def _sequential() -> type:
+    from .models.sequential import Sequential
+
+    return Sequential
 
 
 def _output_shapes(model: Any, layers: list[Any]) -> dict[str, Any]:
@@ -316,4 +347,232 @@ def plot_model(
     return None
 
 
-__all__ = ["plot_history", "plot_model"]
+# ---- the layer graph as a pydot.Dot ------------------------------------------------------------------------------
+
+
+def _import_pydot() -> Any:
+    """pydot, or one of its older forks (pydot_ng, pydotplus) as Keras accepts them; None when none is installed."""
+    for name in ("pydot", "pydot_ng", "pydotplus"):
+        try:
+            return __import__(name)
+        except ImportError:
+            continue
+    return None
+
+
+def _activation_name(layer: Any) -> str:
+    activation = layer.activation  # tritonnn keeps a string for a named activation: str() of it is the name
+    if hasattr(activation, "name"):
+        return str(activation.name)
+    if hasattr(activation, "__name__"):
+        return str(activation.__name__)
+    return str(activation)
+
+
+def _format_shape(shape: Any) -> str:
+    if shape is None:
+        return "?"
+    text = ", ".join(f"{k}: {v}" for k, v in shape.items()) if isinstance(shape, dict) else f"{shape}"
+    return text.replace("}", "").replace("{", "")
+
+
+def _map(fn: Any, tensors: Any) -> Any:
+    return [fn(t) for t in tensors] if isinstance(tensors, list) else fn(tensors)
+
+
+def _dot_label(
+    layer: Any,
+    show_layer_names: bool,
+    show_layer_activations: bool,
+    show_dtype: bool,
+    show_shapes: bool,
+    show_trainable: bool,
+) -> str:
+    """Keras' HTML-like label of a layer's node: a black title row (the name and class, or the class), then the
+    activation, then one row of the asked-for cells (input and output shapes, output dtype, trainable)."""
+    class_name = type(layer).__name__
+    colspan = max(1, int(show_dtype) + int(show_trainable) + (2 if show_shapes else 0))
+    title = f"<b>{layer.name}</b> ({class_name})" if show_layer_names else f"<b>{class_name}</b>"
+    label = '<<table border="0" cellborder="1" bgcolor="black" cellpadding="10">'
+    label += f'<tr><td colspan="{colspan}" bgcolor="black"><font point-size="16" color="white">{title}</font></td></tr>'
+    if show_layer_activations and getattr(layer, "activation", None) is not None:
+        label += (
+            f'<tr><td bgcolor="white" colspan="{colspan}"><font point-size="14">'
+            f"Activation: <b>{_activation_name(layer)}</b></font></td></tr>"
+        )
+    white = '<td bgcolor="white"><font point-size="14">{}</font></td>'
+    cells = []
+    if show_shapes:
+        try:
+            input_shape, output_shape = _map(lambda t: t.shape, layer.input), _map(lambda t: t.shape, layer.output)
+        except (ValueError, AttributeError):  # never called on symbolic tensors (a subclassed model)
+            input_shape = output_shape = None
+        if class_name != "InputLayer":
+            cells.append(white.format(f"Input shape: <b>{_format_shape(input_shape)}</b>"))
+        cells.append(white.format(f"Output shape: <b>{_format_shape(output_shape)}</b>"))
+    if show_dtype:
+        try:
+            dtype = _map(lambda t: t.dtype, layer.output)
+        except (ValueError, AttributeError):
+            dtype = None
+        cells.append(white.format(f"Output dtype: <b>{dtype or '?'}</b>"))
+    if show_trainable and hasattr(layer, "trainable") and layer.weights:
+        if layer.trainable:
+            cells.append('<td bgcolor="forestgreen"><font point-size="14" color="white"><b>Trainable</b></font></td>')
+        else:
+            cells.append('<td bgcolor="firebrick"><font point-size="14" color="white"><b>Non-trainable</b></font></td>')
+    if cells:
+        label += f"<tr>{''.join(cells)}</tr>"
+    return label + "</table>>"
+
+
+def model_to_dot(
+    model: Any,
+    show_shapes: bool = False,
+    show_dtype: bool = False,
+    show_layer_names: bool = True,
+    rankdir: str = "TB",
+    expand_nested: bool = False,
+    dpi: int = 200,
+    subgraph: bool = False,
+    show_layer_activations: bool = False,
+    show_trainable: bool = False,
+    splines: str = "ortho",
+    **kwargs: Any,
+) -> Any:
+    """Convert a model's layer graph to dot format (Keras' ``model_to_dot``): a ``pydot.Dot`` with Keras' nodes,
+    labels and edges.
+
+    One node per layer, named ``str(id(layer))`` and labelled with Keras' HTML-like table (the layer's name and
+    class, and what the ``show_*`` arguments ask for), with an edge along each data flow: between consecutive layers
+    of a ``Sequential`` model (its input layer has no node, as in Keras), from each layer to the layers reading its
+    output in a Functional model (its input layers included). A subclassed model is a single node. Requires pydot
+    (``pip install tritonnn[plot]``); rendering the graph (``dot.write_png(...)``) requires graphviz too.
+
+    Args:
+        model: a built model.
+        show_shapes: show each layer's input and output shapes.
+        show_dtype: show each layer's output dtype.
+        show_layer_names: show each layer's name beside its class.
+        rankdir: the ``rankdir`` of the graph: ``"TB"`` (top to bottom) or ``"LR"`` (left to right).
+        expand_nested: draw the layers of nested Functional and Sequential models, in dashed clusters, instead of
+            one node per nested model.
+        dpi: the image resolution the graph asks for.
+        subgraph: return a ``pydot.Cluster`` (a nested model's, with ``expand_nested``) instead of a ``pydot.Dot``.
+        show_layer_activations: show the activation of the layers that have one.
+        show_trainable: show whether each layer with weights is trainable.
+        splines: how graphviz draws the edges: ``"ortho"`` (right angles), ``"curved"``, ``"polyline"``,
+            ``"spline"`` or ``"line"``.
+
+    Returns:
+        A ``pydot.Dot`` of the model, or a ``pydot.Cluster`` with ``subgraph=True``.
+
+    Raises:
+        ValueError: the model is not built, or an unknown keyword argument (``layer_range`` is no longer
+            supported, as in Keras).
+        ImportError: pydot is not installed.
+    """
+    if not model.built:
+        raise ValueError(
+            "This model has not yet been built. Build the model first by calling `build()` or by calling the model "
+            "on a batch of data."
+        )
+    pydot = _import_pydot()
+    if pydot is None:
+        raise ImportError("You must install pydot (`pip install pydot`) for model_to_dot to work.")
+    if subgraph:
+        dot = pydot.Cluster(style="dashed", graph_name=model.name)
+        dot.set("label", model.name)
+        dot.set("labeljust", "l")
+    else:
+        dot = pydot.Dot()
+        dot.set("rankdir", rankdir)
+        dot.set("concentrate", True)
+        dot.set("dpi", dpi)
+        dot.set("splines", splines)
+        dot.set_node_defaults(shape="record")
+    if kwargs.pop("layer_range", None) is not None:
+        raise ValueError("Argument `layer_range` is no longer supported.")
+    if kwargs:
+        raise ValueError(f"Unrecognized keyword arguments: {kwargs}")
+    shows = dict(
+        show_layer_names=show_layer_names,
+        show_layer_activations=show_layer_activations,
+        show_dtype=show_dtype,
+        show_shapes=show_shapes,
+        show_trainable=show_trainable,
+    )
+
+    def add_node(layer: Any) -> None:
+        node = pydot.Node(str(id(layer)), label=_dot_label(layer, **shows))
+        node.set("fontname", "Helvetica")
+        node.set("border", "0")
+        node.set("margin", "0")
+        dot.add_node(node)
+
+    def add_edge(source: Any, destination: Any) -> None:
+        src, dst = str(id(source)), str(id(destination))
+        if not dot.get_edge(src, dst):
+            edge = pydot.Edge(src, dst)
+            edge.set("penwidth", "2")
+            dot.add_edge(edge)
+
+    Functional, Sequential = _functional(), _sequential()
+    if not isinstance(model, (Functional, Sequential)):  # a subclassed model: one node
+        add_node(model)
+        return dot
+    layers = list(model.layers)
+    for layer in layers:
+        if expand_nested and isinstance(layer, (Functional, Sequential)):
+            dot.add_subgraph(
+                model_to_dot(
+                    layer,
+                    show_shapes,
+                    show_dtype,
+                    show_layer_names,
+                    rankdir,
+                    expand_nested,
+                    subgraph=True,
+                    show_layer_activations=show_layer_activations,
+                    show_trainable=show_trainable,
+                )
+            )
+        else:
+            add_node(layer)
+    if isinstance(model, Sequential):
+        if not expand_nested:
+            for a, b in zip(layers, layers[1:], strict=False):
+                add_edge(a, b)
+            return dot
+        # Expanded, a Sequential's first layer has no edge in: its input layer has no node, and the edge into the
+        # nested model comes from the model around it.
+        flows = [
+            (t.node.layer, layer, i, t)
+            for layer in layers[1:]
+            for node in layer._inbound_nodes
+            for i, t in enumerate(node.input_tensors)
+        ]
+    else:
+        flows = _inbound_edges(model)
+    for source, destination, index, tensor in flows:
+        if expand_nested:
+            # Into a nested model's box: from the layer inside it that made the output, to the layer inside it
+            # that reads the input (its input layer, or a Sequential's first layer), however deep.
+            while isinstance(source, (Functional, Sequential)):
+                tensor = source.outputs[_output_index(tensor)]
+                source = tensor.node.layer
+            while isinstance(destination, (Functional, Sequential)):
+                if isinstance(destination, Functional):
+                    destination = destination.inputs[index].node.layer
+                else:
+                    destination = destination.layers[0]
+        add_edge(source, destination)
+    return dot
+
+
+def _output_index(tensor: Any) -> int:
+    """The tensor's index among its node's outputs."""
+    return next(i for i, t in enumerate(tensor.node.output_tensors) if t is tensor)
+
+
+__all__ = ["model_to_dot", "plot_history", "plot_model"]

@@ -18,7 +18,7 @@ from .config import disable_interactive_logging, enable_interactive_logging, is_
 from .config_dict import Config
 from .file_utils import get_file
 from .layers.symbolic import KerasTensor
-from .plotting import plot_history, plot_model
+from .plotting import model_to_dot, plot_history, plot_model
 from .random import reset_global_seed_generator
 from .saving import (
     CustomObjectScope,
@@ -50,6 +50,7 @@ __all__ = [
     "get_source_inputs",
     "is_interactive_logging_enabled",
     "is_keras_tensor",
+    "model_to_dot",
     "normalize",
     "pack_x_y_sample_weight",
     "plot_history",
