@@ -9,6 +9,7 @@ graph, only to render it (``dot.write_png``).
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -141,23 +142,18 @@ def _inbound_edges(model: Any) -> list[tuple[Any, Any, int, Any]]:
 def _graph(model: Any) -> tuple[list[Any], list[tuple[str, str]]]:
     """The layers to draw and the (from, to) edges between their names, each once."""
     layers = list(model.layers)
-    if isinstance(model, _functional()):
+    if _is_model(model, "Functional"):
         edges = list(dict.fromkeys((a.name, b.name) for a, b, _, _ in _inbound_edges(model)))
     else:  # Sequential, or a model without a graph: the layers in order
         edges = [(a.name, b.name) for a, b in zip(layers, layers[1:], strict=False)]
     return layers, edges
 
 
-def _functional() -> type:
-    from .models.functional import Functional
-
-    return Functional
-
-
-def _sequential() -> type:
-    from .models.sequential import Sequential
-
-    return Sequential
+def _is_model(obj: Any, kind: str) -> bool:
+    """Whether ``obj`` is a ``tritonnn.models.Functional`` or ``Sequential`` (``kind``), or of a subclass, told from
+    its class's MRO: plotting cannot import tritonnn.models (which imports utils, which imports plotting)."""
+    module = f"tritonnn.models.{kind.lower()}"
+    return any(c.__module__ == module and c.__qualname__ == kind for c in type(obj).__mro__)
 
 
 def _output_shapes(model: Any, layers: list[Any]) -> dict[str, Any]:
@@ -354,7 +350,7 @@ def _import_pydot() -> Any:
     """pydot, or one of its older forks (pydot_ng, pydotplus) as Keras accepts them; None when none is installed."""
     for name in ("pydot", "pydot_ng", "pydotplus"):
         try:
-            return __import__(name)
+            return importlib.import_module(name)
         except ImportError:
             continue
     return None
@@ -517,13 +513,15 @@ def model_to_dot(
             edge.set("penwidth", "2")
             dot.add_edge(edge)
 
-    Functional, Sequential = _functional(), _sequential()
-    if not isinstance(model, (Functional, Sequential)):  # a subclassed model: one node
+    def nests(layer: Any) -> bool:
+        return _is_model(layer, "Functional") or _is_model(layer, "Sequential")
+
+    if not nests(model):  # a subclassed model: one node
         add_node(model)
         return dot
     layers = list(model.layers)
     for layer in layers:
-        if expand_nested and isinstance(layer, (Functional, Sequential)):
+        if expand_nested and nests(layer):
             dot.add_subgraph(
                 model_to_dot(
                     layer,
@@ -539,7 +537,7 @@ def model_to_dot(
             )
         else:
             add_node(layer)
-    if isinstance(model, Sequential):
+    if _is_model(model, "Sequential"):
         if not expand_nested:
             for a, b in zip(layers, layers[1:], strict=False):
                 add_edge(a, b)
@@ -558,11 +556,11 @@ def model_to_dot(
         if expand_nested:
             # Into a nested model's box: from the layer inside it that made the output, to the layer inside it
             # that reads the input (its input layer, or a Sequential's first layer), however deep.
-            while isinstance(source, (Functional, Sequential)):
+            while nests(source):
                 tensor = source.outputs[_output_index(tensor)]
                 source = tensor.node.layer
-            while isinstance(destination, (Functional, Sequential)):
-                if isinstance(destination, Functional):
+            while nests(destination):
+                if _is_model(destination, "Functional"):
                     destination = destination.inputs[index].node.layer
                 else:
                     destination = destination.layers[0]
