@@ -6,6 +6,7 @@ from .._registry import deserialize_object
 from .._serialization import serialize_keras_object
 from .activation_layers import ELU, LeakyReLU, PReLU, ReLU, Softmax
 from .core import Activation, Dense, Flatten, Input, InputLayer, Reshape
+from .einsum_dense import EinsumDense
 from .embedding import Embedding
 from .input_spec import InputSpec
 from .lambda_layer import Identity, Lambda
@@ -42,6 +43,7 @@ __all__ += ["add", "average", "concatenate", "maximum", "minimum", "multiply", "
 __all__ += ["ELU", "LeakyReLU", "PReLU", "ReLU", "Softmax", "Identity", "Lambda", "Dot", "dot", "UnitNormalization"]
 __all__ += ["ActivityRegularization", "AlphaDropout", "GaussianDropout", "GaussianNoise", "Permute", "RepeatVector"]
 __all__ += ["CategoryEncoding", "Discretization", "Normalization", "Rescaling", "RMSNormalization", "InputSpec"]
+__all__ += ["EinsumDense"]
 __all__ += ["deserialize", "serialize"]
 
 
