@@ -83,6 +83,7 @@ from .activations import ACTIVATIONS, activation_fwd, canonical
 from .dense import dense
 from .dropout import check_rate, check_seed, keep_threshold
 from .flat_grad import flat_grad_target
+from .fused_mlp_torch import TorchMLPFunction
 from .xent import softmax_cross_entropy
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -1291,22 +1292,23 @@ def fused_mlp_supported(
             return False, f"activation {a!r} is not an element-wise activation of the table"
     if dtype not in DTYPES:
         return False, f"the fused kernels run float32 and bfloat16. Received: dtype={dtype}"
-    if dtype == torch.float32 and precision.dot_precision() == "ieee" and _ieee_why(widths):
-        return False, _ieee_why(widths)
-    if dtype == torch.float32 and _tf32_why(dropout_rates or ()):
-        return False, _tf32_why(dropout_rates or ())
     try:
         name = _canonical_loss(loss)
     except ValueError as exc:
         return False, str(exc)
+    shape = "-".join(str(w) for w in widths)
+    loss_text = f", {name} fused into it" if name else ""
     if device is not None:
         try:
             on_triton = _backend.use_triton_on(device)
         except RuntimeError as exc:
             return False, str(exc)
-        if not on_triton:
-            return False, f"the {_backend.get_backend()} backend runs the per-layer path for tensors on {device}"
-    shape = "-".join(str(w) for w in widths)
+        if not on_triton:  # the torch backend: no register budget, one autograd node (kernels/fused_mlp_torch.py)
+            return True, f"fused (torch backend): {shape} as one autograd node, the per-layer torch ops{loss_text}"
+    if dtype == torch.float32 and precision.dot_precision() == "ieee" and _ieee_why(widths):
+        return False, _ieee_why(widths)
+    if dtype == torch.float32 and _tf32_why(dropout_rates or ()):
+        return False, _tf32_why(dropout_rates or ())
     pads = tuple(_pad(n) for n in widths[1:])
     params = sum(k * n + n for k, n in zip(widths[:-1], widths[1:], strict=True))
     rows = max(1, REDUCE_HERE_BYTES // (4 * params)) * BWD_BLOCKS[_kind(dtype)][max(pads)][0]
@@ -1445,7 +1447,11 @@ def fused_mlp(
     """
     spec = _validate(x, kernels, biases, activations, dropout_rates, dropout_seeds, loss, targets, return_logits)
     biases = list(biases) if biases is not None else [None] * len(kernels)
-    on_triton = _backend.use_triton(x) and x.dtype in DTYPES and x.shape[0] > 0
+    backend_triton = _backend.use_triton(x)
+    if not backend_triton and x.dtype in DTYPES and x.shape[0] > 0:  # the torch backend: the stack as one node
+        params = [t for w, b in zip(kernels, biases, strict=True) for t in (w, b)]
+        return TorchMLPFunction.apply(x, targets, spec, *params)
+    on_triton = backend_triton and x.dtype in DTYPES and x.shape[0] > 0
     if on_triton and x.dtype == torch.float32 and precision.dot_precision() == "ieee":
         on_triton = _ieee_why(spec.widths) is None
     if on_triton and x.dtype == torch.float32:

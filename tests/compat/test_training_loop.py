@@ -111,6 +111,17 @@ def test_single_output_several_metrics_validation_data(keras_ref):
     )
 
 
+@pytest.mark.parametrize("loss_weights", [[0.25], (0.25,), [0.5, 0.5]])
+def test_single_output_loss_weights_as_a_list(keras_ref, loss_weights):
+    """One output, ``loss_weights`` a list of one weight (Keras scales the loss by it), or of two (Keras' error)."""
+    compare_runs(
+        keras_ref,
+        lambda K: mlp(K, 3, None),
+        lambda K: {"optimizer": _sgd(K), "loss": "mse", "loss_weights": loss_weights},
+        {"x": X, "y": Y_REG, "epochs": 2},
+    )
+
+
 def test_validation_split_and_metric_objects_with_names(keras_ref):
     compare_runs(
         keras_ref,

@@ -511,8 +511,10 @@ def test_supported_query_states_the_bounds():
     ok, why = kernels.fused_mlp_supported([64, 32, 10], None, loss="hinge")
     assert not ok and "hinge" in why
     with kernels.backend_scope("torch"):
-        ok, why = kernels.fused_mlp_supported([64, 32, 10], None, device="cpu")
-        assert not ok and "torch backend" in why
+        ok, why = kernels.fused_mlp_supported([64, 32, 10], None, device="cpu")  # kernels/fused_mlp_torch.py
+        assert ok and why == "fused (torch backend): 64-32-10 as one autograd node, the per-layer torch ops", why
+        ok, why = kernels.fused_mlp_supported([64, 128, 10], None, device="cpu")  # the same bounds on both backends
+        assert not ok and "every layer's width in [1, 64]" in why, why
     kernels.set_float32_matmul_precision("highest")
     assert kernels.fused_mlp_supported([64, 32, 10], None)[0]
     ok, why = kernels.fused_mlp_supported([64, 64, 64, 64, 10], None)

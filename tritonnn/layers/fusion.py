@@ -146,8 +146,6 @@ def mlp_path(
     layers: list[Layer], training: bool | None, dtype: torch.dtype, device: torch.device
 ) -> tuple[MLPStack | None, str]:
     """The fused stack that a call of ``layers`` on a ``dtype`` batch on ``device`` runs, or None, and why."""
-    if fused_mlp_enabled() and not _triton_on(device):  # asked at every step: the cheap answer first
-        return None, f"the {kernels.get_backend()} backend runs the per-layer path for tensors on {device}"
     stack, why = mlp_stack(layers, training)
     if stack is None:
         return None, why

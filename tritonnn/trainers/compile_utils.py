@@ -59,6 +59,10 @@ def per_output(spec: Any, n: int, what: str, output_names: list[str] | None) -> 
                 f"For a model with {n} outputs, `{what}` as a list must have {n} entries. Received {len(spec)}"
             )
         return list(spec)
+    if what == "loss_weights" and n == 1 and isinstance(spec, (list, tuple)):
+        if len(spec) != 1:  # Keras' message
+            raise ValueError(f"`loss_weights` must match the number of losses, got 1 losses and {len(spec)} weights.")
+        return list(spec)
     if what in ("metrics", "weighted_metrics") or n == 1:
         return [spec] + [None] * (n - 1) if n == 1 else [spec] * n
     return [spec] * n
