@@ -1267,8 +1267,9 @@ def fused_mlp_supported(
         activations: one name (or None, linear) per layer.
         dtype: the input and weight dtype.
         loss: None, ``"softmax_cross_entropy"`` (integer labels) or ``"mean_squared_error"`` (or an alias).
-        device: where the tensors will be; given, the backend setting is asked too (the torch backend and CPU
-            tensors off the interpreter run the per-layer reference instead).
+        device: where the tensors will be; given, the backend setting is asked too: on the torch backend (CPU
+            tensors off the interpreter) the same stack runs as one autograd node of the per-layer torch ops
+            (kernels/fused_mlp_torch.py), within the same bounds but without the Triton kernels' precision ones.
         dropout_rates: the rate of the dropout after each layer (0 or None: none); at most MAX_DROPOUTS non-zero.
 
     Returns ``(True, "fused: ...")`` or ``(False, reason)``; the trainer picks the path from it, ``summary()`` prints
@@ -1442,8 +1443,9 @@ def fused_mlp(
 
     Returns the ``(batch, out_last)`` output in x's dtype, or the fp32 scalar loss. Widths beyond the bounds
     (MAX_LAYERS, MAX_WIDTH, MAX_INPUT_WIDTH; see :func:`fused_mlp_supported`) are a ValueError. On the Triton
-    backend float32 / bfloat16 run the fused kernels (one forward launch, one or two backward launches); float64,
-    float16, an empty batch and the torch backend run :func:`fused_mlp_reference`, the kernels.dense chain.
+    backend float32 / bfloat16 run the fused kernels (one forward launch, one or two backward launches); on the torch
+    backend they run as one autograd node of the per-layer torch ops (kernels/fused_mlp_torch.py); float64, float16
+    and an empty batch run :func:`fused_mlp_reference`, the kernels.dense chain.
     """
     spec = _validate(x, kernels, biases, activations, dropout_rates, dropout_seeds, loss, targets, return_logits)
     biases = list(biases) if biases is not None else [None] * len(kernels)

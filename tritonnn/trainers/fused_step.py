@@ -97,7 +97,10 @@ def train_without_autograd(model: Any, x: Any, y: Any, sample_weight: Any) -> tu
         return None
     stack, _ = fusion.mlp_path(layers, True, x.dtype, x.device)
     targets = _targets(name, y)
-    if stack is None or targets is None or x.shape[1] != stack.widths[0] or x.shape[0] == 0:
+    if stack is None or targets is None or x.shape[0] == 0:
+        return None
+    widths = stack.widths
+    if x.shape[1] != widths[0]:
         return None
     if stack.dropouts[-1] is not None or (stack.softmax and name != "softmax_cross_entropy"):
         return None
@@ -119,7 +122,7 @@ def train_without_autograd(model: Any, x: Any, y: Any, sample_weight: Any) -> tu
             return None  # a gradient only autograd can deliver (a hook waits for it; not the optimizer's)
         need.append(wants)
         into.append(grad)
-    n_out = stack.widths[-1]
+    n_out = widths[-1]
     if name == "softmax_cross_entropy":
         if targets.shape[0] != x.shape[0]:
             return None
@@ -130,7 +133,7 @@ def train_without_autograd(model: Any, x: Any, y: Any, sample_weight: Any) -> tu
     seeds = [0 if dr is None else fusion.dropout_seed(dr, x.device) for dr in stack.dropouts]
     acts = [canonical(a) for a in stack.activations]
     spec = MLPSpec(
-        tuple(stack.widths), tuple(acts), tuple(p is not None for p in params[1::2]), tuple(rates), tuple(seeds),
+        tuple(widths), tuple(acts), tuple(p is not None for p in params[1::2]), tuple(rates), tuple(seeds),
         name, True,
     )  # fmt: skip
     weight = float(model._output_loss_weights[0])
