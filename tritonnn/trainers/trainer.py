@@ -249,14 +249,18 @@ class Trainer:
         """All of a train step but the optimizer update: the part fit() captures in a CUDA graph."""
         self.optimizer.zero_grad()
         self._clear_losses()
-        fused = fused_step.fused_loss(self, x, y, sample_weight, training=True)  # the loss inside a fused MLP
-        if fused is not None:
-            loss, y_pred = fused
+        direct = fused_step.train_without_autograd(self, x, y, sample_weight)  # a fused MLP on the torch backend
+        if direct is not None:
+            loss, y_pred = direct
         else:
-            y_pred = self(x, training=True)
-            loss = self.compute_loss(x, y, y_pred, sample_weight)
-        scale_loss = getattr(self.optimizer, "scale_loss", None)
-        (loss if scale_loss is None else scale_loss(loss)).backward()
+            fused = fused_step.fused_loss(self, x, y, sample_weight, training=True)  # the loss inside a fused MLP
+            if fused is not None:
+                loss, y_pred = fused
+            else:
+                y_pred = self(x, training=True)
+                loss = self.compute_loss(x, y, y_pred, sample_weight)
+            scale_loss = getattr(self.optimizer, "scale_loss", None)
+            (loss if scale_loss is None else scale_loss(loss)).backward()
         self._update_metrics(loss, y, y_pred, sample_weight)
 
     # ---- CUDA graphs (tritonnn/trainers/step_runner.py) ----
