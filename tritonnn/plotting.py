@@ -549,6 +549,7 @@ def model_to_dot(
             for layer in layers[1:]
             for node in layer._inbound_nodes
             for i, t in enumerate(node.input_tensors)
+            if t.node is not None
         ]
     else:
         flows = _inbound_edges(model)

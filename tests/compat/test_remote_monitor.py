@@ -66,6 +66,14 @@ class Server:
         self.thread.join(timeout=10)
 
 
+@pytest.fixture(autouse=True)
+def _no_proxy(monkeypatch):
+    """Requests to 127.0.0.1 go straight there, whatever proxy the environment names."""
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+
+
 @pytest.fixture
 def server():
     s = Server()
