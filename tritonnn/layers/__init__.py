@@ -35,6 +35,8 @@ from .pooling import GlobalAveragePooling1D, GlobalMaxPooling1D
 from .preprocessing import CategoryEncoding, Discretization, Normalization, Rescaling
 from .regularization import Dropout
 from .reshaping import Permute, RepeatVector
+from .torch_module_wrapper import TorchModuleWrapper
+from .wrapper import Wrapper
 
 __all__ = ["Activation", "Dense", "Flatten", "Input", "InputLayer", "Layer", "Reshape"]
 __all__ += ["Add", "Average", "BatchNormalization", "Concatenate", "Dropout", "Embedding", "GlobalAveragePooling1D"]
@@ -43,7 +45,7 @@ __all__ += ["add", "average", "concatenate", "maximum", "minimum", "multiply", "
 __all__ += ["ELU", "LeakyReLU", "PReLU", "ReLU", "Softmax", "Identity", "Lambda", "Dot", "dot", "UnitNormalization"]
 __all__ += ["ActivityRegularization", "AlphaDropout", "GaussianDropout", "GaussianNoise", "Permute", "RepeatVector"]
 __all__ += ["CategoryEncoding", "Discretization", "Normalization", "Rescaling", "RMSNormalization", "InputSpec"]
-__all__ += ["EinsumDense"]
+__all__ += ["EinsumDense", "TorchModuleWrapper", "Wrapper"]
 __all__ += ["deserialize", "serialize"]
 
 
