@@ -13,7 +13,10 @@ import pytest
 
 import tritonnn as tk
 
-pydot = pytest.importorskip("pydot", reason="model_to_dot needs pydot: pip install tritonnn[plot]")
+
+@pytest.fixture
+def pydot():
+    return pytest.importorskip("pydot", reason="model_to_dot needs pydot: pip install tritonnn[plot]")
 
 
 def named_layers(model):
@@ -137,7 +140,7 @@ OPTIONS = {
 
 @pytest.mark.parametrize("options", list(OPTIONS), ids=list(OPTIONS))
 @pytest.mark.parametrize("make", list(MODELS), ids=list(MODELS))
-def test_dot_is_keras(keras_ref, make, options):
+def test_dot_is_keras(keras_ref, pydot, make, options):
     kwargs = OPTIONS[options]
     ref_model, got_model = MODELS[make](keras_ref), MODELS[make](tk)
     ref = keras_ref.utils.model_to_dot(ref_model, **kwargs)
@@ -147,7 +150,7 @@ def test_dot_is_keras(keras_ref, make, options):
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # pydot's parser on pyparsing 3.3
-def test_the_dot_is_a_graph_pydot_reads_back(keras_ref):
+def test_the_dot_is_a_graph_pydot_reads_back(keras_ref, pydot):
     model = functional(tk)
     dot = tk.utils.model_to_dot(model, show_shapes=True)
     (again,) = pydot.graph_from_dot_data(dot.to_string())
@@ -182,7 +185,7 @@ def test_signature_is_keras(keras_ref):
     ],
     ids=["layer_range", "unknown_kwarg", "unbuilt"],
 )
-def test_errors_are_keras(keras_ref, call, error):
+def test_errors_are_keras(keras_ref, pydot, call, error):
     with pytest.raises(error) as ref:
         call(keras_ref, sequential(keras_ref))
     with pytest.raises(error) as got:
