@@ -9,6 +9,7 @@ from .core import Activation, Dense, Flatten, Input, InputLayer, Reshape
 from .einsum_dense import EinsumDense
 from .embedding import Embedding
 from .input_spec import InputSpec
+from .integer_lookup import IntegerLookup
 from .lambda_layer import Identity, Lambda
 from .layer import Layer
 from .merging import (
@@ -45,7 +46,7 @@ __all__ += ["add", "average", "concatenate", "maximum", "minimum", "multiply", "
 __all__ += ["ELU", "LeakyReLU", "PReLU", "ReLU", "Softmax", "Identity", "Lambda", "Dot", "dot", "UnitNormalization"]
 __all__ += ["ActivityRegularization", "AlphaDropout", "GaussianDropout", "GaussianNoise", "Permute", "RepeatVector"]
 __all__ += ["CategoryEncoding", "Discretization", "Normalization", "Rescaling", "RMSNormalization", "InputSpec"]
-__all__ += ["EinsumDense", "TorchModuleWrapper", "Wrapper"]
+__all__ += ["EinsumDense", "IntegerLookup", "TorchModuleWrapper", "Wrapper"]
 __all__ += ["deserialize", "serialize"]
 
 
