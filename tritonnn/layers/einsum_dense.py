@@ -8,8 +8,7 @@ from typing import Any
 
 import torch
 
-from .. import _serialization, constraints, initializers, regularizers
-from .core import _resolve_activation, _serialize_activation, apply_activation
+from .. import _serialization, activations, constraints, initializers, regularizers
 from .input_spec import InputSpec
 from .layer import Layer
 
@@ -137,7 +136,7 @@ class EinsumDense(Layer):
             the inputs' axes, the kernel's, the output's.
         output_shape: the output's shape without the batch dimension and the ellipsis' dimensions (an int for one
             dimension); ``None`` for a dimension taken from the input.
-        activation: as in ``Dense`` (a name, a function, or None for linear).
+        activation: a ``keras.activations`` name or function, any other callable, or None (linear).
         bias_axes: the output axes (letters of the output spec) that the bias spans; None for no bias. The bias
             spans the output axes from the first of them to the last, with size 1 on those not named.
         kernel_initializer, bias_initializer: initializers (defaults ``"glorot_uniform"``, ``"zeros"``). A
@@ -176,7 +175,7 @@ class EinsumDense(Layer):
         self.equation = equation
         self.partial_output_shape = (output_shape,) if isinstance(output_shape, int) else tuple(output_shape)
         self.bias_axes = bias_axes
-        self.activation = _resolve_activation(activation)
+        self.activation = activations.get(activation)
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
         self.kernel_regularizer = regularizers.get(kernel_regularizer)
@@ -289,7 +288,7 @@ class EinsumDense(Layer):
         x = torch.einsum(self.equation, inputs, kernel)
         if self.bias is not None:
             x = x + (self.bias if self.bias.dtype == x.dtype else self.bias.to(x.dtype))
-        return apply_activation(self.activation, x)
+        return self.activation(x)
 
     def compute_output_shape(self, input_shape: Any) -> Any:
         """The output shape, ``None`` where unknown (the ellipsis' dimensions in the input's order; Keras 3.15
@@ -303,7 +302,7 @@ class EinsumDense(Layer):
         cfg.update(
             output_shape=self.partial_output_shape,
             equation=self.equation,
-            activation=_serialize_activation(self.activation),
+            activation=activations.serialize(self.activation),
             bias_axes=self.bias_axes,
             kernel_initializer=ser(self.kernel_initializer),
             bias_initializer=ser(self.bias_initializer),

@@ -24,8 +24,7 @@ import torch
 from .. import config
 from . import symbolic
 from ._string_hash import fingerprint64, siphash24
-from .layer import _WEIGHT_BUDGET, Layer
-from .preprocessing import _capturing
+from .layer import Layer
 
 _INT64_MAX = torch.iinfo(torch.int64).max
 _OUTPUT_MODES = ("int", "one_hot", "multi_hot", "count", "tf_idf")
@@ -199,16 +198,21 @@ class IntegerLookup(Layer):
         n_tokens = max(frozen_size - self._token_start_index(), 0)
         depth = self.max_tokens if self.pad_to_max_tokens else frozen_size
         n_idf = depth if self.output_mode == "tf_idf" else 0
-        budget = _WEIGHT_BUDGET.get()
-        if budget is not None:  # a file's config cannot ask for more than the file holds
-            budget.take(self.name, "vocabulary_tokens", (n_tokens,))
-            if n_idf:
-                budget.take(self.name, "idf_weights", (n_idf,))
-        device = config.default_device()
-        self.vocabulary_tokens = torch.zeros(n_tokens, dtype=torch.int64, device=device)
+        self.vocabulary_tokens = self._placeholder("vocabulary_tokens", n_tokens, torch.int64)
         self._placeholder_version = self.vocabulary_tokens._version
         if n_idf:
-            self.idf_weights = torch.zeros(n_idf, dtype=torch.float32, device=device)
+            self.idf_weights = self._placeholder("idf_weights", n_idf, torch.float32)
+
+    def _placeholder(self, name: str, size: int, dtype: torch.dtype) -> torch.Tensor:
+        """Zeros of ``size`` for a buffer that the model's saved tensors fill. Made through ``add_weight`` and then
+        taken off the weights, so that inside ``tritonnn.saving``'s weight budget a file's config cannot ask for
+        more than the file holds (the check runs before anything is allocated)."""
+        weight = self.add_weight((size,), "zeros", dtype=dtype, trainable=False, name=f"{name}_placeholder")
+        for key, value in list(self._parameters.items()):
+            if value is weight:
+                del self._parameters[key]
+        del weight
+        return torch.zeros(size, dtype=dtype, device=config.default_device())
 
     def _tokens(self) -> torch.Tensor:
         """The vocabulary's tokens in index order (empty while a placeholder awaits its loaded values)."""
@@ -464,7 +468,8 @@ class IntegerLookup(Layer):
             mask_value = 0 if self.output_mode == "int" else _INT64_MAX
             out = torch.where(x == self.mask_token, torch.full_like(x, mask_value), out)
         if self.num_oov_indices == 0:
-            if not self._tracing and not _capturing(out) and out.numel():
+            capturing = out.is_cuda and torch.cuda.is_current_stream_capturing()  # nothing can be read back then
+            if not self._tracing and not capturing and out.numel():
                 oov = out == -1
                 if bool(oov.any()):
                     raise ValueError(
