@@ -212,6 +212,14 @@ def test_an_adapted_lookup_round_trips_in_a_saved_model(tmp_path):
     assert fresh.get_vocabulary() == [0, -1, 5]
 
 
+def test_a_config_cannot_ask_for_more_tokens_than_the_file_holds():
+    forged = {**IL(vocabulary=VOCAB).get_config(), "vocabulary": None, "vocabulary_size": 10**12}
+    with tk.layers.layer.weight_budget(100, source="a forged file"), pytest.raises(ValueError, match="forged file"):
+        IL.from_config(forged)  # refused before anything is allocated
+    with tk.layers.layer.weight_budget(100):
+        assert IL.from_config({**forged, "vocabulary_size": 50}).vocabulary_size() == 1  # placeholder: no tokens yet
+
+
 def test_tf_idf_weights_round_trip_in_a_saved_model(tmp_path):
     lookup = IL(output_mode="tf_idf")
     lookup.adapt(np.array([[1, 1, 2], [2, 3, 3], [1, 4, 4]]))

@@ -191,7 +191,7 @@ class EinsumDense(Layer):
         # ``kernel`` is Keras' property: the kernel weight, plus the scaled LoRA delta once LoRA is enabled. The
         # weight itself is the parameter "kernel" (so its path and state_dict key are Keras' names).
         if name == "kernel":
-            params = self.__dict__["_parameters"]
+            params = self.__dict__.get("_parameters", {})
             if "kernel" not in params:
                 raise AttributeError(f"'{type(self).__name__}' object has no attribute 'kernel'")
             kernel = params["kernel"]
