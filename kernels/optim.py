@@ -179,6 +179,13 @@ def _clip_reference(grad: torch.Tensor, clip: GradClip | None) -> torch.Tensor:
     return torch.cat([g * (clip.value / torch.clamp_min(g.square().sum().sqrt(), clip.value)) for g in parts])
 
 
+def clip_gradient(grad: torch.Tensor, clip: GradClip | None) -> torch.Tensor:
+    """Keras' clipping of a flat gradient, in device ops (the reference's): a new tensor when ``clip`` is set,
+    ``grad`` itself otherwise. The rules that are not one fused kernel (``tritonnn/optimizers/per_variable.py``)
+    clip with it."""
+    return _clip_reference(grad, clip)
+
+
 def adam_rate(lr, step, beta_1: float, beta_2: float):
     """Adam's bias-corrected rate ``lr sqrt(1 - beta_2^t) / (1 - beta_1^t)`` at the 1-based step ``t``.
 

@@ -335,7 +335,8 @@ def test_schedule_validation_and_serialization():
 # ------------------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("name,cls", [("adam", "Adam"), ("ADAMW", "AdamW"), ("SGD", "SGD"), ("RMSprop", "RMSprop"),
                                       ("adagrad", "Adagrad"), ("Adamax", "Adamax"), ("nadam", "Nadam"),
-                                      ("lion", "Lion"), ("adadelta", "Adadelta"), ("FTRL", "Ftrl")])  # fmt: skip
+                                      ("lion", "Lion"), ("adadelta", "Adadelta"), ("FTRL", "Ftrl"),
+                                      ("lamb", "Lamb"), ("Adafactor", "Adafactor")])  # fmt: skip
 def test_get_by_keras_string(name, cls):
     opt = optimizers.get(name)
     assert type(opt).__name__ == cls
@@ -343,7 +344,10 @@ def test_get_by_keras_string(name, cls):
 
 
 def test_get_unknown_name_lists_valid_names_and_closest():
-    valid = r"\['adadelta', 'adagrad', 'adam', 'adamax', 'adamw', 'ftrl', 'lion', 'nadam', 'rmsprop', 'sgd'\]"
+    valid = (
+        r"\['adadelta', 'adafactor', 'adagrad', 'adam', 'adamax', 'adamw', 'ftrl', 'lamb', 'lion', 'nadam', 'rmsprop', "
+        r"'sgd'\]"
+    )
     with pytest.raises(ValueError, match=r"'rmsprp'.*Did you mean 'rmsprop'.*" + valid):
         optimizers.get("rmsprp")
     with pytest.raises(ValueError, match="Valid names"):
@@ -390,8 +394,8 @@ def test_argument_validation():
         optimizers.Adam(clipnorm=-1.0)
     with pytest.raises(ValueError, match="not recognized"):
         optimizers.Adam(lr=0.1)
-    with pytest.raises(ValueError, match="use_ema"):
-        optimizers.Adam(use_ema=True)
+    with pytest.raises(ValueError, match="ema_momentum"):
+        optimizers.Adam(use_ema=True, ema_momentum=1.5)
     with pytest.raises(ValueError, match="initial_accumulator_value"):
         optimizers.Adagrad(initial_accumulator_value=-0.1)
     with pytest.raises(ValueError, match="epsilon"):

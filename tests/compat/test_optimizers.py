@@ -110,6 +110,19 @@ CASES: list[tuple[str, str, dict[str, Any]]] = [
     ("ftrl_power", "Ftrl", {"learning_rate": 0.05, "learning_rate_power": -0.3, "initial_accumulator_value": 0.5}),
     ("ftrl_power_regularized_clipnorm", "Ftrl", {"learning_rate_power": -0.7, "global_clipnorm": 0.1, **_FTRL_REG}),
     ("ftrl_cosine", "Ftrl", {"learning_rate": "schedule:cosine", "clipvalue": 0.01}),
+    ("lamb", "Lamb", {}),
+    ("lamb_lr", "Lamb", {"learning_rate": 0.01, "beta_1": 0.8, "beta_2": 0.99, "epsilon": 1e-5}),
+    ("lamb_weight_decay_clipnorm", "Lamb", {"learning_rate": 0.01, "weight_decay": 0.1, "clipnorm": 0.1}),
+    ("lamb_exponential", "Lamb", {"learning_rate": "schedule:exponential", "global_clipnorm": 0.1}),
+    ("adafactor", "Adafactor", {}),
+    (
+        "adafactor_lr",
+        "Adafactor",
+        {"learning_rate": 0.8, "beta_2_decay": -0.5, "epsilon_2": 0.05, "clip_threshold": 0.5},
+    ),
+    ("adafactor_not_relative", "Adafactor", {"learning_rate": 0.8, "relative_step": False, "clipvalue": 0.01}),
+    ("adafactor_weight_decay", "Adafactor", {"learning_rate": 0.01, "weight_decay": 0.1, "clipnorm": 0.1}),
+    ("adafactor_cosine", "Adafactor", {"learning_rate": "schedule:cosine", "epsilon_1": 1e-3}),
 ]
 
 

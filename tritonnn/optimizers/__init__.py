@@ -1,5 +1,5 @@
 """Keras 3 optimizers over flat fp32 buffers: ``Adam``, ``AdamW``, ``SGD``, ``RMSprop``, ``Adagrad``, ``Adamax``,
-``Nadam``, ``Lion``, ``Adadelta``, ``Ftrl``.
+``Nadam``, ``Lion``, ``Adadelta``, ``Ftrl``, ``Lamb``, ``Adafactor``.
 
 An optimizer owns its model's trainable parameters: ``build(params)`` copies them into one contiguous fp32 buffer
 and makes every parameter (and its ``.grad``) a view into it, with one more flat buffer per state (moments,
@@ -16,19 +16,29 @@ dynamic loss scaling's check, skip and scale update in ``LossScaleOptimizer``): 
 CUDA graph would freeze, so ``step()`` can be captured and replayed (``Optimizer.capturable``; a user's
 ``LearningRateSchedule`` subclass or a callable rate is computed on the host and is the exception).
 
+``Lamb`` and ``Adafactor`` need per-variable reductions (a trust ratio of two norms; factored second moments and
+RMS clipping), which the element-wise fused kernel does not give: their steps are torch ops over each parameter's
+view of the same flat buffers (``per_variable.py``), as free of host syncs and as capturable as the others.
+Every optimizer takes Keras' ``use_ema`` (a moving average of the weights in one more flat buffer, updated on the
+device; ``fit()`` ends by writing it into the weights, and ``keras.callbacks.SwapEMAWeights`` swaps it in for
+evaluation).
+
 The package is laid out like Keras 3's: ``optimizer.py`` (the ``Optimizer`` base and the shared argument checks),
 ``sgd.py``, ``adam.py``, ``adamw.py``, ``rmsprop.py``, ``adagrad.py``, ``adamax.py``, ``nadam.py``, ``lion.py``,
-``adadelta.py``, ``ftrl.py``, ``loss_scale_optimizer.py``, ``schedules.py``, and ``registry.py`` (``ALL_OBJECTS``,
-the name table, ``get``, ``serialize``, ``deserialize``).
+``adadelta.py``, ``ftrl.py``, ``lamb.py``, ``adafactor.py`` (with ``per_variable.py``, their step),
+``loss_scale_optimizer.py``, ``schedules.py``, and ``registry.py`` (``ALL_OBJECTS``, the name table, ``get``,
+``serialize``, ``deserialize``).
 """
 
 from . import schedules
 from .adadelta import Adadelta
+from .adafactor import Adafactor
 from .adagrad import Adagrad
 from .adam import Adam
 from .adamax import Adamax
 from .adamw import AdamW
 from .ftrl import Ftrl
+from .lamb import Lamb
 from .lion import Lion
 from .loss_scale_optimizer import LossScaleOptimizer
 from .nadam import Nadam
@@ -41,11 +51,13 @@ from .sgd import SGD
 
 __all__ = [
     "Adadelta",
+    "Adafactor",
     "Adagrad",
     "Adam",
     "Adamax",
     "AdamW",
     "Ftrl",
+    "Lamb",
     "Lion",
     "LossScaleOptimizer",
     "Nadam",

@@ -136,6 +136,10 @@ class LossScaleOptimizer(Optimizer):
         torch._amp_update_scale_(self._scale, self._good_steps, found, 2.0, 0.5, self.dynamic_growth_steps)
         self._skipped.add_(found)
 
+    def finalize_variable_values(self, var_list: Any) -> None:
+        """The inner optimizer's (Keras': EMA's weights written into ``var_list`` at the end of ``fit``)."""
+        self.inner_optimizer.finalize_variable_values(var_list)
+
     def get_config(self) -> dict[str, Any]:
         return {
             "name": self.name,

@@ -30,9 +30,6 @@ from .schedules import LearningRateSchedule
 _PAD = 64  # flat buffers are padded to a multiple of this many elements (256 bytes)
 
 _UNSUPPORTED = {
-    "use_ema": False,
-    "ema_momentum": 0.99,
-    "ema_overwrite_frequency": None,
     "loss_scale_factor": None,
     "gradient_accumulation_steps": None,
 }
@@ -61,6 +58,19 @@ def check_non_negative(name: str, value: Any) -> None:
         raise ValueError(f"Expected `{name}` a float >= 0. Received: {name}={value!r}")
 
 
+def _check_ema(ema_momentum: Any, ema_overwrite_frequency: Any) -> None:
+    """Keras' checks of the EMA arguments (made when ``use_ema`` is set), with its messages."""
+    if isinstance(ema_momentum, torch.Tensor) or not isinstance(ema_momentum, (int, float)):
+        raise TypeError(f"`ema_momentum` must be a float in the range [0, 1]. Received: ema_momentum={ema_momentum!r}")
+    if not 0 <= ema_momentum <= 1:
+        raise ValueError(f"`ema_momentum` must be in the range [0, 1]. Received: ema_momentum={ema_momentum}")
+    if ema_overwrite_frequency and (not isinstance(ema_overwrite_frequency, int) or ema_overwrite_frequency < 1):
+        raise ValueError(
+            "`ema_overwrite_frequency` must be an integer >= 1 or None. Received: "
+            f"ema_overwrite_frequency={ema_overwrite_frequency}"
+        )
+
+
 def _check_found_inf(found_inf: Any, device: torch.device) -> None:
     ok = isinstance(found_inf, torch.Tensor) and found_inf.dtype == torch.float32 and found_inf.dim() == 0
     if not (ok and found_inf.device == device):
@@ -82,8 +92,19 @@ class Optimizer:
         clipvalue: float or None; gradients are clamped to ``[-clipvalue, clipvalue]``.
         global_clipnorm: float or None; all gradients are rescaled so their global norm is at most this.
         name: string.
+        use_ema: bool; keep an exponential moving average of the weights (Keras' "Polyak averaging"), in one more
+            flat buffer, ``average`` (``state_dict()["average"]``). After every update (before the constraints),
+            ``average = m average + (1 - m) weights`` with ``m = ema_momentum``, except on the first step
+            (``iterations == 0``: ``m = 0``, the average starts at the weights). ``fit()`` ends with
+            :meth:`finalize_variable_values`, which overwrites the weights with the average, as in Keras.
+        ema_momentum: float in [0, 1], defaults to 0.99 (checked only when ``use_ema``).
+        ema_overwrite_frequency: int >= 1 or None; with ``use_ema``, the weights are overwritten with the average
+            after every step whose 1-based count is a multiple of it. Defaults to None (never during training).
 
-    ``use_ema``, ``loss_scale_factor`` and ``gradient_accumulation_steps`` are accepted at their defaults only.
+    ``loss_scale_factor`` and ``gradient_accumulation_steps`` are accepted at their defaults only.
+
+    The average's update and overwrite are device ops that read the device step count (a 0-d mask, a ``lerp``
+    and a ``where`` over the flat buffers): the step stays free of host syncs and capturable.
 
     A parameter with a ``constraint`` attribute (``Layer.add_weight(constraint=...)``, Keras' ``variable.constraint``)
     is projected with it after every ``step``.
@@ -100,6 +121,9 @@ class Optimizer:
         clipvalue: float | None = None,
         global_clipnorm: float | None = None,
         name: str | None = None,
+        use_ema: bool = False,
+        ema_momentum: float = 0.99,
+        ema_overwrite_frequency: int | None = None,
         **kwargs: Any,
     ):
         for key, default in _UNSUPPORTED.items():
@@ -119,6 +143,11 @@ class Optimizer:
             )
         if weight_decay is not None and (not isinstance(weight_decay, (int, float)) or weight_decay < 0):
             raise ValueError(f"Expected `weight_decay` a float >= 0 or None. Received: weight_decay={weight_decay!r}")
+        if use_ema:  # Keras checks the EMA arguments only when EMA is on, and keeps them as given either way
+            _check_ema(ema_momentum, ema_overwrite_frequency)
+        self.use_ema = use_ema
+        self.ema_momentum = ema_momentum
+        self.ema_overwrite_frequency = ema_overwrite_frequency
         self.name = name or type(self).__name__.lower()
         self.weight_decay = weight_decay
         self.clipnorm = clipnorm
@@ -135,6 +164,7 @@ class Optimizer:
         self._state: dict[str, torch.Tensor] = {}
         self._param_views: list[torch.Tensor] = []
         self._grad_views: list[torch.Tensor] = []
+        self._average_views: list[torch.Tensor] = []
         self._view_ptrs: list[int] = []
         self._clip: _optim.GradClip | None = None
         self._pending_state: dict[str, torch.Tensor] | None = None
@@ -238,6 +268,10 @@ class Optimizer:
     def _state_names(self) -> tuple[str, ...]:
         return ()
 
+    def _buffer_names(self) -> tuple[str, ...]:
+        """The flat state buffers this optimizer keeps: the rule's (``_state_names``), then EMA's ``average``."""
+        return self._state_names() + (("average",) if self.use_ema else ())
+
     def _state_initial_value(self, name: str) -> float:
         """The value a state buffer starts at (Keras' initializer: zeros, or Adagrad's and Ftrl's
         ``initial_accumulator_value`` for their accumulators)."""
@@ -245,8 +279,8 @@ class Optimizer:
 
     @property
     def variables(self) -> list[torch.Tensor]:
-        """The optimizer's state buffers (flat), in a fixed order."""
-        return [self._state[k] for k in self._state_names()]
+        """The optimizer's state buffers (flat), in a fixed order (the rule's, then EMA's ``average``)."""
+        return [self._state[k] for k in self._buffer_names()]
 
     def __getattr__(self, item: str) -> Any:
         state = self.__dict__.get("_state")
@@ -311,8 +345,16 @@ class Optimizer:
             if getattr(p, "constraint", None) is not None
         ]
         self._state = {
-            name: torch.full_like(self.flat_param, self._state_initial_value(name)) for name in self._state_names()
+            name: torch.full_like(self.flat_param, self._state_initial_value(name)) for name in self._buffer_names()
         }
+        # Keras' _model_variables_moving_average: one view per parameter into the flat average (zeros until the
+        # first step sets it to the weights).
+        self._average_views = []
+        if self.use_ema:
+            average, offset = self._state["average"], 0
+            for p, n in zip(params, sizes, strict=True):
+                self._average_views.append(average[offset : offset + n].view_as(p))
+                offset += n
         self._host_iterations = 0
         seg_sizes = sizes + ([padded - total] if padded > total else [])
         if self.clipnorm is not None:
@@ -372,6 +414,8 @@ class Optimizer:
         self._sync_views()
         self._write_step_rate()
         self._flat_update(found_inf)  # iterations += 1 (unless found_inf), then the update
+        if self.use_ema:
+            self._update_average(found_inf)
         if found_inf is None:
             if self._host_iterations is not None:
                 self._host_iterations += 1
@@ -379,6 +423,56 @@ class Optimizer:
             self._host_iterations = None  # only the device knows whether this step counted
         if self._constraints:
             self._apply_constraints(found_inf)
+
+    @torch.no_grad()
+    def _update_average(self, found_inf: torch.Tensor | None = None) -> None:
+        """Keras' EMA after the update, before the constraints: ``average = m average + (1 - m) weights`` with
+        ``m = ema_momentum`` but 0 on the first step (Keras' ``iterations`` is 0 then; the device count, already
+        advanced, is 1), then, with ``ema_overwrite_frequency``, the weights overwritten by the average after every
+        step whose count is a multiple of it (Keras' ``(iterations + 1) % frequency == 0``). Device ops reading the
+        device count; a step skipped by ``found_inf`` leaves the average and the weights as they were."""
+        step = self._flat_update.step  # steps taken, this one included (float64, on the device)
+        average, flat = self._state["average"], self.flat_param
+        momentum = (step != 1).to(torch.float32) * float(self.ema_momentum)
+        if found_inf is not None:
+            momentum = torch.where(found_inf == 0, momentum, 1.0)  # lerp with weight 1 keeps the average exactly
+        torch.lerp(flat, average, momentum, out=average)  # weights + m (average - weights)
+        if self.ema_overwrite_frequency:
+            overwrite = torch.remainder(step, int(self.ema_overwrite_frequency)) == 0
+            if found_inf is not None:
+                overwrite = overwrite & (found_inf == 0)
+            torch.where(overwrite, average, flat, out=flat)
+
+    @property
+    def _model_variables_moving_average(self) -> list[torch.Tensor]:
+        """Keras' name for the averages: one view per built parameter into the flat ``average`` buffer. Only an
+        optimizer built with ``use_ema`` has it (an ``AttributeError`` otherwise, as in Keras)."""
+        if not (self.use_ema and self.built):
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute '_model_variables_moving_average'")
+        return list(self._average_views)
+
+    @torch.no_grad()
+    def finalize_variable_values(self, var_list: Any) -> None:
+        """Keras' end of training (``fit()`` calls it): with ``use_ema``, each variable of ``var_list`` (the
+        model's trainable weights, in the order the optimizer was built with) takes the value of its average;
+        without, nothing happens."""
+        if not self.use_ema:
+            return
+        averages = self._model_variables_moving_average
+        var_list = list(var_list)
+        if len(var_list) != len(averages):
+            raise ValueError(
+                f"The length of model variables ({len(var_list)}) to override does not match the length of model "
+                f"variables stored in the optimizer ({len(averages)}). Please check if the optimizer was called on "
+                "your model."
+            )
+        for i, (var, average) in enumerate(zip(var_list, averages, strict=True)):
+            if tuple(var.shape) != tuple(average.shape):
+                raise ValueError(
+                    f"Variable {i} has shape {tuple(var.shape)}, but its average in the optimizer has shape "
+                    f"{tuple(average.shape)}"
+                )
+            var.copy_(average)
 
     @torch.no_grad()
     def _apply_constraints(self, found_inf: torch.Tensor | None = None) -> None:
@@ -481,6 +575,9 @@ class Optimizer:
             "clipnorm": self.clipnorm,
             "global_clipnorm": self.global_clipnorm,
             "clipvalue": self.clipvalue,
+            "use_ema": self.use_ema,
+            "ema_momentum": self.ema_momentum,
+            "ema_overwrite_frequency": self.ema_overwrite_frequency,
             **_UNSUPPORTED,
         }
 
@@ -492,12 +589,13 @@ class Optimizer:
         return cls(**config)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        """The optimizer's state: every flat state buffer, ``iterations`` and (when a float) ``learning_rate``."""
+        """The optimizer's state: every flat state buffer (EMA's ``average`` included), ``iterations`` and (when a
+        float) ``learning_rate``."""
         state: dict[str, torch.Tensor] = {"iterations": torch.tensor(self.iterations, dtype=torch.int64)}
         if isinstance(self._learning_rate, float):
             state["learning_rate"] = torch.tensor(self._learning_rate, dtype=torch.float64)
         if self.built:
-            for name in self._state_names():
+            for name in self._buffer_names():
                 state[name] = self._state[name].detach().clone()
         return state
 
@@ -509,10 +607,11 @@ class Optimizer:
             if "learning_rate" in state and not isinstance(self._learning_rate, LearningRateSchedule):
                 self._learning_rate = float(state["learning_rate"])
             return
-        missing = [k for k in self._state_names() if k not in state]
+        names = self._buffer_names()
+        missing = [k for k in names if k not in state]
         if missing:
-            raise ValueError(f"Expected the optimizer state to hold {list(self._state_names())}. Missing: {missing}")
-        for name in self._state_names():
+            raise ValueError(f"Expected the optimizer state to hold {list(names)}. Missing: {missing}")
+        for name in names:
             src = state[name]
             if tuple(src.shape) != tuple(self._state[name].shape):
                 raise ValueError(

@@ -7,11 +7,13 @@ import difflib
 from typing import Any, TypeVar
 
 from .adadelta import Adadelta
+from .adafactor import Adafactor
 from .adagrad import Adagrad
 from .adam import Adam
 from .adamax import Adamax
 from .adamw import AdamW
 from .ftrl import Ftrl
+from .lamb import Lamb
 from .lion import Lion
 from .nadam import Nadam
 from .optimizer import Optimizer
@@ -21,8 +23,11 @@ from .sgd import SGD
 # Keras' class-name table for deserialize. LossScaleOptimizer, which itself resolves its inner optimizer through
 # get() / deserialize() here, adds itself with @register when its module loads (the package imports it), so this
 # module never imports it and the two do not import each other; the table then reads, in order, Adam, AdamW, SGD,
-# RMSprop, Adagrad, Adamax, Nadam, Lion, Adadelta, Ftrl, LossScaleOptimizer.
-_CLASSES = (Adam, AdamW, SGD, RMSprop, Adagrad, Adamax, Nadam, Lion, Adadelta, Ftrl)
+# RMSprop, Adagrad, Adamax, Nadam, Lion, Adadelta, Ftrl, Adafactor, Lamb, LossScaleOptimizer.
+# Lamb is in the table (and so are "lamb" for get() and {"class_name": "Lamb"} for deserialize()), where Keras 3.15
+# leaves it out of its ALL_OBJECTS: there get("lamb") raises and deserialize() returns the string "Lamb"
+# (docs/keras_differences.md, optimizers.lamb-by-name); load_model finds it in both.
+_CLASSES = (Adam, AdamW, SGD, RMSprop, Adagrad, Adamax, Nadam, Lion, Adadelta, Ftrl, Adafactor, Lamb)
 ALL_OBJECTS: dict[str, type[Optimizer]] = {cls.__name__: cls for cls in _CLASSES}
 _BY_NAME = {cls.__name__.lower(): cls for cls in _CLASSES}  # Keras' string identifiers: "adam", "adagrad", ...
 

@@ -536,6 +536,8 @@ class Trainer:
             cbs.call("on_epoch_end", epoch, logs=epoch_logs)
             if self.stop_training:
                 break
+        if isinstance(self.optimizer, optimizers.Optimizer) and epochs > 0:  # Keras: EMA's average into the weights
+            self.optimizer.finalize_variable_values(self.trainable_weights)
         cbs.call("on_train_end", logs=epoch_logs)
         self.__dict__.pop("_test_runner", None)
         if dist is not None:
