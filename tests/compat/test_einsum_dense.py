@@ -356,3 +356,17 @@ def test_the_lora_kernel_stays_frozen_when_the_layer_is_unfrozen(keras_ref):
         layer.trainable = True
     assert ref.weights[0].trainable  # Keras 3.15 makes the frozen kernel trainable again
     assert [p.requires_grad for p in got.weights] == [False, True, True, True]
+
+
+def test_regularizer_losses_match_keras(keras_ref):
+    x = RNG.normal(size=(4, 5, 3)).astype("float32")
+    kwargs = {"kernel_regularizer": "l2", "bias_regularizer": "l1", "activity_regularizer": "l2"}
+    ref, got = (K.layers.EinsumDense("abc,cde->abde", (None, 4, 2), bias_axes="de", **kwargs) for K in (keras_ref, tk))
+    ref.build((None, 5, 3))
+    got.build((None, 5, 3))
+    _same_weights(ref, got, seed=9)
+    ref(x)
+    got(torch.tensor(x))
+    assert_same(sorted(float(to_numpy(keras_ref, v)) for v in ref.losses), sorted(float(v.detach()) for v in got.losses))
+    # Keras' L1 writes its factor rounded to float32 (0.009999999776482582): equal to within fp32
+    assert_same(_json(_own_config(ref)), _json(_own_config(got)))
