@@ -367,6 +367,8 @@ def test_regularizer_losses_match_keras(keras_ref):
     _same_weights(ref, got, seed=9)
     ref(x)
     got(torch.tensor(x))
-    assert_same(sorted(float(to_numpy(keras_ref, v)) for v in ref.losses), sorted(float(v.detach()) for v in got.losses))
+    assert_same(
+        sorted(float(to_numpy(keras_ref, v)) for v in ref.losses), sorted(float(v.detach()) for v in got.losses)
+    )
     # Keras' L1 writes its factor rounded to float32 (0.009999999776482582): equal to within fp32
     assert_same(_json(_own_config(ref)), _json(_own_config(got)))
