@@ -162,7 +162,7 @@ class IntegerLookup(Layer):
         self.oov_method = oov_method
         self.salt = salt
         self._frozen_vocab_size = frozen_size
-        self.input_vocabulary = None if isinstance(vocabulary, str) else vocabulary
+        self.input_vocabulary = None if isinstance(vocabulary, (str, os.PathLike)) else vocabulary
         self.input_idf_weights = idf_weights
         self._has_input_vocabulary = bool(has_input_vocabulary)
         self._tracing = False
