@@ -39,14 +39,39 @@ def _device_of(*xs: Any) -> torch.device:
     return config.default_device()
 
 
+_UNSET: Any = object()
+_ML_BFLOAT16: Any = _UNSET  # ml_dtypes.bfloat16 (a Keras dependency, not tritonnn's), None without it
+
+
+def _numpy_bfloat16() -> Any:
+    global _ML_BFLOAT16
+    if _ML_BFLOAT16 is _UNSET:
+        try:
+            import ml_dtypes  # noqa: PLC0415 - optional, imported on the first bfloat16 conversion
+
+            _ML_BFLOAT16 = ml_dtypes.bfloat16
+        except ImportError:
+            _ML_BFLOAT16 = None
+    return _ML_BFLOAT16
+
+
 def convert_to_numpy(x: Any) -> np.ndarray:
-    """A numpy array of ``x`` (copied to the host; bfloat16 becomes float32, which numpy lacks)."""
+    """A numpy array of ``x``, always a copy on the host (later in-place updates of a tensor or variable do not
+    change it), as Keras gives: bfloat16 becomes ``ml_dtypes.bfloat16`` where ml_dtypes is installed (Keras'
+    dependency; numpy has no bfloat16 of its own), float32 otherwise; a list or tuple is converted item by item."""
     if isinstance(x, torch.Tensor):
         x = x.detach()
-        if x.dtype == torch.bfloat16:
+        bf16 = x.dtype == torch.bfloat16
+        if bf16:
             x = x.to(torch.float32)
-        return x.cpu().numpy()
-    return np.asarray(x)
+        on_host = x.device.type == "cpu"
+        out = x.cpu().numpy()
+        if bf16 and _numpy_bfloat16() is not None:
+            return out.astype(_numpy_bfloat16())  # a new array
+        return out.copy() if on_host and not bf16 else out  # .cpu() of a device tensor is a copy already
+    if isinstance(x, (list, tuple)):
+        return np.array([convert_to_numpy(v) for v in x])
+    return np.array(x)
 
 
 def _t(x: Any, like: Any = None) -> Tensor:
