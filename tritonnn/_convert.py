@@ -44,7 +44,8 @@ def convert_to_tensor(
     if isinstance(x, torch.Tensor):
         return x if target is None or x.dtype == target else x.to(target)
     if isinstance(x, (np.ndarray, np.generic)):
-        t = torch.from_numpy(np.ascontiguousarray(x)).to(config.default_device())
+        # (ascontiguousarray makes a 0-d array or a numpy scalar 1-d: the shape is put back)
+        t = torch.from_numpy(np.ascontiguousarray(x).reshape(np.shape(x))).to(config.default_device())
         return t if target is None else t.to(target)
     if isinstance(x, (list, tuple)) and builtins.any(isinstance(v, torch.Tensor) for v in x):
         return torch.stack([convert_to_tensor(v, dtype) for v in x])
