@@ -70,6 +70,7 @@ from .mixed_precision import DTypePolicy as FloatDTypePolicy  # noqa: E402
 from .models import Model, Sequential  # noqa: E402
 from .optimizers import Optimizer  # noqa: E402
 from .regularizers import Regularizer  # noqa: E402
+from .variable import Variable, name_scope  # noqa: E402
 from .version import __version__ as __version__  # noqa: E402
 
 __all__ = [
@@ -86,6 +87,7 @@ __all__ = [
     "Optimizer",
     "Regularizer",
     "Sequential",
+    "Variable",
     "activations",
     "backend",
     "callbacks",
@@ -102,6 +104,7 @@ __all__ = [
     "metrics",
     "mixed_precision",
     "models",
+    "name_scope",
     "ops",
     "optimizers",
     "plotting",

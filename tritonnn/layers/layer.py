@@ -9,45 +9,28 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import inspect
 import math
 import re
-from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import torch
 
-from .. import config, constraints, initializers, mixed_precision, regularizers
+from .. import config, constraints, mixed_precision, regularizers
+from ..naming import clear_session as clear_session
+from ..naming import get_uid as get_uid
+from ..naming import unique_name
+from ..variable import Variable, check_name, current_path, from_tensor, initial_value, name_scope, scope_stack
 from . import symbolic
 from .input_spec import assert_input_compatibility
-
-_NAME_COUNTS: defaultdict[str, int] = defaultdict(int)
 
 
 def _snake(name: str) -> str:
     s = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
     return re.sub(r"([a-z])([A-Z])", r"\1_\2", s).lower()  # Keras' to_snake_case: "GlobalMaxPooling1D" -> ..._pooling1d
-
-
-def unique_name(base: str) -> str:
-    """Keras' automatic names: ``dense``, ``dense_1``, ``dense_2``..."""
-    count = _NAME_COUNTS[base]
-    _NAME_COUNTS[base] += 1
-    return base if count == 0 else f"{base}_{count}"
-
-
-def get_uid(prefix: str = "") -> int:
-    """Keras' ``keras.backend.get_uid``: 1, 2, 3... per prefix, on the counter that automatic layer names use (after
-    one ``Dense``, ``get_uid("dense")`` is 2)."""
-    _NAME_COUNTS[prefix] += 1
-    return _NAME_COUNTS[prefix]
-
-
-def clear_session() -> None:
-    """Reset automatic layer names (Keras' ``keras.backend.clear_session``)."""
-    _NAME_COUNTS.clear()
 
 
 def shape_of(x: Any) -> Any:
@@ -189,6 +172,20 @@ def check_unquantized(layer: str, lora_rank: Any = None, quantization_config: An
         raise ValueError(f"{layer}: quantized weights (`quantization_config`) are not supported by tritonnn")
 
 
+def _scoped_build(build: Any) -> Any:
+    """``build`` run inside the layer's name scope, as Keras wraps every layer's ``build``: the weights it creates,
+    and the sublayers it builds, get paths under the layer's name (``sequential/dense/kernel``), also when ``build``
+    is called directly (``layer.build(shape)``) rather than by the first call."""
+
+    @functools.wraps(build)
+    def scoped(self: Layer, *args: Any, **kwargs: Any) -> Any:
+        with self._open_name_scope():
+            return build(self, *args, **kwargs)
+
+    scoped._tritonnn_scoped = True
+    return scoped
+
+
 class Layer(torch.nn.Module):
     """Base class of every layer; subclass it as in Keras (``build``, ``call``, ``add_weight``, ``get_config``).
 
@@ -201,6 +198,12 @@ class Layer(torch.nn.Module):
 
     _autocast_inputs = True  # float and integer inputs are cast to the layer's compute dtype
     input_spec: Any = None  # an InputSpec (or a structure of them) that a subclass sets: checked at every call
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        build = cls.__dict__.get("build")
+        if inspect.isfunction(build) and not getattr(build, "_tritonnn_scoped", False):
+            cls.build = _scoped_build(build)  # Keras' build wrapper: a build runs in the layer's name scope
 
     def __init__(
         self,
@@ -215,6 +218,11 @@ class Layer(torch.nn.Module):
         super().__init__()
         if kwargs:
             raise ValueError(f"Unrecognized keyword arguments passed to {type(self).__name__}: {kwargs}")
+        if name is not None and (not isinstance(name, str) or "/" in name):  # it names the layer's variable paths
+            raise ValueError(
+                "Argument `name` must be a string and cannot contain character `/`. "
+                f"Received: name={name} (of type {type(name)})"
+            )
         self.name = name or unique_name(_snake(type(self).__name__))
         self.built = False
         self._trainable = bool(trainable)
@@ -235,17 +243,28 @@ class Layer(torch.nn.Module):
     def add_weight(
         self,
         shape: tuple[int, ...] | None = None,
-        initializer: Any = "glorot_uniform",
+        initializer: Any = None,
         dtype: str | torch.dtype | None = None,
         trainable: bool = True,
         regularizer: Any = None,
         name: str | None = None,
         constraint: Any = None,
-    ) -> torch.nn.Parameter:
-        """Create a weight of this layer (a ``torch.nn.Parameter`` on the default device) and register it.
+        autocast: bool = True,
+        aggregation: str | None = "none",
+        overwrite_with_gradient: bool = False,
+    ) -> Variable:
+        """Create a weight of this layer (a :class:`tritonnn.Variable` on the default device) and register it.
+
+        As in Keras: ``initializer`` defaults to ``"glorot_uniform"`` for a float dtype and ``"zeros"`` otherwise
+        (a callable ``f(shape, dtype)`` is taken too), ``dtype`` to the layer's variable dtype; the variable's
+        ``name`` is ``name`` (``variable``, ``variable_1``... when None) and its ``path`` the open name scopes, the
+        layer's name and ``name`` (``sequential/dense/kernel``). The layer holds it as the attribute ``name`` (a
+        suffix ``_1``... when the layer has one of that name; ``weight_<n>`` when None): the ``state_dict`` key.
 
         Inside :func:`weight_budget` the weight's size is checked against the budget before anything is allocated.
         """
+        if name is not None:
+            check_name(name)
         shape = tuple(int(s) for s in (shape or ()))
         if any(s < 0 for s in shape):
             raise ValueError(f"Weight shapes must be non-negative. Received: shape={shape}")
@@ -253,10 +272,17 @@ class Layer(torch.nn.Module):
         budget = _WEIGHT_BUDGET.get()
         if budget is not None:
             budget.take(self.name, base, shape)
-        init = initializers.get(initializer)
-        value = init(shape, config.standardize_dtype(dtype or self._dtype))
-        param = torch.nn.Parameter(value.to(config.default_device()), requires_grad=trainable and self._trainable)
-        param._tritonnn_trainable = bool(trainable)  # the weight's own flag; the layer's is applied on top
+        dtype = config.standardize_dtype(dtype or self._dtype)
+        if initializer is None:
+            initializer = "glorot_uniform" if dtype.is_floating_point else "zeros"
+        with name_scope(self.name, caller=self):
+            if name is None:
+                name = unique_name("variable")
+            path = f"{current_path()}/{name}"
+        value = initial_value(initializer, shape, dtype).to(config.default_device())
+        param = from_tensor(
+            value, name, path, trainable, autocast, aggregation or "none", requires_grad=trainable and self._trainable
+        )
         if self.__dict__.get(base, 0) is None:  # a placeholder such as `self.bias = None` set in __init__
             del self.__dict__[base]
         attr = base
@@ -264,13 +290,25 @@ class Layer(torch.nn.Module):
         while attr in self._parameters or hasattr(type(self), attr):
             attr, i = f"{base}_{i}", i + 1
         self.register_parameter(attr, param)
-        param._tritonnn_path = f"{self.name}/{attr}"
         reg = regularizers.get(regularizer)
+        param.regularizer = reg
         if reg is not None:
             self._regularizers.append((param, reg))
         # Keras' ``variable.constraint``: the optimizer projects the weight with it after each update.
         param.constraint = constraints.get(constraint)
+        param.overwrite_with_gradient = overwrite_with_gradient
         return param
+
+    # ---- name scopes (Keras' variable paths) ----------------------------------------------------------------------
+    _parent_path: str | None = None  # the scope path where the layer was first built or called
+    _call_scope: name_scope | None = None  # the scope its calls push (made at the first call that needs one)
+
+    def _open_name_scope(self) -> name_scope:
+        """The name scope of this layer's build and calls (Keras' ``_open_name_scope``): the layer's name, under
+        the path at which it was first built or called, whatever scopes are open later."""
+        if self._parent_path is None:
+            self._parent_path = current_path()
+        return name_scope(self.name, caller=self)
 
     @property
     def trainable(self) -> bool:
@@ -304,10 +342,16 @@ class Layer(torch.nn.Module):
 
     @property
     def trainable_weights(self) -> list[torch.nn.Parameter]:
+        """The weights training updates (``requires_grad``, a Variable's ``trainable``); none when the layer is not
+        trainable, as in Keras (even one a user made trainable again after freezing the layer)."""
+        if not self._trainable:
+            return []
         return [p for p in self.weights if p.requires_grad]
 
     @property
     def non_trainable_weights(self) -> list[torch.nn.Parameter]:
+        if not self._trainable:
+            return self.weights
         return [p for p in self.weights if not p.requires_grad]
 
     @property
@@ -502,6 +546,23 @@ class Layer(torch.nn.Module):
             ) from e
 
     def _concrete_call(self, inputs: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if self.built and not self._modules:  # a built layer without sublayers creates no variable in its call
+            return self._build_and_call(inputs, args, kwargs)
+        # In the layer's name scope (`with self._open_name_scope():`, pushed by hand: a model's every call passes
+        # here), so that what it builds, and its sublayers, get paths under its name.
+        stack = scope_stack()
+        if stack and stack[-1].caller is self and stack[-1].name == self.name:
+            return self._build_and_call(inputs, args, kwargs)  # its build or an outer call of it opened the scope
+        scope = self._call_scope
+        if scope is None or scope.name != self.name:
+            scope = self.__dict__["_call_scope"] = self._open_name_scope()  # made once: the path is fixed by then
+        stack.append(scope)
+        try:
+            return self._build_and_call(inputs, args, kwargs)
+        finally:
+            stack.pop()
+
+    def _build_and_call(self, inputs: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if isinstance(inputs, (list, tuple)):
             inputs = type(inputs)(self._autocast(v) for v in inputs)
         elif isinstance(inputs, dict):
