@@ -885,8 +885,8 @@ def _torch_affine(x2: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | N
     return torch.addmm(_as(bias, ct), xc, wc) if bias is not None else torch.mm(xc, wc)
 
 
-def _torch_fwd(x2, kernel, bias, act: Activation, rate: float, seed: int | torch.Tensor):
-    """``(y, saved)``: the output and what :func:`_torch_bwd` needs. The bias is fused into the GEMM, the
+def torch_dense_fwd(x2, kernel, bias, act: Activation, rate: float, seed: int | torch.Tensor):
+    """``(y, saved)``: the output and what :func:`torch_dense_bwd` needs. The bias is fused into the GEMM, the
     activation applied in place where the backward reads only its output, and the dropout mask applied in place."""
     z = _torch_affine(x2, kernel, bias)
     # What the backward needs: z for pre-activation rows, y (before dropout) otherwise; under dropout, the whole
@@ -923,7 +923,7 @@ def _mm(a: torch.Tensor, b: torch.Tensor, alpha: float) -> torch.Tensor:
     return torch.mm(a, b) if alpha == 1.0 else torch.addmm(a.new_zeros(()), a, b, beta=0.0, alpha=alpha)
 
 
-def _torch_bwd(dy2, saved, x2, kernel, act: Activation, rate: float, need_dx, need_dw, has_bias,
+def torch_dense_bwd(dy2, saved, x2, kernel, act: Activation, rate: float, need_dx, need_dw, has_bias,
                dw_into=None, db_into=None):  # fmt: skip
     """``(dx, dkernel, dbias)``; with ``dw_into`` / ``db_into`` (a parameter's ``.grad``), dkernel / dbias are
     accumulated into that tensor in place instead (one addmm_ / add_) and returned as None."""
@@ -995,8 +995,8 @@ class DenseFunction(torch.autograd.Function):
     scale`` when it is not, and nothing for linear; the dropout mask is never saved (see the module docstring). A
     device seed is saved as a tensor (the backward regenerates the mask from it; never read on the host).
 
-    The torch path (CPU, float64, empty shapes) is :func:`_torch_fwd` / :func:`_torch_bwd`: addmm with the bias,
-    the activation in place, relu (dropout included) differentiated from its output alone, and, for a kernel or
+    The torch path (CPU, float64, empty shapes) is :func:`torch_dense_fwd` / :func:`torch_dense_bwd`: addmm with the
+    bias, the activation in place, relu (dropout included) differentiated from its output alone, and, for a kernel or
     bias that lives in an optimizer's flat buffer, dkernel / dbias added straight into ``.grad`` (see "Gradients
     straight into the optimizer's flat buffer" above).
     """
@@ -1015,7 +1015,7 @@ class DenseFunction(torch.autograd.Function):
             ctx.save_for_backward(x2, kernel, aux, device_seed)
             ctx.flat_params = (_flat_grad_param(kernel, torch.float32), _flat_grad_param(bias, torch.float32))
         else:
-            y2, saved = _torch_fwd(x2, kernel, bias, act, rate, seed)
+            y2, saved = torch_dense_fwd(x2, kernel, bias, act, rate, seed)
             y = y2 if x.dim() == 2 else y2.view(*lead, n)
             ctx.save_for_backward(x2, kernel, saved, None)  # the saved factor holds the mask: no seed needed
             ct = saved.dtype
@@ -1042,7 +1042,7 @@ class DenseFunction(torch.autograd.Function):
                 need_dw=need_dw, dw_into=dw_into, db_into=db_into,
             )  # fmt: skip
         else:
-            dx, dw, db = _torch_bwd(
+            dx, dw, db = torch_dense_bwd(
                 dy2, saved, x2, kernel, ctx.act, ctx.rate, need_dx, need_dw and dw_into is None,
                 ctx.has_bias and need_db, dw_into=dw_into, db_into=db_into,
             )  # fmt: skip
@@ -1120,7 +1120,7 @@ def dense(
 # than the arithmetic it saves. Measured on the 2-core EPYC (torch 2.13), forward + backward of one relu layer:
 # 32x64x32 231 vs 373 us, 128x512x10 538 vs 718 us, 128x128x128 512 vs 630 us; 256x256x256 3288 vs 2266 us and
 # 128x512x512 4199 vs 4280 us (DenseFunction's relu gradient from its output and its gradients written straight
-# into the optimizer's flat buffer win there). Same arithmetic as _torch_fwd (16-bit inputs computed in fp32).
+# into the optimizer's flat buffer win there). Same arithmetic as torch_dense_fwd (16-bit inputs computed in fp32).
 NATIVE_MAX_MACS = 1 << 22
 
 

@@ -3,8 +3,8 @@
 On a CPU a small MLP's step is bound by per-op overhead, not arithmetic: the seed model 64-32-10 at batch 32 spends
 most of a hand-written PyTorch step in Python and in the autograd engine (one node per addmm, activation, cast and
 loss op, each with its own bookkeeping). :class:`TorchMLPFunction` is the same computation as the per-layer torch
-path (kernels/dense.py's ``_torch_fwd`` / ``_torch_bwd`` for each layer: addmm with the bias, the activation in
-place, the torch path's dropout mask; ATen's log-softmax + NLL for the cross-entropy) run as one node: one Python
+path (kernels/dense.py's ``torch_dense_fwd`` / ``torch_dense_bwd`` for each layer: addmm with the bias, the activation
+in place, the torch path's dropout mask; ATen's log-softmax + NLL for the cross-entropy) run as one node: one Python
 forward and one Python backward per step, the weight gradients added straight into the optimizer's flat buffer
 (kernels/flat_grad.py), nothing else in the engine. Measured on the 2-core EPYC (torch 2.13, bench/train.py seed
 fp32): see bench/RESULTS.md.
@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from .activations import ACTIVATIONS
-from .dense import _torch_bwd, _torch_fwd
+from .dense import torch_dense_bwd, torch_dense_fwd
 from .flat_grad import flat_grad_target
 
 _MEAN = 1  # ATen's reduction enum: Reduction::Mean
@@ -42,7 +42,7 @@ def stack_forward(
     keep: list[torch.Tensor] = []
     for i in range(spec.num_layers):
         keep.append(h)
-        h, saved = _torch_fwd(h, params[2 * i], params[2 * i + 1], ACTIVATIONS[spec.activations[i]],
+        h, saved = torch_dense_fwd(h, params[2 * i], params[2 * i + 1], ACTIVATIONS[spec.activations[i]],
                               spec.rates[i], spec.seeds[i])  # fmt: skip
         keep.append(saved)
     if spec.loss is None:
@@ -87,7 +87,7 @@ def stack_backward(
         w, b = params[2 * i], params[2 * i + 1]
         need_w, need_b = need[2 * i], b is not None and need[2 * i + 1]
         w_into, b_into = into[2 * i], into[2 * i + 1]
-        dx, dw, db = _torch_bwd(
+        dx, dw, db = torch_dense_bwd(
             dy, keep[2 * i + 1], keep[2 * i], w, ACTIVATIONS[spec.activations[i]], spec.rates[i],
             i > 0 or need_dx, need_w and w_into is None, need_b, dw_into=w_into if need_w else None,
             db_into=b_into if need_b else None,
@@ -101,7 +101,7 @@ class TorchMLPFunction(torch.autograd.Function):
     """The stack (and its fused loss) on the torch backend: inputs ``(x, targets, spec, W_0, b_0, W_1, b_1, ...)``,
     ``spec`` a ``kernels.fused_mlp.MLPSpec``; outputs as :class:`kernels.fused_mlp.FusedMLPFunction`'s.
 
-    Saved: each layer's input and what ``_torch_bwd`` needs of its output (relu: the output itself), the
+    Saved: each layer's input and what ``torch_dense_bwd`` needs of its output (relu: the output itself), the
     log-probabilities (cross-entropy) or the difference ``h - t`` (squared error). A parameter that is an
     optimizer-managed flat-gradient leaf gets its gradient added into its ``.grad`` by the backward (and None
     returned), as the per-layer torch backward does.

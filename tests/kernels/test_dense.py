@@ -341,13 +341,13 @@ class _DirectSpy:
     def __init__(self, monkeypatch):
         self.calls: list[tuple[bool, bool]] = []
         monkeypatch.setattr(DENSE, "NATIVE_MAX_MACS", -1)  # these small layers would take the native-ops path
-        original = DENSE._torch_bwd
+        original = DENSE.torch_dense_bwd
 
         def spy(*args, dw_into=None, db_into=None, **kwargs):
             self.calls.append((dw_into is not None, db_into is not None))
             return original(*args, dw_into=dw_into, db_into=db_into, **kwargs)
 
-        monkeypatch.setattr(DENSE, "_torch_bwd", spy)
+        monkeypatch.setattr(DENSE, "torch_dense_bwd", spy)
 
 
 def _flat_params(k=20, n=12, *, built=True, seed=0):
