@@ -355,6 +355,7 @@ def test_get_unknown_name_lists_valid_names_and_closest():
 
 
 def test_keras_defaults():
+    K.backend.clear_session(free_memory=False)  # automatic names count per session, as in Keras: adagrad, not _3
     a, w, s, r = optimizers.Adam(), optimizers.AdamW(), optimizers.SGD(), optimizers.RMSprop()
     assert (a.learning_rate, a.beta_1, a.beta_2, a.epsilon, a.amsgrad, a.weight_decay) == (
         0.001,

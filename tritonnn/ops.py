@@ -527,9 +527,20 @@ def moments(
     x: Any, axes: int | Sequence[int], keepdims: bool = False, synchronized: bool = False
 ) -> tuple[Tensor, Tensor]:
     """Mean and biased variance over ``axes`` (``synchronized``, across replicas in Keras' distributed training,
-    changes nothing on one device)."""
+    changes nothing on one device), in ``x``'s dtype: a 16-bit input is reduced in float32 and the results cast
+    back (a float16 one clipped to its range first), as in Keras. An integer or bool tensor is a ``RuntimeError``,
+    as in Keras on torch (whose ``mean`` has no integer result type)."""
     x = _t(x)
-    return kernels.moments(_float(x), _dims(axes), keepdims=keepdims)
+    if not (x.dtype.is_floating_point or x.dtype.is_complex):
+        raise RuntimeError(
+            "moments: could not infer the output dtype. The input must be a floating point or complex tensor. "
+            f"Got: {str(x.dtype).replace('torch.', '')}. Cast it first, e.g. `ops.cast(x, 'float32')`."
+        )
+    mean, variance = kernels.moments(x, _dims(axes), keepdims=keepdims)
+    if x.dtype == torch.float16:
+        limit = torch.finfo(torch.float16).max
+        mean, variance = mean.clamp(-limit, limit), variance.clamp(-limit, limit)
+    return mean.to(x.dtype), variance.to(x.dtype)
 
 
 def logsumexp(x: Any, axis: Axis = None, keepdims: bool = False) -> Tensor:

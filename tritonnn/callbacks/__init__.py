@@ -13,10 +13,10 @@ from .learning_rate_scheduler import LearningRateScheduler
 from .model_checkpoint import ModelCheckpoint
 from .progbar_logger import Progbar, ProgbarLogger
 from .reduce_lr_on_plateau import ReduceLROnPlateau
-from .remote_monitor import RemoteMonitor as RemoteMonitor
+from .remote_monitor import RemoteMonitor
 from .swap_ema_weights import SwapEMAWeights
 from .terminate_on_nan import TerminateOnNaN
 
 __all__ = ["BATCH_HOOKS", "BackupAndRestore", "CSVLogger", "Callback", "CallbackList", "EarlyStopping", "History"]
 __all__ += ["LambdaCallback", "LearningRateScheduler", "ModelCheckpoint", "Progbar", "ProgbarLogger"]
-__all__ += ["ReduceLROnPlateau", "SwapEMAWeights", "TerminateOnNaN"]
+__all__ += ["ReduceLROnPlateau", "RemoteMonitor", "SwapEMAWeights", "TerminateOnNaN"]

@@ -23,7 +23,7 @@ class Adam(Optimizer):
     _rule = "adam"
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, amsgrad=False,
-                 weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None, name="adam",
+                 weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None, name=None,
                  **kwargs):  # fmt: skip
         super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm, name, **kwargs)
         check_unit("beta_1", beta_1)

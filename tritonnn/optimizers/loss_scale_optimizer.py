@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from ..naming import unique_name
 from .optimizer import Optimizer
 from .registry import deserialize, get, register, serialize
 
@@ -56,7 +57,7 @@ class LossScaleOptimizer(Optimizer):
                 f"Received: dynamic_growth_steps={dynamic_growth_steps!r}"
             )
         self.inner_optimizer = get(inner_optimizer)
-        self.name = name or "loss_scale_optimizer"
+        self.name = name or unique_name("loss_scale_optimizer")  # Keras' counted automatic name
         self.initial_scale = float(initial_scale)
         self.dynamic_growth_steps = dynamic_growth_steps
         # Keras' dynamic_scale and step_counter (int32: what _amp_update_scale_ keeps), on the host until built.

@@ -18,12 +18,14 @@ step: such a step is not capturable, and ``capture_blocker`` says why.
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import torch
 
 from ..kernels import mark_flat_grad
 from ..kernels import optim as _optim
+from ..naming import unique_name
 from . import schedules
 from .schedules import LearningRateSchedule
 
@@ -33,6 +35,12 @@ _UNSUPPORTED = {
     "loss_scale_factor": None,
     "gradient_accumulation_steps": None,
 }
+
+
+def _snake_case(name: str) -> str:
+    """Keras' ``to_snake_case`` of a class name (``AdamW`` -> ``adam_w``, ``RMSprop`` -> ``rm_sprop``)."""
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
 def _check_optional_positive(name: str, value: Any) -> None:
@@ -148,7 +156,9 @@ class Optimizer:
         self.use_ema = use_ema
         self.ema_momentum = ema_momentum
         self.ema_overwrite_frequency = ema_overwrite_frequency
-        self.name = name or type(self).__name__.lower()
+        # Keras' automatic name: the class name in snake case, counted (``adam``, ``adam_1``...; ``AdamW`` is
+        # ``adam_w``, ``RMSprop`` ``rm_sprop``), on the counter the layers use and ``clear_session`` resets
+        self.name = name or unique_name(_snake_case(type(self).__name__))
         self.weight_decay = weight_decay
         self.clipnorm = clipnorm
         self.clipvalue = clipvalue

@@ -22,7 +22,7 @@ class RMSprop(Optimizer):
     _rule = "rmsprop"
 
     def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False, weight_decay=None,
-                 clipnorm=None, clipvalue=None, global_clipnorm=None, name="rmsprop", **kwargs):  # fmt: skip
+                 clipnorm=None, clipvalue=None, global_clipnorm=None, name=None, **kwargs):  # fmt: skip
         super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm, name, **kwargs)
         check_unit("rho", rho)
         check_unit("momentum", momentum)

@@ -19,7 +19,7 @@ class SGD(Optimizer):
     _rule = "sgd"
 
     def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, weight_decay=None, clipnorm=None,
-                 clipvalue=None, global_clipnorm=None, name="SGD", **kwargs):  # fmt: skip
+                 clipvalue=None, global_clipnorm=None, name=None, **kwargs):  # fmt: skip
         super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm, name, **kwargs)
         check_unit("momentum", momentum, closed=True)
         self.momentum = float(momentum)
