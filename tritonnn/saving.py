@@ -78,6 +78,7 @@ from ._registry import (
     register_keras_serializable,
 )
 from ._serialization import serialize_keras_object
+from .file_editor import KerasFileEditor
 from .layers.layer import Layer, weight_budget
 from .optimizers import schedules
 from .version import __version__
@@ -912,6 +913,7 @@ def restore_checkpoint(model: Any, filepath: str | os.PathLike) -> dict[str, Any
 
 __all__ = [
     "CustomObjectScope",
+    "KerasFileEditor",
     "custom_object_scope",
     "deserialize_keras_object",
     "deserialize_layer",
