@@ -3,6 +3,7 @@ metric states summed over ``torch.distributed`` (the package docstring says how 
 
 from __future__ import annotations
 
+import atexit
 import os
 from typing import Any
 
@@ -90,6 +91,15 @@ def initialize(
     else:
         backend = "gloo"
     dist.init_process_group(backend=backend)
+    atexit.register(_destroy_process_group)  # the group this process joined here, torn down before exit
+
+
+def _destroy_process_group() -> None:
+    """Leave the process group :func:`initialize` joined, at interpreter exit (PyTorch asks for it: a gloo group
+    left to its C++ destructors at exit can abort the process, "terminate called without an active exception", when
+    a peer has gone first). A script that destroyed it already is left alone."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 class DataParallel:

@@ -64,6 +64,8 @@ def first(data: Any) -> torch.Tensor:
 
 
 def num_samples(data: Any) -> int:
+    if isinstance(data, torch.Tensor):  # the common case, per step: no flatten
+        return int(data.shape[0])
     sizes = {int(t.shape[0]) for t in flatten(data)}
     if len(sizes) > 1:
         raise ValueError(f"Data cardinality is ambiguous: the arrays have different lengths {sorted(sizes)}")
@@ -71,6 +73,8 @@ def num_samples(data: Any) -> int:
 
 
 def index(data: Any, idx: Any) -> Any:
+    if isinstance(data, torch.Tensor):  # the common case, per step: no map_structure
+        return data[idx]
     return map_structure(lambda t: t[idx], data)
 
 

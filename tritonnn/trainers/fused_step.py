@@ -93,8 +93,8 @@ def train_without_autograd(model: Any, x: Any, y: Any, sample_weight: Any) -> tu
         return None  # float32 only: under a mixed policy the autograd path casts the master weights
     if kernels.use_triton_on(x.device) or getattr(model.optimizer, "scale_loss", None) is not None:
         return None
-    if model.losses or not torch.is_grad_enabled():
-        return None
+    if not torch.is_grad_enabled() or any(layer._layer_losses or layer._regularizers for layer in (model, *layers)):
+        return None  # another loss (add_loss, a weight regularizer): autograd sums it in
     stack, _ = fusion.mlp_path(layers, True, x.dtype, x.device)
     targets = _targets(name, y)
     if stack is None or targets is None or x.shape[0] == 0:

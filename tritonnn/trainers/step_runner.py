@@ -305,12 +305,18 @@ def step_runner(
     if bounds is not None:
 
         @contextlib.contextmanager
-        def labels(args: tuple) -> Any:
+        def all_labels(args: tuple) -> Any:
             with contextlib.ExitStack() as stack:
                 for t, b in zip(flatten(args[1]), bounds, strict=True) if args[1] is not None else ():
                     if b is not None:
                         stack.enter_context(kernels.known_label_range([t], *b))
                 yield
+
+        def labels(args: tuple) -> Any:
+            y = args[1]
+            if isinstance(y, torch.Tensor) and len(bounds) == 1:  # one target array: its range, no ExitStack
+                return contextlib.nullcontext() if bounds[0] is None else kernels.known_label_range([y], *bounds[0])
+            return all_labels(args)
 
     if blocker is None and not arrays:
         blocker = "batches from a generator (labels not checked up front; shapes may vary)"

@@ -248,11 +248,11 @@ class Trainer:
     def _train_body(self, x: Any, y: Any, sample_weight: Any = None) -> None:
         """All of a train step but the optimizer update: the part fit() captures in a CUDA graph."""
         self.optimizer.zero_grad()
-        self._clear_losses()
         direct = fused_step.train_without_autograd(self, x, y, sample_weight)  # a fused MLP on the torch backend
-        if direct is not None:
+        if direct is not None:  # (its layers add no losses: it runs only when none has any)
             loss, y_pred = direct
         else:
+            self._clear_losses()
             fused = fused_step.fused_loss(self, x, y, sample_weight, training=True)  # the loss inside a fused MLP
             if fused is not None:
                 loss, y_pred = fused
