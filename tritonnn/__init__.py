@@ -56,6 +56,7 @@ from . import (  # noqa: E402
     saving,
     tree,
     utils,
+    wrappers,
 )
 from . import kernels as kernels  # noqa: E402
 from .config import device  # noqa: E402
@@ -113,4 +114,5 @@ __all__ = [
     "saving",
     "tree",
     "utils",
+    "wrappers",
 ]
