@@ -336,7 +336,8 @@ def test_schedule_validation_and_serialization():
 @pytest.mark.parametrize("name,cls", [("adam", "Adam"), ("ADAMW", "AdamW"), ("SGD", "SGD"), ("RMSprop", "RMSprop"),
                                       ("adagrad", "Adagrad"), ("Adamax", "Adamax"), ("nadam", "Nadam"),
                                       ("lion", "Lion"), ("adadelta", "Adadelta"), ("FTRL", "Ftrl"),
-                                      ("lamb", "Lamb"), ("Adafactor", "Adafactor")])  # fmt: skip
+                                      ("lamb", "Lamb"), ("Adafactor", "Adafactor"), ("muon", "Muon"),
+                                      ("ScheduleFreeAdamW", "ScheduleFreeAdamW")])  # fmt: skip
 def test_get_by_keras_string(name, cls):
     opt = optimizers.get(name)
     assert type(opt).__name__ == cls
@@ -345,8 +346,8 @@ def test_get_by_keras_string(name, cls):
 
 def test_get_unknown_name_lists_valid_names_and_closest():
     valid = (
-        r"\['adadelta', 'adafactor', 'adagrad', 'adam', 'adamax', 'adamw', 'ftrl', 'lamb', 'lion', 'nadam', 'rmsprop', "
-        r"'sgd'\]"
+        r"\['adadelta', 'adafactor', 'adagrad', 'adam', 'adamax', 'adamw', 'ftrl', 'lamb', 'lion', 'muon', 'nadam', "
+        r"'rmsprop', 'schedulefreeadamw', 'sgd'\]"
     )
     with pytest.raises(ValueError, match=r"'rmsprp'.*Did you mean 'rmsprop'.*" + valid):
         optimizers.get("rmsprp")

@@ -75,6 +75,7 @@ class LossScaleOptimizer(Optimizer):
     params = property(lambda self: self.inner_optimizer.params)
     flat_param = property(lambda self: self.inner_optimizer.flat_param)
     flat_grad = property(lambda self: self.inner_optimizer.flat_grad)
+    flat_grads = property(lambda self: self.inner_optimizer.flat_grads)
     iterations = property(lambda self: self.inner_optimizer.iterations)
     variables = property(lambda self: self.inner_optimizer.variables)
     capture_blocker = property(lambda self: self.inner_optimizer.capture_blocker)
@@ -99,7 +100,7 @@ class LossScaleOptimizer(Optimizer):
 
     def build(self, params: list[torch.nn.Parameter]) -> None:
         self.inner_optimizer.build(params)
-        device = self.inner_optimizer.flat_param.device
+        device = self.inner_optimizer.params[0].device  # a MultiOptimizer has no single flat buffer
         self._scale = self._scale.to(device)  # a scale loaded before build is kept
         self._good_steps = self._good_steps.to(device)
         self._skipped = torch.zeros((), dtype=torch.float64, device=device)
@@ -123,15 +124,15 @@ class LossScaleOptimizer(Optimizer):
             raise ValueError("LossScaleOptimizer.step() finds non-finite gradients itself: call it without found_inf")
         inner = self.inner_optimizer
         inner._sync_views()  # a gradient replaced behind the optimizer's back is checked and unscaled too
-        grad = inner.flat_grad
+        grads = inner.flat_grads  # one flat buffer; a MultiOptimizer's sub-optimizers' buffers
         found = self._found_inf
         found.zero_()
         if self._exact_reciprocal:
             torch.reciprocal(self._scale, out=self._inv_scale)
-            torch._amp_foreach_non_finite_check_and_unscale_([grad], found, self._inv_scale)
+            torch._amp_foreach_non_finite_check_and_unscale_(grads, found, self._inv_scale)
         else:
-            torch._amp_foreach_non_finite_check_and_unscale_([grad], found, self._inv_scale)  # checks only (x1)
-            grad.div_(self._scale)
+            torch._amp_foreach_non_finite_check_and_unscale_(grads, found, self._inv_scale)  # checks only (x1)
+            torch._foreach_div_(grads, self._scale)
         inner.step(found_inf=found)
         # Keras: finite -> step_counter == growth - 1 ? (counter 0, scale x2) : counter + 1; else counter 0, x0.5.
         torch._amp_update_scale_(self._scale, self._good_steps, found, 2.0, 0.5, self.dynamic_growth_steps)

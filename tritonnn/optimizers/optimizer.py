@@ -275,6 +275,12 @@ class Optimizer:
     def built(self) -> bool:
         return self.flat_param is not None
 
+    @property
+    def flat_grads(self) -> list[torch.Tensor]:
+        """The flat gradient buffers a step reads (``[flat_grad]`` once built; a ``MultiOptimizer`` has one per
+        sub-optimizer): what ``LossScaleOptimizer`` checks and unscales."""
+        return [] if self.flat_grad is None else [self.flat_grad]
+
     def _state_names(self) -> tuple[str, ...]:
         return ()
 

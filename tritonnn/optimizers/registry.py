@@ -15,19 +15,39 @@ from .adamw import AdamW
 from .ftrl import Ftrl
 from .lamb import Lamb
 from .lion import Lion
+from .muon import Muon
 from .nadam import Nadam
 from .optimizer import Optimizer
 from .rmsprop import RMSprop
+from .schedule_free_adamw import ScheduleFreeAdamW
 from .sgd import SGD
 
 # Keras' class-name table for deserialize. LossScaleOptimizer, which itself resolves its inner optimizer through
 # get() / deserialize() here, adds itself with @register when its module loads (the package imports it), so this
-# module never imports it and the two do not import each other; the table then reads, in order, Adam, AdamW, SGD,
-# RMSprop, Adagrad, Adamax, Nadam, Lion, Adadelta, Ftrl, Adafactor, Lamb, LossScaleOptimizer.
+# module never imports it and the two do not import each other; MultiOptimizer, which rebuilds its sub-optimizers
+# through deserialize(), does the same. The table then reads, in order, Adam, AdamW, SGD, RMSprop, Adagrad, Adamax,
+# Nadam, Lion, Adadelta, Ftrl, Adafactor, Lamb, Muon, ScheduleFreeAdamW, LossScaleOptimizer, MultiOptimizer
+# (get() knows the classes of _CLASSES by name: "muon", "schedulefreeadamw", as Keras; a MultiOptimizer needs its
+# map, so it is no string identifier).
 # Lamb is in the table (and so are "lamb" for get() and {"class_name": "Lamb"} for deserialize()), where Keras 3.15
 # leaves it out of its ALL_OBJECTS: there get("lamb") raises and deserialize() returns the string "Lamb"
 # (docs/keras_differences.md, optimizers.lamb-by-name); load_model finds it in both.
-_CLASSES = (Adam, AdamW, SGD, RMSprop, Adagrad, Adamax, Nadam, Lion, Adadelta, Ftrl, Adafactor, Lamb)
+_CLASSES = (
+    Adam,
+    AdamW,
+    SGD,
+    RMSprop,
+    Adagrad,
+    Adamax,
+    Nadam,
+    Lion,
+    Adadelta,
+    Ftrl,
+    Adafactor,
+    Lamb,
+    Muon,
+    ScheduleFreeAdamW,
+)
 ALL_OBJECTS: dict[str, type[Optimizer]] = {cls.__name__: cls for cls in _CLASSES}
 _BY_NAME = {cls.__name__.lower(): cls for cls in _CLASSES}  # Keras' string identifiers: "adam", "adagrad", ...
 
