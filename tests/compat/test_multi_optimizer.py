@@ -423,6 +423,11 @@ def _bad_programs(K: Any) -> dict[str, Any]:
             multi.build(make_variables(K))
         multi.apply(grads, variables)
 
+    def finalize(variable):
+        multi = by_map(K)
+        multi.build(make_variables(K))
+        multi.finalize_variable_values([variable])
+
     grads = [K.ops.convert_to_tensor(g) for g in GRADS[0]]
     return {
         "default not an optimizer": lambda: OM("adam"),
@@ -444,6 +449,9 @@ def _bad_programs(K: Any) -> dict[str, Any]:
         "apply too many gradients": lambda: apply(grads + grads[:1], None, built=True),
         "apply too few gradients": lambda: apply(grads[:2], make_variables(K)),
         "apply a None gradient": lambda: apply([None] * len(grads), make_variables(K)),
+        "apply an unknown variable": lambda: apply(grads, make_variables(K)[:-1] + [K.Variable(W0[-1])], built=True),
+        "a map value not an optimizer": lambda: O.MultiOptimizer(OM(O.Adam(), {"a": "sgd"})),
+        "finalize an unknown variable": lambda: finalize(K.Variable(W0[0])),
     }
 
 

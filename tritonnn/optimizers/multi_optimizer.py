@@ -207,8 +207,9 @@ class MultiOptimizer(Optimizer):
         for i, known in enumerate(self._inner_optimizers):
             if known is opt:
                 return i
-        if not isinstance(opt, Optimizer):
-            raise ValueError(f"optimizer must be a Keras Optimizer instance. Received: {opt}")
+        if not isinstance(opt, Optimizer):  # only a map's value can get here (build checks first)
+            # Keras' class: its constructor sets each value's loss_scale_factor, which a non-optimizer may lack
+            raise AttributeError(f"The OptimizerMap holds {opt!r}, which is not a Keras Optimizer instance.")
         self._inner_optimizers.append(opt)
         return len(self._inner_optimizers) - 1
 
@@ -253,8 +254,9 @@ class MultiOptimizer(Optimizer):
 
     @property
     def variables(self) -> list[torch.Tensor]:
-        """The built sub-optimizers' state buffers, in the order of ``optimizers``."""
-        return [v for opt in self._inner_optimizers if opt.built for v in opt.variables]
+        """The state buffers of the sub-optimizers that step (those the last build gave variables), in the order
+        of ``optimizers``."""
+        return [v for opt, _ in self._active for v in opt.variables]
 
     @property
     def flat_grads(self) -> list[torch.Tensor]:
@@ -275,13 +277,12 @@ class MultiOptimizer(Optimizer):
         _scalar_variables`` (iterations, the rate, the per-element states): Keras' MultiOptimizer has its own
         iterations and rate, then every sub-optimizer's variables, so this is the sub-optimizers' counts less what
         the formula already counts."""
-        total = 0
+        total, active = 0, {id(opt) for opt, _ in self._active}
         for opt in self._inner_optimizers:
             lr_is_variable = not isinstance(opt.get_config().get("learning_rate"), dict)
-            per_state = sum(p.numel() for p in opt.params) if opt.built else 0
             total += 1 + int(lr_is_variable)
-            if opt.built:
-                total += per_state * len(opt.variables) + opt._scalar_variables
+            if id(opt) in active:
+                total += sum(p.numel() for p in opt.params) * len(opt.variables) + opt._scalar_variables
         return total - sum(p.numel() for p in self.params) * len(self.variables)
 
     # ---- building and stepping ----
@@ -374,7 +375,7 @@ class MultiOptimizer(Optimizer):
         for g, v in zip(grads, variables, strict=True):
             i = self._owner.get(id(v))
             if i is None:
-                raise ValueError(
+                raise KeyError(  # Keras' class: its lookup of the variable's key
                     f"Unknown variable: {v!r}. This optimizer can only be called for the variables it was built with."
                 )
             sub_grads, sub_vars = per_optimizer.setdefault(i, ([], []))
@@ -392,7 +393,7 @@ class MultiOptimizer(Optimizer):
         for var in var_list:
             i = self._owner.get(id(var))
             if i is None:
-                raise ValueError(f"Unknown variable: {var!r}. The optimizer was not built with it.")
+                raise KeyError(f"Unknown variable: {var!r}. The optimizer was not built with it.")
             groups.setdefault(i, []).append(var)
         for i, opt in enumerate(self._inner_optimizers):
             if i in groups:
@@ -431,8 +432,9 @@ class MultiOptimizer(Optimizer):
             head, sep, rest = key.partition("/")
             if sep and head.isdigit():
                 per_optimizer.setdefault(int(head), {})[rest] = value
+        active = {id(opt) for opt, _ in self._active}
         for i, opt in enumerate(self._inner_optimizers):
-            if opt.built and i not in per_optimizer:
+            if id(opt) in active and i not in per_optimizer:
                 raise ValueError(f"Expected the optimizer state to hold the state of sub-optimizer {i} ({opt.name!r})")
         for i, opt in enumerate(self._inner_optimizers):
             if i in per_optimizer:
