@@ -333,3 +333,43 @@ def test_summary_counts_the_optimizer_variables_as_keras(keras_ref, cls, use_ema
         model.train_on_batch(np.ones((2, 6), "float32"), np.ones((2, 4), "float32"))
         counts.append(summary_counts(model))
     assert counts[0] == counts[1]
+
+
+def _fit_and_evaluate(K: Any, cls: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """A model with an embedding (Muon's exclude_embeddings), a hidden and an output layer: fit with validation
+    data, then evaluate and predict with the weights fit left (no swap for ScheduleFreeAdamW's, as in Keras)."""
+    rng = np.random.default_rng(7)
+    tokens = rng.integers(0, 10, size=(32, 3))
+    y = rng.normal(size=(32, 2)).astype("float32")
+    model = K.Sequential(
+        [
+            K.Input((3,), dtype="int32"),
+            K.layers.Embedding(10, 4, name="token_embedding"),
+            K.layers.Flatten(),
+            K.layers.Dense(6, activation="tanh", name="hidden"),
+            K.layers.Dense(2, name="head"),
+        ]
+    )
+    model.set_weights([rng.normal(scale=0.5, size=w.shape).astype("float32") for w in model.get_weights()])
+    model.compile(optimizer=make_optimizer(K, cls, kwargs), loss="mse")
+    history = model.fit(tokens, y, batch_size=8, epochs=2, shuffle=False, verbose=0, validation_data=(tokens, y))
+    return {
+        "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
+        "evaluate": float(model.evaluate(tokens, y, verbose=0)),
+        "predict": np.asarray(model.predict(tokens, verbose=0)),
+        "weights": [np.asarray(w) for w in model.get_weights()],
+    }
+
+
+@pytest.mark.parametrize(
+    "cls,kwargs",
+    [
+        ("Muon", {"learning_rate": 0.02}),
+        ("Muon", {"learning_rate": 0.02, "exclude_layers": ["head"], "exclude_embeddings": False}),
+        ("ScheduleFreeAdamW", {"learning_rate": 0.02, "warmup_steps": 3}),
+    ],
+    ids=["muon", "muon_excluded", "schedule_free"],
+)
+def test_fit_evaluate_and_predict_match_keras(keras_ref, cls, kwargs):
+    ref, got = _fit_and_evaluate(keras_ref, cls, kwargs), _fit_and_evaluate(tritonnn, cls, kwargs)
+    assert_same(ref, got, rtol=1e-4, atol=1e-5)  # eight steps
