@@ -24,7 +24,7 @@ from ..naming import clear_session as clear_session
 from ..naming import get_uid as get_uid
 from ..naming import unique_name
 from ..variable import Variable, check_name, current_path, from_tensor, initial_value, name_scope, scope_stack
-from . import symbolic
+from . import symbolic, tracking
 from .input_spec import assert_input_compatibility
 
 
@@ -605,6 +605,29 @@ class Layer(torch.nn.Module):
             if isinstance(attr, property) and attr.fget is not None:
                 return attr.fget(self)
             raise
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Lists, dicts and tuples of layers are tracked, as Keras tracks them (layers/tracking.py): their layers
+        # are registered as one ModuleList child under the attribute's name.
+        d = self.__dict__
+        if "_modules" in d:
+            modules = d["_modules"]
+            if name in modules and name in d:  # a container held here before: its registration goes with it
+                del modules[name]
+            container = tracking.tracked(self, name, value)
+            if container is not None:
+                super().__setattr__(name, container)
+                tracking.register(self, name, container)
+                return
+        super().__setattr__(name, value)
+
+    def __delattr__(self, name: str) -> None:
+        d = self.__dict__
+        if name in d and name in d.get("_modules", ()):  # a tracked container: the attribute and its layers
+            del d["_modules"][name]
+            object.__delattr__(self, name)
+            return
+        super().__delattr__(name)
 
     def compute_output_shape(self, input_shape: Any) -> Any:
         """The output shape for an input shape, found by calling the layer on zeros when not overridden."""

@@ -280,7 +280,9 @@ class Functional(Model):
                 out = node.layer(inputs, training=training)
             for kt, value in zip(node.output_tensors, _tensors(out), strict=True):
                 values[id(kt)] = value
-        return map_structure(lambda t: values[id(t)], self._outputs_struct)
+        out = map_structure(lambda t: values[id(t)], self._outputs_struct)
+        # Keras' unpack_singleton: outputs given as a list (or tuple) of one tensor are returned as that tensor
+        return out[0] if isinstance(out, (list, tuple)) and len(out) == 1 else out
 
     # ---- config: Keras' layout ----
     def _own_node_indices(self) -> dict[int, int]:
