@@ -14,7 +14,8 @@ from typing import Any
 
 import torch
 
-from . import config
+from . import _serialization, config
+from ._registry import known_objects
 
 
 def _norms(w: torch.Tensor, axis: Any) -> torch.Tensor:
@@ -127,17 +128,21 @@ ALL_OBJECTS: dict[str, type] = {
 
 
 def serialize(constraint: Any) -> dict[str, Any] | None:
-    """``{"class_name", "config"}`` of a constraint (None stays None)."""
+    """Keras' layout: ``{"module": "keras.constraints", "class_name", "config", "registered_name": None}`` for a
+    built-in class (a registered or user class: its module and registered name); None stays None."""
     if constraint is None:
         return None
     if not hasattr(constraint, "get_config"):
         raise ValueError(f"Cannot serialize {constraint!r}: a constraint needs get_config(). Subclass Constraint.")
-    return {"class_name": type(constraint).__name__, "config": constraint.get_config()}
+    return _serialization.serialize_keras_object(constraint)
 
 
 def deserialize(config: Any, custom_objects: dict[str, Any] | None = None) -> Constraint:
-    """A constraint from :func:`serialize`'s dict (or a name); ``custom_objects`` maps class names to classes."""
-    known = {**ALL_OBJECTS, **(custom_objects or {})}
+    """A constraint from :func:`serialize`'s dict (Keras' layout or tritonnn's earlier ``{"class_name",
+    "config"}``) or a name; ``custom_objects`` maps class names to classes. A registered class is found by its
+    registered name, as in Keras."""
+    user = known_objects(custom_objects)
+    known = {**ALL_OBJECTS, **user}
     if isinstance(config, str):
         config = {"class_name": config, "config": {}}
     if not isinstance(config, dict) or not isinstance(config.get("class_name"), str):
@@ -145,7 +150,9 @@ def deserialize(config: Any, custom_objects: dict[str, Any] | None = None) -> Co
             f'Expected a constraint config: a dict with a string "class_name". Received: config={config!r}'
         )
     name = config["class_name"]
-    cls = known.get(name) or known.get(config.get("registered_name") or "")
+    registered = config.get("registered_name")
+    cls = user.get(registered) if isinstance(registered, str) else None
+    cls = cls or known.get(name)
     if cls is None:
         close = difflib.get_close_matches(name, list(known), n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""

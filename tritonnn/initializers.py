@@ -13,6 +13,9 @@ from typing import Any
 
 import torch
 
+from . import _serialization
+from ._registry import known_objects
+
 
 def compute_fans(shape: tuple[int, ...], input_axes: Any = None, output_axes: Any = None) -> tuple[float, float]:
     """Keras' fans: ``(in, out)`` for a 2-D kernel; receptive field folded in for higher ranks; with both
@@ -270,17 +273,34 @@ ALL_OBJECTS: dict[str, type] = {
 _BY_CLASS_NAME = {cls.__name__: cls for cls in ALL_OBJECTS.values()}
 
 
-def serialize(initializer: Initializer) -> dict[str, Any]:
-    return {"class_name": type(initializer).__name__, "config": initializer.get_config()}
+def serialize(initializer: Initializer | None) -> dict[str, Any] | None:
+    """Keras' layout: ``{"module": "keras.initializers", "class_name", "config", "registered_name": None}`` for a
+    built-in class (a registered or user class: its module and registered name), None for None."""
+    return _serialization.serialize_keras_object(initializer)
+
+
+def _class_of(config: dict[str, Any], custom_objects: dict[str, Any] | None, builtins: dict[str, Any]) -> Any:
+    """The class a ``{"class_name", "registered_name"...}`` dict names, with Keras' precedence: the registry, the
+    active custom-object scope and ``custom_objects`` by registered name, then by class name, then ``builtins`` by
+    class name (the earlier tritonnn layout, without ``module``/``registered_name``, resolves the same way)."""
+    user = known_objects(custom_objects)
+    for key in (config.get("registered_name"), config.get("class_name")):
+        if isinstance(key, str) and key in user:
+            return user[key]
+    return builtins.get(config.get("class_name") or "")
 
 
 def deserialize(config: Any, custom_objects: dict[str, Any] | None = None) -> Initializer:
-    """An initializer from :func:`serialize`'s dict or a name; ``custom_objects`` maps class names to classes."""
-    if isinstance(config, dict) and custom_objects and config.get("class_name") in custom_objects:
-        return custom_objects[config["class_name"]].from_config(config.get("config") or {})
-    if isinstance(config, str) and custom_objects and config in custom_objects:
-        return custom_objects[config]()
-    if not isinstance(config, (str, dict)):
+    """An initializer from :func:`serialize`'s dict (Keras' layout or tritonnn's earlier ``{"class_name",
+    "config"}``) or a name; ``custom_objects`` maps class names to classes."""
+    if isinstance(config, str) and config in known_objects(custom_objects):
+        return known_objects(custom_objects)[config]()
+    if isinstance(config, dict):
+        cls = _class_of(config, custom_objects, _BY_CLASS_NAME)
+        if cls is None:
+            raise ValueError(f"Unknown initializer class: {config.get('class_name')!r}")
+        return cls.from_config(config.get("config") or {})
+    if not isinstance(config, str):
         raise ValueError(f"Could not interpret initializer config: {config!r}")
     return get(config)
 
@@ -290,10 +310,7 @@ def get(identifier: str | dict | Initializer | None) -> Initializer | None:
     if identifier is None or isinstance(identifier, Initializer):
         return identifier
     if isinstance(identifier, dict):
-        cls = _BY_CLASS_NAME.get(identifier.get("class_name", ""))
-        if cls is None:
-            raise ValueError(f"Unknown initializer class: {identifier.get('class_name')!r}")
-        return cls.from_config(identifier.get("config", {}))
+        return deserialize(identifier)
     if isinstance(identifier, str):
         cls = ALL_OBJECTS.get(identifier) or _BY_CLASS_NAME.get(identifier)
         if cls is not None:

@@ -10,7 +10,8 @@ from typing import Any
 
 import torch
 
-from . import config
+from . import _serialization, config
+from ._registry import known_objects
 
 
 class Regularizer:
@@ -126,18 +127,25 @@ ALL_OBJECTS: dict[str, Any] = {
 }
 
 
-def serialize(reg: Regularizer) -> dict[str, Any]:
-    return {"class_name": type(reg).__name__, "config": reg.get_config()}
+def serialize(reg: Regularizer | None) -> dict[str, Any] | None:
+    """Keras' layout: ``{"module": "keras.regularizers", "class_name", "config", "registered_name": None}`` for a
+    built-in class (a registered or user class: its module and registered name), None for None."""
+    return _serialization.serialize_keras_object(reg)
 
 
 def deserialize(config: Any, custom_objects: dict[str, Any] | None = None) -> Regularizer:
-    """A regularizer from :func:`serialize`'s dict or a name; ``custom_objects`` maps class names to classes."""
-    known = {**ALL_OBJECTS, **(custom_objects or {})}
+    """A regularizer from :func:`serialize`'s dict (Keras' layout or tritonnn's earlier ``{"class_name",
+    "config"}``) or a name; ``custom_objects`` maps class names to classes. A registered class is found by its
+    registered name, as in Keras."""
+    user = known_objects(custom_objects)
     if isinstance(config, str):
-        return get(config) if config not in (custom_objects or {}) else known[config]()
+        return user[config]() if config in user else get(config)
     if not isinstance(config, dict) or not isinstance(config.get("class_name"), str):
         raise ValueError(f'Expected a regularizer config: a dict with a string "class_name". Received: {config!r}')
-    cls = known.get(config["class_name"]) or known.get(config.get("registered_name") or "")
+    cls = next(
+        (user[k] for k in (config.get("registered_name"), config["class_name"]) if isinstance(k, str) and k in user),
+        ALL_OBJECTS.get(config["class_name"]),
+    )
     if cls is None:
         raise ValueError(f"Unknown regularizer class: {config['class_name']!r}. Valid names: {sorted(ALL_OBJECTS)}")
     return cls.from_config(config.get("config") or {})

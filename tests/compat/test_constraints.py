@@ -120,7 +120,12 @@ def test_a_weight_without_constraint_is_left_alone_and_the_config_says_so():
     layer.build((None, 3))
     assert isinstance(layer.kernel.constraint, constraints.MaxNorm) and layer.bias.constraint is None
     cfg = layer.get_config()
-    assert cfg["kernel_constraint"] == {"class_name": "MaxNorm", "config": {"max_value": 2, "axis": 0}}
+    assert cfg["kernel_constraint"] == {
+        "module": "keras.constraints",
+        "class_name": "MaxNorm",
+        "config": {"max_value": 2, "axis": 0},
+        "registered_name": None,
+    }
     assert cfg["bias_constraint"] is None
     again = tk.layers.Dense.from_config(cfg)
     assert isinstance(again.kernel_constraint, constraints.MaxNorm) and again.bias_constraint is None
@@ -157,7 +162,12 @@ def test_normalization_and_embedding_layers_apply_their_constraints():
     assert ln.gamma.detach().norm().item() <= 0.1 + 1e-6
     assert bn.beta.detach().min().item() >= 0.0
     assert ln.get_config()["gamma_constraint"]["class_name"] == "MaxNorm"
-    assert emb.get_config()["embeddings_constraint"] == {"class_name": "NonNeg", "config": {}}
+    assert emb.get_config()["embeddings_constraint"] == {
+        "module": "keras.constraints",
+        "class_name": "NonNeg",
+        "config": {},
+        "registered_name": None,
+    }
 
 
 def test_custom_constraint_subclass_and_shape_check():

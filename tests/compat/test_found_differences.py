@@ -6,12 +6,16 @@
   documentation and shape function (``layers.category-encoding-rank-3``);
 - ``keras.ops.moments`` of an integer or bool tensor (Keras' ``RuntimeError``) and of float16 (float16 results);
 - the optimizers' automatic names (Keras' snake case of the class name, counted: ``adam``, ``adam_1``...);
-- each tritonnn module's ``__all__`` lists what Keras exports under that module and tritonnn has.
+- each tritonnn module's ``__all__`` lists what Keras exports under that module and tritonnn has;
+- every layer's ``get_config()``: the keys and the nested ``module``/``class_name``/``config``/``registered_name``
+  layout of its initializers, regularizers and constraints (registered custom ones too), ``activity_regularizer``
+  only when set, no ``input_shape``; read both ways, and tritonnn's earlier layout still loads.
 """
 
 from __future__ import annotations
 
 import importlib
+import json
 import pkgutil
 import types
 
@@ -214,3 +218,251 @@ def test_remote_monitor_is_exported_by_star_import():
     namespace: dict[str, object] = {}
     exec("from tritonnn.callbacks import *", namespace)  # noqa: S102  (the import under test)
     assert namespace["RemoteMonitor"] is tk.callbacks.RemoteMonitor
+
+
+# ---- layer configs ---------------------------------------------------------------------------------------------------
+
+
+def _regularized(K, name, **extra):
+    """A layer with every initializer, regularizer and constraint argument it has set (and an activity regularizer)."""
+    return getattr(K.layers, name)(activity_regularizer=K.regularizers.L1(0.02), **extra)
+
+
+def _norm_args(K):
+    return {
+        "beta_initializer": K.initializers.RandomNormal(stddev=0.1, seed=2),
+        "gamma_initializer": "he_uniform",
+        "beta_regularizer": "l2",
+        "gamma_regularizer": K.regularizers.L1L2(l1=0.01, l2=0.03),
+        "beta_constraint": "non_neg",
+        "gamma_constraint": K.constraints.MaxNorm(1.5, axis=0),
+    }
+
+
+LAYER_CONFIGS = [
+    ("dense", lambda K: K.layers.Dense(3)),
+    ("dense-options", lambda K: _regularized(
+        K, "Dense", units=3, activation="relu", use_bias=True, kernel_initializer=K.initializers.RandomNormal(seed=1),
+        bias_initializer="ones", kernel_regularizer="l2", bias_regularizer=K.regularizers.L1(0.1),
+        kernel_constraint="max_norm", bias_constraint=K.constraints.NonNeg())),
+    ("dense-registered-activity", lambda K: K.layers.Dense(2, activity_regularizer="l2")),
+    ("einsum-dense", lambda K: K.layers.EinsumDense("ab,bc->ac", output_shape=4, bias_axes="c")),
+    ("einsum-dense-options", lambda K: _regularized(
+        K, "EinsumDense", equation="ab,bc->ac", output_shape=4, kernel_regularizer="l2",
+        kernel_constraint="non_neg", kernel_initializer="lecun_normal")),
+    ("embedding", lambda K: K.layers.Embedding(5, 3)),
+    ("embedding-options", lambda K: _regularized(
+        K, "Embedding", input_dim=5, output_dim=3, embeddings_initializer="glorot_normal",
+        embeddings_regularizer="l2", embeddings_constraint="unit_norm", mask_zero=True)),
+    ("batch-norm", lambda K: K.layers.BatchNormalization()),
+    ("batch-norm-options", lambda K: _regularized(
+        K, "BatchNormalization", moving_mean_initializer="ones", moving_variance_initializer="zeros", **_norm_args(K))),
+    ("layer-norm", lambda K: K.layers.LayerNormalization()),
+    ("layer-norm-options", lambda K: _regularized(K, "LayerNormalization", **_norm_args(K))),
+    ("rms-norm", lambda K: K.layers.RMSNormalization(epsilon=1e-5)),
+    ("unit-norm", lambda K: K.layers.UnitNormalization(axis=[1, 2])),
+    ("prelu", lambda K: K.layers.PReLU()),
+    ("prelu-options", lambda K: _regularized(
+        K, "PReLU", alpha_initializer="ones", alpha_regularizer="l2", alpha_constraint="non_neg", shared_axes=[1])),
+    ("activation", lambda K: K.layers.Activation("tanh")),
+    ("flatten", lambda K: K.layers.Flatten()),
+    ("flatten-channels-first", lambda K: K.layers.Flatten(data_format="channels_first")),
+    ("reshape", lambda K: _regularized(K, "Reshape", target_shape=(2, -1))),
+    ("input-layer", lambda K: K.layers.InputLayer(shape=(3, None), batch_size=2)),
+    ("identity", lambda K: K.layers.Identity()),
+    ("add", lambda K: K.layers.Add()),
+    ("average", lambda K: K.layers.Average()),
+    ("concatenate", lambda K: K.layers.Concatenate(axis=1)),
+    ("dot", lambda K: K.layers.Dot(axes=1, normalize=True)),
+    ("maximum", lambda K: K.layers.Maximum()),
+    ("minimum", lambda K: K.layers.Minimum()),
+    ("multiply", lambda K: _regularized(K, "Multiply")),
+    ("subtract", lambda K: K.layers.Subtract()),
+    ("activity-regularization", lambda K: K.layers.ActivityRegularization(0.1, 0.2)),
+    ("alpha-dropout", lambda K: K.layers.AlphaDropout(0.2, seed=3)),
+    ("gaussian-dropout", lambda K: K.layers.GaussianDropout(0.2)),
+    ("gaussian-noise", lambda K: K.layers.GaussianNoise(0.2, seed=1)),
+    ("global-average-pooling", lambda K: K.layers.GlobalAveragePooling1D(keepdims=True)),
+    ("global-max-pooling", lambda K: K.layers.GlobalMaxPooling1D()),
+    ("category-encoding", lambda K: K.layers.CategoryEncoding(3, output_mode="count")),
+    ("discretization", lambda K: K.layers.Discretization(bin_boundaries=[0.0, 1.0])),
+    ("normalization", lambda K: K.layers.Normalization()),
+    ("normalization-given", lambda K: K.layers.Normalization(mean=[1.0, 2.0], variance=[1.0, 4.0])),
+    ("rescaling", lambda K: K.layers.Rescaling(0.5, 0.1)),
+    ("dropout", lambda K: _regularized(K, "Dropout", rate=0.2, noise_shape=(None, 1), seed=4)),
+    ("permute", lambda K: K.layers.Permute((2, 1))),
+    ("repeat-vector", lambda K: K.layers.RepeatVector(3)),
+    ("elu", lambda K: K.layers.ELU(alpha=0.5)),
+    ("leaky-relu", lambda K: K.layers.LeakyReLU(negative_slope=0.2)),
+    ("relu", lambda K: K.layers.ReLU(max_value=6.0)),
+    ("softmax", lambda K: K.layers.Softmax(axis=1)),
+    ("lambda", lambda K: K.layers.Lambda(_double_it)),
+    ("wrapper", lambda K: K.layers.Wrapper(K.layers.Dense(2, kernel_regularizer="l1"))),
+]  # fmt: skip
+
+
+def _double_it(x):
+    return x * 2
+
+
+def _json(x):
+    return json.loads(json.dumps(x))
+
+
+def _dtype_names(config):
+    """Keras' config with each ``DTypePolicy`` dict replaced by its name, tritonnn's layout (``config.dtype-name``)."""
+    if isinstance(config, dict):
+        if config.get("class_name") == "DTypePolicy" and isinstance(config.get("config"), dict):
+            return config["config"]["name"]
+        return {k: _dtype_names(v) for k, v in config.items()}
+    if isinstance(config, list):
+        return [_dtype_names(v) for v in config]
+    return config
+
+
+@pytest.mark.parametrize("make", [m for _, m in LAYER_CONFIGS], ids=[i for i, _ in LAYER_CONFIGS])
+def test_layer_get_config_is_keras(keras_ref, make):
+    """The keys, the nested layout (``module``/``class_name``/``config``/``registered_name`` of initializers,
+    regularizers and constraints; ``activity_regularizer`` only when set) and the values of ``get_config()``."""
+    deliberate("config.dtype-name")
+    ref, got = _json(make(keras_ref).get_config()), _json(make(tk).get_config())
+    assert_same(_dtype_names(ref), got)
+
+
+@pytest.mark.parametrize("make", [m for _, m in LAYER_CONFIGS], ids=[i for i, _ in LAYER_CONFIGS])
+def test_layer_configs_read_both_ways(keras_ref, make):
+    ref_layer, got_layer = make(keras_ref), make(tk)
+    ref, got = _json(ref_layer.get_config()), _json(got_layer.get_config())
+    with tk.saving.custom_object_scope({"_double_it": _double_it}):
+        from_keras = type(got_layer).from_config(_json(ref))  # tritonnn reads Keras' config
+    assert_same(got, _json(from_keras.get_config()))
+    with keras_ref.saving.custom_object_scope({"_double_it": _double_it}):
+        from_tritonnn = type(ref_layer).from_config(_json(got))  # and Keras reads tritonnn's
+    assert_same(_dtype_names(ref), _dtype_names(_json(from_tritonnn.get_config())))
+
+
+_OBJECT_MODULES = ("keras.initializers", "keras.regularizers", "keras.constraints")
+
+
+def _earlier_layout(config):
+    """A config as tritonnn wrote it before its initializers, regularizers and constraints followed Keras' nested
+    layout: ``{"class_name", "config"}`` only."""
+    if isinstance(config, dict):
+        if config.get("module") in _OBJECT_MODULES:
+            return {"class_name": config["class_name"], "config": _earlier_layout(config["config"])}
+        return {k: _earlier_layout(v) for k, v in config.items()}
+    return config
+
+
+@pytest.mark.parametrize(
+    "make",
+    [m for i, m in LAYER_CONFIGS if i.endswith("options") or i == "wrapper"],
+    ids=[i for i, _ in LAYER_CONFIGS if i.endswith("options") or i == "wrapper"],
+)
+def test_the_earlier_tritonnn_config_layout_still_loads(make):
+    layer = make(tk)
+    config = _json(layer.get_config())
+    old = _earlier_layout(config)
+    if type(layer).__name__ == "Dense":
+        old = {**old, "activity_regularizer": old.get("activity_regularizer"), "input_shape": [4]}
+    assert old != config
+    again = type(layer).from_config(old)
+    assert _json(again.get_config()) == config
+
+
+@pytest.mark.filterwarnings("ignore:Do not pass an `input_shape`")
+@pytest.mark.parametrize("argument", [{"input_shape": (4,)}, {"input_dim": 4}])
+def test_an_input_shape_is_not_in_the_layer_config_but_in_the_sequential(keras_ref, argument):
+    for K in (keras_ref, tk):
+        layer = K.layers.Dense(3, **argument)
+        assert "input_shape" not in layer.get_config() and "input_dim" not in layer.get_config()
+        model = K.Sequential([layer, K.layers.Dense(2)])
+        entry = model.get_config()["layers"][0]
+        assert (entry["class_name"], tuple(entry["config"]["batch_shape"])) == ("InputLayer", (None, 4))
+        again = K.Sequential.from_config(_json(model.get_config()))
+        assert again.count_params() == model.count_params() == 4 * 3 + 3 + 3 * 2 + 2
+
+
+def _custom_classes(K):
+    @K.saving.register_keras_serializable(package="found")
+    class Halves(K.initializers.Initializer):
+        def __init__(self, value=0.5):
+            self.value = value
+
+        def __call__(self, shape, dtype=None):
+            return K.ops.ones(shape) * self.value
+
+        def get_config(self):
+            return {"value": self.value}
+
+    @K.saving.register_keras_serializable(package="found")
+    class SumPenalty(K.regularizers.Regularizer):
+        def __init__(self, factor=1.0):
+            self.factor = factor
+
+        def __call__(self, x):
+            return self.factor * K.ops.sum(x)
+
+        def get_config(self):
+            return {"factor": self.factor}
+
+    @K.saving.register_keras_serializable(package="found")
+    class Clip(K.constraints.Constraint):
+        def __init__(self, limit=1.0):
+            self.limit = limit
+
+        def __call__(self, w):
+            return K.ops.clip(w, -self.limit, self.limit)
+
+        def get_config(self):
+            return {"limit": self.limit}
+
+    return Halves, SumPenalty, Clip
+
+
+def test_registered_custom_objects_in_a_layer_config_are_keras_and_round_trip(keras_ref):
+    configs = {}
+    for K in (keras_ref, tk):
+        Halves, SumPenalty, Clip = _custom_classes(K)
+        layer = K.layers.Dense(
+            2, kernel_initializer=Halves(0.25), kernel_regularizer=SumPenalty(0.5), kernel_constraint=Clip(2.0),
+            activity_regularizer=SumPenalty(0.125),
+        )  # fmt: skip
+        configs[K] = config = _json(layer.get_config())
+        again = K.layers.Dense.from_config(config)
+        assert isinstance(again.kernel_initializer, Halves) and again.kernel_initializer.value == 0.25
+        assert isinstance(again.kernel_regularizer, SumPenalty) and again.kernel_regularizer.factor == 0.5
+        assert isinstance(again.kernel_constraint, Clip) and again.kernel_constraint.limit == 2.0
+        assert isinstance(again.activity_regularizer, SumPenalty) and again.activity_regularizer.factor == 0.125
+        for key in ("Halves", "SumPenalty", "Clip"):
+            K.saving.get_custom_objects().pop(f"found>{key}")
+    deliberate("config.dtype-name")
+    assert_same(_dtype_names(configs[keras_ref]), configs[tk])
+    assert configs[tk]["kernel_initializer"]["registered_name"] == "found>Halves"
+
+
+@pytest.mark.parametrize("module", ["initializers", "regularizers", "constraints"])
+def test_serialize_functions_write_keras_layout(keras_ref, module):
+    objects = {
+        "initializers": lambda K: [K.initializers.Zeros(), K.initializers.VarianceScaling(2.0, seed=1)],
+        "regularizers": lambda K: [K.regularizers.L2(0.5), K.regularizers.L1L2(0.1, 0.2)],
+        "constraints": lambda K: [K.constraints.NonNeg(), K.constraints.MinMaxNorm(0.1, 2.0)],
+    }[module]
+    for ref_obj, got_obj in zip(objects(keras_ref), objects(tk), strict=True):
+        ref = _json(getattr(keras_ref, module).serialize(ref_obj))
+        got = _json(getattr(tk, module).serialize(got_obj))
+        assert_same(ref, got)
+        again = getattr(tk, module).deserialize(ref)
+        assert type(again).__name__ == type(got_obj).__name__ and _json(again.get_config()) == got["config"]
+    assert getattr(tk, module).serialize(None) is getattr(keras_ref, module).serialize(None) is None
+
+
+def test_flatten_channels_first_flattens_in_channels_last_order(keras_ref):
+    x = RNG.normal(size=(2, 3, 4, 5)).astype("float32")
+    for data_format in ("channels_first", "channels_last", None):
+        ref = to_numpy(keras_ref, keras_ref.layers.Flatten(data_format=data_format)(x))
+        got = tk.layers.Flatten(data_format=data_format)(x).numpy()
+        assert_same(ref, got)
+    for K in (keras_ref, tk):
+        with pytest.raises(ValueError, match="data_format"):
+            K.layers.Flatten(data_format="channels_middle")

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from .. import activations, constraints, initializers, kernels, regularizers
+from .. import activations, config, constraints, initializers, kernels, regularizers
 from ..kernels.activations import ACTIVATIONS, ALIASES, activation_reference, canonical
 from . import symbolic
 from .layer import Layer, check_unquantized, unique_name
@@ -311,9 +311,6 @@ class Dense(Layer):
             if self.kernel_regularizer is None
             else regularizers.serialize(self.kernel_regularizer),
             bias_regularizer=None if self.bias_regularizer is None else regularizers.serialize(self.bias_regularizer),
-            activity_regularizer=None
-            if self.activity_regularizer is None
-            else regularizers.serialize(self.activity_regularizer),
             kernel_constraint=constraints.serialize(self.kernel_constraint),
             bias_constraint=constraints.serialize(self.bias_constraint),
             quantization_config=None,
@@ -340,20 +337,36 @@ class Activation(Layer):
 
 
 class Flatten(Layer):
-    """Flattens every dimension but the batch one."""
+    """Flattens every dimension but the batch one. With ``data_format="channels_first"`` (default: the
+    ``image_data_format`` setting, ``"channels_last"``) the channels axis 1 is moved last first, so that the
+    order is the channels-last one, as in Keras."""
 
     def __init__(self, data_format: str | None = None, **kwargs: Any):
         super().__init__(**kwargs)
+        if data_format is None:
+            data_format = config.image_data_format()
+        data_format = str(data_format).lower()
+        if data_format not in ("channels_first", "channels_last"):
+            raise ValueError(
+                "The `data_format` argument must be one of {'channels_first', 'channels_last'}. "
+                f"Received: data_format={data_format}"
+            )
+        self.data_format = data_format
         self.built = True
 
     _autocast_inputs = False
 
     def call(self, inputs: torch.Tensor) -> torch.Tensor:
+        if self.data_format == "channels_first" and inputs.dim() > 2:
+            inputs = inputs.permute(0, *range(2, inputs.dim()), 1)
         return inputs.reshape(inputs.shape[0], -1)
 
     def compute_output_shape(self, input_shape: Any) -> Any:
         rest = input_shape[1:]
         return (input_shape[0], None if any(d is None for d in rest) else math.prod(rest))
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "data_format": self.data_format}
 
 
 class Reshape(Layer):

@@ -216,6 +216,10 @@ class Layer(torch.nn.Module):
         **kwargs: Any,
     ):
         super().__init__()
+        if "input_dim" in kwargs:  # Keras' older spelling of a one-axis input_shape: input_dim=4 is (4,)
+            input_dim = kwargs.pop("input_dim")
+            if input_dim is not None:
+                input_shape = (input_dim,)
         if kwargs:
             raise ValueError(f"Unrecognized keyword arguments passed to {type(self).__name__}: {kwargs}")
         if name is not None and (not isinstance(name, str) or "/" in name):  # it names the layer's variable paths
@@ -642,9 +646,11 @@ class Layer(torch.nn.Module):
         dtype = str(self._dtype).replace("torch.", "")
         if self._compute_dtype != self._dtype:
             dtype = "mixed_" + str(self._compute_dtype).replace("torch.", "")
+        # Keras' base entries: the activity regularizer only when there is one; an `input_shape=` argument is not
+        # one (a Sequential records it as its InputLayer; configs that hold it, tritonnn's earlier ones, still load)
         cfg: dict[str, Any] = {"name": self.name, "trainable": self.trainable, "dtype": dtype}
-        if self._input_shape_arg is not None:
-            cfg["input_shape"] = self._input_shape_arg
+        if self.activity_regularizer is not None:
+            cfg["activity_regularizer"] = regularizers.serialize(self.activity_regularizer)
         return cfg
 
     @classmethod
