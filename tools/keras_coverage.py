@@ -44,6 +44,7 @@ MODULES = (
     "regularizers",
     "saving",
     "utils",
+    "wrappers",
 )
 
 _CONV = "convolutions (image, sequence and volume models)"
@@ -226,6 +227,7 @@ NOT_FOR_MLPS: dict[str, dict[str, str]] = {
         "timeseries_dataset_from_array": "windows of time series (recurrent models)",
         "pad_sequences": "padding of variable-length sequences (recurrent models)",
         "legacy": "Keras 2 / tf.keras compatibility",
+        "FeatureSpace": "tf.data feature preprocessing: Keras 3 itself raises ImportError without TensorFlow",
     },
 }
 
