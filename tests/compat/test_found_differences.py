@@ -9,7 +9,9 @@
 - each tritonnn module's ``__all__`` lists what Keras exports under that module and tritonnn has;
 - every layer's ``get_config()``: the keys and the nested ``module``/``class_name``/``config``/``registered_name``
   layout of its initializers, regularizers and constraints (registered custom ones too), ``activity_regularizer``
-  only when set, no ``input_shape``; read both ways, and tritonnn's earlier layout still loads.
+  only when set, no ``input_shape``; read both ways, and tritonnn's earlier layout still loads;
+- unknown dimensions of symbolic tensors (``keras.Input((None, 4))``): the shapes Keras shows through Dense,
+  Flatten, Reshape and the other layers, and the ``ValueError`` where a weight would need an unknown size.
 """
 
 from __future__ import annotations
@@ -466,3 +468,97 @@ def test_flatten_channels_first_flattens_in_channels_last_order(keras_ref):
     for K in (keras_ref, tk):
         with pytest.raises(ValueError, match="data_format"):
             K.layers.Flatten(data_format="channels_middle")
+
+
+# ---- unknown dimensions in symbolic tensors --------------------------------------------------------------------------
+
+SYMBOLIC = {
+    "input": lambda K: K.Input((None, 4)),
+    "input-batch-size": lambda K: K.Input((None, 4), batch_size=2),
+    "input-last-unknown": lambda K: K.Input((4, None)),
+    "dense": lambda K: K.layers.Dense(3)(K.Input((None, 4))),
+    "dense-batch-size": lambda K: K.layers.Dense(3)(K.Input((None, 4), batch_size=2)),
+    "dense-on-unknown-last": lambda K: K.layers.Dense(3)(K.Input((4, None))),
+    "flatten": lambda K: K.layers.Flatten()(K.Input((None, 4))),
+    "flatten-known": lambda K: K.layers.Flatten()(K.Input((3, 4))),
+    "flatten-then-dense": lambda K: K.layers.Dense(2)(K.layers.Flatten()(K.Input((None, 4)))),
+    "reshape-flat": lambda K: K.layers.Reshape((-1,))(K.Input((None, 4))),
+    "reshape-2-x": lambda K: K.layers.Reshape((2, -1))(K.Input((None, 4))),
+    "reshape-x-2": lambda K: K.layers.Reshape((-1, 2))(K.Input((None, 4))),
+    "reshape-fixed": lambda K: K.layers.Reshape((8,))(K.Input((None, 4))),
+    "reshape-fixed-2d": lambda K: K.layers.Reshape((4, 2))(K.Input((None, 4))),
+    "reshape-then-dense": lambda K: K.layers.Dense(3)(K.layers.Reshape((2, -1))(K.Input((None, 4)))),
+    "global-pooling": lambda K: K.layers.GlobalAveragePooling1D()(K.Input((None, 4))),
+    "layer-norm": lambda K: K.layers.LayerNormalization()(K.Input((None, 4))),
+    "layer-norm-on-unknown": lambda K: K.layers.LayerNormalization()(K.Input((4, None))),
+    "batch-norm-on-unknown": lambda K: K.layers.BatchNormalization()(K.Input((4, None))),
+    "prelu-on-unknown": lambda K: K.layers.PReLU()(K.Input((None, 4))),
+    "embedding": lambda K: K.layers.Embedding(5, 3)(K.Input((None,), dtype="int32")),
+    "concatenate": lambda K: K.layers.Concatenate(axis=1)([K.Input((None, 4)), K.Input((3, 4))]),
+    "add": lambda K: K.layers.Add()([K.Input((None, 4)), K.Input((3, 4))]),
+    "dot": lambda K: K.layers.Dot(axes=2)([K.Input((None, 4)), K.Input((3, 4))]),
+    "permute": lambda K: K.layers.Permute((2, 1))(K.Input((None, 4))),
+    "einsum-dense": lambda K: K.layers.EinsumDense("abc,cd->abd", (None, 5))(K.Input((None, 4))),
+    "unit-norm": lambda K: K.layers.UnitNormalization()(K.Input((None, 4))),
+    "softmax": lambda K: K.layers.Softmax()(K.Input((None, 4))),
+    "normalization-on-unknown": lambda K: K.layers.Normalization()(K.Input((4, None))),
+    "dropout": lambda K: K.layers.Dropout(0.5)(K.Input((None, 4))),
+}
+
+
+@pytest.mark.parametrize("program", list(SYMBOLIC.values()), ids=list(SYMBOLIC))
+def test_unknown_dimensions_propagate_or_raise_as_in_keras(keras_ref, program):
+    def shape(K):
+        return observe(lambda: tuple(program(K).shape))
+
+    assert_same(shape(keras_ref), shape(tk))
+
+
+def test_a_weight_of_unknown_size_is_keras_value_error(keras_ref):
+    for K in (keras_ref, tk):
+
+        class Weighted(K.layers.Layer):
+            ops = K.ops
+
+            def build(self, input_shape):
+                self.w = self.add_weight(shape=(input_shape[-1], 2), name="w")
+
+            def call(self, x):
+                return self.ops.matmul(x, self.w)
+
+        layer = Weighted(name="weighted")
+        with pytest.raises(ValueError, match=r"fully-defined .*shape=\(None, 2\) for variable path='weighted/w'"):
+            layer(K.Input((3, None)))
+        assert not layer.weights
+        assert tuple(Weighted()(K.Input((None, 3))).shape) == (None, None, 2)
+
+
+def test_a_model_with_an_unknown_length_summarizes_trains_and_reloads_as_keras(keras_ref, tmp_path):
+    x, y = RNG.normal(size=(8, 5, 4)).astype("float32"), RNG.normal(size=(8, 1)).astype("float32")
+    longer = RNG.normal(size=(2, 7, 4)).astype("float32")
+
+    def program(K):
+        K.utils.set_random_seed(3)
+        inputs = K.Input((None, 4), name="steps")
+        hidden = K.layers.Dense(3, activation="tanh", name="per_step")(inputs)
+        outputs = K.layers.Dense(1, name="out")(K.layers.GlobalAveragePooling1D(name="pool")(hidden))
+        model = K.Model(inputs, outputs)
+        shapes = [model.input_shape, model.output_shape, [tuple(layer.output.shape) for layer in model.layers]]
+        lines: list[str] = []
+        model.summary(print_fn=lambda line, *args, **kwargs: lines.append(line))
+        summary = [s for s in ("(None, None, 4)", "(None, None, 3)", "(None, 3)", "(None, 1)") if s in "".join(lines)]
+        model.compile(optimizer=K.optimizers.SGD(0.1), loss="mse")
+        return model, shapes, summary
+
+    ref_model, ref_shapes, ref_summary = program(keras_ref)
+    model, shapes, summary = program(tk)
+    assert (shapes, summary) == (ref_shapes, ref_summary)
+    assert len(summary) == 4
+    model.set_weights([to_numpy(keras_ref, w) for w in ref_model.weights])
+    ref_model.fit(x, y, epochs=2, batch_size=4, shuffle=False, verbose=0)
+    model.fit(x, y, epochs=2, batch_size=4, shuffle=False, verbose=0)
+    assert_same(to_numpy(keras_ref, ref_model.predict(longer, verbose=0)), model.predict(longer, verbose=0))
+    model.save(str(tmp_path / "m.keras"))
+    loaded = tk.saving.load_model(str(tmp_path / "m.keras"))
+    assert loaded.input_shape == (None, None, 4)
+    np.testing.assert_array_equal(loaded.predict(longer, verbose=0), model.predict(longer, verbose=0))

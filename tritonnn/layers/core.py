@@ -125,7 +125,8 @@ class InputLayer(Layer):
         self.built = True
         example = torch.zeros((1, *[1 if d is None else d for d in shape]), dtype=self._dtype)
         node = symbolic.Node(self, None, {}, None)
-        node.outputs = symbolic.KerasTensor(example, node, 0, name=self.name)  # self.output, the node's output
+        # self.output, the node's output: Keras' shape, with the batch size when one is fixed
+        node.outputs = symbolic.KerasTensor(example, node, 0, name=self.name, shape=(batch_size, *shape))
         self._output_shape = (None, *shape)
 
     @property

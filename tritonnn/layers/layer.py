@@ -269,6 +269,13 @@ class Layer(torch.nn.Module):
         """
         if name is not None:
             check_name(name)
+        if any(s is None for s in (shape or ())):
+            with name_scope(self.name, caller=self):
+                where = f"{current_path()}/{name or 'variable'}"
+            raise ValueError(
+                "Shapes used to initialize variables must be fully-defined (no `None` dimensions). Received: "
+                f"shape={tuple(shape)} for variable path='{where}'"
+            )
         shape = tuple(int(s) for s in (shape or ()))
         if any(s < 0 for s in shape):
             raise ValueError(f"Weight shapes must be non-negative. Received: shape={shape}")
@@ -427,6 +434,9 @@ class Layer(torch.nn.Module):
 
     def _maybe_build(self, inputs: Any, args: tuple[Any, ...] = ()) -> None:
         if not self.built:
+            tensors = symbolic.build_tensors(self)  # called on symbolic tensors: their shapes, None where unknown
+            if tensors is not None:
+                inputs, args = tensors
             if args:
                 self.build(**self._build_shapes(inputs, args))
             else:

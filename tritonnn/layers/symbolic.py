@@ -1,31 +1,57 @@
 """Symbolic tensors for the Functional API: ``Input`` returns a ``KerasTensor``; calling a layer on one records a
 ``Node`` and returns new ``KerasTensor``s.
 
-Shapes are found by running the layer once on a concrete example (batch of 1, ``training=False``, no gradient),
-so every layer, built-in or custom, gets correct output shapes without a shape function of its own.
+Shapes are found by running the layer on a concrete example (batch of 1, ``training=False``, no gradient), so
+every layer, built-in or custom, gets correct output shapes without a shape function of its own. A dimension that
+is unknown (``None``: ``keras.Input((None, 4))``) has size 1 in the example; a layer called on such a tensor is
+run a second time with size 2 there, and each output dimension that differs between the runs is unknown too. The
+layer builds from the symbolic shapes, ``None`` included, as in Keras: a weight whose shape would need an unknown
+dimension is Keras' ``ValueError``, not a weight of size 1.
 """
 
 from __future__ import annotations
 
+import contextvars
 import itertools
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
+# (layer, inputs, args) of the symbolic call in progress: that layer's build reads the shapes of these symbolic
+# tensors (None for an unknown dimension) instead of its example tensors' (1 there).
+_BUILDING: contextvars.ContextVar[tuple[Any, Any, tuple[Any, ...]] | None] = contextvars.ContextVar(
+    "tritonnn_symbolic_build", default=None
+)
+
 
 class KerasTensor:
-    """A symbolic tensor: a shape with ``None`` for the batch dimension, a dtype, and where it came from."""
+    """A symbolic tensor: a shape (``None`` for the batch dimension unless an ``Input`` fixed its ``batch_size``,
+    and for every other dimension not known), a dtype, and where it came from."""
 
-    def __init__(self, example: torch.Tensor, node: Node | None, index: int, name: str | None = None):
+    def __init__(
+        self,
+        example: torch.Tensor,
+        node: Node | None,
+        index: int,
+        name: str | None = None,
+        shape: tuple[int | None, ...] | None = None,
+    ):
         self._example = example
+        self._shape = None if shape is None else tuple(shape)
         self.node = node
         self.index = index  # position among the node's flattened outputs (Node.output_tensors)
         self.name = name
 
     @property
     def shape(self) -> tuple[int | None, ...]:
+        if self._shape is not None:
+            return self._shape
         return (None, *tuple(self._example.shape[1:]))
+
+    @property
+    def _has_unknown(self) -> bool:
+        return any(d is None for d in self.shape[1:])
 
     @property
     def dtype(self) -> str:
@@ -107,24 +133,145 @@ def is_symbolic(struct: Any) -> bool:
     return any(isinstance(t, KerasTensor) for t in flatten(struct))
 
 
+def build_tensors(layer: Any) -> tuple[Any, tuple[Any, ...]] | None:
+    """``(inputs, args)``, the symbolic arguments whose shapes ``layer``'s build takes, while a symbolic call of
+    ``layer`` runs (None otherwise: a sublayer called inside it builds from its concrete inputs)."""
+    building = _BUILDING.get()
+    return None if building is None or building[0] is not layer else (building[1], building[2])
+
+
+def _resized(t: KerasTensor, size: int) -> torch.Tensor:
+    """An example of ``t`` with ``size`` in its unknown dimensions (zeros: only its shape and dtype matter)."""
+    e = t._example
+    dims = [e.shape[0], *[size if d is None else d for d in t.shape[1:]]]
+    return torch.zeros(dims, dtype=e.dtype, device=e.device)
+
+
+def _batch_size(tensors: list[KerasTensor]) -> int | None:
+    """The batch size of the outputs: the inputs' when all of them fix the same one (``Input(batch_size=...)``)."""
+    sizes = {t.shape[0] for t in tensors}
+    return sizes.pop() if len(sizes) == 1 and tensors else None
+
+
+def _output_shape(first: torch.Tensor, second: Any, batch: int | None) -> tuple[int | None, ...]:
+    rest = tuple(first.shape[1:])
+    if isinstance(second, torch.Tensor) and second.dim() == first.dim():
+        rest = tuple(None if a != b else a for a, b in zip(rest, second.shape[1:], strict=True))
+    elif second is not None:  # the second run gave another rank or no tensor there: nothing is known past the rank
+        rest = (None,) * len(rest)
+    return (batch, *rest)
+
+
+class _ShapeFunctionOutput:
+    """A layer's output known only from its shape function: an example of that shape, and the shape itself."""
+
+    def __init__(self, tensor: torch.Tensor, declared: tuple[int | None, ...]):
+        self.tensor = tensor
+        self.declared = declared
+
+
+def _declared_shape(layer: Any, inputs: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """What ``layer.compute_output_shape`` says for one symbolic input (or a list of them) when the layer defines
+    one of its own; None when it does not, takes other arguments, or fails."""
+    from .layer import Layer  # the base class, whose compute_output_shape runs the layer itself
+
+    if args or any(isinstance(v, KerasTensor) for v in flatten(kwargs)):
+        return None
+    if type(layer).compute_output_shape is Layer.compute_output_shape:
+        return None
+    if not (
+        isinstance(inputs, KerasTensor)
+        or (isinstance(inputs, list) and all(isinstance(t, KerasTensor) for t in inputs))
+    ):
+        return None
+    try:
+        shape = layer.compute_output_shape(map_structure(lambda t: t.shape, inputs))
+    except Exception:  # noqa: BLE001  (no shape function for these shapes: the run's own error is the one to raise)
+        return None
+    if not isinstance(shape, tuple) or not all(d is None or isinstance(d, int) for d in shape):
+        return None
+    return shape
+
+
+def _from_shape_function(
+    layer: Any, inputs: Any, args: tuple[Any, ...], kwargs: dict[str, Any], batch: int | None
+) -> _ShapeFunctionOutput | None:
+    declared = _declared_shape(layer, inputs, args, kwargs)
+    if declared is None or not declared:
+        return None
+    first = inputs if isinstance(inputs, KerasTensor) else inputs[0]
+    dtype = first._example.dtype if not layer._autocast_inputs else layer.compute_dtype
+    example = torch.zeros(
+        [1, *[1 if d is None else d for d in declared[1:]]], dtype=dtype, device=first._example.device
+    )
+    return _ShapeFunctionOutput(example, (batch, *declared[1:]))
+
+
 def symbolic_call(layer: Any, inputs: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """Call ``layer`` on symbolic arguments: run it on their examples to learn output shapes, and record a Node."""
 
-    def example(t: Any) -> Any:
-        return t._example if isinstance(t, KerasTensor) else t
+    def run(example: Callable[[Any], Any]) -> Any:
+        examples = map_structure(example, inputs)
+        example_args = map_structure(example, tuple(args))
+        run_kwargs = map_structure(example, dict(kwargs))
+        if layer._call_takes_training:
+            run_kwargs["training"] = False
+        with torch.no_grad():
+            out = layer._concrete_call(examples, example_args, run_kwargs)
+        layer._clear_losses()
+        return out
 
-    examples = map_structure(example, inputs)
-    example_args = map_structure(example, tuple(args))
-    run_kwargs = map_structure(example, dict(kwargs))
-    if layer._call_takes_training:
-        run_kwargs["training"] = False
-    with torch.no_grad():
-        out = layer._concrete_call(examples, example_args, run_kwargs)
-    layer._clear_losses()
+    symbolic = [t for t in flatten((inputs, list(args), kwargs)) if isinstance(t, KerasTensor)]
+    unknown = any(t._has_unknown for t in symbolic)
+    batch = _batch_size(symbolic)
+    token = _BUILDING.set((layer, inputs, tuple(args)))
+    try:
+        out = run(lambda t: t._example if isinstance(t, KerasTensor) else t)
+    except Exception:
+        # An example with 1 in an unknown dimension may be one the layer cannot take (Reshape((8,)) of (None, 4)):
+        # Keras' shape function then says what the output is, as Keras' symbolic call does.
+        # (Only for a built layer: an error of its build, such as a weight needing an unknown size, is raised.)
+        out = _from_shape_function(layer, inputs, args, kwargs, batch) if unknown and layer.built else None
+        if out is None:
+            raise
+    finally:
+        _BUILDING.reset(token)
+    first = flatten(out)
+    shapes: dict[int, tuple[int | None, ...]] = {}
+    if unknown and not isinstance(out, _ShapeFunctionOutput):
+        try:
+            second = flatten(
+                run(lambda t: (_resized(t, 2) if t._has_unknown else t._example) if isinstance(t, KerasTensor) else t)
+            )
+        except Exception:  # noqa: BLE001  (a size the layer cannot take: its shape function, or the first run, says)
+            second = None
+            declared = _declared_shape(layer, inputs, args, kwargs)
+            if isinstance(out, torch.Tensor) and declared is not None and len(declared) == out.dim():
+                # the dimensions it leaves unknown (the run's example had 1 there; Add of (None, 4) and (3, 4))
+                shapes[id(out)] = (
+                    batch,
+                    *[None if d is None else e for d, e in zip(declared[1:], out.shape[1:], strict=True)],
+                )
+        if second is not None and len(second) == len(first):
+            shapes = {
+                id(a): _output_shape(a, b, batch)
+                for a, b in zip(first, second, strict=True)
+                if isinstance(a, torch.Tensor)
+            }
+    if isinstance(out, _ShapeFunctionOutput):
+        shapes[id(out)] = out.declared
+        out = out.tensor
+    for a in flatten(out):
+        if isinstance(a, torch.Tensor) and id(a) not in shapes:
+            shapes[id(a)] = _output_shape(a, None, batch)
     node = Node(layer, inputs, kwargs, None, args)
-    outputs = map_structure(
-        lambda t: KerasTensor(t.detach(), node, 0, name=layer.name) if isinstance(t, torch.Tensor) else t, out
-    )
+
+    def symbolic_output(t: Any) -> Any:
+        if not isinstance(t, torch.Tensor):
+            return t
+        return KerasTensor(t.detach(), node, 0, name=layer.name, shape=shapes[id(t)])
+
+    outputs = map_structure(symbolic_output, out)
     node.outputs = outputs
     for i, t in enumerate(node.output_tensors):  # a tensor's index is its position in the flattened outputs
         t.index = i
