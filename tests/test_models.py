@@ -385,3 +385,30 @@ def test_fit_resumes_mid_epoch_from_initial_step():
     hist = model.fit(X4, Y1, batch_size=8, epochs=3, verbose=0, callbacks=[Resume()])
     assert hist.epoch == [1, 2]
     assert seen == [(0, b) for b in range(3, 8)] + [(1, b) for b in range(8)]
+
+
+def test_a_fitted_model_pickles_and_trains_on():
+    """After fit (integer labels, validation: the step callables of the last call), evaluate and predict, a model
+    pickles and deep-copies with its weights and optimizer state, predicts the same and trains on (Keras' models
+    pickle; scikit-learn's wrappers pickle fitted estimators)."""
+    import copy
+    import pickle
+
+    keras.utils.set_random_seed(0)
+    x = np.random.default_rng(0).random((24, 4)).astype("float32")
+    y = np.random.default_rng(1).integers(0, 3, 24)
+    inp = keras.Input((4,))
+    for model in (
+        keras.Sequential([keras.Input((4,)), keras.layers.Dense(5, activation="relu"), keras.layers.Dense(3)]),
+        keras.Model(inp, keras.layers.Dense(3)(keras.layers.Dense(5, activation="relu")(inp))),
+    ):
+        model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                      metrics=["accuracy"])  # fmt: skip
+        model.fit(x, y, batch_size=8, epochs=2, validation_data=(x, y), verbose=0)
+        model.evaluate(x, y, verbose=0)
+        want = model.predict(x, verbose=0)
+        for twin in (pickle.loads(pickle.dumps(model)), copy.deepcopy(model)):
+            np.testing.assert_array_equal(twin.predict(x, verbose=0), want)
+            assert int(twin.optimizer.iterations) == int(model.optimizer.iterations) == 6
+            twin.fit(x, y, batch_size=8, epochs=1, verbose=0)
+            assert int(twin.optimizer.iterations) == 9

@@ -620,6 +620,7 @@ class Optimizer:
         """Restore what :meth:`state_dict` saved. Before ``build`` it is kept and applied when built."""
         if not self.built:
             self._pending_state = dict(state)
+            self._host_iterations = int(state.get("iterations", 0))  # what `iterations` reads until the build
             if "learning_rate" in state and not isinstance(self._learning_rate, LearningRateSchedule):
                 self._learning_rate = float(state["learning_rate"])
             return

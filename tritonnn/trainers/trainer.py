@@ -87,6 +87,29 @@ class Trainer:
         self._optimizer_params: list[torch.nn.Parameter] = []
         self._initial_epoch: int | None = None
 
+    # The per-call machinery of the last fit/evaluate (step callables, captured graphs, the last step's losses with
+    # their autograd graph): rebuilt by the next call, never part of a pickled or copied model.
+    _TRANSIENT = ("_last_step_runner", "_test_runner", "_last_output_losses", "_shuffle_generator")
+
+    def __getstate__(self) -> dict[str, Any]:
+        """A fitted model pickles as Keras' does (scikit-learn's wrappers pickle fitted estimators): everything but
+        the transient state of the last call (``_TRANSIENT``)."""
+        state = dict(self.__dict__)
+        for key in self._TRANSIENT:
+            state.pop(key, None)
+        optimizer = state.get("optimizer")
+        if isinstance(optimizer, optimizers.Optimizer) and optimizer.built:
+            # A built optimizer's parameters are views into its flat buffers, which pickle does not keep (each
+            # view is stored as its own copy). Stored instead: an unbuilt optimizer of the same config holding the
+            # state (as a saved file holds it), built over the model's weights by the next fit, state applied.
+            try:
+                fresh = type(optimizer).from_config(optimizer.get_config())
+            except Exception:  # noqa: BLE001 - an optimizer without a config round trip is stored as it is
+                return state
+            fresh.load_state_dict(optimizer.state_dict())
+            state["optimizer"], state["_optimizer_params"] = fresh, []
+        return state
+
     # ---- metrics ----
     @property
     def metrics(self) -> list[metrics_mod.Metric]:
