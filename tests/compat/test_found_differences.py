@@ -503,6 +503,13 @@ SYMBOLIC = {
     "softmax": lambda K: K.layers.Softmax()(K.Input((None, 4))),
     "normalization-on-unknown": lambda K: K.layers.Normalization()(K.Input((4, None))),
     "dropout": lambda K: K.layers.Dropout(0.5)(K.Input((None, 4))),
+    "sequential-called": lambda K: K.Sequential([K.layers.Dense(2)])(K.Input((None, 4))),
+    "sequential-called-on-unknown-last": lambda K: K.Sequential([K.layers.Dense(2)])(K.Input((4, None))),
+    "sequential-with-batch-size": lambda K: (
+        K.Sequential([K.Input((None, 4), batch_size=3), K.layers.Dense(2)]).layers[-1].output
+    ),
+    "functional-called": lambda K: K.Model(i := K.Input((None, 4)), K.layers.Dense(2)(i))(K.Input((None, 4))),
+    "embedding-batch-size": lambda K: K.layers.Embedding(5, 2)(K.Input((None,), dtype="int32", batch_size=2)),
 }
 
 

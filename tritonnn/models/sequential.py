@@ -6,11 +6,11 @@ from typing import Any
 
 import torch
 
-from .. import saving
+from .. import config, saving
 from ..layers import fusion
 from ..layers.core import InputLayer
 from ..layers.layer import Layer, shape_of
-from ..layers.symbolic import KerasTensor, Node
+from ..layers.symbolic import KerasTensor, Node, build_tensors
 from .model import Model
 
 
@@ -122,6 +122,13 @@ class Sequential(Model):
 
     def _maybe_build(self, inputs: Any, args: tuple[Any, ...] = ()) -> None:
         if not self.built:
+            called_on = build_tensors(self)  # called on a symbolic tensor: its shape, None where unknown
+            if self._input_layer is None and called_on is not None and isinstance(called_on[0], KerasTensor):
+                symbolic_input = called_on[0]
+                dtype = config.standardize_dtype(symbolic_input.dtype)
+                self._input_layer = InputLayer(
+                    shape=tuple(symbolic_input.shape[1:]), dtype=None if dtype.is_floating_point else dtype
+                )
             if self._input_layer is None and isinstance(inputs, torch.Tensor):
                 # Built from the first batch: the input keeps that batch's dtype (integer ids for an Embedding).
                 dtype = None if inputs.dtype.is_floating_point else inputs.dtype
