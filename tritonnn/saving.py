@@ -14,6 +14,9 @@ file: an 8-byte little-endian header length, a JSON header, then the raw tensor 
 - ``build_config``: JSON ``{"input_shape": [...]}`` for a built model (``null`` when it was never built).
 - ``compile_config``: JSON of the compile arguments (``null`` for an uncompiled model).
 - ``extra``: JSON that a caller attached (``BackupAndRestore`` records the epoch there).
+- ``structure``: JSON ``{state_dict key: structural key}`` (:func:`structural_keys`: each layer name replaced by its
+  position), with which :func:`load_weights` loads into another build of the same architecture, whose automatic
+  layer names differ, as Keras loads by structure. Files written before it load by key only.
 
 The tensors are the model's ``state_dict()`` under its own keys (``_layers.0.kernel``...), stored as they are,
 plus the optimizer's ``state_dict()`` under the prefix ``optimizer/`` (``optimizer/iterations``,
@@ -547,7 +550,58 @@ def _write(
     if kind == "model":
         metadata["model_config"] = json.dumps(serialize_layer(model))
     tensors = _tensors_of(model, include_optimizer=include_optimizer) if model.built else {}
+    metadata["structure"] = json.dumps(structural_keys(model))
     _atomic_write(path, st_save(tensors, metadata=metadata))
+
+
+def structural_keys(model: Any) -> dict[str, str]:
+    """``{state_dict key: the same key with each layer name replaced by its position}``.
+
+    A Functional model keys its layers by name (``_layer_modules.dense_3.kernel``), and names are numbered per
+    session: the same architecture built twice has other keys. Keras loads weights by structure, not by name; so
+    does :func:`load_weights` when the keys differ: the file records this mapping (its ``structure`` entry) and a
+    model whose structural keys are the file's, shapes and dtypes checked as ever, takes the weights by position.
+    Each component that names an entry of a ``torch.nn.ModuleDict`` becomes ``#<index>``; the rest stay."""
+    out: dict[str, str] = {}
+    for key in model.state_dict():
+        module, parts = model, []
+        for part in key.split("."):
+            children = getattr(module, "_modules", {})
+            if isinstance(module, torch.nn.ModuleDict) and part in children:
+                parts.append(f"#{list(children).index(part)}")
+            else:
+                parts.append(part)
+            module = children.get(part) if part in children else None
+            if module is None:
+                module = _NO_MODULE
+        out[key] = ".".join(parts)
+    return out
+
+
+class _NoModule:
+    _modules: dict[str, Any] = {}
+
+
+_NO_MODULE = _NoModule()
+
+
+def _by_structure(model: Any, contents: _Contents, path: str) -> dict[str, str] | None:
+    """``{file key: model key}`` when the file's keys are not the model's but its recorded structure is (see
+    :func:`structural_keys`), else None."""
+    raw = contents.metadata.get("structure")
+    if raw is None:
+        return None
+    recorded = contents.json("structure", path)
+    if not isinstance(recorded, dict) or not all(isinstance(v, str) for v in recorded.values()):
+        raise ValueError(f"{path} is not a valid tritonnn file: its 'structure' entry is not a mapping of keys")
+    ours = structural_keys(model)
+    by_skey = {v: k for k, v in ours.items()}
+    if len(by_skey) != len(ours) or len(set(recorded.values())) != len(recorded):
+        return None  # two keys of one structure (a shared layer under two names): positions are ambiguous
+    file_keys = {k for k in contents.tensors if not k.startswith(OPTIMIZER_PREFIX)}
+    if set(recorded) != file_keys or set(recorded.values()) != set(by_skey):
+        return None
+    return {k: by_skey[skey] for k, skey in recorded.items()}
 
 
 def save_model(
@@ -718,6 +772,10 @@ def _load_state(model: Any, contents: _Contents, path: str, load_optimizer: bool
     """
     weights = {k: v for k, v in contents.tensors.items() if not k.startswith(OPTIMIZER_PREFIX)}
     own = model.state_dict()
+    if set(weights) != set(own):  # other names, the same structure (another build of the same model)?
+        renamed = _by_structure(model, contents, path)
+        if renamed is not None:
+            weights = {renamed[k]: v for k, v in weights.items()}
     unknown = sorted(set(weights) - set(own))
     missing = sorted(set(own) - set(weights))
     if skip_mismatch:

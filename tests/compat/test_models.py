@@ -306,3 +306,40 @@ def test_summary_counts_optimizer_params_once_trained(keras_ref, optimizer):
         return {"compiled": compiled, "trained": summary_counts(model)}
 
     assert_same(program(keras_ref), observe(lambda: program(tritonnn)))
+
+
+def _two_builds(K: Any, tmp: str) -> dict[str, Any]:
+    """The same Functional architecture (a nested Functional block inside) built twice in one session, so its layers
+    get other automatic names: weights saved from the first load into the second, by structure (Keras' rule), from
+    a weights file and from a model file; a third model of other widths refuses them."""
+    import os
+
+    def build(width: int = 3) -> Any:
+        inner_in = K.Input((4,))
+        inner = K.Model(inner_in, K.layers.Dense(width, activation="tanh")(inner_in))
+        inp = K.Input((4,))
+        return K.Model(inp, K.layers.Dense(2)(K.layers.Concatenate()([inner(inp), K.layers.Dense(3)(inp)])))
+
+    first = build()
+    rng = np.random.default_rng(0)
+    first.set_weights([rng.normal(size=tuple(w.shape)).astype("float32") for w in first.weights])
+    x = rng.normal(size=(5, 4)).astype("float32")
+    paths = [w.path for w in first.weights]
+    out: dict[str, Any] = {"names_differ": observe(lambda: paths != [w.path for w in build().weights])}
+    weights_file, model_file = os.path.join(tmp, f"{K.__name__}.weights.h5"), os.path.join(tmp, f"{K.__name__}.keras")
+    first.save_weights(weights_file)
+    first.save(model_file)
+    for name, path in (("weights_file", weights_file), ("model_file", model_file)):
+        second = build()
+        out[name] = observe(lambda second=second, path=path: second.load_weights(path))
+        out[name + "_predict"] = observe(lambda second=second: second.predict(x, verbose=0))
+    out["other_widths"] = observe(lambda: build(width=5).load_weights(weights_file))
+    out["first_predict"] = first.predict(x, verbose=0)
+    return out
+
+
+def test_weights_load_into_another_build_of_the_same_architecture(keras_ref, tmp_path):
+    ref, got = _two_builds(keras_ref, str(tmp_path)), _two_builds(tritonnn, str(tmp_path))
+    assert_same(ref, got)
+    np.testing.assert_allclose(got["weights_file_predict"], got["first_predict"], rtol=1e-6)
+    np.testing.assert_allclose(got["model_file_predict"], got["first_predict"], rtol=1e-6)
