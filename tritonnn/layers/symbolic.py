@@ -173,12 +173,11 @@ class _ShapeFunctionOutput:
 def _declared_shape(layer: Any, inputs: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """What ``layer.compute_output_shape`` says for one symbolic input (or a list of them) when the layer defines
     one of its own; None when it does not, takes other arguments, or fails."""
-    from .layer import Layer  # the base class, whose compute_output_shape runs the layer itself
-
     if args or any(isinstance(v, KerasTensor) for v in flatten(kwargs)):
         return None
-    if type(layer).compute_output_shape is Layer.compute_output_shape:
-        return None
+    own = type(layer).compute_output_shape
+    if (own.__module__, own.__qualname__) == (__name__.rsplit(".", 1)[0] + ".layer", "Layer.compute_output_shape"):
+        return None  # the base class's, which runs the layer itself
     if not (
         isinstance(inputs, KerasTensor)
         or (isinstance(inputs, list) and all(isinstance(t, KerasTensor) for t in inputs))
