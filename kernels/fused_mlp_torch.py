@@ -49,6 +49,8 @@ def stack_forward(
         return h, h, keep
     z = h if h.dtype == torch.float32 else h.to(torch.float32)
     if spec.loss == "softmax_cross_entropy":
+        if targets.dtype != torch.int64:  # int32 / uint8 labels: nll_loss takes int64 (a copy of the batch's labels)
+            targets = targets.long()
         logp = torch.log_softmax(z, 1)
         loss, total_weight = torch.ops.aten.nll_loss_forward(logp, targets, None, _MEAN, _NO_IGNORE)
         keep += [logp, targets, total_weight]

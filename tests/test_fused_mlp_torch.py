@@ -223,6 +223,22 @@ def test_steps_that_need_autograd_get_it(monkeypatch):
         keras.mixed_precision.set_global_policy("float32")
 
 
+@pytest.mark.parametrize("dtype", ["int32", "uint8"])
+def test_narrow_integer_labels(monkeypatch, dtype):
+    """int32 and uint8 labels (what numpy gives on some platforms, and what MNIST is stored as) train on the direct
+    path exactly as int64 labels do."""
+    x, y = _data()
+    model, twin = _model(), _model()
+    for a, b in zip(twin.weights, model.weights, strict=True):
+        with torch.no_grad():
+            a.copy_(b)
+    with _Calls() as calls:
+        got = _fit(model, x, y.astype(dtype))
+        assert calls.counts == (5, 1)
+    want = _fit(twin, x, y.astype("int64"))
+    _assert_same_training(got, want, model, twin)
+
+
 def test_bad_labels_are_still_refused():
     """A label out of range reaches the direct path's check (as the per-layer cross-entropy's) as a ValueError."""
     x, y = _data()
