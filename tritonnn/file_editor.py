@@ -36,27 +36,22 @@ import json
 import math
 import os
 import re
-import secrets
-import struct
 import warnings
 from collections import OrderedDict
 from typing import Any
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from . import _registry, ops
+from . import _file_format, _registry, ops
 from .layers.layer import Layer, weight_budget
 from .layers.torch_module_wrapper import TorchModuleWrapper
 from .version import __version__
 
 # The file format (tritonnn.saving's module docstring; saving imports this module, so these are restated here).
-FORMAT_NAME = "tritonnn"
-FORMAT_VERSION = 1
-OPTIMIZER_PREFIX = "optimizer/"
+FORMAT_NAME, FORMAT_VERSION = _file_format.FORMAT_NAME, _file_format.FORMAT_VERSION
+OPTIMIZER_PREFIX = _file_format.OPTIMIZER_PREFIX
 MODEL_SUFFIX = ".keras"
 WEIGHTS_SUFFIXES = (".weights.h5", ".weights.safetensors")
 # The header entry in which the editor records the path of each key of a file it writes.
@@ -64,7 +59,6 @@ PATHS_ENTRY = "keras_paths"
 # The most elements one sample of the inputs a .keras file's config declares may hold for the editor to rebuild the
 # model (saving.MAX_INPUT_ELEMENTS' default): above it the file's objects are named by their keys.
 MAX_INPUT_ELEMENTS = 2**26
-_SHAPE_KEYS = frozenset({"shape", "input_shape", "batch_shape", "batch_input_shape"})
 # The containers of a Sequential (`_layers`) and a Functional (`_layer_modules`) model: Keras' `layers`.
 _LAYER_CONTAINERS = ("_layers", "_layer_modules")
 
@@ -85,43 +79,6 @@ class _Spec:
 # ---- reading and writing files ----------------------------------------------------------------------------------
 
 
-def _read(path: str) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
-    """A tritonnn file's header metadata and tensors, with the reader's checks (``tritonnn.saving``'s)."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"No such file: {path}")
-    with open(path, "rb") as f:
-        data = f.read()
-    if data[:4] == b"PK\x03\x04":
-        raise ValueError(f"{path} is a zip archive (a Keras `.keras` file?), not a tritonnn file; it cannot be read")
-    if data[:8] == b"\x89HDF\r\n\x1a\n":
-        raise ValueError(f"{path} is an HDF5 file (Keras `.h5`?), not a tritonnn file; it cannot be read")
-    if len(data) < 8:
-        raise ValueError(f"{path} is truncated or not a tritonnn file: {len(data)} bytes, too short for a header")
-    (header_len,) = struct.unpack("<Q", data[:8])
-    if header_len > len(data) - 8:
-        raise ValueError(
-            f"{path} is truncated or not a tritonnn file: the header declares {header_len} bytes but the file has "
-            f"{len(data) - 8} after the length field"
-        )
-    try:
-        header = json.loads(data[8 : 8 + header_len])
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
-        raise ValueError(f"{path} is not a tritonnn file: its header is not JSON ({e})") from e
-    metadata = header.get("__metadata__") if isinstance(header, dict) else None
-    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT_NAME:
-        raise ValueError(f"{path} is not a tritonnn file: its header has no format={FORMAT_NAME!r} entry")
-    if metadata.get("format_version") != str(FORMAT_VERSION):
-        raise ValueError(
-            f"{path} has format_version={metadata.get('format_version')!r}; this tritonnn reads format_version "
-            f"{FORMAT_VERSION!r}"
-        )
-    try:
-        tensors = st_load(data)
-    except SafetensorError as e:
-        raise ValueError(f"{path} is truncated or corrupt: {e}") from e
-    return metadata, tensors
-
-
 def _json_entry(metadata: dict[str, str], key: str, path: str) -> Any:
     """A JSON header entry (None when the file has none)."""
     if key not in metadata:
@@ -130,43 +87,6 @@ def _json_entry(metadata: dict[str, str], key: str, path: str) -> Any:
         return json.loads(metadata[key])
     except (json.JSONDecodeError, RecursionError) as e:
         raise ValueError(f"{path} is not a valid tritonnn file: the header entry {key!r} is not JSON ({e})") from e
-
-
-def _atomic_write(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` as ``tritonnn.saving`` writes: a temporary file beside it (mode ``0o666`` less the
-    umask), flushed and fsynced, then moved over ``path``; a reader sees the old file or the new one."""
-    directory = os.path.dirname(os.path.abspath(path)) or "."
-    os.makedirs(directory, exist_ok=True)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOFOLLOW", 0)
-    for _ in range(100):
-        tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
-        try:
-            fd = os.open(tmp, flags, 0o666)
-            break
-        except FileExistsError:
-            continue
-    else:
-        raise FileExistsError(f"Could not create a temporary file beside {path}: every name tried exists")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    try:
-        dir_fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
 
 
 # ---- Keras paths of a model's weights ---------------------------------------------------------------------------
@@ -320,28 +240,12 @@ def _check_labels(labels: dict[str, Path]) -> None:
                 raise ValueError(f"The path {'/'.join(path[:n])!r} is both a weight and an object")
 
 
-def _declared_shapes(config: Any) -> list[list[Any]]:
-    """The flat shapes under the input-shape keys of a config, at any depth (walked without recursion)."""
-    shapes: list[list[Any]] = []
-    pending: list[tuple[Any, bool]] = [(config, False)]
-    while pending:
-        value, is_shape = pending.pop()
-        if isinstance(value, dict):
-            pending.extend((v, is_shape or k in _SHAPE_KEYS) for k, v in value.items())
-        elif isinstance(value, list):
-            if is_shape and all(d is None or isinstance(d, int) for d in value):
-                shapes.append(value)
-            else:
-                pending.extend((v, is_shape) for v in value)
-    return shapes
-
-
 def _rebuild(model_config: Any, build_config: Any, n_elements: int, path: str) -> Layer:
     """The model a ``.keras`` file's config describes, built, its weights not loaded (``load_model``'s checks: the
     classes come from the registry, the weights it creates are bounded by what the file stores)."""
     if not isinstance(model_config, dict) or not isinstance(model_config.get("class_name"), str):
         raise ValueError("its model_config is not a layer config")
-    for shape in _declared_shapes([model_config, build_config]):
+    for shape in _file_format.declared_shapes([model_config, build_config]):
         n = math.prod(1 if d is None else d for d in shape)
         if n > MAX_INPUT_ELEMENTS:
             raise ValueError(f"its config declares the input shape {shape}, over {MAX_INPUT_ELEMENTS} elements")
@@ -483,7 +387,7 @@ class KerasFileEditor:
                 "Invalid filename: expected a `.keras`, `.weights.h5` or `.weights.safetensors` extension. "
                 f"Received: filepath={self.filepath}"
             )
-        metadata, tensors = _read(self.filepath)
+        metadata, tensors = _file_format.read(self.filepath)
         self._header = metadata
         self._tensors = tensors
         self._edited = False
@@ -900,7 +804,7 @@ class KerasFileEditor:
             "extra": self._header.get("extra", "{}"),
             PATHS_ENTRY: json.dumps(paths),
         }
-        _atomic_write(filepath, st_save(tensors, metadata=metadata))
+        _file_format.atomic_write(filepath, st_save(tensors, metadata=metadata))
 
     def resave_weights(self, filepath: str | os.PathLike) -> None:
         """Save the edited weights file (the same as :meth:`save`)."""

@@ -58,17 +58,23 @@ import inspect
 import json
 import math
 import os
-import secrets
-import struct
 import warnings
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from . import _registry, _serialization, constraints, initializers, losses, metrics, optimizers, regularizers
+from . import (
+    _file_format,
+    _registry,
+    _serialization,
+    constraints,
+    initializers,
+    losses,
+    metrics,
+    optimizers,
+    regularizers,
+)
 from ._process import is_chief
 from ._registry import (
     GLOBAL_CUSTOM_NAMES,
@@ -86,11 +92,13 @@ from .layers.layer import Layer, weight_budget
 from .optimizers import schedules
 from .version import __version__
 
-FORMAT_NAME = "tritonnn"
-FORMAT_VERSION = 1
+FORMAT_NAME, FORMAT_VERSION, OPTIMIZER_PREFIX = (
+    _file_format.FORMAT_NAME,
+    _file_format.FORMAT_VERSION,
+    _file_format.OPTIMIZER_PREFIX,
+)
 MODEL_SUFFIXES = (".keras",)
 WEIGHTS_SUFFIXES = (".weights.h5", ".weights.safetensors")
-OPTIMIZER_PREFIX = "optimizer/"
 # The most elements one sample of a loaded model's declared input shapes may hold (256 MiB of float32): loading
 # builds the model on one sample of zeros, whose size comes from the file.
 MAX_INPUT_ELEMENTS = 2**26
@@ -109,9 +117,6 @@ _LOSSLESS_WIDENING = frozenset(
         (torch.int32, torch.int64),
     }
 )
-
-# Keys of a config whose values are input shapes (the model is built on one sample of each).
-_SHAPE_KEYS = frozenset({"shape", "input_shape", "batch_shape", "batch_input_shape"})
 
 # Custom classes registered by `register_keras_serializable` (keyed by "package>name"): tritonnn/_registry.py.
 _GLOBAL_CUSTOM_OBJECTS = GLOBAL_CUSTOM_OBJECTS
@@ -476,47 +481,6 @@ def _check_path(filepath: Any, suffixes: tuple[str, ...], what: str) -> str:
     return path
 
 
-def _atomic_write(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that a reader sees the old file or the new one, never a mix.
-
-    The temporary file is created with mode ``0o666``, which the kernel reduces by the process's umask as for any
-    new file (``tempfile.mkstemp`` would create it ``0o600``, and that mode would stay on the saved file); nothing
-    reads or changes the umask.
-    """
-    directory = os.path.dirname(os.path.abspath(path)) or "."
-    os.makedirs(directory, exist_ok=True)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOFOLLOW", 0)
-    for _ in range(100):  # a name taken by another writer: draw another, as mkstemp does
-        tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
-        try:
-            fd = os.open(tmp, flags, 0o666)
-            break
-        except FileExistsError:
-            continue
-    else:
-        raise FileExistsError(f"Could not create a temporary file beside {path}: every name tried exists")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    try:  # make the rename itself durable; not every platform can open a directory
-        dir_fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
-
-
 def _tensors_of(model: Any, include_optimizer: bool) -> dict[str, torch.Tensor]:
     """The model's state (and the optimizer's under ``optimizer/``), as independent contiguous CPU tensors.
 
@@ -551,7 +515,7 @@ def _write(
         metadata["model_config"] = json.dumps(serialize_layer(model))
     tensors = _tensors_of(model, include_optimizer=include_optimizer) if model.built else {}
     metadata["structure"] = json.dumps(structural_keys(model))
-    _atomic_write(path, st_save(tensors, metadata=metadata))
+    _file_format.atomic_write(path, st_save(tensors, metadata=metadata))
 
 
 def structural_keys(model: Any) -> dict[str, str]:
@@ -707,40 +671,7 @@ class _Contents:
 def _read(path: str) -> _Contents:
     if not isinstance(path, (str, os.PathLike)):
         raise ValueError(f"Expected `filepath` to be a str or os.PathLike. Received: filepath={path!r}")
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"No such file: {path}")
-    with open(path, "rb") as f:
-        data = f.read()
-    if data[:4] == b"PK\x03\x04":
-        raise ValueError(f"{path} is a zip archive (a Keras `.keras` file?), not a tritonnn file; it cannot be read")
-    if data[:8] == b"\x89HDF\r\n\x1a\n":
-        raise ValueError(f"{path} is an HDF5 file (Keras `.h5`?), not a tritonnn file; it cannot be read")
-    if len(data) < 8:
-        raise ValueError(f"{path} is truncated or not a tritonnn file: {len(data)} bytes, too short for a header")
-    (header_len,) = struct.unpack("<Q", data[:8])
-    if header_len > len(data) - 8:
-        raise ValueError(
-            f"{path} is truncated or not a tritonnn file: the header declares {header_len} bytes but the file has "
-            f"{len(data) - 8} after the length field"
-        )
-    try:
-        header = json.loads(data[8 : 8 + header_len])
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
-        raise ValueError(f"{path} is not a tritonnn file: its header is not JSON ({e})") from e
-    metadata = header.get("__metadata__") if isinstance(header, dict) else None
-    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT_NAME:
-        raise ValueError(f"{path} is not a tritonnn file: its header has no format={FORMAT_NAME!r} entry")
-    version = metadata.get("format_version")
-    if version != str(FORMAT_VERSION):
-        raise ValueError(
-            f"{path} has format_version={version!r}; this tritonnn reads format_version {FORMAT_VERSION!r}"
-        )
-    try:
-        tensors = st_load(data)
-    except SafetensorError as e:
-        raise ValueError(f"{path} is truncated or corrupt: {e}") from e
-    return _Contents(metadata, tensors)
+    return _Contents(*_file_format.read(os.fspath(path)))
 
 
 def _dtype_name(dtype: torch.dtype) -> str:
@@ -836,26 +767,9 @@ def _model_elements(contents: _Contents) -> int:
     return sum(v.numel() for k, v in contents.tensors.items() if not k.startswith(OPTIMIZER_PREFIX))
 
 
-def _declared_shapes(config: Any) -> list[list[Any]]:
-    """The flat shapes (lists of ints and None) under the input-shape keys of a config, at any depth (walked
-    without recursion: a file's JSON may nest deeper than Python's stack)."""
-    shapes: list[list[Any]] = []
-    pending: list[tuple[Any, bool]] = [(config, False)]
-    while pending:
-        value, is_shape = pending.pop()
-        if isinstance(value, dict):
-            pending.extend((v, is_shape or k in _SHAPE_KEYS) for k, v in value.items())
-        elif isinstance(value, list):
-            if is_shape and all(d is None or isinstance(d, int) for d in value):
-                shapes.append(value)
-            else:
-                pending.extend((v, is_shape) for v in value)
-    return shapes
-
-
 def _check_input_shapes(config: Any, what: str, path: str) -> None:
     """Refuse a declared input shape whose one sample would exceed MAX_INPUT_ELEMENTS, before it is allocated."""
-    for shape in _declared_shapes(config):
+    for shape in _file_format.declared_shapes(config):
         n = math.prod(1 if d is None else d for d in shape)
         if n > MAX_INPUT_ELEMENTS:
             raise ValueError(
