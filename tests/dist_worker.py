@@ -4,7 +4,8 @@ other and with a single-process run made by :func:`train` in the test's own proc
 
 Scenarios: ``main`` (everything that should work, and the errors every rank raises alike), ``raise`` (rank 1
 raises mid-fit while rank 0 keeps training: the whole run must fail with rank 1's message), ``one`` (a world of one
-without a launcher) and ``graphs`` (the captured step against the eager one).
+without a launcher), ``graphs`` (the captured step against the eager one) and ``multi`` (a ``MultiOptimizer``,
+one flat buffer per sub-optimizer, against one process).
 """
 
 from __future__ import annotations
@@ -386,6 +387,109 @@ def graphs(out: str) -> None:
         json.dump(report, f)
 
 
+def multi_model(seed: int, loss_scale: bool = False, jit_compile: Any = "auto") -> Any:
+    """``model``'s layers with the hidden Dense on SGD with momentum and the output Dense on Adam, through a
+    ``MultiOptimizer`` (two flat buffers), optionally wrapped in a ``LossScaleOptimizer`` (fp32: scaling by a
+    power of two and back is exact) and then with ``model``'s L2 regularizer (autograd's step; without either, the
+    torch backend's direct MLP step, which writes the gradients into the flat buffers itself)."""
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input(shape=(6,))
+    l2 = keras.regularizers.L2(1e-3) if loss_scale else None
+    h = keras.layers.Dense(8, activation="relu", kernel_regularizer=l2, name="hidden")(inputs)
+    outputs = keras.layers.Dense(3, activation="softmax", name="out")(h)
+    m = keras.Model(inputs, outputs)
+    O = keras.optimizers
+    opt: Any = O.MultiOptimizer(O.OptimizerMap(O.Adam(0.05), {"hidden/.*": O.SGD(0.1, momentum=0.9)}))
+    if loss_scale:
+        opt = O.LossScaleOptimizer(opt)
+    m.compile(optimizer=opt, loss="sparse_categorical_crossentropy", metrics=["accuracy"], jit_compile=jit_compile)
+    return m
+
+
+MULTI_PRE = 10  # samples of the pre-training that rank 0 runs alone (rank 1: more, so its state differs)
+
+
+def pretrain_multi(m: Any, rank: int = 0) -> None:
+    """Before the MultiOptimizer run (``multi``): a single-process fit on the first ``MULTI_PRE + 5 * rank``
+    samples (each rank its own weights, optimizer states and counts); the data-parallel fit that follows must start
+    every rank from rank 0's."""
+    d = data()
+    pre = MULTI_PRE + 5 * rank
+    m.fit(d["x"][:pre], d["y"][:pre], batch_size=BATCH, epochs=1, shuffle=False, verbose=0)
+
+
+def pretrain_multi_alone(m: Any, rank: int, dp: Any) -> None:
+    """:func:`pretrain_multi` in this process alone (rank 1 ends with other weights, states and counts than rank
+    0), then ``dp`` back in use."""
+    keras.distribution.set_distribution(None)
+    try:
+        pretrain_multi(m, rank)
+    finally:
+        keras.distribution.set_distribution(dp)
+
+
+def multi(out: str) -> None:
+    """A ``MultiOptimizer`` (and a ``LossScaleOptimizer`` around one) data-parallel, with one all-reduce per
+    buffer and with buckets, eager and captured (``EmulatedGraph``), and under ``"mixed_float16"``; the test
+    compares with one process."""
+    from tritonnn.trainers import step_runner
+
+    rank = int(os.environ["RANK"])
+    dp = keras.distribution.distribution()
+    d = data()
+    report: dict[str, Any] = {}
+    original = step_runner.factory_for
+    for loss_scale in (False, True):
+        for name, size in (("one", 25 * 2**20), ("bucketed", 64)):
+            for jit in (False, True):
+                m = multi_model(SEED if rank == 0 else SEED + 1 + rank, loss_scale, jit_compile=jit)
+                pretrain_multi_alone(m, rank, dp)
+                keras.distribution.buckets.BUCKET_BYTES = size
+                step_runner.factory_for = lambda device: step_runner.EmulatedGraph
+                try:
+                    history = m.fit(
+                        d["x"],
+                        d["y"],
+                        sample_weight=d["sw"],
+                        batch_size=BATCH,
+                        epochs=EPOCHS,
+                        validation_data=(d["x_val"], d["y_val"]),
+                        validation_batch_size=4,
+                        verbose=0,
+                    ).history
+                finally:
+                    keras.distribution.buckets.BUCKET_BYTES = 25 * 2**20
+                    step_runner.factory_for = original
+                runner = m._last_step_runner
+                opt = m.optimizer.inner_optimizer if loss_scale else m.optimizer
+                report[f"{'loss_scale' if loss_scale else 'multi'}_{name}_{'graph' if jit else 'eager'}"] = {
+                    "weights": [w.tolist() for w in m.get_weights()],
+                    "history": history,
+                    "replays": getattr(runner, "replays", 0),
+                    "disabled": getattr(runner, "disabled", None),
+                    "buckets": 0 if dp._buckets is None else len(dp._buckets.ranges),
+                    "buffers": len(dp._grads),
+                    "iterations": [m.optimizer.iterations, *(o.iterations for o in opt.optimizers)],
+                }
+    # Under "mixed_float16" compile wraps the MultiOptimizer in a LossScaleOptimizer itself.
+    policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        m = multi_model(SEED if rank == 0 else SEED + 1 + rank)
+        pretrain_multi_alone(m, rank, dp)
+        history = m.fit(d["x"], d["y"], sample_weight=d["sw"], batch_size=BATCH, epochs=EPOCHS, verbose=0).history
+    finally:
+        keras.config.set_dtype_policy(policy)
+    report["mixed"] = {
+        "weights": [w.tolist() for w in m.get_weights()],
+        "history": history,
+        "optimizer": [type(m.optimizer).__name__, type(m.optimizer.inner_optimizer).__name__],
+        "buffers": len(dp._grads),
+    }
+    with open(os.path.join(out, f"multi{rank}.json"), "w") as f:
+        json.dump(report, f)
+
+
 if __name__ == "__main__":
     scenario, arg = sys.argv[1], sys.argv[2]
-    {"main": main, "raise": fail, "one": world_of_one, "graphs": graphs}[scenario](arg)
+    {"main": main, "raise": fail, "one": world_of_one, "graphs": graphs, "multi": multi}[scenario](arg)

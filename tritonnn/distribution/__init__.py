@@ -24,6 +24,13 @@ How ``fit`` runs under ``DataParallel``:
   it (overlapping the rest of the backward). For losses reduced with ``"sum_over_batch_size"`` (Keras' default)
   this is exactly the gradient of the single-process loss on the global batch, sample weights and regularization
   losses included. Losses with another reduction are refused.
+* A ``MultiOptimizer`` (also wrapped in a ``LossScaleOptimizer``, as ``compile`` does under
+  ``"mixed_float16"``) keeps one flat buffer per sub-optimizer: each sub-optimizer's parameter buffer and state
+  are broadcast, and each gradient buffer is all-reduced (one all-reduce per buffer), or, when they hold over
+  25 MB together, each is cut into buckets of its own (a bucket never spans two buffers) and all the buckets are
+  launched in one order, the same on every rank: by their last parameter in the model's order, the last layers
+  first, as the backward pass produces them. The captured step (a CUDA graph) holds these all-reduces as it
+  holds the single buffer's.
 * Metric and loss states are summed over the ranks at the end of each epoch and of each evaluation, so the epoch
   logs (and ``History``, ``EarlyStopping``, ``ReduceLROnPlateau``...) are those of the whole data set, the same on
   every rank. The logs passed to per-batch hooks mid-epoch are the rank's own.

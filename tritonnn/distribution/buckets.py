@@ -1,4 +1,4 @@
-"""Bucketed gradient all-reduce: the flat gradient buffer cut into ~25 MB pieces, each all-reduced as soon as the
+"""Bucketed gradient all-reduce: the flat gradient buffers cut into ~25 MB pieces, each all-reduced as soon as the
 backward pass has produced it (overlapping the rest of the backward), as PyTorch's DDP does."""
 
 from __future__ import annotations
@@ -8,44 +8,54 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-# Gradient buffers larger than this are all-reduced in buckets of about this size, each launched (asynchronously)
-# as soon as the backward pass has produced all of its gradients; smaller ones in one all-reduce after the backward.
+# Gradient buffers larger than this (all of them together) are all-reduced in buckets of about this size, each
+# launched (asynchronously) as soon as the backward pass has produced all of its gradients; smaller ones in one
+# all-reduce per buffer after the backward.
 BUCKET_BYTES = 25 * 2**20
 
 
 class GradientBuckets:
-    """The flat gradient buffer cut into contiguous buckets of about ``BUCKET_BYTES``, all-reduced asynchronously
+    """The flat gradient buffers cut into contiguous buckets of about ``BUCKET_BYTES``, all-reduced asynchronously
     while the backward pass runs.
 
-    Bucket 0 holds the end of the buffer (the last layers, whose gradients the backward pass produces first). A
-    post-accumulate-grad hook on each parameter counts down its bucket; buckets are launched strictly in order
-    0, 1, 2, ... as soon as each is complete, and whatever is left is launched when the optimizer steps. Every
-    rank therefore issues the same all-reduces in the same order, also a rank whose slice was empty (it launches
-    them all at the step).
+    ``parts`` are the optimizers that own the flat buffers: one, or a ``MultiOptimizer``'s sub-optimizers, one
+    buffer each; ``params`` is every parameter in the model's order (the optimizer's ``params``). Each buffer is
+    cut on its own (a bucket never spans two buffers): from its end, where its last parameters lie, the padding
+    going with its last bucket. The buckets of all the buffers are then put in one order, by the last of their
+    parameters in ``params``, latest first: the backward pass produces the last layers' gradients first, whatever
+    buffer they are in. A post-accumulate-grad hook on each parameter counts down its bucket; buckets are launched
+    strictly in that order 0, 1, 2, ... as soon as each is complete, and whatever is left is launched when the
+    optimizer steps. Every rank therefore issues the same all-reduces in the same order (collectives pair up by
+    their order), also a rank whose slice was empty (it launches them all at the step), and also when the
+    backward reaches the buffers' parameters interleaved.
     """
 
-    def __init__(self, dp: Any, opt: Any) -> None:
-        self.dp, self.grad = dp, opt.flat_grad
-        params = list(opt.params)
-        base = getattr(opt, "inner_optimizer", opt)
-        self.views = {id(p): v for p, v in zip(params, base._grad_views, strict=True)}
-        offsets, offset = [], 0
-        for p in params:
-            offsets.append(offset)
-            offset += p.numel()
+    def __init__(self, dp: Any, parts: list[Any], params: list[torch.Tensor]) -> None:
+        self.dp = dp
+        position = {id(p): i for i, p in enumerate(params)}
         cap = max(1, BUCKET_BYTES // 4)
-        self.ranges: list[tuple[int, int]] = []
-        self.members: list[int] = []  # parameters per bucket
-        self.bucket_of: dict[int, int] = {}
-        stop, count = self.grad.numel(), 0  # the padding at the end goes with bucket 0
-        for i in reversed(range(len(params))):
-            self.bucket_of[id(params[i])] = len(self.ranges)
-            count += 1
-            if stop - offsets[i] >= cap or i == 0:
-                self.ranges.append((offsets[i], stop))
-                self.members.append(count)
-                stop, count = offsets[i], 0
-        self.hooks = [p.register_post_accumulate_grad_hook(self._ready) for p in params]
+        self.views: dict[int, torch.Tensor] = {}
+        found: list[tuple[int, int, int, int, list[int]]] = []  # (last position, buffer, start, stop, members)
+        for b, part in enumerate(parts):
+            own = list(part.params)
+            self.views.update({id(p): v for p, v in zip(own, part._grad_views, strict=True)})
+            offsets, offset = [], 0
+            for p in own:
+                offsets.append(offset)
+                offset += p.numel()
+            stop, members = part.flat_grad.numel(), []  # the padding at the end goes with the buffer's last bucket
+            for i in reversed(range(len(own))):
+                members.append(id(own[i]))
+                if stop - offsets[i] >= cap or i == 0:
+                    found.append((max(position[m] for m in members), b, offsets[i], stop, members))
+                    stop, members = offsets[i], []
+        found.sort(key=lambda bucket: -bucket[0])
+        grads = [part.flat_grad for part in parts]
+        self.ranges: list[tuple[int, int, int]] = [(b, start, stop) for _, b, start, stop, _ in found]  # buffer, slice
+        self._views = [grads[b][start:stop] for b, start, stop in self.ranges]
+        self.members: list[int] = [len(members) for *_, members in found]  # parameters per bucket
+        self.bucket_of: dict[int, int] = {m: k for k, (*_, members) in enumerate(found) for m in members}
+        self.hooks = [p.register_post_accumulate_grad_hook(self._ready) for part in parts for p in part.params]
         self.launched_early = 0  # buckets launched during a backward pass (for the tests)
         self.begin_step()
 
@@ -71,8 +81,7 @@ class GradientBuckets:
             self.launched_early += 1
 
     def _launch(self) -> None:
-        start, stop = self.ranges[self.next]
-        view = self.grad[start:stop]
+        view = self._views[self.next]
         if self.dp.batch_weight != 1.0:
             view.mul_(self.dp.batch_weight)
         self.handles.append(dist.all_reduce(view, async_op=True))

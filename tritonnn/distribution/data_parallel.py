@@ -145,6 +145,7 @@ class DataParallel:
         self.batch_weight = 1.0  # this rank's share of the current global batch (local / global samples)
         self._reduced = False
         self._buckets: buckets.GradientBuckets | None = None
+        self._grads: list[torch.Tensor] = []  # the flat gradient buffers of the fit being run
 
     def __repr__(self) -> str:
         return f"<DataParallel world_size={self.world_size} rank={self.rank} device={self.device}>"
@@ -233,15 +234,18 @@ class DataParallel:
         Called after ``on_train_begin`` (when ``BackupAndRestore`` may have restored a backup on rank 0).
         """
         opt = model.optimizer
+        parts = flat_parts(opt)
         self._check_same(
             {
                 **self._signature,
                 "weights": [tuple(t.shape) for t in model.state_dict().values()],
                 "optimizer": type(opt).__name__,
+                "flat_buffers": [(type(part).__name__, part.flat_param.numel()) for part in parts],
             }
         )
         with torch.no_grad():
-            self._broadcast_(opt.flat_param)
+            for part in parts:
+                self._broadcast_(part.flat_param)
             in_flat = {id(p) for p in opt.params}
             for t in [*model.parameters(), *model.buffers()]:
                 if id(t) not in in_flat:
@@ -320,7 +324,12 @@ class DataParallel:
         process pays nothing per step and a ``train_step`` override is averaged too."""
         opt = model.optimizer
         step = type(opt).step.__get__(opt)
-        self._buckets = buckets.GradientBuckets(self, opt) if opt.flat_grad.numel() * 4 > buckets.BUCKET_BYTES else None
+        parts = flat_parts(opt)
+        self._grads = [part.flat_grad for part in parts]
+        if sum(g.numel() for g in self._grads) * 4 > buckets.BUCKET_BYTES:
+            self._buckets = buckets.GradientBuckets(self, parts, list(opt.params))
+        else:
+            self._buckets = None
         if self._buckets is not None:
             model.__dict__["_tritonnn_dp_hooks"] = self._buckets.hooks
 
@@ -358,7 +367,8 @@ class DataParallel:
         return self.batch_weight
 
     def _reduce_gradients(self, model: Any) -> None:
-        """Sum ``weight * gradient`` over the ranks in the flat gradient buffer: the global-batch gradient."""
+        """Sum ``weight * gradient`` over the ranks in each flat gradient buffer (one all-reduce per buffer, or
+        the buckets): the global-batch gradient."""
         if self._buckets is not None:
             self._buckets.finish()
         else:
@@ -367,10 +377,10 @@ class DataParallel:
             sync = getattr(getattr(model.optimizer, "inner_optimizer", model.optimizer), "_sync_views", None)
             if sync is not None:
                 sync()
-            grad = model.optimizer.flat_grad
-            if self.batch_weight != 1.0:
-                grad.mul_(self.batch_weight)
-            self._all_reduce_(grad)
+            for grad in self._grads:
+                if self.batch_weight != 1.0:
+                    grad.mul_(self.batch_weight)
+                self._all_reduce_(grad)
         self._reduced = True
 
     def _reduce_metrics(self, model: Any) -> None:
@@ -407,6 +417,24 @@ class DataParallel:
         flag = torch.tensor([1.0 if model.stop_training else 0.0], device=self.device)
         self._all_reduce_(flag, dist.ReduceOp.MAX)
         model.stop_training = bool(flag.item())
+
+
+def flat_parts(opt: Any) -> list[Any]:
+    """The optimizers whose flat buffers hold ``opt``'s parameters: ``opt`` itself (a ``LossScaleOptimizer``'s
+    inner optimizer), or each sub-optimizer of a ``MultiOptimizer`` that steps (one flat parameter buffer and one
+    flat gradient buffer each). ``ValueError`` for an optimizer without such buffers (not built by ``fit``)."""
+    base = getattr(opt, "inner_optimizer", opt)
+    stepping = getattr(base, "_stepping_optimizers", None)
+    parts = [base] if stepping is None else list(stepping)
+    missing = [type(part).__name__ for part in parts if part.flat_param is None or part.flat_grad is None]
+    if not parts or missing:
+        raise ValueError(
+            "DataParallel broadcasts the optimizer's flat parameter buffers and all-reduces its flat gradient "
+            f"buffers, but {type(opt).__name__} has none built"
+            + (f" (sub-optimizers without buffers: {missing})" if missing else "")
+            + ": build it on the model's trainable weights (fit does) before a data-parallel fit."
+        )
+    return parts
 
 
 def _dropout_layers(model: Any) -> list[Any]:

@@ -264,6 +264,12 @@ class MultiOptimizer(Optimizer):
         return [g for opt, _ in self._active for g in opt.flat_grads]
 
     @property
+    def _stepping_optimizers(self) -> list[Optimizer]:
+        """The sub-optimizers the last build gave variables (those that step), in the order of ``optimizers``:
+        the owners of the flat buffers (``tritonnn.distribution`` broadcasts and all-reduces each one's)."""
+        return [opt for opt, _ in self._active]
+
+    @property
     def capture_blocker(self) -> str | None:
         for opt, _ in self._active:
             blocker = opt.capture_blocker
