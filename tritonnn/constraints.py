@@ -129,11 +129,8 @@ ALL_OBJECTS: dict[str, type] = {
 
 def serialize(constraint: Any) -> dict[str, Any] | None:
     """Keras' layout: ``{"module": "keras.constraints", "class_name", "config", "registered_name": None}`` for a
-    built-in class (a registered or user class: its module and registered name); None stays None."""
-    if constraint is None:
-        return None
-    if not hasattr(constraint, "get_config"):
-        raise ValueError(f"Cannot serialize {constraint!r}: a constraint needs get_config(). Subclass Constraint.")
+    built-in class (a registered or user class: its module and registered name); a function as Keras' function
+    record (a lambda as its bytecode, which is never read back); None stays None."""
     return _serialization.serialize_keras_object(constraint)
 
 
@@ -141,6 +138,8 @@ def deserialize(config: Any, custom_objects: dict[str, Any] | None = None) -> Co
     """A constraint from :func:`serialize`'s dict (Keras' layout or tritonnn's earlier ``{"class_name",
     "config"}``) or a name; ``custom_objects`` maps class names to classes. A registered class is found by its
     registered name, as in Keras."""
+    if isinstance(config, dict) and config.get("class_name") in ("function", "__lambda__"):
+        return _serialization.deserialize_value(config, custom_objects)  # a function (a lambda is refused)
     user = known_objects(custom_objects)
     known = {**ALL_OBJECTS, **user}
     if isinstance(config, str):

@@ -275,7 +275,8 @@ _BY_CLASS_NAME = {cls.__name__: cls for cls in ALL_OBJECTS.values()}
 
 def serialize(initializer: Initializer | None) -> dict[str, Any] | None:
     """Keras' layout: ``{"module": "keras.initializers", "class_name", "config", "registered_name": None}`` for a
-    built-in class (a registered or user class: its module and registered name), None for None."""
+    built-in class (a registered or user class: its module and registered name), a function as Keras' function
+    record (a lambda as its bytecode, which is never read back), None for None."""
     return _serialization.serialize_keras_object(initializer)
 
 
@@ -293,6 +294,8 @@ def _class_of(config: dict[str, Any], custom_objects: dict[str, Any] | None, bui
 def deserialize(config: Any, custom_objects: dict[str, Any] | None = None) -> Initializer:
     """An initializer from :func:`serialize`'s dict (Keras' layout or tritonnn's earlier ``{"class_name",
     "config"}``) or a name; ``custom_objects`` maps class names to classes."""
+    if isinstance(config, dict) and config.get("class_name") in ("function", "__lambda__"):
+        return _serialization.deserialize_value(config, custom_objects)  # a function (a lambda is refused)
     if isinstance(config, str) and config in known_objects(custom_objects):
         return known_objects(custom_objects)[config]()
     if isinstance(config, dict):
@@ -305,8 +308,9 @@ def deserialize(config: Any, custom_objects: dict[str, Any] | None = None) -> In
     return get(config)
 
 
-def get(identifier: str | dict | Initializer | None) -> Initializer | None:
-    """An initializer from a Keras string (``"glorot_uniform"``), a class name, a config dict or an instance."""
+def get(identifier: Any) -> Any:
+    """An initializer from a Keras string (``"glorot_uniform"``), a class name, a config dict, an instance, or a
+    function ``fn(shape, dtype=None)`` (returned as it is)."""
     if identifier is None or isinstance(identifier, Initializer):
         return identifier
     if isinstance(identifier, dict):
@@ -321,4 +325,6 @@ def get(identifier: str | dict | Initializer | None) -> Initializer | None:
         raise ValueError(f"Unknown initializer: {identifier!r}.{hint} Valid names: {names}")
     if isinstance(identifier, type) and issubclass(identifier, Initializer):
         return identifier()
+    if callable(identifier) and not isinstance(identifier, type):
+        return identifier  # a function ``fn(shape, dtype=None)``, as Keras takes it
     raise ValueError(f"Could not interpret initializer identifier: {identifier!r}")

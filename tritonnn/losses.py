@@ -17,12 +17,14 @@ from __future__ import annotations
 import difflib
 import math
 import re
+import sys
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
-from . import config, kernels
+from . import _serialization, config, kernels
+from ._registry import known_objects
 
 REDUCTIONS = ("sum_over_batch_size", "sum", "mean", "mean_with_sample_weight", "none", None)
 
@@ -843,24 +845,30 @@ _BY_CLASS_NAME: dict[str, type[Loss]] = {cls.__name__: cls for cls in _CLASSES}
 
 
 def serialize(loss: Any) -> Any:
-    """A loss for a JSON config: ``{"class_name", "config"}`` for a ``Loss``, the name of a function."""
-    if isinstance(loss, Loss):
-        return {"class_name": type(loss).__name__, "config": loss.get_config()}
-    name = getattr(loss, "__name__", None)
-    if name is None:
-        raise ValueError(f"Cannot serialize {loss!r}: expected a Loss or a function")
-    return name
+    """A loss for a JSON config, in Keras 3's layout: ``{"module", "class_name", "config", "registered_name"}``
+    for a ``Loss`` (``"keras.losses"`` and None for a built-in class; a registered class, its module and
+    ``"package>name"``), Keras' function record for a function, a string as it is."""
+    return _serialization.serialize_keras_object(loss)
 
 
 def deserialize(config: Any, custom_objects: dict[str, Any] | None = None) -> Any:
-    """:func:`serialize`'s inverse (``custom_objects`` names user classes and functions)."""
-    custom = custom_objects or {}
+    """:func:`serialize`'s inverse: Keras' layout, tritonnn's earlier ``{"class_name", "config"}``, a function
+    record or a name (``custom_objects`` names user classes and functions; the registry and an active
+    ``custom_object_scope`` are consulted too, a registered class by its registered name)."""
+    custom = known_objects(custom_objects)
     if isinstance(config, dict):
         name = config.get("class_name")
-        cls = custom.get(name) or _BY_CLASS_NAME.get(name) or (Loss if name == "Loss" else None)
+        if name == "function":
+            return _serialization.resolve_function(
+                config.get("config"), config.get("module"), custom_objects, (sys.modules[__name__],)
+            )
+        cls = next(
+            (custom[k] for k in (config.get("registered_name"), name) if isinstance(k, str) and k in custom),
+            (_BY_CLASS_NAME.get(name) or (Loss if name == "Loss" else None)) if isinstance(name, str) else None,
+        )
         if not isinstance(cls, type):
             raise ValueError(f"Unknown loss class: {name!r}. Valid names: {sorted(_BY_CLASS_NAME)}")
-        return cls.from_config(config.get("config", {}))
+        return cls.from_config(config.get("config") or {})
     if isinstance(config, str):
         return custom[config] if config in custom else get(config)
     raise ValueError(f"Could not interpret serialized loss: {config!r}")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import sys
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -22,7 +23,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import config, initializers, kernels, losses, ops
+from . import _serialization, config, initializers, kernels, losses, ops
+from ._registry import known_objects
 from .layers.layer import unique_name
 from .losses import same_rank
 
@@ -1579,24 +1581,30 @@ ALL_OBJECTS: dict[str, type[Metric]] = {
 
 
 def serialize(metric: Any) -> Any:
-    """A metric for a JSON config: ``{"class_name", "config"}`` for a ``Metric``, the name of a function."""
-    if isinstance(metric, Metric):
-        return {"class_name": type(metric).__name__, "config": metric.get_config()}
-    name = getattr(metric, "__name__", None)
-    if name is None:
-        raise ValueError(f"Cannot serialize {metric!r}: expected a Metric or a function")
-    return name
+    """A metric for a JSON config, in Keras 3's layout: ``{"module", "class_name", "config", "registered_name"}``
+    for a ``Metric`` (``"keras.metrics"`` and None for a built-in class; a registered class, its module and
+    ``"package>name"``), Keras' function record for a function, a string as it is."""
+    return _serialization.serialize_keras_object(metric)
 
 
 def deserialize(config: Any, custom_objects: dict[str, Any] | None = None) -> Any:
-    """:func:`serialize`'s inverse (``custom_objects`` names user classes and functions)."""
-    custom = custom_objects or {}
+    """:func:`serialize`'s inverse: Keras' layout, tritonnn's earlier ``{"class_name", "config"}``, a function
+    record or a name (``custom_objects`` names user classes and functions; the registry and an active
+    ``custom_object_scope`` are consulted too, a registered class by its registered name)."""
+    custom = known_objects(custom_objects)
     if isinstance(config, dict):
         name = config.get("class_name")
-        cls = custom.get(name) or ALL_OBJECTS.get(name)
+        if name == "function":
+            return _serialization.resolve_function(
+                config.get("config"), config.get("module"), custom_objects, (sys.modules[__name__], losses)
+            )
+        cls = next(
+            (custom[k] for k in (config.get("registered_name"), name) if isinstance(k, str) and k in custom),
+            ALL_OBJECTS.get(name) if isinstance(name, str) else None,
+        )
         if not isinstance(cls, type):
             raise ValueError(f"Unknown metric class: {name!r}")
-        return cls.from_config(config.get("config", {}))
+        return cls.from_config(config.get("config") or {})
     if isinstance(config, str):
         if config in custom:
             return custom[config]

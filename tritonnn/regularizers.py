@@ -129,7 +129,8 @@ ALL_OBJECTS: dict[str, Any] = {
 
 def serialize(reg: Regularizer | None) -> dict[str, Any] | None:
     """Keras' layout: ``{"module": "keras.regularizers", "class_name", "config", "registered_name": None}`` for a
-    built-in class (a registered or user class: its module and registered name), None for None."""
+    built-in class (a registered or user class: its module and registered name), a function as Keras' function
+    record (a lambda as its bytecode, which is never read back), None for None."""
     return _serialization.serialize_keras_object(reg)
 
 
@@ -137,6 +138,8 @@ def deserialize(config: Any, custom_objects: dict[str, Any] | None = None) -> Re
     """A regularizer from :func:`serialize`'s dict (Keras' layout or tritonnn's earlier ``{"class_name",
     "config"}``) or a name; ``custom_objects`` maps class names to classes. A registered class is found by its
     registered name, as in Keras."""
+    if isinstance(config, dict) and config.get("class_name") in ("function", "__lambda__"):
+        return _serialization.deserialize_value(config, custom_objects)  # a function (a lambda is refused)
     user = known_objects(custom_objects)
     if isinstance(config, str):
         return user[config]() if config in user else get(config)

@@ -225,10 +225,13 @@ def deserialize_layer(config: dict[str, Any], custom_objects: dict[str, Any] | N
     cls = _resolve_class(config["class_name"], registered_name, custom_objects)
     if not (inspect.isclass(cls) and issubclass(cls, Layer)):
         raise ValueError(f"Expected {config['class_name']!r} to resolve to a Layer class. Received: {cls!r}")
+    # The custom objects are known to the nested configs (a custom function as a Dense's constraint...), as in Keras.
+    scope = CustomObjectScope({**_registry.scope_objects(), **(custom_objects or {})})
     try:
-        if "custom_objects" in inspect.signature(cls.from_config).parameters:
-            return cls.from_config(inner, custom_objects=custom_objects)
-        return cls.from_config(inner)
+        with scope:
+            if "custom_objects" in inspect.signature(cls.from_config).parameters:
+                return cls.from_config(inner, custom_objects=custom_objects)
+            return cls.from_config(inner)
     except TypeError as e:  # e.g. an argument the class's from_config does not take
         raise ValueError(f"Could not rebuild a {config['class_name']!r} from its config: {e}") from e
     except ValueError as e:
@@ -459,7 +462,10 @@ def _compile_from_config(model: Any, config: dict[str, Any], custom_objects: dic
         if key in config:
             config[key] = resolve(config[key])
     try:
-        model.compile_from_config(config)
+        # Objects saved in Keras' layout (a function record, a custom class) are rebuilt by compile_from_config,
+        # which finds them in the scope, as Keras' load_model does.
+        with CustomObjectScope({**_registry.scope_objects(), **(custom_objects or {})}):
+            model.compile_from_config(config)
     except ValueError as e:
         raise ValueError(
             f"Could not compile the model loaded from {path}: {e}. Pass the custom losses and metrics it was "

@@ -196,7 +196,8 @@ class ELU(Layer):
     compute_output_shape = _shape_preserving
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "alpha": self.alpha}
+        base = super().get_config()  # Keras' order: name, alpha, then the base entries
+        return {"name": base.pop("name"), "alpha": self.alpha, **base}
 
 
 def _large_negative(dtype: torch.dtype) -> float:

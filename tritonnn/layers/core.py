@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import torch
@@ -88,8 +89,10 @@ class InputLayer(Layer):
         name: str | None = None,
         **kwargs: Any,
     ):
-        if shape is None and "input_shape" in kwargs:
-            shape = kwargs.pop("input_shape")
+        if "input_shape" in kwargs:  # Keras' deprecated spelling, with its warning
+            warnings.warn("Argument `input_shape` is deprecated. Use `shape` instead.", stacklevel=2)
+            input_shape = kwargs.pop("input_shape")
+            shape = input_shape if shape is None else shape
         if batch_shape is None and "batch_input_shape" in kwargs:
             batch_shape = kwargs.pop("batch_input_shape")
         for flag, value in (("sparse", sparse), ("ragged", ragged), ("optional", optional)):

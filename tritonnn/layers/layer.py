@@ -13,6 +13,7 @@ import functools
 import inspect
 import math
 import re
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -26,6 +27,12 @@ from ..naming import unique_name
 from ..variable import Variable, check_name, current_path, from_tensor, initial_value, name_scope, scope_stack
 from . import symbolic, tracking
 from .input_spec import assert_input_compatibility
+
+# Keras' UserWarning for a layer given `input_shape=` or `input_dim=` (Sequential still builds from it).
+INPUT_SHAPE_WARNING = (
+    "Do not pass an `input_shape`/`input_dim` argument to a layer. When using Sequential models, prefer using an "
+    "`Input(shape)` object as the first layer in the model instead."
+)
 
 
 def _snake(name: str) -> str:
@@ -220,6 +227,8 @@ class Layer(torch.nn.Module):
             input_dim = kwargs.pop("input_dim")
             if input_dim is not None:
                 input_shape = (input_dim,)
+        if input_shape is not None:  # Keras' warning, at the layer's construction (stacklevel: the subclass' file)
+            warnings.warn(INPUT_SHAPE_WARNING, stacklevel=2)
         if kwargs:
             raise ValueError(f"Unrecognized keyword arguments passed to {type(self).__name__}: {kwargs}")
         if name is not None and (not isinstance(name, str) or "/" in name):  # it names the layer's variable paths

@@ -188,7 +188,7 @@ class Dropout(Layer):
         return input_shape
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "rate": self.rate, "noise_shape": self.noise_shape, "seed": self.seed}
+        return {**super().get_config(), "rate": self.rate, "seed": self.seed, "noise_shape": self.noise_shape}
 
 
 def _same_device(have: torch.device, want: torch.device) -> bool:

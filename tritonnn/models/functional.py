@@ -175,10 +175,11 @@ class Functional(Model):
 
     @property
     def output_names(self) -> list[str] | None:
+        """The names of the layers that make the outputs, one per output (Keras' ``['dense']`` for one output too);
+        for outputs given as a dict, its keys in sorted order, which key the targets, losses and metrics."""
         if isinstance(self._outputs_struct, dict):
             return sorted(self._outputs_struct)
-        outs = self.outputs
-        return [t.node.layer.name for t in outs] if len(outs) > 1 else None
+        return [t.node.layer.name for t in self.outputs]
 
     def _graph_edges(self) -> list[tuple[str, str]]:
         """(from layer, to layer) pairs, for drawing the graph."""

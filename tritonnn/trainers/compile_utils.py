@@ -17,6 +17,7 @@ import torch
 
 from .. import losses as losses_mod
 from .. import metrics as metrics_mod
+from .._serialization import is_class_config, serialize_keras_object
 
 
 def outputs_list(y_pred: Any, output_names: list[str] | None) -> list[torch.Tensor]:
@@ -63,6 +64,11 @@ def per_output(spec: Any, n: int, what: str, output_names: list[str] | None) -> 
         if len(spec) != 1:  # Keras' message
             raise ValueError(f"`loss_weights` must match the number of losses, got 1 losses and {len(spec)} weights.")
         return list(spec)
+    if what == "loss" and n == 1 and isinstance(spec, (list, tuple)) and len(spec) == 1:
+        return list(spec)  # one output's loss in a list of one (Keras takes it)
+    if what in ("metrics", "weighted_metrics") and n == 1 and isinstance(spec, (list, tuple)) and len(spec) == 1:
+        if isinstance(spec[0], (list, tuple)):  # one output's list of metrics, in a list of one (Keras takes it)
+            return [list(spec[0])]
     if what in ("metrics", "weighted_metrics") or n == 1:
         return [spec] + [None] * (n - 1) if n == 1 else [spec] * n
     return [spec] * n
@@ -174,32 +180,29 @@ def check_nest(spec: Any, getter: Callable[[Any], Any]) -> Any:
 
 
 def serialize_nest(spec: Any) -> Any:
-    """A spec for the JSON compile config: objects as ``{"class_name", "config"}``, functions by name."""
-
-    def one(obj: Any) -> Any:
-        if obj is None or isinstance(obj, (str, int, float)):
-            return obj
-        if hasattr(obj, "get_config"):
-            return {"class_name": type(obj).__name__, "config": obj.get_config()}
-        name = getattr(obj, "__name__", None)
-        if name is None:
-            raise ValueError(f"Cannot serialize {obj!r} for the compile config")
-        return name
-
+    """A spec for the JSON compile config, as Keras writes it: strings and numbers as they are, objects in
+    ``{"module", "class_name", "config", "registered_name"}`` and functions as Keras' function record, inside the
+    spec's lists and dicts (a tuple is written as a list)."""
     if isinstance(spec, dict):
         return {k: serialize_nest(v) for k, v in spec.items()}
     if isinstance(spec, (list, tuple)):
         return [serialize_nest(v) for v in spec]
-    return one(spec)
+    if spec is not None and not isinstance(spec, (str, int, float)) and not hasattr(spec, "get_config"):
+        if getattr(spec, "__name__", None) is None:
+            raise ValueError(f"Cannot serialize {spec!r} for the compile config")
+    return serialize_keras_object(spec)
 
 
 def deserialize_nest(spec: Any, module: Any) -> Any:
-    """:func:`serialize_nest`'s inverse; classes are looked up in ``module`` (``tritonnn.losses`` or ``.metrics``)."""
-    if isinstance(spec, dict) and "class_name" in spec:
-        cls = getattr(module, spec["class_name"], None)
-        if not isinstance(cls, type):
-            raise ValueError(f"Unknown class {spec['class_name']!r} in the compile config")
-        return cls.from_config(spec["config"])
+    """:func:`serialize_nest`'s inverse, reading tritonnn's earlier ``{"class_name", "config"}`` layout too:
+    ``module`` (``tritonnn.losses`` or ``.metrics``) rebuilds each object or function record (a registered class
+    by its registered name; a custom function through the registry or the active ``custom_object_scope``); a
+    name stays a name, for ``compile`` to resolve. An unknown class or function is a ``ValueError``."""
+    if is_class_config(spec):
+        try:
+            return module.deserialize(spec)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"Unknown object {spec.get('class_name')!r} in the compile config: {e}") from e
     if isinstance(spec, dict):
         return {k: deserialize_nest(v, module) for k, v in spec.items()}
     if isinstance(spec, list):
