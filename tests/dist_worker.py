@@ -262,8 +262,8 @@ def _batches(d: dict[str, np.ndarray], size: int, drop: int = 0):
 
 def _train_stray(d: dict[str, np.ndarray]) -> Any:
     class Stray(keras.models.Functional):
-        def train_step(self, x, y, sample_weight=None):
-            super().train_step(x, y, sample_weight)
+        def train_step(self, data):
+            return super().train_step(data)
 
         def compute_loss(self, *args, **kwargs):
             for p in self.trainable_weights:  # after zero_grad(): the backward makes fresh .grad tensors

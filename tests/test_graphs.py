@@ -206,8 +206,8 @@ def test_a_host_computed_learning_rate_keeps_the_update_after_the_replay(emulate
 
 def test_a_custom_train_step_is_not_captured(emulated):
     class Custom(keras.Sequential):
-        def train_step(self, x, y, sample_weight=None):
-            super().train_step(x, y, sample_weight)
+        def train_step(self, data):
+            return super().train_step(data)
 
     keras.utils.set_random_seed(3)
     model = Custom([keras.Input(shape=(12,)), keras.layers.Dense(4)])

@@ -30,6 +30,7 @@ from .saving import (
     register_keras_serializable,
     serialize_keras_object,
 )
+from .trainers.data import pack_x_y_sample_weight, unpack_x_y_sample_weight
 from .trainers.py_dataset import PyDataset, Sequence
 
 __all__ = [
@@ -106,34 +107,6 @@ def normalize(x: Any, axis: int = -1, order: int = 2) -> Any:
         t = t.reshape(1)
     norm = torch.linalg.vector_norm(t, ord=order, dim=axis, keepdim=True)
     return t / torch.clamp(norm, min=config.epsilon())
-
-
-def pack_x_y_sample_weight(x: Any, y: Any = None, sample_weight: Any = None) -> tuple[Any, ...]:
-    """``(x,)``, ``(x, y)`` or ``(x, y, sample_weight)``, dropping trailing Nones, as Keras packs a batch (a tuple
-    or list ``x`` alone is wrapped so that it is not taken for ``(x, y)``)."""
-    if y is None:
-        return x if not isinstance(x, (tuple, list)) else (x,)
-    if sample_weight is None:
-        return (x, y)
-    return (x, y, sample_weight)
-
-
-def unpack_x_y_sample_weight(data: Any) -> tuple[Any, Any, Any]:
-    """``(x, y, sample_weight)`` from a batch as ``fit`` receives it (``x``, ``(x,)``, ``(x, y)`` or
-    ``(x, y, sample_weight)``); the missing parts are None. A longer tuple is an error naming its length."""
-    if isinstance(data, list):
-        data = tuple(data)
-    if not isinstance(data, tuple):
-        return (data, None, None)
-    if len(data) == 1:
-        return (data[0], None, None)
-    if len(data) == 2:
-        return (data[0], data[1], None)
-    if len(data) == 3:
-        return (data[0], data[1], data[2])
-    raise ValueError(
-        "Data is expected to be in format `x`, `(x,)`, `(x, y)`, or `(x, y, sample_weight)`, found: " + str(data)
-    )
 
 
 def _format_bytes(n: float) -> str:

@@ -339,7 +339,8 @@ class DataParallel:
 
         synced_step._tritonnn_dp = True  # type: ignore[attr-defined]
         opt.step = synced_step
-        train_step = type(model).train_step.__get__(model)
+        model.__dict__.pop("train_step", None)  # (set by a previous install, if any: the class's step is wrapped)
+        train_step = model._step_function("train")  # the built-in step or the model's own, on (x, y, sample_weight)
 
         def sharded_train_step(x: Any, y: Any = None, sample_weight: Any = None) -> Any:
             self._reduced = False

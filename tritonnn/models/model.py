@@ -21,6 +21,27 @@ from ..trainers.trainer import Trainer
 from ..utils import summary_text
 
 
+def _functional_arguments(args: tuple, kwargs: dict[str, Any]) -> bool:
+    """Keras' functional_init_arguments: ``(inputs, outputs)`` given positionally, or either by keyword."""
+    return len(args) == 2 or (len(args) == 1 and "outputs" in kwargs) or ("inputs" in kwargs and "outputs" in kwargs)
+
+
+def _inject_functional(cls: type, functional: type) -> None:
+    """Put ``functional`` in place of ``Model`` among ``cls``'s bases, up its hierarchy (Keras'
+    ``inject_functional_model_class``), so that a subclass of Model instantiated with (inputs, outputs) is one."""
+    if cls is Model or cls is functional or issubclass(cls, functional):
+        return
+    bases = []
+    for base in cls.__bases__:
+        if base is Model:
+            bases.append(functional)
+        else:
+            if issubclass(base, Model):
+                _inject_functional(base, functional)
+            bases.append(base)
+    cls.__bases__ = tuple(bases)
+
+
 class Model(Trainer, Layer):
     """A layer with training: ``compile``, ``fit``, ``evaluate``, ``predict`` (``tritonnn.trainers.trainer``).
 
@@ -41,6 +62,14 @@ class Model(Trainer, Layer):
         return super().__new__(cls)
 
     def __init__(self, *args: Any, **kwargs: Any):
+        functional = Model.functional_class
+        if _functional_arguments(args, kwargs) and functional is not None and not isinstance(self, functional):
+            # A subclass of Model made from (inputs, outputs), Keras' "Functional subclass" (the custom train_step
+            # guides): as Keras' inject_functional_model_class, the class becomes a Functional subclass, then
+            # Functional builds the graph (and calls this __init__ again, without the graph arguments).
+            _inject_functional(type(self), functional)
+            functional.__init__(self, *args, **kwargs)
+            return
         Layer.__init__(self, *args, **kwargs)
         Trainer.__init__(self)
 

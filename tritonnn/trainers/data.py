@@ -59,6 +59,34 @@ def data_device(arrays: list[Any], device: torch.device) -> torch.device:
     return device if pending <= DATA_ON_DEVICE_FRACTION * free else torch.device("cpu")
 
 
+def pack_x_y_sample_weight(x: Any, y: Any = None, sample_weight: Any = None) -> tuple[Any, ...]:
+    """``(x,)``, ``(x, y)`` or ``(x, y, sample_weight)``, dropping trailing Nones, as Keras packs a batch (a tuple
+    or list ``x`` alone is wrapped so that it is not taken for ``(x, y)``)."""
+    if y is None:
+        return x if not isinstance(x, (tuple, list)) else (x,)
+    if sample_weight is None:
+        return (x, y)
+    return (x, y, sample_weight)
+
+
+def unpack_x_y_sample_weight(data: Any) -> tuple[Any, Any, Any]:
+    """``(x, y, sample_weight)`` from a batch as ``fit`` receives it (``x``, ``(x,)``, ``(x, y)`` or
+    ``(x, y, sample_weight)``); the missing parts are None. A longer tuple is an error naming its length."""
+    if isinstance(data, list):
+        data = tuple(data)
+    if not isinstance(data, tuple):
+        return (data, None, None)
+    if len(data) == 1:
+        return (data[0], None, None)
+    if len(data) == 2:
+        return (data[0], data[1], None)
+    if len(data) == 3:
+        return (data[0], data[1], data[2])
+    raise ValueError(
+        "Data is expected to be in format `x`, `(x,)`, `(x, y)`, or `(x, y, sample_weight)`, found: " + str(data)
+    )
+
+
 def first(data: Any) -> torch.Tensor:
     return flatten(data)[0]
 

@@ -10,6 +10,7 @@ through ``trainers/step_runner.py`` (a CUDA graph where it can be captured). A d
 from __future__ import annotations
 
 import functools
+import inspect
 import threading
 import weakref
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from ..callbacks import Callback, CallbackList, History, Progbar, ProgbarLogger
 from ..distribution import data_parallel
 from ..layers.symbolic import flatten, map_structure
 from . import compile_utils, data, fused_step, step_runner
+from . import data as data_mod
 
 # One lock per model: fit, evaluate and the single-batch train/test calls of a model run one at a time (a second
 # thread waits for the first to finish, as in Keras), so two threads never build or step one optimizer at once.
@@ -52,11 +54,63 @@ def _one_at_a_time(method: Callable[..., Any]) -> Callable[..., Any]:
     return locked
 
 
+_PARTS: dict[Any, bool] = {}  # step function -> whether it takes (x, y, sample_weight): tritonnn's older signature
+
+
+def _takes_parts(step: Callable[..., Any]) -> bool:
+    """Whether a step override takes the batch's parts (``train_step(self, x, y, sample_weight=None)``, tritonnn's
+    signature before it followed Keras) rather than Keras' one ``data`` argument."""
+    key = getattr(step, "__func__", step)
+    known = _PARTS.get(key)
+    if known is None:
+        params = [
+            p
+            for p in inspect.signature(step).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+        known = _PARTS[key] = len(params) >= 2
+    return known
+
+
 def _log_value(value: Any) -> Any:
     """A metric result for the logs, as Keras' ``pythonify_logs`` makes it: a float when it converts, else the
     numpy array."""
     array = np.asarray(value.detach().cpu() if isinstance(value, torch.Tensor) else value)
     return float(array.reshape(-1)[0]) if array.size == 1 else array
+
+
+class CompileMetrics(metrics_mod.Metric):
+    """Keras' ``CompileMetrics``: every compiled metric of a model (each output's ``metrics`` and
+    ``weighted_metrics``) as one metric named ``"compile_metrics"``, the second entry of ``model.metrics``.
+
+    ``update_state(y, y_pred, sample_weight)`` routes each output's targets and predictions to its metrics, the
+    sample weights to the weighted ones only (as fit does); ``result()`` is ``{name: value}``, which the logs
+    flatten; ``reset_state`` and ``variables`` cover every compiled metric. Made on each access of
+    ``model.metrics`` over the model's live metric objects (it holds no state of its own)."""
+
+    def __init__(self, trainer: Any):
+        super().__init__(name="compile_metrics")
+        self._trainer = trainer
+        for group in trainer._output_metrics or []:
+            self._metrics.extend(group)
+
+    @property
+    def metrics(self) -> list[metrics_mod.Metric]:
+        return list(self._metrics)
+
+    def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
+        t = self._trainer
+        preds = t._outputs_list(y_pred)
+        ys = t._targets_list(y_true, len(preds))
+        t._resolve_compiled(ys, preds)
+        for group, yt, yp in zip(t._output_metrics, ys, preds, strict=True):
+            for m in group:
+                m._to(yp.device)
+                m.update_state(yt, yp.detach(), sample_weight=sample_weight if m._tritonnn_weighted else None)
+        self._metrics[:] = [m for group in t._output_metrics for m in group]
+
+    def result(self) -> dict[str, Any]:
+        return {m.name: m.result() for m in self._metrics}
 
 
 class Trainer:
@@ -89,7 +143,7 @@ class Trainer:
 
     # The per-call machinery of the last fit/evaluate (step callables, captured graphs, the last step's losses with
     # their autograd graph): rebuilt by the next call, never part of a pickled or copied model.
-    _TRANSIENT = ("_last_step_runner", "_test_runner", "_last_output_losses", "_shuffle_generator")
+    _TRANSIENT = ("_last_step_runner", "_test_runner", "_last_output_losses", "_shuffle_generator", "_step_logs")
 
     def __getstate__(self) -> dict[str, Any]:
         """A fitted model pickles as Keras' does (scikit-learn's wrappers pickle fitted estimators): everything but
@@ -113,10 +167,12 @@ class Trainer:
     # ---- metrics ----
     @property
     def metrics(self) -> list[metrics_mod.Metric]:
-        out = [self._loss_tracker, *self._output_loss_trackers]
-        for group in self._output_metrics or []:
-            out.extend(group)
-        return out
+        """Keras' order: the loss tracker, the compiled metrics as one :class:`CompileMetrics` (when compile got
+        any), then the per-output loss trackers."""
+        out: list[metrics_mod.Metric] = [self._loss_tracker]
+        if self._metrics_spec or self._weighted_metrics_spec:
+            out.append(CompileMetrics(self))
+        return out + list(self._output_loss_trackers)
 
     @property
     def metrics_names(self) -> list[str]:
@@ -228,8 +284,11 @@ class Trainer:
         self._output_loss_trackers = compiled.loss_trackers
 
     # ---- steps ----
-    def compute_loss(self, x: Any = None, y: Any = None, y_pred: Any = None, sample_weight: Any = None) -> torch.Tensor:
-        """The compiled loss (weighted sum over outputs) plus the model's losses (regularizers, ``add_loss``)."""
+    def compute_loss(
+        self, x: Any = None, y: Any = None, y_pred: Any = None, sample_weight: Any = None, training: bool = True
+    ) -> torch.Tensor:
+        """The compiled loss (weighted sum over outputs) plus the model's losses (regularizers, ``add_loss``).
+        ``training`` is Keras' argument (its loss scaling applies in training; tritonnn scales in the step)."""
         preds = self._outputs_list(y_pred)
         ys = self._targets_list(y, len(preds))
         self._resolve_compiled(ys, preds)
@@ -263,10 +322,23 @@ class Trainer:
             self.optimizer.build(params)
             self._optimizer_params = params
 
-    def train_step(self, x: Any, y: Any, sample_weight: Any = None) -> None:
-        """One update: forward, loss, backward, metric updates, one fused optimizer step (no host sync)."""
+    def train_step(self, data: Any) -> dict[str, Any]:
+        """One update on a batch ``data`` (``x``, ``(x, y)`` or ``(x, y, sample_weight)``, as Keras passes it):
+        forward, loss, backward, metric updates, one fused optimizer step. Returns the metrics' results (device
+        tensors, as Keras' ``get_metrics_result()``). Override it as in Keras to customize ``fit``; the built-in
+        one runs without building this dict (``_default_train_step``)."""
+        self._default_train_step(*data_mod.unpack_x_y_sample_weight(data))
+        return self._metrics_result()
+
+    def _default_train_step(self, x: Any, y: Any, sample_weight: Any = None) -> None:
+        """The built-in train step on the batch's parts (what ``fit`` runs when ``train_step`` is not overridden;
+        no host sync)."""
         self._train_body(x, y, sample_weight)
         self.optimizer.step()
+
+    def _metrics_result(self) -> dict[str, Any]:
+        """``{name: result}`` of every metric, as tensors (Keras' ``get_metrics_result``; no host sync)."""
+        return {m.name: m.result() for m in self.metrics}
 
     def _train_body(self, x: Any, y: Any, sample_weight: Any = None) -> None:
         """All of a train step but the optimizer update: the part fit() captures in a CUDA graph."""
@@ -327,7 +399,7 @@ class Trainer:
 
     def _step_runner(self, kind: str, source: Any) -> Callable[..., Any]:
         """The per-batch callable of fit/evaluate/predict: a StepGraph where capture is possible, else eager."""
-        eager = {"train": self.train_step, "test": self.test_step, "predict": self._predict_body}[kind]
+        eager = self._step_function(kind)
         split = kind == "train" and not self._optimizer_in_graph()  # the update after the replay, eagerly
         if kind == "train":
             self._use_device_seeds()
@@ -342,12 +414,59 @@ class Trainer:
             key=self._distribution.step_key if kind == "train" and self._distribution is not None else None,
         )
 
+    def _step_function(self, kind: str) -> Callable[..., Any]:
+        """What one batch of ``kind`` runs, on the batch's parts ``(x, y, sample_weight)`` (``predict``: ``x``): the
+        built-in step, or the model's own ``train_step``/``test_step``/``predict_step`` called as Keras calls it,
+        on the packed batch (a dict it returns becomes the logs: ``_step_logs``). An override written with
+        tritonnn's earlier signature, ``train_step(self, x, y, sample_weight=None)``, is called with the parts."""
+        name = {"train": "train_step", "test": "test_step", "predict": "predict_step"}[kind]
+        own = self.__dict__.get(name)  # an instance attribute: data-parallel's wrapper of the step
+        overridden = own is not None or getattr(type(self), name) is not getattr(Trainer, name)
+        if not overridden:
+            return {"train": self._default_train_step, "test": self._default_test_step,
+                    "predict": self._predict_body}[kind]  # fmt: skip
+        step = getattr(self, name)
+        parts = _takes_parts(step)
+        if kind == "predict":
+            return (lambda x: step(x)) if parts else (lambda x: step((x,)))
+
+        def run(x: Any, y: Any = None, sample_weight: Any = None) -> Any:
+            out = step(x, y, sample_weight) if parts else step(data_mod.pack_x_y_sample_weight(x, y, sample_weight))
+            self.__dict__["_step_logs"] = out if isinstance(out, dict) else None
+            return out
+
+        return run
+
+    def _current_logs(self) -> dict[str, Any]:
+        """The logs callbacks and the progress bar see: what a custom step returned (Keras' rule: its dict, nested
+        dicts flattened), else the compiled metrics' values."""
+        returned = self.__dict__.get("_step_logs")
+        if returned is None:
+            return self._logs()
+        out: dict[str, Any] = {}
+        for key, value in returned.items():
+            if isinstance(value, dict):
+                out.update({k: _log_value(v) for k, v in value.items()})
+            else:
+                out[key] = _log_value(value)
+        return out
+
     def _predict_body(self, x: Any) -> Any:
         out = self(x, training=False)
         self._clear_losses()
         return out
 
-    def test_step(self, x: Any, y: Any, sample_weight: Any = None) -> None:
+    def test_step(self, data: Any) -> dict[str, Any]:
+        """One evaluation batch ``data`` (as ``train_step``'s): loss and metric updates; returns the metrics'
+        results. Override it as in Keras to customize ``evaluate`` (and ``fit``'s validation)."""
+        self._default_test_step(*data_mod.unpack_x_y_sample_weight(data))
+        return self._metrics_result()
+
+    def predict_step(self, data: Any) -> Any:
+        """The model's outputs for one batch ``data`` (``x`` or ``(x,)``); override it to customize ``predict``."""
+        return self._predict_body(data_mod.unpack_x_y_sample_weight(data)[0])
+
+    def _default_test_step(self, x: Any, y: Any, sample_weight: Any = None) -> None:
         self._clear_losses()
         fused = fused_step.fused_loss(self, x, y, sample_weight, training=False)  # the loss inside a fused MLP
         if fused is not None:
@@ -528,6 +647,7 @@ class Trainer:
         self._last_step_runner = run
         for epoch in range(initial_epoch, epochs):
             self._reset_metrics()
+            self.__dict__["_step_logs"] = None  # a custom train_step's returned logs, set by each of its steps
             cbs.call("on_epoch_begin", epoch)
             steps_done = 0
             for step, (xb, yb, swb) in enumerate(source.epoch(gen)):
@@ -537,9 +657,9 @@ class Trainer:
                 cbs.batch("on_train_batch_begin", step, None)
                 run(xb, yb, swb)
                 steps_done = step + 1
-                cbs.batch("on_train_batch_end", step, self._logs)
+                cbs.batch("on_train_batch_end", step, self._current_logs)
                 if progbar:
-                    progbar.progress(steps_done, self._logs)
+                    progbar.progress(steps_done, self._current_logs)
                 if self.stop_training:
                     break
             skip = 0
@@ -549,7 +669,7 @@ class Trainer:
                 progbar.params["steps"] = steps_done
             if dist is not None:  # the epoch's metrics over every rank's samples
                 dist._reduce_metrics(self)
-            epoch_logs = self._logs()
+            epoch_logs = self._current_logs()
             if val_source is not None and (epoch + 1) % validation_freq == 0:
                 cbs.call("on_test_begin")  # Keras runs fit's validation through evaluate, with fit's callbacks
                 val_logs = self._run_test(val_source, cbs, keep_runner=True)
@@ -574,6 +694,7 @@ class Trainer:
     ) -> dict[str, float]:
         self.eval()
         self._reset_metrics()
+        self.__dict__["_step_logs"] = None
         steps = 0
         cached = self.__dict__.get("_test_runner")
         if cached is not None and cached[0] is source:  # fit's validation: one captured graph for every epoch
@@ -591,14 +712,16 @@ class Trainer:
                 run(xb, yb, swb)
                 steps = step + 1
                 if cbs:
-                    cbs.batch("on_test_batch_end", step, self._logs)
+                    cbs.batch("on_test_batch_end", step, self._current_logs)
                 if bar:
-                    bar.update(steps, self._logs, finalize=False)
+                    bar.update(steps, self._current_logs, finalize=False)
         if self._distribution is not None:  # data-parallel: sum the metric states of every rank (some may have none)
             self._distribution._end_test(self, source)
         elif steps == 0:
             raise ValueError("evaluate() got no batches: the data is empty")
-        return self._logs()
+        logs = self._current_logs()
+        self.__dict__["_step_logs"] = None  # (fit's validation: its logs do not stand for the next epoch's)
+        return logs
 
     @_one_at_a_time
     def evaluate(
@@ -683,9 +806,10 @@ class Trainer:
         self._ensure_optimizer()
         self.train()
         self._reset_metrics()
-        self.train_step(x, y, sample_weight)
+        self.__dict__["_step_logs"] = None
+        self._step_function("train")(x, y, sample_weight)
         self.eval()
-        return self._result(self._logs(), return_dict)
+        return self._result(self._current_logs(), return_dict)
 
     @_one_at_a_time
     def test_on_batch(self, x: Any, y: Any = None, sample_weight: Any = None, return_dict: bool = False) -> Any:
@@ -695,9 +819,10 @@ class Trainer:
         self._ensure_built(x)
         self.eval()
         self._reset_metrics()
+        self.__dict__["_step_logs"] = None
         with torch.no_grad():
-            self.test_step(x, y, sample_weight)
-        return self._result(self._logs(), return_dict)
+            self._step_function("test")(x, y, sample_weight)
+        return self._result(self._current_logs(), return_dict)
 
     def predict_on_batch(self, x: Any) -> Any:
         x, _, _, _ = self._prepare(x)
@@ -711,5 +836,14 @@ class Trainer:
         """Keras' return value: the logs dict, or ``[loss, *metrics]`` (a scalar when there are no metrics)."""
         if return_dict:
             return logs
-        values = [logs[m.name] for m in self.metrics]
+        # Keras' _flatten_metrics_in_order: the metrics' names in order (the compiled ones expanded), then every
+        # other key of the logs in sorted order. Keras expands the compiled metrics by their own names, which are
+        # the logs' keys for one output only (with several, the keys carry the output's name: they sort after)
+        names: list[str] = []
+        for m in self.metrics:
+            if not isinstance(m, CompileMetrics):
+                names.append(m.name)
+            elif len(self._output_metrics or []) == 1:
+                names.extend(s.name for s in m.metrics)
+        values = [logs[n] for n in names if n in logs] + [logs[k] for k in sorted(logs) if k not in names]
         return values[0] if len(values) == 1 else values
