@@ -14,6 +14,8 @@ import pytest
 
 import tritonnn as tk
 
+from .differences import deliberate
+
 
 def _json(x):
     return json.loads(json.dumps(x))
@@ -347,3 +349,45 @@ def test_config_keys_of_dropout_and_elu(keras_ref, name, args):
     theirs = getattr(keras_ref.layers, name)(*args, **kwargs).get_config()
     assert list(ours) == list(theirs)
     assert {k: ours[k] for k in ours if k != "dtype"} == {k: theirs[k] for k in theirs if k != "dtype"}
+
+
+# ---- optimizers in the compile config ------------------------------------------------------------------------------
+
+
+def _optimizer_model(K, optimizer):
+    model = K.Sequential([K.Input((3,)), K.layers.Dense(1)])
+    model.compile(optimizer=optimizer, loss="mse")
+    return _json(model.get_compile_config())["optimizer"]
+
+
+def test_a_builtin_optimizer_in_the_compile_config(keras_ref):
+    ref = _optimizer_model(keras_ref, keras_ref.optimizers.SGD(momentum=0.5))
+    got = _optimizer_model(tk, tk.optimizers.SGD(momentum=0.5))
+    assert list(got) == list(ref) == ["module", "class_name", "config", "registered_name"]
+    deliberate("saving.optimizer-module")  # Keras' torch backend names its private module and the class
+    assert ref["module"].startswith("keras.src.backend.torch.optimizers") and ref["registered_name"] == "SGD"
+    assert (got["module"], got["class_name"], got["registered_name"]) == ("keras.optimizers", "SGD", None)
+    assert sorted(got["config"]) == sorted(ref["config"])
+
+
+def test_a_registered_optimizer_in_the_compile_config_and_through_saving(keras_ref, tmp_path):
+    def define(K):
+        @K.saving.register_keras_serializable(package="compat_layouts")
+        class LayoutSGD(K.optimizers.SGD):
+            pass
+
+        return LayoutSGD
+
+    ref_cls, our_cls = define(keras_ref), define(tk)
+    ref = _optimizer_model(keras_ref, ref_cls(learning_rate=0.25, name="opt"))
+    got = _optimizer_model(tk, our_cls(learning_rate=0.25, name="opt"))
+    assert {k: v for k, v in got.items() if k not in ("module", "config")} == {
+        k: v for k, v in ref.items() if k not in ("module", "config")
+    }
+    assert got["registered_name"] == "compat_layouts>LayoutSGD" and got["module"] is not None
+    model = tk.Sequential([tk.Input((3,)), tk.layers.Dense(1)])
+    model.compile(optimizer=our_cls(learning_rate=0.25), loss="mse")
+    model.save(tmp_path / "m.keras")
+    loaded = tk.saving.load_model(tmp_path / "m.keras")
+    assert type(loaded.optimizer) is our_cls and float(loaded.optimizer.learning_rate) == 0.25
+    assert type(tk.optimizers.deserialize(got)) is our_cls

@@ -6,6 +6,7 @@ from __future__ import annotations
 import difflib
 from typing import Any, TypeVar
 
+from .._registry import GLOBAL_CUSTOM_NAMES, get_registered_name, known_objects
 from .adadelta import Adadelta
 from .adafactor import Adafactor
 from .adagrad import Adagrad
@@ -62,13 +63,34 @@ def register(cls: _T) -> _T:
 
 
 def serialize(optimizer: Optimizer) -> dict[str, Any]:
-    return {"module": "keras.optimizers", "class_name": type(optimizer).__name__, "config": optimizer.get_config()}
+    """Keras' layout: ``{"module", "class_name", "config", "registered_name"}``; a built-in class under
+    ``"keras.optimizers"`` with ``registered_name`` None (Keras' torch backend names its private module and the
+    class, docs/keras_differences.md ``saving.optimizer-module``), a registered class its module and
+    ``"package>name"``."""
+    cls = type(optimizer)
+    if cls not in GLOBAL_CUSTOM_NAMES and cls.__module__.startswith("tritonnn.optimizers."):
+        module, registered = "keras.optimizers", None
+    else:
+        module = None if cls.__module__ == "__main__" else cls.__module__
+        registered = get_registered_name(cls)
+    return {
+        "module": module,
+        "class_name": cls.__name__,
+        "config": optimizer.get_config(),
+        "registered_name": registered,
+    }
 
 
 def deserialize(config: dict[str, Any], custom_objects: dict[str, Any] | None = None) -> Optimizer:
-    known = dict(ALL_OBJECTS, **(custom_objects or {}))
+    """:func:`serialize`'s inverse (tritonnn's earlier layout, without ``registered_name``, too): a registered class
+    by its registered name (the registry, an active ``custom_object_scope``, ``custom_objects``), else by class
+    name."""
+    user = known_objects(custom_objects)
+    known = dict(ALL_OBJECTS, **user)
     name = config.get("class_name")
-    cls = known.get(name) or _BY_NAME.get(str(name).lower())
+    registered = config.get("registered_name")
+    cls = (user.get(registered) if isinstance(registered, str) else None) or known.get(name)
+    cls = cls or _BY_NAME.get(str(name).lower())
     if cls is None:
         raise ValueError(f"Unknown optimizer class: {name!r}. Expected one of {sorted(known)}")
     return cls.from_config(config.get("config", {}), custom_objects)
