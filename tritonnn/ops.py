@@ -12,6 +12,7 @@ The activations and softmaxes route through ``tritonnn.kernels`` (the same table
 from __future__ import annotations
 
 import builtins
+import functools
 import numbers
 import re
 import sys
@@ -22,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import activations, config, kernels
+from . import _op_dispatch, activations, config, kernels
 from ._convert import convert_to_tensor, py_dtype
 from .kernels.activations import activation_reference
 
@@ -2233,6 +2234,42 @@ def sparse_categorical_crossentropy(target: Any, output: Any, from_logits: bool 
         log_prob = torch.log(_clip_probs(output / torch.sum(output, dim=axis, keepdim=True)))
     log_prob = torch.movedim(log_prob, axis, -1)
     return -torch.gather(log_prob, -1, target.unsqueeze(-1)).squeeze(-1)
+
+
+# ---- symbolic tensors: an op called on a KerasTensor (keras.Input) records a node of the Functional graph ---------
+
+
+def _symbolic_aware(name: str, fn: Any) -> Any:
+    """``fn`` that hands a call holding a symbolic tensor to the Functional API (``tritonnn.layers.op_node``)."""
+
+    @functools.wraps(fn)
+    def op(*args: Any, **kwargs: Any) -> Any:
+        if _op_dispatch.has_symbolic(args, kwargs):
+            return _op_dispatch.dispatch(name, fn, args, kwargs)
+        return fn(*args, **kwargs)
+
+    return op
+
+
+def _wrap_ops() -> dict[str, str]:
+    """Make every op of this module take symbolic tensors; {global name: the op's own name} (an alias, such as
+    ``absolute = abs``, keeps the name of the function it is)."""
+    wrapped: dict[int, Any] = {}
+    names: dict[str, str] = {}
+    module = globals()
+    original = dict(module)
+    for n, v in original.items():
+        if n.startswith("_") or not isinstance(v, types.FunctionType) or v.__module__ != __name__:
+            continue
+        own = v.__name__ if original.get(v.__name__) is v else n
+        names[n] = own
+        if id(v) not in wrapped:
+            wrapped[id(v)] = _symbolic_aware(own, v)
+        module[n] = wrapped[id(v)]
+    return names
+
+
+_op_dispatch.OP_NAMES.update(_wrap_ops())  # what tritonnn.layers.op_node names each op's nodes by
 
 
 # ---- Keras' sub-namespaces: keras.ops.nn.relu, keras.ops.numpy.mean ------------------------------------------

@@ -18,6 +18,9 @@ from typing import Any
 
 import torch
 
+from .. import ops
+from .._op_dispatch import SymbolicValue
+
 # (layer, inputs, args) of the symbolic call in progress: that layer's build reads the shapes of these symbolic
 # tensors (None for an unknown dimension) instead of its example tensors' (1 there).
 _BUILDING: contextvars.ContextVar[tuple[Any, Any, tuple[Any, ...]] | None] = contextvars.ContextVar(
@@ -25,9 +28,14 @@ _BUILDING: contextvars.ContextVar[tuple[Any, Any, tuple[Any, ...]] | None] = con
 )
 
 
-class KerasTensor:
+class KerasTensor(SymbolicValue):
     """A symbolic tensor: a shape (``None`` for the batch dimension unless an ``Input`` fixed its ``batch_size``,
-    and for every other dimension not known), a dtype, and where it came from."""
+    and for every other dimension not known), a dtype, and where it came from.
+
+    ``tritonnn.ops`` functions and Python's operators (``+ - * / // % ** @``, unary ``-``, ``abs``, comparisons
+    other than ``==``, ``& | ^ ~``, indexing) take it as Keras' do: each call records a node of the Functional
+    graph (``tritonnn.layers.op_node``) and returns its symbolic output.
+    """
 
     def __init__(
         self,
@@ -69,6 +77,119 @@ class KerasTensor:
 
     def __bool__(self) -> bool:
         raise TypeError("A symbolic KerasTensor cannot be used as a Python bool")
+
+    def __iter__(self) -> Any:
+        # without it Python would iterate by indexing, making a get_item node per step
+        raise NotImplementedError("Iterating over a symbolic KerasTensor is not supported")
+
+    def __int__(self) -> int:
+        raise ValueError("A symbolic KerasTensor has a shape and a dtype but no value: it cannot be an int")
+
+    def __float__(self) -> float:
+        raise ValueError("A symbolic KerasTensor has a shape and a dtype but no value: it cannot be a float")
+
+    # ---- operators: graph nodes of tritonnn.ops, as Keras' KerasTensor's -------------------------------------
+    def __add__(self, other: Any) -> KerasTensor:
+        return ops.add(self, other)
+
+    def __radd__(self, other: Any) -> KerasTensor:
+        return ops.add(other, self)
+
+    def __sub__(self, other: Any) -> KerasTensor:
+        return ops.subtract(self, other)
+
+    def __rsub__(self, other: Any) -> KerasTensor:
+        return ops.subtract(other, self)
+
+    def __mul__(self, other: Any) -> KerasTensor:
+        return ops.multiply(self, other)
+
+    def __rmul__(self, other: Any) -> KerasTensor:
+        return ops.multiply(other, self)
+
+    def __matmul__(self, other: Any) -> KerasTensor:
+        return ops.matmul(self, other)
+
+    def __rmatmul__(self, other: Any) -> KerasTensor:
+        return ops.matmul(other, self)
+
+    def __truediv__(self, other: Any) -> KerasTensor:
+        return ops.true_divide(self, other)
+
+    def __rtruediv__(self, other: Any) -> KerasTensor:
+        return ops.true_divide(other, self)
+
+    def __floordiv__(self, other: Any) -> KerasTensor:
+        return ops.floor_divide(self, other)
+
+    def __rfloordiv__(self, other: Any) -> KerasTensor:
+        return ops.floor_divide(other, self)
+
+    def __mod__(self, other: Any) -> KerasTensor:
+        return ops.mod(self, other)
+
+    def __rmod__(self, other: Any) -> KerasTensor:
+        return ops.mod(other, self)
+
+    def __pow__(self, other: Any) -> KerasTensor:
+        return ops.power(self, other)
+
+    def __rpow__(self, other: Any) -> KerasTensor:
+        return ops.power(other, self)
+
+    def __neg__(self) -> KerasTensor:
+        return ops.negative(self)
+
+    def __abs__(self) -> KerasTensor:
+        return ops.absolute(self)
+
+    def __lt__(self, other: Any) -> KerasTensor:
+        return ops.less(self, other)
+
+    def __le__(self, other: Any) -> KerasTensor:
+        return ops.less_equal(self, other)
+
+    def __gt__(self, other: Any) -> KerasTensor:
+        return ops.greater(self, other)
+
+    def __ge__(self, other: Any) -> KerasTensor:
+        return ops.greater_equal(self, other)
+
+    def __ne__(self, other: Any) -> KerasTensor:  # type: ignore[override]  (Keras' too; == stays identity)
+        return ops.not_equal(self, other)
+
+    def __and__(self, other: Any) -> KerasTensor:
+        return ops.logical_and(self, other)
+
+    def __rand__(self, other: Any) -> KerasTensor:
+        return ops.logical_and(other, self)
+
+    def __or__(self, other: Any) -> KerasTensor:
+        return ops.logical_or(self, other)
+
+    def __ror__(self, other: Any) -> KerasTensor:
+        return ops.logical_or(other, self)
+
+    def __xor__(self, other: Any) -> KerasTensor:
+        return ops.logical_xor(self, other)
+
+    def __rxor__(self, other: Any) -> KerasTensor:
+        return ops.logical_xor(other, self)
+
+    def __invert__(self) -> KerasTensor:
+        return ops.logical_not(self)
+
+    def __getitem__(self, key: Any) -> KerasTensor:
+        return ops.get_item(self, key)
+
+    def __round__(self, ndigits: int | None = None) -> KerasTensor:
+        return ops.round(self, decimals=ndigits or 0)
+
+    def reshape(self, newshape: Any) -> KerasTensor:
+        return ops.reshape(self, newshape)
+
+    def squeeze(self, axis: Any = None) -> KerasTensor:
+        return ops.squeeze(self, axis=axis)
 
 
 class Node:

@@ -10,6 +10,7 @@ from .. import saving
 from ..layers import fusion
 from ..layers.core import InputLayer
 from ..layers.layer import Layer
+from ..layers.op_node import OpNode, argument_config, is_op_entry, revive_argument
 from ..layers.symbolic import KerasTensor, Node, flatten, map_structure
 from ..trainers import data
 from .model import Model
@@ -36,8 +37,10 @@ class Functional(Model):
         self._outputs_struct = outputs
         self._nodes = self._topological_nodes()
         self._fusable = self._fusable_pairs()
-        layers = self._layers_by_depth()
-        names = [layer.name for layer in layers]
+        # Keras' operations: the layers and the op nodes (keras.ops on symbolic tensors), which `layers` leaves out
+        self._operations = self._layers_by_depth()
+        layers = [layer for layer in self._operations if not isinstance(layer, OpNode)]
+        names = [layer.name for layer in self._operations]
         dup = {n for n in names if names.count(n) > 1}
         if dup:
             raise ValueError(
@@ -175,11 +178,15 @@ class Functional(Model):
 
     @property
     def output_names(self) -> list[str] | None:
-        """The names of the layers that make the outputs, one per output (Keras' ``['dense']`` for one output too);
-        for outputs given as a dict, its keys in sorted order, which key the targets, losses and metrics."""
-        if isinstance(self._outputs_struct, dict):
-            return sorted(self._outputs_struct)
+        """The names of the layers that make the outputs, one per output, as Keras gives them (``['dense']`` for
+        one output, the layers' names for outputs given as a dict too)."""
         return [t.node.layer.name for t in self.outputs]
+
+    @property
+    def output_dict_keys(self) -> list[str] | None:
+        """For outputs given as a dict, its keys in sorted order (the outputs' order), which key the targets,
+        losses, metrics and History entries as in Keras; None otherwise."""
+        return sorted(self._outputs_struct) if isinstance(self._outputs_struct, dict) else None
 
     def _graph_edges(self) -> list[tuple[str, str]]:
         """(from layer, to layer) pairs, for drawing the graph."""
@@ -249,6 +256,8 @@ class Functional(Model):
             prev = outs[0]
         if prev is not self._outputs_struct or len({id(layer) for layer in layers}) != len(layers):
             return None
+        if any(isinstance(layer, OpNode) for layer in layers):
+            return None
         return layers
 
     def call(self, inputs: Any, training: bool | None = None) -> Any:
@@ -304,9 +313,10 @@ class Functional(Model):
         as ``[layer name, node index, tensor index]``)."""
         node_index = self._own_node_indices()
 
-        def tensor_config(t: Any) -> Any:
+        def tensor_config(t: Any, op: OpNode | None = None) -> Any:
             if not isinstance(t, KerasTensor):
-                return t
+                # an op node's constant (a tensor, an array, a slice...), as Keras writes it
+                return t if op is None else argument_config(t, op)
             return {
                 "class_name": KERAS_TENSOR,
                 "config": {
@@ -322,13 +332,14 @@ class Functional(Model):
             return [t.node.layer.name, node_index[id(t.node)] + offset, t.index]
 
         layer_configs = []
-        for layer in self.layers:
-            entry = saving.serialize_layer(layer)
+        for layer in self._operations:
+            op = layer if isinstance(layer, OpNode) else None
+            entry = layer.serialize() if op is not None else saving.serialize_layer(layer)
             entry["name"] = layer.name
             entry["inbound_nodes"] = [
                 {
-                    "args": [map_structure(tensor_config, a) for a in node.call_args],
-                    "kwargs": map_structure(tensor_config, node.kwargs),
+                    "args": [map_structure(lambda t, op=op: tensor_config(t, op), a) for a in node.call_args],
+                    "kwargs": map_structure(lambda t, op=op: tensor_config(t, op), node.kwargs),
                 }
                 for node in sorted((n for n in self._nodes if n.layer is layer), key=lambda n: n.serial)
                 if not isinstance(layer, InputLayer)
@@ -375,7 +386,10 @@ class Functional(Model):
         for entry in config["layers"]:
             if not isinstance(entry, dict):
                 raise ValueError(f"Expected each entry of config['layers'] to be a dict. Received: {entry!r}")
-            layer = saving.deserialize_layer(entry, custom_objects=custom_objects)
+            if is_op_entry(entry):  # a keras.ops call (keras.src.ops.numpy.Mean...)
+                layer = OpNode.from_entry(entry)
+            else:
+                layer = saving.deserialize_layer(entry, custom_objects=custom_objects)
             name = entry.get("name", layer.name)
             if not isinstance(name, str) or name in created:
                 raise ValueError(f"The layer name {name!r} appears more than once (or is not a string) in the config")
@@ -408,6 +422,9 @@ class Functional(Model):
                 if value.get("class_name") == KERAS_TENSOR:
                     inner = value.get("config")
                     return tensor(inner.get("keras_history") if isinstance(inner, dict) else None)
+                constant = revive_argument(value)  # __tensor__, __slice__, __ellipsis__
+                if constant is not value:
+                    return constant
                 return {k: revive(v) for k, v in value.items()}
             if isinstance(value, list):
                 return [revive(v) for v in value]
