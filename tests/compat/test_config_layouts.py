@@ -181,6 +181,7 @@ OUTPUTS = [
     ("one named output", lambda K, i: K.layers.Dense(1, name="out")(i)),
     ("a list of one", lambda K, i: [K.layers.Dense(1, name="a")(i)]),
     ("two outputs", lambda K, i: [K.layers.Dense(1, name="a")(i), K.layers.Dense(2, name="b")(i)]),
+    ("a dict of outputs", lambda K, i: {"y": K.layers.Dense(1, name="b")(i), "x": K.layers.Dense(2, name="a")(i)}),
 ]
 
 
@@ -207,6 +208,39 @@ def test_one_output_takes_its_name_in_compile_as_keras(keras_ref, loss, metrics)
         return sorted(model.fit(np.ones((4, 3), "float32"), np.zeros((4, 1), "float32"), verbose=0).history)
 
     assert history(tk) == history(keras_ref) == ["loss", "mae"]
+
+
+def test_dict_outputs_key_training_by_the_dict_keys_as_keras(keras_ref):
+    def history(K):
+        inputs = K.Input((3,))
+        model = K.Model(inputs, {"x": K.layers.Dense(1, name="a")(inputs), "y": K.layers.Dense(2, name="b")(inputs)})
+        model.compile("sgd", {"x": "mse", "y": "mse"}, metrics={"x": ["mae"]})
+        y = {"x": np.zeros((4, 1), "float32"), "y": np.zeros((4, 2), "float32")}
+        return model.output_names, sorted(model.fit(np.ones((4, 3), "float32"), y, verbose=0).history)
+
+    assert history(tk) == history(keras_ref) == (["a", "b"], ["loss", "x_loss", "x_mae", "y_loss"])
+
+
+def test_sequential_and_subclassed_output_names():
+    deliberate("models.output-names-none")  # Keras' Sequential and subclassed models have no such attribute
+    assert tk.Sequential([tk.Input((3,)), tk.layers.Dense(1)]).output_names is None
+
+
+def test_compile_config_ends_with_kerass_three_keys(keras_ref):
+    def config(K, **kwargs):
+        model = K.Sequential([K.Input((3,)), K.layers.Dense(1)])
+        model.compile("sgd", "mse", **kwargs)
+        return model.get_compile_config()
+
+    for kwargs in ({"run_eagerly": True, "steps_per_execution": 3, "jit_compile": False}, {"jit_compile": True}):
+        ref, got = config(keras_ref, **kwargs), config(tk, **kwargs)
+        assert list(got) == list(ref)
+        assert {k: got[k] for k in list(got)[-3:]} == {k: ref[k] for k in list(ref)[-3:]}
+    deliberate("compile-config.jit-compile-auto")
+    assert config(keras_ref)["jit_compile"] is False and config(tk)["jit_compile"] == "auto"
+    again = tk.Sequential([tk.Input((3,)), tk.layers.Dense(1)])
+    again.compile_from_config(config(tk, steps_per_execution=2))
+    assert again.get_compile_config()["steps_per_execution"] == 2
 
 
 # ---- input_shape= given to a layer -------------------------------------------------------------------------------

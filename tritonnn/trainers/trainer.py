@@ -224,6 +224,9 @@ class Trainer:
             "loss_weights": loss_weights,
             "metrics": metrics,
             "weighted_metrics": weighted_metrics,
+            "run_eagerly": run_eagerly,
+            "steps_per_execution": steps_per_execution,
+            "jit_compile": jit_compile,
         }
         if jit_compile not in (True, False, "auto"):
             raise ValueError(
@@ -243,6 +246,11 @@ class Trainer:
             "loss_weights": cfg["loss_weights"],
             "metrics": compile_utils.serialize_nest(cfg["metrics"]),
             "weighted_metrics": compile_utils.serialize_nest(cfg["weighted_metrics"]),
+            # Keras' last three keys; "auto" is written as given (Keras' torch backend writes False for it:
+            # docs/keras_differences.md, compile-config.jit-compile-auto)
+            "run_eagerly": cfg.get("run_eagerly", False),
+            "steps_per_execution": cfg.get("steps_per_execution", 1),
+            "jit_compile": cfg.get("jit_compile", "auto"),
         }
 
     def compile_from_config(self, config: dict[str, Any]) -> None:
@@ -256,13 +264,19 @@ class Trainer:
         cfg["weighted_metrics"] = compile_utils.deserialize_nest(cfg.get("weighted_metrics"), metrics_mod)
         self.compile(**cfg)
 
+    def _output_keys(self) -> list[str] | None:
+        """What keys the outputs' targets, losses and metrics: a Functional model's output dict keys (sorted), as
+        Keras keys them, where ``output_names`` names the output layers; else ``output_names``."""
+        keys = getattr(self, "output_dict_keys", None)
+        return list(keys) if keys is not None else self.output_names
+
     def _outputs_list(self, y_pred: Any) -> list[torch.Tensor]:
-        return compile_utils.outputs_list(y_pred, self.output_names)
+        return compile_utils.outputs_list(y_pred, self._output_keys())
 
     def _targets_list(self, y: Any, n_outputs: int) -> list[Any]:
         if y is None:  # no targets at all: a model that adds its own losses (fit(x) with y=None)
             return [None] * n_outputs
-        return compile_utils.targets_list(y, n_outputs, self.output_names)
+        return compile_utils.targets_list(y, n_outputs, self._output_keys())
 
     def _resolve_compiled(self, ys: list[Any], preds: list[torch.Tensor]) -> None:
         """Make the per-output losses, weights and metric objects, once: at the first batch (its shapes pick
@@ -276,7 +290,7 @@ class Trainer:
             self._weighted_metrics_spec,
             ys,
             preds,
-            self.output_names,
+            self._output_keys(),
         )
         self._output_losses = compiled.losses
         self._output_loss_weights = compiled.loss_weights
