@@ -96,7 +96,7 @@ class RandomNormal(_Seeded):
         return out.normal_(self.mean, self.stddev, generator=self._generator()).to(dtype)
 
     def get_config(self):
-        return {"mean": self.mean, "stddev": self.stddev, "seed": self.seed}
+        return {"seed": self.seed, "mean": self.mean, "stddev": self.stddev}
 
 
 class RandomUniform(_Seeded):
@@ -109,7 +109,7 @@ class RandomUniform(_Seeded):
         return out.uniform_(self.minval, self.maxval, generator=self._generator()).to(dtype)
 
     def get_config(self):
-        return {"minval": self.minval, "maxval": self.maxval, "seed": self.seed}
+        return {"seed": self.seed, "minval": self.minval, "maxval": self.maxval}
 
 
 def _truncated_normal(shape, mean, stddev, generator) -> torch.Tensor:
@@ -128,7 +128,7 @@ class TruncatedNormal(_Seeded):
         return _truncated_normal(shape, self.mean, self.stddev, self._generator()).to(dtype)
 
     def get_config(self):
-        return {"mean": self.mean, "stddev": self.stddev, "seed": self.seed}
+        return {"seed": self.seed, "mean": self.mean, "stddev": self.stddev}
 
 
 class VarianceScaling(_Seeded):
@@ -241,7 +241,7 @@ class Orthogonal(_Seeded):
         return (self.gain * q.reshape(tuple(shape))).to(dtype)
 
     def get_config(self):
-        return {"gain": self.gain, "seed": self.seed}
+        return {"seed": self.seed, "gain": self.gain}
 
 
 IdentityInitializer = Identity  # Keras 3's other names

@@ -707,12 +707,12 @@ class BinaryFocalCrossentropy(LossFunctionWrapper):
             reduction=reduction,
             name=name,
             dtype=dtype,
+            from_logits=bool(from_logits),  # the config's order is Keras'
+            label_smoothing=_unit_float("label_smoothing", label_smoothing),
+            axis=_check_axis(axis),
             apply_class_balancing=bool(apply_class_balancing),
             alpha=alpha,
             gamma=gamma,
-            from_logits=bool(from_logits),
-            label_smoothing=_unit_float("label_smoothing", label_smoothing),
-            axis=_check_axis(axis),
         )
         self.from_logits, self.label_smoothing, self.axis = bool(from_logits), float(label_smoothing), axis
         self.apply_class_balancing, self.alpha, self.gamma = bool(apply_class_balancing), alpha, gamma
@@ -743,11 +743,11 @@ class CategoricalFocalCrossentropy(LossFunctionWrapper):
             reduction=reduction,
             name=name,
             dtype=dtype,
-            alpha=alpha,
-            gamma=gamma,
-            from_logits=bool(from_logits),
+            from_logits=bool(from_logits),  # the config's order is Keras'
             label_smoothing=_unit_float("label_smoothing", label_smoothing),
             axis=_check_axis(axis),
+            alpha=alpha,
+            gamma=gamma,
         )
         self.from_logits, self.label_smoothing, self.axis = bool(from_logits), float(label_smoothing), axis
         self.alpha, self.gamma = alpha, gamma

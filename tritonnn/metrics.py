@@ -381,7 +381,20 @@ class MeanMetricWrapper(Mean):
         super().update_state(self._fn(y_true, y_pred, **self._fn_kwargs), sample_weight)
 
     def get_config(self) -> dict[str, Any]:
-        return {"name": self.name, "dtype": self.dtype, **self._fn_kwargs}
+        """``name``, ``dtype`` and the function's keyword arguments; a ``MeanMetricWrapper`` itself (not a metric
+        class made from it) adds ``fn``, serialized as Keras writes a function."""
+        config = {"name": self.name, "dtype": self.dtype, **self._fn_kwargs}
+        if type(self) is MeanMetricWrapper:
+            config["fn"] = _serialization.serialize_keras_object(self._fn)
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> MeanMetricWrapper:
+        if cls is not MeanMetricWrapper or "fn" not in config:
+            return super().from_config(config)
+        config = dict(config)
+        fn = config.pop("fn")
+        return cls(deserialize(fn) if isinstance(fn, (dict, str)) else fn, **config)
 
 
 def _wrapper_class(
@@ -557,6 +570,12 @@ class SparseTopKCategoricalAccuracy(MeanMetricWrapper):
             from_sorted_ids=bool(from_sorted_ids),
         )
         self.k, self.from_sorted_ids = k, bool(from_sorted_ids)
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        if not self.from_sorted_ids:  # Keras writes it only when it is set
+            config.pop("from_sorted_ids")
+        return config
 
 
 # ---- probabilistic, regression and hinge metrics: means of the losses' per-sample functions --------------------------
@@ -1587,6 +1606,12 @@ def serialize(metric: Any) -> Any:
     return _serialization.serialize_keras_object(metric)
 
 
+def _metric_class(name: str) -> type[Metric] | None:
+    """A public metric class of this module by name (``Metric``, ``MeanMetricWrapper``... are in no name table)."""
+    obj = globals().get(name)
+    return obj if isinstance(obj, type) and issubclass(obj, Metric) and not name.startswith("_") else None
+
+
 def deserialize(config: Any, custom_objects: dict[str, Any] | None = None) -> Any:
     """:func:`serialize`'s inverse: Keras' layout, tritonnn's earlier ``{"class_name", "config"}``, a function
     record or a name (``custom_objects`` names user classes and functions; the registry and an active
@@ -1600,7 +1625,7 @@ def deserialize(config: Any, custom_objects: dict[str, Any] | None = None) -> An
             )
         cls = next(
             (custom[k] for k in (config.get("registered_name"), name) if isinstance(k, str) and k in custom),
-            ALL_OBJECTS.get(name) if isinstance(name, str) else None,
+            (ALL_OBJECTS.get(name) or _metric_class(name)) if isinstance(name, str) else None,
         )
         if not isinstance(cls, type):
             raise ValueError(f"Unknown metric class: {name!r}")
