@@ -331,9 +331,8 @@ def test_a_function_initializer_and_constraint_are_used():
 
 # ---- get_config key order ------------------------------------------------------------------------------------------
 
-# The base class itself is left out: Keras' Layer() records its own constructor arguments (activity_regularizer,
-# autocast) through the automatic config of a class without get_config; its subclasses' base entries are compared
-# in every row below. IntegerLookup needs TensorFlow in Keras; Wrapper is abstract.
+# The base class itself is compared below (a listed difference). IntegerLookup needs TensorFlow in Keras; Wrapper is
+# abstract.
 _SKIP = {"Layer", "IntegerLookup", "Wrapper"}
 _TRIES = [(), (2,), (3, 2), ((2,),), (0.5,), (2, 3), ([2],), ("relu",), ((2, 1),)]
 _KWARGS = {"InputLayer": {"shape": (3,)}, "Lambda": {"function": clip_weights}}
@@ -485,3 +484,21 @@ def test_mean_metric_wrapper_writes_its_function_as_keras(keras_ref):
         ref = keras_ref.metrics.SparseTopKCategoricalAccuracy(**kwargs).get_config()
         got = tk.metrics.SparseTopKCategoricalAccuracy(**kwargs).get_config()
         assert {k: v for k, v in got.items() if k != "dtype"} == {k: v for k, v in ref.items() if k != "dtype"}
+
+
+def test_the_base_layers_config(keras_ref):
+    deliberate("layers.base-layer-auto-config")
+    assert list(keras_ref.layers.Layer().get_config()) == [
+        "name",
+        "activity_regularizer",
+        "trainable",
+        "dtype",
+        "autocast",
+    ]
+    assert list(tk.layers.Layer().get_config()) == ["name", "trainable", "dtype"]
+    assert list(tk.layers.Layer(activity_regularizer="l2").get_config()) == [
+        "name",
+        "trainable",
+        "dtype",
+        "activity_regularizer",
+    ]
