@@ -38,7 +38,8 @@ class Functional(Model):
         self._nodes = self._topological_nodes()
         self._fusable = self._fusable_pairs()
         # Keras' operations: the layers and the op nodes (keras.ops on symbolic tensors), which `layers` leaves out
-        self._operations = self._layers_by_depth()
+        # (kept out of Layer.__setattr__'s tracking: its layers are registered once, in _layer_modules, by name)
+        self.__dict__["_operations"] = self._layers_by_depth()
         layers = [layer for layer in self._operations if not isinstance(layer, OpNode)]
         names = [layer.name for layer in self._operations]
         dup = {n for n in names if names.count(n) > 1}
