@@ -184,3 +184,16 @@ def test_a_layer_put_in_by_item_assignment_or_into_a_nested_list_is_tracked(kera
 
     assert build(keras_ref) == ["kept", "first"]  # Keras: "new" and "later" are called, not tracked
     assert build(tritonnn) == ["new", "kept", "first", "later"]
+
+
+def test_the_built_in_containers_register_each_weight_once():
+    """tritonnn's own models keep their layers in private attributes too; none of them may become a second
+    registration of the same layers (state_dict would hold each weight twice, and saved files would change)."""
+    inp = tritonnn.Input((5,))
+    h = tritonnn.layers.Dense(4)(inp)
+    functional = tritonnn.Model(inp, tritonnn.layers.Dense(2)(tritonnn.ops.relu(h) + 1.0))
+    sequential = tritonnn.Sequential([tritonnn.Input((5,)), tritonnn.layers.Dense(4), tritonnn.layers.Dense(2)])
+    for model in (functional, sequential, blocks_model(tritonnn)):
+        model(X[:2])
+        state = model.state_dict()
+        assert len(state) == len({t.data_ptr() for t in state.values()}) == len(model.weights), list(state)
