@@ -2242,8 +2242,16 @@ def sparse_categorical_crossentropy(target: Any, output: Any, from_logits: bool 
 def _symbolic_aware(name: str, fn: Any) -> Any:
     """``fn`` that hands a call holding a symbolic tensor to the Functional API (``tritonnn.layers.op_node``)."""
 
+    plain = (torch.Tensor, int, float, str, type(None))  # never symbolic
+
     @functools.wraps(fn)
     def op(*args: Any, **kwargs: Any) -> Any:
+        for a in args:  # the common case first: tensors and numbers only, checked inline
+            if not isinstance(a, plain):
+                break
+        else:
+            if not kwargs:
+                return fn(*args)
         if _op_dispatch.has_symbolic(args, kwargs):
             return _op_dispatch.dispatch(name, fn, args, kwargs)
         return fn(*args, **kwargs)

@@ -29,15 +29,35 @@ from .symbolic import KerasTensor, Node, flatten
 # Parameters that are tensors in Keras' ops (the call arguments of their Operation): the rest is the op's config.
 _TENSOR_PARAMS = frozenset(
     (
-        "x", "x1", "x2", "x3", "y", "xs", "a", "b", "condition", "key", "indices", "values", "updates", "inputs",
+        "x", "x1", "x2", "x3", "y", "xs", "a", "condition", "key", "indices", "values", "updates", "inputs",
         "target", "output", "condlist", "choicelist", "elements", "test_elements", "segment_ids", "start_indices",
-        "predictions", "targets", "mean", "variance", "offset", "scale", "operands", "arrays", "tensors",
-        "sorted_sequence",
+        "predictions", "targets", "operands", "arrays", "tensors", "sorted_sequence", "weights", "gamma", "beta",
     )
 )  # fmt: skip
-# Keras' class for an op whose name is not the class name in snake case.
+# Call arguments of one op beyond those (Keras' Isclose takes its tolerances at the call).
+_OP_TENSOR_PARAMS = {
+    "isclose": frozenset(("rtol", "atol")),
+    "rms_normalization": frozenset(("scale",)),
+    "batch_normalization": frozenset(("mean", "variance", "offset", "scale")),
+}
+# The op an alias is (Keras' Absolute for ops.abs), and Keras' class and node name where they are not the op's
+# name in CamelCase and as it is.
 _KERAS_OP = {"abs": "absolute", "swish": "silu", "hard_swish": "hard_silu"}
-_MATH = frozenset(("logsumexp", "top_k", "in_top_k", "segment_sum", "segment_max", "erf", "erfinv", "rsqrt"))
+_KERAS_CLASS = {
+    "allclose": ("AllClose", "all_close"),
+    "cdist": ("CDist", "c_dist"),
+    "isin": ("IsIn", "is_in"),
+    "layer_normalization": ("LayerNorm", "layer_norm"),
+    "rms_normalization": ("RMSNorm", "rms_norm"),
+}
+# Ops whose output's size depends on the values, not only on the shapes: every dimension is unknown.
+_DATA_DEPENDENT = frozenset(("nonzero", "unique"))
+_MATH = frozenset(
+    (
+        "cdist", "erf", "erfc", "erfinv", "in_top_k", "logsumexp", "rsqrt", "segment_max", "segment_min",
+        "segment_prod", "segment_sum", "top_k",
+    )
+)  # fmt: skip
 _CORE = frozenset(
     ("cast", "slice", "slice_update", "scatter", "scatter_update", "saturate_cast", "stop_gradient", "unstack", "map")
 )
@@ -67,10 +87,14 @@ def _module_of(op: str) -> str:
     return "keras.src.ops.numpy"
 
 
+def _class_of(op: str) -> str:
+    return _KERAS_CLASS[op][0] if op in _KERAS_CLASS else _camel(op)
+
+
 def _op_by_class() -> dict[str, str]:
     table = {}
     for public in _op_dispatch.OP_NAMES:
-        table.setdefault(_camel(_canonical(public)), _canonical(public))
+        table.setdefault(_class_of(_canonical(public)), _canonical(public))
     return table
 
 
@@ -167,7 +191,7 @@ class OpNode:
                 f"The op {self.class_name} (keras.ops.{self.op}) takes no argument(s) {unknown}; it takes "
                 f"{list(self.signature.parameters)}"
             )
-        self.name = name or unique_name(self.op)
+        self.name = name or unique_name(_KERAS_CLASS[self.op][1] if self.op in _KERAS_CLASS else self.op)
         self._inbound_nodes: list[Node] = []
         self._from_config = False
         self.built = True
@@ -177,7 +201,7 @@ class OpNode:
     @property
     def class_name(self) -> str:
         """Keras' class of the op: ``Mean`` for ``mean``, ``GetItem`` for ``get_item``."""
-        return _camel(self.op)
+        return _class_of(self.op)
 
     def __repr__(self) -> str:
         return f"<OpNode {self.class_name} name={self.name}>"
@@ -261,6 +285,15 @@ class OpNode:
             ) from e
         return self._outputs(args, kwargs, first, second)
 
+    def _data_dependent(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+        """Whether the output's size depends on the values (``nonzero``, ``unique`` without ``size``, ``where``
+        of a condition alone), so that no dimension of it is known."""
+        if self.op == "unique":
+            return self.static.get("size") is None
+        if self.op == "where":
+            return len(args) < 2 and "x1" not in kwargs and "x2" not in kwargs
+        return self.op in _DATA_DEPENDENT
+
     def _declared_shape(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Declared | None:
         """Keras' shape rule where the examples' sizes cannot be the op's (``reshape`` of ``(None, 3, 4)`` to
         ``(5, -1)`` is ``(5, None)``): an example of the output with the unknown sizes 1, and its shape; else None."""
@@ -300,6 +333,10 @@ class OpNode:
                     shape = (None,) * a.dim()
                 else:
                     shape = tuple(x if x == y else None for x, y in zip(a.shape, b.shape, strict=True))
+            if self._data_dependent(args, kwargs):  # nonzero's first dimension is the rank of its input
+                shape = (
+                    (shape[0], *(None,) * (a.dim() - 1)) if self.op != "unique" and a.dim() > 1 else (None,) * a.dim()
+                )
             shapes[id(a)] = declared.shape if declared is not None else shape
         node = Node(self, args[0], dict(kwargs), None, tuple(args[1:]))
 
@@ -376,7 +413,7 @@ def op_class(op: str) -> type[OpNode]:
     """The :class:`OpNode` subclass of the op ``op`` (``Mean`` for ``mean``; ``Absolute`` for ``abs``)."""
     name = _canonical(op)
     if name not in _CLASSES:
-        _CLASSES[name] = type(_camel(name), (OpNode,), {"op": name, "__module__": __name__})
+        _CLASSES[name] = type(_class_of(name), (OpNode,), {"op": name, "__module__": __name__})
     return _CLASSES[name]
 
 
@@ -414,7 +451,7 @@ def _split(fn: Callable[..., Any], op: str, args: tuple[Any, ...], kwargs: dict[
             call_args.extend(bound.arguments.get(p.name, ()))
         elif p.kind is p.VAR_KEYWORD:
             call_kwargs.update(bound.arguments.get(p.name, {}))
-        elif p.name in _TENSOR_PARAMS or (given and _is_tensor(value)):
+        elif p.name in _TENSOR_PARAMS or p.name in _OP_TENSOR_PARAMS.get(op, ()) or (given and _is_tensor(value)):
             if not given:
                 gap = True
             elif gap or p.kind is p.KEYWORD_ONLY:
