@@ -19,8 +19,10 @@ from .model import Model
 class Functional(Model):
     """A model defined by symbolic inputs and outputs: ``Model(inputs, outputs)``.
 
-    ``inputs``/``outputs`` may be one tensor, a list, or a dict; layers may be shared and branches merged. In
-    training, a ``Dense`` whose output only a ``Dropout`` reads runs fused with it, as in ``Sequential``.
+    ``inputs``/``outputs`` may be one tensor, a list, or a dict; layers may be shared and branches merged;
+    ``tritonnn.ops`` and operators on symbolic tensors are op nodes of the graph (``layers/op_node.py``), which
+    ``layers`` leaves out, as Keras' does. In training, a ``Dense`` whose output only a ``Dropout`` reads runs fused
+    with it, as in ``Sequential``.
     """
 
     builds_from_config = True  # from_config rebuilds it whole: its inputs are part of its config (tritonnn.saving)
@@ -311,7 +313,9 @@ class Functional(Model):
         ``name`` and ``inbound_nodes``: the calls in this model, as ``{"args": [...], "kwargs": {...}}`` with each
         symbolic tensor written as a ``__keras_tensor__`` whose ``keras_history`` is ``[layer name, node index,
         tensor index]``), ``input_layers`` and ``output_layers`` (the inputs' and outputs' structures, each tensor
-        as ``[layer name, node index, tensor index]``)."""
+        as ``[layer name, node index, tensor index]``). An op node is an entry as Keras writes its operations
+        (``module`` ``keras.src.ops.numpy``, ``class_name`` ``Mean``...), its constants as ``__tensor__``,
+        ``__numpy__``, ``__slice__``..."""
         node_index = self._own_node_indices()
 
         def tensor_config(t: Any, op: OpNode | None = None) -> Any:
