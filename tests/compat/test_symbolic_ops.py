@@ -425,3 +425,25 @@ def test_each_op_on_a_symbolic_tensor_matches_keras(keras_ref, op):
             tritonnn.tree.flatten(want), tritonnn.tree.flatten(to_numpy(tritonnn, rebuilt(x))), strict=True
         ):
             np.testing.assert_array_equal(a, b)
+
+
+def test_clone_model_of_a_model_with_op_nodes(keras_ref):
+    """clone_model reuses the ops (they hold no state) and clones the layers, as Keras does: the clone has its own
+    weights and, given the original's, predicts the same."""
+
+    def run(K):
+        inp = K.Input((4,))
+        h = K.layers.Dense(3)(inp)
+        model = K.Model(inp, K.layers.Dense(2)(K.ops.relu(h) * 2.0 + K.ops.mean(h, axis=-1, keepdims=True)))
+        rng = np.random.default_rng(0)
+        model.set_weights([rng.normal(size=tuple(w.shape)).astype("float32") for w in model.weights])
+        clone = K.models.clone_model(model)
+        clone.set_weights(model.get_weights())
+        x = rng.normal(size=(5, 4)).astype("float32")
+        return {
+            "layers": [type(layer).__name__ for layer in clone.layers],
+            "own_weights": all(a is not b for a, b in zip(clone.weights, model.weights, strict=True)),
+            "predict": clone.predict(x, verbose=0),
+        }
+
+    assert_same(run(keras_ref), run(tritonnn))

@@ -8,6 +8,7 @@ from typing import Any
 from .. import saving
 from ..layers.core import Input, InputLayer
 from ..layers.layer import Layer
+from ..layers.op_node import OpNode
 from ..layers.symbolic import KerasTensor, flatten, map_structure
 from .functional import Functional
 from .model import Model
@@ -50,6 +51,8 @@ def clone_model(
     cache: dict[int, Layer] = {}
 
     def clone_layer(layer: Layer) -> Layer:
+        if isinstance(layer, OpNode):  # an op (keras.ops on symbolic tensors) has no state: reused, as in Keras
+            return layer
         if id(layer) in cache:
             return cache[id(layer)]
         if recursive and isinstance(layer, (Sequential, Functional)):
