@@ -416,11 +416,11 @@ def test_a_whole_train_step_records_once_and_replays_like_eager(policy):
         graph = None
         with keras.kernels.known_label_range([y[1:].flatten(), static[1]], 0, 3):
             for b in range(1, 10):
-                eager.train_step(x[b], y[b])
+                eager.train_step((x[b], y[b]))  # Keras' signature: the packed batch
                 static[0].copy_(x[b])
                 static[1].copy_(y[b])
                 if graph is None:
-                    graph = EmulatedGraph(graphed.train_step, static)
+                    graph = EmulatedGraph(lambda xb, yb: graphed.train_step((xb, yb)), static)
                 else:
                     graph.replay()
         for a, b in zip(eager.weights, graphed.weights, strict=True):
