@@ -149,3 +149,24 @@ def assert_same(
     if kept:
         head = f"{what}: " if what else ""
         raise AssertionError(f"{head}tritonnn differs from Keras in {len(kept)} place(s):\n  " + "\n  ".join(kept))
+
+
+def assert_optimizer_config_is_keras(
+    keras_ref: Any, tritonnn: Any, ref: Any, got: Any, keras_reads_ours: bool = True
+) -> None:
+    """An optimizer's config is Keras' (``ref`` made by Keras, ``got`` by tritonnn with the same arguments): equal
+    configs; Keras' serialized form builds the same optimizer under tritonnn; tritonnn's round-trips; and (unless
+    ``keras_reads_ours`` is off: Keras 3.15 cannot deserialize a Lamb by name) Keras reads tritonnn's."""
+    assert_same(ref.get_config(), got.get_config())
+    config = keras_ref.optimizers.serialize(ref)
+    back = tritonnn.optimizers.deserialize({k: config[k] for k in ("class_name", "config")})
+    assert type(back) is type(got)
+    assert_same(ref.get_config(), back.get_config())
+    again = tritonnn.optimizers.deserialize(tritonnn.optimizers.serialize(got))
+    assert type(again) is type(got) and again.get_config() == got.get_config()
+    if not keras_reads_ours:
+        return
+    theirs = keras_ref.optimizers.deserialize(
+        {k: tritonnn.optimizers.serialize(got)[k] for k in ("class_name", "config")}
+    )
+    assert_same(ref.get_config(), theirs.get_config())

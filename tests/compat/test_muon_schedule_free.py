@@ -21,7 +21,7 @@ import torch
 
 import tritonnn
 
-from .compare import assert_same, observe, summary_counts, to_numpy
+from .compare import assert_optimizer_config_is_keras, assert_same, observe, summary_counts, to_numpy
 
 RNG = np.random.default_rng(1415)
 # (name scope, name, shape)
@@ -232,20 +232,7 @@ CONFIGS = [
 @pytest.mark.parametrize("cls,kwargs", CONFIGS, ids=[f"{c}-{i}" for i, (c, _) in enumerate(CONFIGS)])
 def test_configs_are_keras(keras_ref, cls, kwargs):
     ref = make_optimizer(keras_ref, cls, kwargs)
-    got = make_optimizer(tritonnn, cls, kwargs)
-    assert_same(ref.get_config(), got.get_config())
-    # Keras' config (written by Keras, e.g. in a saved model) builds the same optimizer here, and ours round-trips
-    config = keras_ref.optimizers.serialize(ref)
-    back = tritonnn.optimizers.deserialize({k: config[k] for k in ("class_name", "config")})
-    assert type(back) is type(got)
-    assert_same(ref.get_config(), back.get_config())
-    again = tritonnn.optimizers.deserialize(tritonnn.optimizers.serialize(got))
-    assert type(again) is type(got) and again.get_config() == got.get_config()
-    # and Keras reads ours
-    theirs = keras_ref.optimizers.deserialize(
-        {k: tritonnn.optimizers.serialize(got)[k] for k in ("class_name", "config")}
-    )
-    assert_same(ref.get_config(), theirs.get_config())
+    assert_optimizer_config_is_keras(keras_ref, tritonnn, ref, make_optimizer(tritonnn, cls, kwargs))
 
 
 def test_names_are_keras(keras_ref):
