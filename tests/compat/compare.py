@@ -170,3 +170,19 @@ def assert_optimizer_config_is_keras(
         {k: tritonnn.optimizers.serialize(got)[k] for k in ("class_name", "config")}
     )
     assert_same(ref.get_config(), theirs.get_config())
+
+
+def split_flat(flat: Any, shapes: list[tuple[int, ...]]) -> list[np.ndarray]:
+    """A tritonnn optimizer's flat state buffer as one array per variable, in the variables' order."""
+    out, offset = [], 0
+    for shape in shapes:
+        n = int(np.prod(shape, dtype=np.int64))
+        out.append(flat[offset : offset + n].reshape(shape).numpy().copy())
+        offset += n
+    return out
+
+
+def make_optimizer(K: Any, cls: str, kwargs: dict[str, Any]) -> Any:
+    """``K.optimizers.<cls>(**kwargs)``, the value ``"schedule"`` standing for ExponentialDecay(0.05, 2, 0.5)."""
+    schedule = K.optimizers.schedules.ExponentialDecay(0.05, decay_steps=2, decay_rate=0.5)
+    return getattr(K.optimizers, cls)(**{k: schedule if v == "schedule" else v for k, v in kwargs.items()})

@@ -11,7 +11,6 @@ step is held to fp32's one-step tolerance.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -20,7 +19,15 @@ import torch
 
 import tritonnn
 
-from .compare import assert_optimizer_config_is_keras, assert_same, observe, summary_counts, to_numpy
+from .compare import (
+    assert_optimizer_config_is_keras,
+    assert_same,
+    make_optimizer,
+    observe,
+    split_flat,
+    summary_counts,
+    to_numpy,
+)
 from .differences import deliberate
 
 RNG = np.random.default_rng(1404)
@@ -41,10 +48,6 @@ GRADS = [
     ]
     for t in range(STEPS)
 ]
-
-
-def _schedule(K: Any) -> Any:
-    return K.optimizers.schedules.ExponentialDecay(0.05, decay_steps=2, decay_rate=0.5)
 
 
 CASES: list[tuple[str, str, dict[str, Any]]] = [
@@ -70,24 +73,10 @@ CASES: list[tuple[str, str, dict[str, Any]]] = [
 ]
 
 
-def make_optimizer(K: Any, cls: str, kwargs: dict[str, Any]) -> Any:
-    args = {k: _schedule(K) if v == "schedule" else v for k, v in kwargs.items()}
-    return getattr(K.optimizers, cls)(**args)
-
-
 def _variables(K: Any) -> list[Any]:
     if K is tritonnn:
         return [torch.nn.Parameter(torch.tensor(w)) for w in W0]
     return [K.Variable(w) for w in W0]
-
-
-def _split(flat: torch.Tensor, shapes: list[tuple[int, ...]]) -> list[np.ndarray]:
-    out, offset = [], 0
-    for s in shapes:
-        n = math.prod(s)
-        out.append(flat[offset : offset + n].reshape(s).numpy().copy())
-        offset += n
-    return out
 
 
 def _states(K: Any, opt: Any) -> dict[str, list[np.ndarray]]:
@@ -101,10 +90,10 @@ def _states(K: Any, opt: Any) -> dict[str, list[np.ndarray]]:
         return {"v": grab(opt._v), "r": grab([opt._r[i] for i in factored]), "c": grab([opt._c[i] for i in factored])}
     state = opt.state_dict()
     if name == "Lamb":
-        return {"m": _split(state["momentums"], SHAPES), "v": _split(state["velocities"], SHAPES)}
+        return {"m": split_flat(state["momentums"], SHAPES), "v": split_flat(state["velocities"], SHAPES)}
     rc_shapes = [sh for s in SHAPES if len(s) >= 2 for sh in (s[:-1], s[:-2] + s[-1:])]
-    rc = _split(state["factored_moments"], rc_shapes)
-    return {"v": _split(state["velocities"], SHAPES), "r": rc[0::2], "c": rc[1::2]}
+    rc = split_flat(state["factored_moments"], rc_shapes)
+    return {"v": split_flat(state["velocities"], SHAPES), "r": rc[0::2], "c": rc[1::2]}
 
 
 def run_apply(K: Any, cls: str, kwargs: dict[str, Any]) -> list[dict[str, Any]]:

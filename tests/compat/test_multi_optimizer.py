@@ -5,7 +5,6 @@ configs both ways, saving and resuming a compiled model, summary counts and the 
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -14,7 +13,7 @@ import torch
 
 import tritonnn
 
-from .compare import assert_same, observe, summary_counts, to_numpy
+from .compare import assert_same, observe, split_flat, summary_counts, to_numpy
 from .differences import deliberate
 
 RNG = np.random.default_rng(1416)
@@ -85,15 +84,6 @@ _STATES = {  # tritonnn's flat buffer of each state, and Keras' attribute (its v
 }
 
 
-def _split(flat: torch.Tensor, shapes: list[tuple[int, ...]]) -> list[np.ndarray]:
-    out, offset = [], 0
-    for s in shapes:
-        n = math.prod(s)
-        out.append(flat[offset : offset + n].reshape(s).numpy().copy())
-        offset += n
-    return out
-
-
 def sub_states(K: Any, multi: Any) -> list[dict[str, Any]]:
     """Per sub-optimizer, in ``optimizers``' order: class, built, iterations and every state per variable."""
     out = []
@@ -104,9 +94,9 @@ def sub_states(K: Any, multi: Any) -> list[dict[str, Any]]:
             if K is tritonnn:
                 state, shapes = opt.state_dict(), [tuple(p.shape) for p in opt.params]
                 for name in _STATES[cls]:
-                    entry[name] = _split(state[name], shapes)
+                    entry[name] = split_flat(state[name], shapes)
                 if opt.use_ema:
-                    entry["average"] = _split(state["average"], shapes)
+                    entry["average"] = split_flat(state["average"], shapes)
             else:
                 for name, attr in _STATES[cls].items():
                     entry[name] = [np.array(to_numpy(K, v), copy=True) for v in getattr(opt, attr)]

@@ -12,7 +12,6 @@ an orthogonalization) and ScheduleFreeAdamW's Adam's, so every step is held to f
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -21,7 +20,15 @@ import torch
 
 import tritonnn
 
-from .compare import assert_optimizer_config_is_keras, assert_same, observe, summary_counts, to_numpy
+from .compare import (
+    assert_optimizer_config_is_keras,
+    assert_same,
+    make_optimizer,
+    observe,
+    split_flat,
+    summary_counts,
+    to_numpy,
+)
 
 RNG = np.random.default_rng(1415)
 # (name scope, name, shape)
@@ -47,10 +54,6 @@ GRADS = [
 ]
 # What Keras' rule gives each variable by default: AdamW for the bias, the embedding, the 3-D and the scalar.
 DEFAULT_ADAMW = [False, True, False, False, True, True, False, True]
-
-
-def _schedule(K: Any) -> Any:
-    return K.optimizers.schedules.ExponentialDecay(0.05, decay_steps=2, decay_rate=0.5)
 
 
 CASES: list[tuple[str, str, dict[str, Any]]] = [
@@ -85,25 +88,11 @@ CASES: list[tuple[str, str, dict[str, Any]]] = [
 ]
 
 
-def make_optimizer(K: Any, cls: str, kwargs: dict[str, Any]) -> Any:
-    args = {k: _schedule(K) if v == "schedule" else v for k, v in kwargs.items()}
-    return getattr(K.optimizers, cls)(**args)
-
-
 def make_variables(K: Any) -> list[Any]:
     out = []
     for (scope, name, _), w in zip(VARIABLES, W0, strict=True):
         with K.name_scope(scope):
             out.append(K.Variable(w, name=name))
-    return out
-
-
-def _split(flat: torch.Tensor) -> list[np.ndarray]:
-    out, offset = [], 0
-    for s in SHAPES:
-        n = math.prod(s)
-        out.append(flat[offset : offset + n].reshape(s).numpy().copy())
-        offset += n
     return out
 
 
@@ -121,7 +110,7 @@ def _states(K: Any, opt: Any, variables: list[Any]) -> dict[str, list[Any]]:
             return {"m": grab(opt.momentums), "v": grab(opt.adam_velocities)}
         return {"z": grab(opt._momentums), "v": grab(opt._velocities)}
     state = opt.state_dict()
-    m, v = _split(state["momentums"]), _split(state["velocities"])
+    m, v = split_flat(state["momentums"], SHAPES), split_flat(state["velocities"], SHAPES)
     if muon:
         adamw = _adamw(K, opt, variables)
         for i, a in enumerate(adamw):
