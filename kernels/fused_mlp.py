@@ -1298,13 +1298,13 @@ def fused_mlp_supported(
     except ValueError as exc:
         return False, str(exc)
     shape = "-".join(str(w) for w in widths)
-    loss_text = f", {name} fused into it" if name else ""
     if device is not None:
         try:
             on_triton = _backend.use_triton_on(device)
         except RuntimeError as exc:
             return False, str(exc)
         if not on_triton:  # the torch backend: no register budget, one autograd node (kernels/fused_mlp_torch.py)
+            loss_text = f", {name} fused into it" if name else ""
             return True, f"fused (torch backend): {shape} as one autograd node, the per-layer torch ops{loss_text}"
     if dtype == torch.float32 and precision.dot_precision() == "ieee" and _ieee_why(widths):
         return False, _ieee_why(widths)
